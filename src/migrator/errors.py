@@ -1,0 +1,75 @@
+"""The project's one small exception tree.
+
+Lower layers raise these; only the CLI boundary turns them into ``Error: <message>`` and an
+exit code (``--debug`` shows the traceback). Messages are one line and name the file, step or
+field at fault. They never carry secrets.
+"""
+
+from __future__ import annotations
+
+
+class MigratorError(Exception):
+    """Base of every error the CLI reports as a one-line message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(MigratorError):
+    """A configuration file, a command-line value or a seed file is wrong."""
+
+    exit_code = 2
+
+
+class DatabaseError(MigratorError):
+    """The state database cannot be opened or used."""
+
+    exit_code = 3
+
+
+class SchemaBehindError(DatabaseError):
+    """The state database's schema is older than the code."""
+
+
+class NotFoundError(MigratorError):
+    """A named run, plan, step or resource does not exist."""
+
+    exit_code = 4
+
+
+class IllegalTransitionError(MigratorError):
+    """A trigger that the step's current state does not allow."""
+
+    exit_code = 5
+
+
+class ConcurrencyError(MigratorError):
+    """Another writer changed the row first (version mismatch) or holds the run's lock."""
+
+    exit_code = 6
+
+
+class RunLockedError(ConcurrencyError):
+    """Another executor holds the run."""
+
+
+class StepFailedError(MigratorError):
+    """A step handler failed; retried by the executor up to its limit."""
+
+
+class PlanError(MigratorError):
+    """A plan file is malformed, tampered with, stale or refers to something unknown."""
+
+    exit_code = 7
+
+
+class CloudError(MigratorError):
+    """A cloud answered with an error or could not be reached."""
+
+    exit_code = 8

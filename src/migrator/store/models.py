@@ -1,0 +1,213 @@
+"""The state database's tables (SQLAlchemy 2 declarative).
+
+The schema changes only through Alembic revisions under ``migrations/``; a test checks that
+these models and the migrations agree. The step row is the single source of truth for a
+step's state: its ``version`` column guards every change (optimistic concurrency on SQLite,
+``FOR UPDATE`` row locks on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Plan(Base):
+    """A plan file as it was registered for execution."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    file_path: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(128))
+    inventory_hash: Mapped[str | None] = mapped_column(String(128))
+    source_cloud: Mapped[str | None] = mapped_column(String(255))
+    target_cloud: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Run(Base):
+    """One execution of a plan (or of a test-built step set); resumable."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))
+    status: Mapped[str] = mapped_column(String(32), default="created")
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    steps: Mapped[list[Step]] = relationship(back_populates="run", lazy="raise_on_sql")
+
+
+class Step(Base):
+    """One unit of migration work: create a project, move an image, ..."""
+
+    __tablename__ = "steps"
+    __table_args__ = (
+        UniqueConstraint("run_id", "key"),
+        Index("ix_steps_run_state", "run_id", "state"),
+        Index("ix_steps_run_tenant", "run_id", "tenant"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    # Stable name of the step inside its run, e.g. "image:3f2a...", as written in the plan.
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(64))
+    source_id: Mapped[str | None] = mapped_column(String(255))
+    tenant: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    wave: Mapped[int] = mapped_column(Integer, default=0)
+    # What the handler needs to act (translated representation, mappings), from the plan.
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(32), default="pending")
+    phase: Mapped[str | None] = mapped_column(String(64))
+    checkpoint: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Earliest time a retried step may run again (backoff).
+    not_before: Mapped[datetime | None]
+    # Lease of the worker running the step (multi-worker runs); the token fences stale owners.
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="steps", lazy="raise_on_sql")
+
+
+class StepDependency(Base):
+    """``step_id`` may start only when ``depends_on_id`` is done (or skipped)."""
+
+    __tablename__ = "step_dependencies"
+
+    step_id: Mapped[int] = mapped_column(
+        ForeignKey("steps.id", ondelete="CASCADE"), primary_key=True
+    )
+    depends_on_id: Mapped[int] = mapped_column(
+        ForeignKey("steps.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Event(Base):
+    """Append-only audit log: one row per state transition (and per notable run event)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_run_step", "run_id", "step_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("steps.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str | None] = mapped_column(String(32))
+    trigger: Mapped[str] = mapped_column(String(64))
+    # user@host, and the process id, of whoever fired the trigger.
+    actor: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class IdMap(Base):
+    """Which target resource a source resource became, per run."""
+
+    __tablename__ = "id_map"
+    __table_args__ = (UniqueConstraint("run_id", "kind", "source_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    source_id: Mapped[str] = mapped_column(String(255))
+    target_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InventorySnapshot(Base):
+    """One discovery pass over a cloud."""
+
+    __tablename__ = "inventory_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cloud: Mapped[str] = mapped_column(String(255))
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Tenants the discovery was restricted to (empty: all it could see).
+    selection: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    api_calls: Mapped[int] = mapped_column(Integer, default=0)
+    # Hash over every item's (kind, source id, attributes): a plan records it to detect staleness.
+    content_hash: Mapped[str | None] = mapped_column(String(128))
+
+
+class InventoryItem(Base):
+    """One source resource as discovery read it (raw attributes kept)."""
+
+    __tablename__ = "inventory_items"
+    __table_args__ = (
+        UniqueConstraint("snapshot_id", "kind", "source_id"),
+        Index("ix_inventory_items_snapshot_tenant", "snapshot_id", "tenant"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("inventory_snapshots.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    source_id: Mapped[str] = mapped_column(String(255))
+    tenant: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(160))
+
+
+class RunLock(Base):
+    """Who executes a run right now (single-host SQLite runs): broken only if that process is
+    gone or on ``--force-unlock``."""
+
+    __tablename__ = "run_locks"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
