@@ -1,0 +1,123 @@
+"""Opening the state database: URL resolution, engine set-up, sessions.
+
+SQLite (the embedded default) is opened with WAL, foreign keys on and a busy timeout so that a
+pool of worker threads and a concurrent ``migrator status`` can share it. PostgreSQL is used by
+URL (``postgresql+psycopg://...``) when several workers on several hosts share a run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.errors import DatabaseError
+
+DEFAULT_URL = "sqlite:///state/migrator.db"
+ENV_VAR = "MIGRATOR_DB"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def resolve_url(cli_value: str | None = None) -> str:
+    """The database URL: ``--db``, else ``$MIGRATOR_DB``, else ``sqlite:///state/migrator.db``.
+
+    A bare path (no ``://``) is taken as a SQLite file.
+    """
+    url = cli_value or os.environ.get(ENV_VAR) or DEFAULT_URL
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    if url.startswith("postgresql://"):
+        # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable database URL>"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def make_engine(url: str, *, create_dir: bool = False, **kwargs: Any) -> Engine:
+    """An engine for ``url``. With ``create_dir`` the SQLite file's folder is created."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"database URL {url!r} is not a valid URL") from exc
+    path = _sqlite_path(url)
+    if path is not None:
+        if create_dir:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(
+                    f"cannot create the database folder {path.parent}: {exc.strerror}"
+                ) from exc
+        elif not path.exists():
+            raise DatabaseError(
+                f"no state database at {path}; run 'migrator init' to create it"
+            )
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    if parsed.drivername.startswith("postgresql"):
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Take over transaction control from the sqlite3 module so BEGIN IMMEDIATE works and the
+    # pragmas below are not wrapped in an implicit transaction.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose ``begin()`` opens one transaction.
+
+    On SQLite the transaction starts with ``BEGIN IMMEDIATE``: the write lock is taken up front,
+    so two writers serialise on the busy timeout instead of failing at commit with
+    "database is locked" after both read.
+    """
+    factory = sessionmaker(engine, expire_on_commit=False)
+    if is_sqlite(engine):
+        _install_begin_immediate(engine)
+    return factory
+
+
+def _install_begin_immediate(engine: Engine) -> None:
+    if getattr(engine, "_migrator_begin_immediate", False):
+        return
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine._migrator_begin_immediate = True  # type: ignore[attr-defined]
