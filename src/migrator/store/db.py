@@ -73,6 +73,8 @@ def make_engine(url: str, *, create_dir: bool = False, **kwargs: Any) -> Engine:
             raise DatabaseError(
                 f"no state database at {path}; run 'migrator init' to create it"
             )
+        if path.is_dir():
+            raise DatabaseError(f"the state database path {path} is a directory, not a file")
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
@@ -108,11 +110,17 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     """
     factory = sessionmaker(engine, expire_on_commit=False)
     if is_sqlite(engine):
-        _install_begin_immediate(engine)
+        install_begin_immediate(engine)
     return factory
 
 
-def _install_begin_immediate(engine: Engine) -> None:
+def install_begin_immediate(engine: Engine) -> None:
+    """Make every transaction on this SQLite engine start with ``BEGIN IMMEDIATE``.
+
+    Needed for any real transaction on SQLite here: ``_sqlite_on_connect`` turns the sqlite3
+    module's implicit transactions off, so without this listener ``engine.begin()`` would run
+    each statement in autocommit. Idempotent.
+    """
     if getattr(engine, "_migrator_begin_immediate", False):
         return
 
