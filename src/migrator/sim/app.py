@@ -1,0 +1,133 @@
+"""The aiohttp application of one cloud: call record, faults, authentication, error shapes,
+the admin endpoint (``/_sim/...``) and every service's routes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from migrator.sim import cinder, glance, keystone, neutron, nova
+from migrator.sim.cloud import SimCloud
+from migrator.sim.faults import FaultSpecError
+from migrator.sim.http import DroppedConnection, SimHTTPError, error_response, json_response
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CLOUD: web.AppKey[SimCloud] = web.AppKey("cloud", SimCloud)
+PUBLIC: web.AppKey[set[Any]] = web.AppKey("public", set)
+SERVICES = (keystone, glance, cinder, nova, neutron)
+
+
+def route_name(request: web.Request) -> str:
+    """``METHOD /route/{template}``: the key the call record counts under."""
+    resource = request.match_info.route.resource
+    template = resource.canonical if resource is not None else request.path
+    return f"{request.method} {template}"
+
+
+@web.middleware
+async def core_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if path.startswith("/_sim/"):
+        return await handler(request)
+    cloud = request.app[CLOUD]
+    cloud.calls[route_name(request)] += 1
+    effects = cloud.faults.effects_for(request.method, path)
+    if effects is not None:
+        request["effects"] = effects
+        if effects.latency_ms:
+            await asyncio.sleep(effects.latency_ms / 1000)
+        if effects.status is not None:
+            headers = {}
+            if effects.retry_after is not None:
+                headers["Retry-After"] = str(effects.retry_after)
+            return error_response(path, effects.status, "Simulated fault", headers=headers)
+    real_handler = getattr(request.match_info, "handler", None)
+    is_public = getattr(real_handler, "_sim_public", False)
+    ctx = cloud.validate_token(request.headers.get("X-Auth-Token"))
+    if ctx is not None:
+        request["auth"] = ctx
+    elif not is_public and request.match_info.http_exception is None:
+        return error_response(
+            path, 401, "The request you have made requires authentication."
+        )
+    try:
+        return await handler(request)
+    except SimHTTPError as exc:
+        return error_response(
+            path, exc.status, exc.message, neutron_type=exc.neutron_type, headers=exc.headers
+        )
+    except DroppedConnection:
+        return web.Response(status=500)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(path, exc.status, exc.reason)
+        raise
+
+
+# -- admin endpoint ---------------------------------------------------------------------------
+async def get_calls(request: web.Request) -> web.Response:
+    return json_response({"calls": dict(request.app[CLOUD].calls)})
+
+
+async def reset_calls(request: web.Request) -> web.Response:
+    request.app[CLOUD].calls.clear()
+    return web.Response(status=204)
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    return json_response({"faults": [r.to_dict() for r in request.app[CLOUD].faults.rules]})
+
+
+async def add_faults(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    body = await request.json()
+    raw = body.get("faults", [body]) if isinstance(body, dict) else body
+    try:
+        rules = [cloud.faults.add(r) for r in raw]
+    except FaultSpecError as exc:
+        return json_response({"error": str(exc)}, status=400)
+    return json_response({"faults": [r.to_dict() for r in rules]}, status=201)
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    request.app[CLOUD].faults.clear()
+    return web.Response(status=204)
+
+
+async def expire_tokens(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    body = await request.json() if request.can_read_body else {}
+    if "ttl" in body:
+        cloud.token_ttl = float(body["ttl"])
+    return json_response({"expired": cloud.expire_tokens(), "ttl": cloud.token_ttl})
+
+
+async def summary(request: web.Request) -> web.Response:
+    cloud = request.app[CLOUD]
+    counts = {name: len(items) for name, items in cloud.state.data.items()}
+    return json_response({"cloud": cloud.name, "profile": cloud.profile.name,
+                          "counts": counts})
+
+
+async def save(request: web.Request) -> web.Response:
+    request.app[CLOUD].state.save()
+    return web.Response(status=204)
+
+
+def build_app(cloud: SimCloud) -> web.Application:
+    app = web.Application(middlewares=[core_middleware], client_max_size=1 << 30)
+    app[CLOUD] = cloud
+    app.router.add_get("/_sim/calls", get_calls)
+    app.router.add_delete("/_sim/calls", reset_calls)
+    app.router.add_get("/_sim/faults", get_faults)
+    app.router.add_post("/_sim/faults", add_faults)
+    app.router.add_delete("/_sim/faults", clear_faults)
+    app.router.add_post("/_sim/tokens/expire", expire_tokens)
+    app.router.add_get("/_sim/summary", summary)
+    app.router.add_post("/_sim/save", save)
+    for service in SERVICES:
+        service.add_routes(app.router, cloud)
+    return app

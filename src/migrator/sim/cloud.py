@@ -1,0 +1,125 @@
+"""One simulated cloud: its profile, state, tokens, faults and call record."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from migrator.sim.content import Digest, content_chunks, digest_of
+from migrator.sim.faults import FaultBook
+from migrator.sim.http import AuthContext
+from migrator.sim.profiles import Profile
+from migrator.sim.state import SimState
+
+DEFAULT_TOKEN_TTL = 3600.0
+REGION = "RegionOne"
+
+
+class SimCloud:
+    """A cloud served on ``host:port`` with the quirks of ``profile``."""
+
+    def __init__(
+        self,
+        name: str,
+        profile: Profile,
+        host: str,
+        port: int,
+        data_dir: Path,
+        *,
+        fault_seed: int = 0,
+    ) -> None:
+        self.name = name
+        self.profile = profile
+        self.host = host
+        self.port = port
+        self.data_dir = data_dir
+        self.blob_dir = data_dir / f"blobs-{name}"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.state = SimState(data_dir / f"state-{name}.json")
+        self.faults = FaultBook(fault_seed)
+        self.calls: Counter[str] = Counter()
+        self.tokens: dict[str, AuthContext] = {}
+        self.token_ttl = DEFAULT_TOKEN_TTL
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._digest_cache: dict[str, Digest] = {}
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def catalog_entries(self, project_id: str | None) -> list[dict[str, Any]]:
+        """(type, name, url) of every service, as the catalog of a token scoped to a project."""
+        base = self.base_url
+        pid = project_id or ""
+        entries: list[dict[str, Any]] = [
+            {"type": "identity", "name": "keystone", "url": f"{base}/identity"},
+            {"type": "image", "name": "glance", "url": f"{base}/image"},
+            {"type": "network", "name": "neutron", "url": f"{base}/network"},
+        ]
+        if self.profile.nova_url_has_project:
+            entries.append({"type": "compute", "name": "nova",
+                            "url": f"{base}/compute/v2.1/{pid}"})
+        else:
+            entries.append({"type": "compute", "name": "nova", "url": f"{base}/compute/v2.1"})
+        for version in self.profile.cinder_versions:
+            service_type = {"v1": "volume", "v2": "volumev2", "v3": "block-storage"}[version]
+            name = "cinder" if version == "v1" else f"cinder{version}"
+            entries.append({"type": service_type, "name": name,
+                            "url": f"{base}/volume/{version}/{pid}"})
+            if version == "v3":
+                entries.append({"type": "volumev3", "name": "cinderv3",
+                                "url": f"{base}/volume/{version}/{pid}"})
+        return entries
+
+    # -- tokens ------------------------------------------------------------------------------
+    def issue_token(self, ctx_fields: dict[str, Any]) -> AuthContext:
+        token = secrets.token_hex(16)
+        ctx = AuthContext(token=token, expires_at=time.time() + self.token_ttl, **ctx_fields)
+        self.tokens[token] = ctx
+        return ctx
+
+    def validate_token(self, token: str | None) -> AuthContext | None:
+        if not token:
+            return None
+        ctx = self.tokens.get(token)
+        if ctx is None:
+            return None
+        if ctx.expires_at <= time.time():
+            del self.tokens[token]
+            return None
+        return ctx
+
+    def expire_tokens(self) -> int:
+        count = len(self.tokens)
+        self.tokens.clear()
+        return count
+
+    # -- image content -----------------------------------------------------------------------
+    def digest(self, spec: dict[str, Any]) -> Digest:
+        """Hashes of an image's content, computed once per content spec."""
+        key = repr(sorted(spec.items()))
+        if key not in self._digest_cache:
+            self._digest_cache[key] = digest_of(spec)
+        return self._digest_cache[key]
+
+    def chunks(self, spec: dict[str, Any], offset: int = 0) -> Any:
+        return content_chunks(spec, offset)
+
+    def blob_path(self, image_id: str) -> Path:
+        return self.blob_dir / image_id
+
+    # -- asynchrony --------------------------------------------------------------------------
+    def later(self, delay: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop after ``delay`` seconds (a status change, say)."""
+        loop = self.loop or asyncio.get_running_loop()
+        if delay <= 0:
+            loop.call_soon(fn)
+        else:
+            loop.call_later(delay, fn)

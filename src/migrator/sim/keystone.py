@@ -1,0 +1,542 @@
+"""Keystone: v3 (tokens with catalog, domains, projects, users, roles, role assignments) and,
+on Liberty, v2.0 (tokens, tenants, users, OS-KSADM roles).
+
+Policy is Liberty's default: the ``admin`` role anywhere is cloud admin; everyone else may read
+only their own user and the projects they belong to.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from migrator.sim.cloud import REGION, SimCloud
+from migrator.sim.http import (
+    AuthContext,
+    SimHTTPError,
+    auth_of,
+    json_response,
+    public,
+    read_json,
+    require,
+    require_admin,
+)
+from migrator.sim.state import Record, new_hex_id
+
+PREFIX = "/identity"
+DEFAULT_DOMAIN = "default"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+
+
+class KeystoneAPI:
+    def __init__(self, cloud: SimCloud) -> None:
+        self.cloud = cloud
+        self.state = cloud.state
+
+    # -- discovery -------------------------------------------------------------------------
+    def _v3_doc(self, request: web.Request) -> dict[str, Any]:
+        base = f"{request.url.origin()}{PREFIX}"
+        return {"id": self.cloud.profile.keystone_v3_version, "status": "stable",
+                "updated": "2015-03-30T00:00:00Z",
+                "links": [{"rel": "self", "href": f"{base}/v3/"}],
+                "media-types": [{"base": "application/json",
+                                 "type": "application/vnd.openstack.identity-v3+json"}]}
+
+    def _v2_doc(self, request: web.Request) -> dict[str, Any]:
+        base = f"{request.url.origin()}{PREFIX}"
+        return {"id": "v2.0", "status": "stable", "updated": "2014-04-17T00:00:00Z",
+                "links": [{"rel": "self", "href": f"{base}/v2.0/"}],
+                "media-types": [{"base": "application/json",
+                                 "type": "application/vnd.openstack.identity-v2.0+json"}]}
+
+    @public
+    async def versions(self, request: web.Request) -> web.Response:
+        values = [self._v3_doc(request)]
+        if self.cloud.profile.keystone_v2:
+            values.append(self._v2_doc(request))
+        return json_response({"versions": {"values": values}}, status=300)
+
+    @public
+    async def v3_version(self, request: web.Request) -> web.Response:
+        return json_response({"version": self._v3_doc(request)})
+
+    @public
+    async def v2_version(self, request: web.Request) -> web.Response:
+        return json_response({"version": self._v2_doc(request)})
+
+    # -- authentication --------------------------------------------------------------------
+    def _domain_of(self, ref: dict[str, Any] | None) -> Record | None:
+        if not ref:
+            return self.state.get("domains", DEFAULT_DOMAIN)
+        if "id" in ref:
+            return self.state.get("domains", ref["id"])
+        return self.state.find_one("domains", name=ref.get("name"))
+
+    def _check_password(self, user_ref: dict[str, Any]) -> Record:
+        user: Record | None = None
+        if "id" in user_ref:
+            user = self.state.get("users", user_ref["id"])
+        else:
+            domain = self._domain_of(user_ref.get("domain"))
+            if domain is not None:
+                user = self.state.find_one("users", name=user_ref.get("name"),
+                                           domain_id=domain["id"])
+        if user is None or not user.get("enabled", True) or user.get(
+            "password"
+        ) != user_ref.get("password"):
+            raise SimHTTPError(401, "The request you have made requires authentication.")
+        return user
+
+    def _roles_on(self, user_id: str, project_id: str | None, domain_id: str | None
+                  ) -> list[Record]:
+        out = []
+        for ra in self.state.values("role_assignments"):
+            if ra["user_id"] != user_id:
+                continue
+            if (project_id and ra.get("project_id") == project_id) or (
+                domain_id and ra.get("domain_id") == domain_id
+            ):
+                role = self.state.get("roles", ra["role_id"])
+                if role is not None:
+                    out.append(role)
+        return out
+
+    def _scope_project(self, scope: dict[str, Any]) -> Record:
+        ref = scope["project"]
+        project: Record | None
+        if "id" in ref:
+            project = self.state.get("projects", ref["id"])
+        else:
+            domain = self._domain_of(ref.get("domain"))
+            project = domain and self.state.find_one(
+                "projects", name=ref.get("name"), domain_id=domain["id"]
+            )
+        if project is None or not project.get("enabled", True):
+            raise SimHTTPError(401, "The request you have made requires authentication.")
+        return project
+
+    def _issue(self, user: Record, project: Record | None, domain: Record | None) -> AuthContext:
+        roles = self._roles_on(user["id"], project and project["id"], domain and domain["id"])
+        if (project or domain) and not roles:
+            raise SimHTTPError(401, "User has no access to the requested scope.")
+        return self.cloud.issue_token({
+            "user_id": user["id"], "user_name": user["name"],
+            "project_id": project["id"] if project else None,
+            "project_name": project["name"] if project else None,
+            "domain_id": domain["id"] if domain else None,
+            "roles": [r["name"] for r in roles],
+        })
+
+    def _v3_catalog(self, project_id: str | None) -> list[dict[str, Any]]:
+        catalog = []
+        for entry in self.cloud.catalog_entries(project_id):
+            endpoints = [{"id": f"{entry['name']}-{iface}", "interface": iface,
+                          "region": REGION, "region_id": REGION, "url": entry["url"]}
+                         for iface in ("public", "internal", "admin")]
+            catalog.append({"id": entry["name"], "type": entry["type"], "name": entry["name"],
+                            "endpoints": endpoints})
+        return catalog
+
+    def _v3_token_body(self, ctx: AuthContext, methods: list[str]) -> dict[str, Any]:
+        user = self.state.get("users", ctx.user_id) or {}
+        user_domain = self.state.get("domains", user.get("domain_id", DEFAULT_DOMAIN)) or {}
+        token: dict[str, Any] = {
+            "methods": methods,
+            "expires_at": _iso(ctx.expires_at),
+            "issued_at": _iso(time.time()),
+            "audit_ids": [new_hex_id()[:22]],
+            "user": {"id": ctx.user_id, "name": ctx.user_name,
+                     "domain": {"id": user_domain.get("id"), "name": user_domain.get("name")},
+                     "password_expires_at": None},
+            "roles": [{"id": r["id"], "name": r["name"]} for r in
+                      (self.state.find_one("roles", name=n) for n in ctx.roles) if r],
+        }
+        if ctx.project_id:
+            project = self.state.get("projects", ctx.project_id) or {}
+            pdomain = self.state.get("domains", project.get("domain_id", DEFAULT_DOMAIN)) or {}
+            token["project"] = {"id": ctx.project_id, "name": ctx.project_name,
+                                "domain": {"id": pdomain.get("id"), "name": pdomain.get("name")}}
+            token["is_domain"] = False
+        elif ctx.domain_id:
+            domain = self.state.get("domains", ctx.domain_id) or {}
+            token["domain"] = {"id": domain.get("id"), "name": domain.get("name")}
+        if ctx.project_id or ctx.domain_id:
+            token["catalog"] = self._v3_catalog(ctx.project_id)
+        return {"token": token}
+
+    @public
+    async def v3_issue_token(self, request: web.Request) -> web.Response:
+        auth = require(await read_json(request), "auth")
+        identity = auth.get("identity") or {}
+        methods = identity.get("methods") or []
+        if "password" in methods:
+            user = self._check_password((identity.get("password") or {}).get("user") or {})
+        elif "token" in methods:
+            old = self.cloud.validate_token((identity.get("token") or {}).get("id"))
+            if old is None:
+                raise SimHTTPError(401, "The request you have made requires authentication.")
+            user = self.state.get("users", old.user_id) or {}
+        else:
+            raise SimHTTPError(401, "The request you have made requires authentication.")
+        scope = auth.get("scope") or {}
+        project = self._scope_project(scope) if "project" in scope else None
+        domain = self._domain_of(scope["domain"]) if "domain" in scope else None
+        if "domain" in scope and domain is None:
+            raise SimHTTPError(401, "The request you have made requires authentication.")
+        ctx = self._issue(user, project, domain)
+        return json_response(self._v3_token_body(ctx, methods), status=201,
+                             headers={"X-Subject-Token": ctx.token})
+
+    async def v3_validate_token(self, request: web.Request) -> web.Response:
+        ctx = self.cloud.validate_token(request.headers.get("X-Subject-Token"))
+        if ctx is None:
+            raise SimHTTPError(404, "Could not find token.")
+        return json_response(self._v3_token_body(ctx, ["password"]),
+                             headers={"X-Subject-Token": ctx.token})
+
+    async def v3_revoke_token(self, request: web.Request) -> web.Response:
+        self.cloud.tokens.pop(request.headers.get("X-Subject-Token", ""), None)
+        return web.Response(status=204)
+
+    @public
+    async def v2_issue_token(self, request: web.Request) -> web.Response:
+        auth = require(await read_json(request), "auth")
+        creds = auth.get("passwordCredentials")
+        if creds:
+            user = self._check_password({"name": creds.get("username"),
+                                         "password": creds.get("password")})
+        elif auth.get("token"):
+            old = self.cloud.validate_token(auth["token"].get("id"))
+            if old is None:
+                raise SimHTTPError(401, "The request you have made requires authentication.")
+            user = self.state.get("users", old.user_id) or {}
+        else:
+            raise SimHTTPError(400, "Expecting to find passwordCredentials in auth.")
+        project = None
+        if auth.get("tenantId"):
+            project = self._scope_project({"project": {"id": auth["tenantId"]}})
+        elif auth.get("tenantName"):
+            project = self._scope_project({"project": {"name": auth["tenantName"],
+                                                       "domain": {"id": DEFAULT_DOMAIN}}})
+        ctx = self._issue(user, project, None)
+        access: dict[str, Any] = {
+            "token": {"id": ctx.token, "expires": _iso(ctx.expires_at)[:19] + "Z",
+                      "issued_at": _iso(time.time())[:26], "audit_ids": [new_hex_id()[:22]]},
+            "user": {"id": user["id"], "name": user["name"], "username": user["name"],
+                     "roles": [{"name": r} for r in ctx.roles], "roles_links": []},
+            "metadata": {"is_admin": 0, "roles": []},
+            "serviceCatalog": [],
+        }
+        if project is not None:
+            access["token"]["tenant"] = self._v2_tenant(project)
+            catalog = []
+            for entry in self.cloud.catalog_entries(project["id"]):
+                url = entry["url"]
+                if entry["type"] == "identity":
+                    url = f"{url}/v2.0"
+                catalog.append({"type": entry["type"], "name": entry["name"],
+                                "endpoints_links": [],
+                                "endpoints": [{"id": f"{entry['name']}-v2", "region": REGION,
+                                               "publicURL": url, "internalURL": url,
+                                               "adminURL": url}]})
+            access["serviceCatalog"] = catalog
+        return json_response({"access": access})
+
+    # -- v3 resources ----------------------------------------------------------------------
+    @staticmethod
+    def _links(request: web.Request) -> dict[str, Any]:
+        return {"self": str(request.url), "previous": None, "next": None}
+
+    def _render(self, kind: str, rec: Record, request: web.Request) -> dict[str, Any]:
+        out = {k: v for k, v in rec.items() if k != "password" and not k.startswith("_")}
+        out["links"] = {"self": f"{request.url.origin()}{PREFIX}/v3/{kind}/{rec['id']}"}
+        return out
+
+    def _filter(self, records: list[Record], request: web.Request, keys: tuple[str, ...]
+                ) -> list[Record]:
+        for key in keys:
+            if key in request.query:
+                want: Any = request.query[key]
+                if key == "enabled":
+                    want = want.lower() in ("true", "1", "yes")
+                records = [r for r in records if r.get(key) == want]
+        return records
+
+    def _get(self, kind: str, rid: str) -> Record:
+        rec = self.state.get(kind, rid)
+        if rec is None:
+            singular = kind.rstrip("s")
+            raise SimHTTPError(404, f"Could not find {singular}: {rid}.")
+        return rec
+
+    async def list_domains(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        items = self._filter(list(self.state.values("domains")), request, ("name", "enabled"))
+        return json_response({"domains": [self._render("domains", r, request) for r in items],
+                              "links": self._links(request)})
+
+    async def list_projects(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        items = self._filter(list(self.state.values("projects")), request,
+                             ("name", "domain_id", "enabled", "parent_id"))
+        return json_response({"projects": [self._render("projects", r, request) for r in items],
+                              "links": self._links(request)})
+
+    async def list_users(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        items = self._filter(list(self.state.values("users")), request,
+                             ("name", "domain_id", "enabled"))
+        return json_response({"users": [self._render("users", r, request) for r in items],
+                              "links": self._links(request)})
+
+    async def list_roles(self, request: web.Request) -> web.Response:
+        auth_of(request)
+        items = self._filter(list(self.state.values("roles")), request, ("name",))
+        return json_response({"roles": [self._render("roles", r, request) for r in items],
+                              "links": self._links(request)})
+
+    async def get_one(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        rid = request.match_info["id"]
+        ctx = auth_of(request)
+        rec = self._get(kind, rid)
+        allowed = ctx.is_admin or (kind == "users" and rid == ctx.user_id) or (
+            kind == "projects" and rid == ctx.project_id) or kind == "roles"
+        if not allowed:
+            raise SimHTTPError(403, "You are not authorized to perform the requested action.")
+        return json_response({kind[:-1]: self._render(kind, rec, request)})
+
+    async def create(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        require_admin(request)
+        body = require(await read_json(request), kind[:-1])
+        if not body.get("name"):
+            raise SimHTTPError(400, f"Invalid input for field 'name': {kind[:-1]} needs a name")
+        rec: Record = {"id": new_hex_id(), **body}
+        if kind in ("projects", "users"):
+            rec.setdefault("domain_id", DEFAULT_DOMAIN)
+            if self.state.get("domains", rec["domain_id"]) is None:
+                raise SimHTTPError(400, f"Could not find domain: {rec['domain_id']}.")
+            rec.setdefault("enabled", True)
+            if self.state.find_one(kind, name=rec["name"], domain_id=rec["domain_id"]):
+                raise SimHTTPError(409, f"Conflict occurred attempting to store {kind[:-1]} - "
+                                        f"Duplicate entry found with name {rec['name']}.")
+        else:
+            if self.state.find_one(kind, name=rec["name"]):
+                raise SimHTTPError(409, f"Conflict occurred attempting to store {kind[:-1]} - "
+                                        f"Duplicate entry found with name {rec['name']}.")
+        if kind == "projects":
+            rec.setdefault("description", "")
+            rec.setdefault("parent_id", rec["domain_id"])
+            rec.setdefault("is_domain", False)
+            if not self.cloud.profile.keystone_v2:
+                rec.setdefault("tags", [])
+        if kind == "domains":
+            rec.setdefault("enabled", True)
+            rec.setdefault("description", "")
+        if kind == "roles":
+            rec.setdefault("domain_id", None)
+        self.state.put(kind, rec)
+        return json_response({kind[:-1]: self._render(kind, rec, request)}, status=201)
+
+    async def update(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        require_admin(request)
+        rec = self._get(kind, request.match_info["id"])
+        body = require(await read_json(request), kind[:-1])
+        body.pop("id", None)
+        rec.update(body)
+        self.state.mark_dirty()
+        return json_response({kind[:-1]: self._render(kind, rec, request)})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        require_admin(request)
+        rid = request.match_info["id"]
+        self._get(kind, rid)
+        self.state.delete(kind, rid)
+        for ra in self.state.values("role_assignments"):
+            if rid in (ra.get("user_id"), ra.get("project_id"), ra.get("role_id")):
+                self.state.delete("role_assignments", ra["id"])
+        return web.Response(status=204)
+
+    async def user_projects(self, request: web.Request) -> web.Response:
+        ctx = auth_of(request)
+        uid = request.match_info["id"]
+        if uid != ctx.user_id and not ctx.is_admin:
+            raise SimHTTPError(403, "You are not authorized to perform the requested action.")
+        pids = {ra.get("project_id") for ra in self.state.values("role_assignments")
+                if ra["user_id"] == uid}
+        items = [self._render("projects", p, request) for p in self.state.values("projects")
+                 if p["id"] in pids]
+        return json_response({"projects": items, "links": self._links(request)})
+
+    # -- role assignments ------------------------------------------------------------------
+    def _ra_render(self, ra: Record, include_names: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": {"id": ra["role_id"]}, "user": {"id": ra["user_id"]},
+                               "links": {"assignment": ""}}
+        if ra.get("project_id"):
+            out["scope"] = {"project": {"id": ra["project_id"]}}
+        else:
+            out["scope"] = {"domain": {"id": ra.get("domain_id")}}
+        if include_names:
+            role = self.state.get("roles", ra["role_id"]) or {}
+            user = self.state.get("users", ra["user_id"]) or {}
+            out["role"]["name"] = role.get("name")
+            out["user"]["name"] = user.get("name")
+            out["user"]["domain"] = {"id": user.get("domain_id")}
+            if ra.get("project_id"):
+                project = self.state.get("projects", ra["project_id"]) or {}
+                out["scope"]["project"]["name"] = project.get("name")
+                out["scope"]["project"]["domain"] = {"id": project.get("domain_id")}
+        return out
+
+    async def list_role_assignments(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        q = request.query
+        matches = {"user.id": "user_id", "role.id": "role_id",
+                   "scope.project.id": "project_id", "scope.domain.id": "domain_id"}
+        items = list(self.state.values("role_assignments"))
+        for param, key in matches.items():
+            if param in q:
+                items = [ra for ra in items if ra.get(key) == q[param]]
+        # Liberty has no include_names: the parameter is ignored there.
+        names = not self.cloud.profile.keystone_v2 and q.get("include_names", "").lower() in (
+            "true", "1", "")
+        names = names and "include_names" in q
+        return json_response({"role_assignments": [self._ra_render(ra, names) for ra in items],
+                              "links": self._links(request)})
+
+    def _grant_target(self, request: web.Request) -> tuple[str, str, str]:
+        project = self._get("projects", request.match_info["project_id"])
+        user = self._get("users", request.match_info["user_id"])
+        role = self._get("roles", request.match_info["role_id"])
+        return project["id"], user["id"], role["id"]
+
+    async def grant(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        pid, uid, rid = self._grant_target(request)
+        if not self.state.find_one("role_assignments", project_id=pid, user_id=uid, role_id=rid):
+            self.state.put("role_assignments", {"id": new_hex_id(), "project_id": pid,
+                                                "user_id": uid, "role_id": rid})
+        return web.Response(status=204)
+
+    async def check_grant(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        pid, uid, rid = self._grant_target(request)
+        if not self.state.find_one("role_assignments", project_id=pid, user_id=uid, role_id=rid):
+            raise SimHTTPError(404, f"Could not find role assignment with role: {rid}.")
+        return web.Response(status=204)
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        pid, uid, rid = self._grant_target(request)
+        ra = self.state.find_one("role_assignments", project_id=pid, user_id=uid, role_id=rid)
+        if ra is None:
+            raise SimHTTPError(404, f"Could not find role assignment with role: {rid}.")
+        self.state.delete("role_assignments", ra["id"])
+        return web.Response(status=204)
+
+    async def project_user_roles(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        pid = self._get("projects", request.match_info["project_id"])["id"]
+        uid = self._get("users", request.match_info["user_id"])["id"]
+        roles = self._roles_on(uid, pid, None)
+        return json_response({"roles": [self._render("roles", r, request) for r in roles],
+                              "links": self._links(request)})
+
+    # -- v2.0 resources (Liberty) ----------------------------------------------------------
+    @staticmethod
+    def _v2_tenant(p: Record) -> dict[str, Any]:
+        return {"id": p["id"], "name": p["name"], "description": p.get("description", ""),
+                "enabled": p.get("enabled", True)}
+
+    async def v2_tenants(self, request: web.Request) -> web.Response:
+        ctx = auth_of(request)
+        if ctx.is_admin:
+            items = list(self.state.values("projects"))
+        else:
+            pids = {ra.get("project_id") for ra in self.state.values("role_assignments")
+                    if ra["user_id"] == ctx.user_id}
+            items = [p for p in self.state.values("projects") if p["id"] in pids]
+        items = [p for p in items if p.get("domain_id") == DEFAULT_DOMAIN]
+        return json_response({"tenants": [self._v2_tenant(p) for p in items],
+                              "tenants_links": []})
+
+    async def v2_tenant(self, request: web.Request) -> web.Response:
+        ctx = auth_of(request)
+        tid = request.match_info["id"]
+        if not ctx.is_admin and tid != ctx.project_id:
+            raise SimHTTPError(403, "You are not authorized to perform the requested action.")
+        return json_response({"tenant": self._v2_tenant(self._get("projects", tid))})
+
+    @staticmethod
+    def _v2_user(u: Record) -> dict[str, Any]:
+        return {"id": u["id"], "name": u["name"], "username": u["name"],
+                "enabled": u.get("enabled", True), "email": u.get("email"),
+                "tenantId": u.get("default_project_id")}
+
+    async def v2_users(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        return json_response({"users": [self._v2_user(u) for u in self.state.values("users")]})
+
+    async def v2_user(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        return json_response({"user": self._v2_user(self._get("users", request.match_info["id"]))})
+
+    async def v2_roles(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        return json_response({"roles": [{"id": r["id"], "name": r["name"]}
+                                        for r in self.state.values("roles")]})
+
+    async def v2_user_roles(self, request: web.Request) -> web.Response:
+        require_admin(request)
+        roles = self._roles_on(request.match_info["user_id"], request.match_info["tenant_id"],
+                               None)
+        return json_response({"roles": [{"id": r["id"], "name": r["name"]} for r in roles]})
+
+
+def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
+    api = KeystoneAPI(cloud)
+    v3 = f"{PREFIX}/v3"
+    router.add_get(PREFIX, api.versions)
+    router.add_get(f"{PREFIX}/", api.versions)
+    router.add_get(v3, api.v3_version)
+    router.add_get(f"{v3}/", api.v3_version)
+    router.add_post(f"{v3}/auth/tokens", api.v3_issue_token)
+    router.add_get(f"{v3}/auth/tokens", api.v3_validate_token)
+    router.add_delete(f"{v3}/auth/tokens", api.v3_revoke_token)
+    router.add_get(f"{v3}/domains", api.list_domains)
+    router.add_get(f"{v3}/projects", api.list_projects)
+    router.add_get(f"{v3}/users", api.list_users)
+    router.add_get(f"{v3}/roles", api.list_roles)
+    router.add_get(f"{v3}/role_assignments", api.list_role_assignments)
+    router.add_get(f"{v3}/users/{{id}}/projects", api.user_projects)
+    grant = f"{v3}/projects/{{project_id}}/users/{{user_id}}/roles/{{role_id}}"
+    router.add_put(grant, api.grant)
+    router.add_head(grant, api.check_grant)
+    router.add_delete(grant, api.revoke)
+    router.add_get(f"{v3}/projects/{{project_id}}/users/{{user_id}}/roles",
+                   api.project_user_roles)
+    kinds = "{kind:domains|projects|users|roles}"
+    router.add_post(f"{v3}/{kinds}", api.create)
+    router.add_get(f"{v3}/{kinds}/{{id}}", api.get_one)
+    router.add_patch(f"{v3}/{kinds}/{{id}}", api.update)
+    router.add_delete(f"{v3}/{kinds}/{{id}}", api.delete)
+    if cloud.profile.keystone_v2:
+        v2 = f"{PREFIX}/v2.0"
+        router.add_get(v2, api.v2_version)
+        router.add_get(f"{v2}/", api.v2_version)
+        router.add_post(f"{v2}/tokens", api.v2_issue_token)
+        router.add_get(f"{v2}/tenants", api.v2_tenants)
+        router.add_get(f"{v2}/tenants/{{id}}", api.v2_tenant)
+        router.add_get(f"{v2}/users", api.v2_users)
+        router.add_get(f"{v2}/users/{{id}}", api.v2_user)
+        router.add_get(f"{v2}/OS-KSADM/roles", api.v2_roles)
+        router.add_get(f"{v2}/tenants/{{tenant_id}}/users/{{user_id}}/roles", api.v2_user_roles)

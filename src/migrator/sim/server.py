@@ -1,0 +1,266 @@
+"""Serving one or more simulated clouds from one process, each on its own port.
+
+``SimServer`` runs an asyncio loop, either in the foreground (``migrator sim serve``) or in a
+background thread (tests, benchmarks, ``migrator demo``). It writes a clouds.yaml naming every
+cloud, with the API-version keys each profile needs, that openstacksdk uses as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from migrator.sim.app import build_app
+from migrator.sim.cloud import REGION, SimCloud
+from migrator.sim.profiles import PROFILES
+from migrator.sim.state import Record, new_hex_id
+
+SAVE_INTERVAL = 1.0
+ADMIN_USER = "admin"
+ADMIN_PROJECT = "admin"
+
+
+@dataclass(frozen=True)
+class CloudSpec:
+    """``name:profile:port`` (port 0 picks a free one), optionally ``name:profile:host:port``."""
+
+    name: str
+    profile: str
+    port: int = 0
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def parse(cls, text: str) -> CloudSpec:
+        parts = text.split(":")
+        if len(parts) < 2:
+            raise ValueError(f"cloud {text!r}: expected NAME:PROFILE[:PORT] or "
+                             "NAME:PROFILE:HOST:PORT")
+        name, profile = parts[0], parts[1]
+        if profile not in PROFILES:
+            raise ValueError(f"cloud {text!r}: unknown profile {profile!r} "
+                             f"(known: {', '.join(sorted(PROFILES))})")
+        host = "127.0.0.1"
+        port_text = "0"
+        if len(parts) == 3:
+            port_text = parts[2]
+        elif len(parts) > 3:
+            port_text = parts[-1]
+            host = ":".join(parts[2:-1]).strip("[]")
+        try:
+            port = int(port_text)
+        except ValueError as exc:
+            raise ValueError(f"cloud {text!r}: port {port_text!r} is not a number") from exc
+        return cls(name=name, profile=profile, port=port, host=host)
+
+
+def bootstrap(cloud: SimCloud) -> None:
+    """Give an empty cloud its default domain, base roles and an admin user and project."""
+    state = cloud.state
+    if state.get("domains", "default") is None:
+        state.put("domains", {"id": "default", "name": "Default", "enabled": True,
+                              "description": "The default domain"})
+    role_names = ["admin", "_member_"] if cloud.profile.name == "liberty" else [
+        "admin", "member", "reader"]
+    for role in role_names:
+        if state.find_one("roles", name=role) is None:
+            state.put("roles", {"id": new_hex_id(), "name": role, "domain_id": None})
+    project = state.find_one("projects", name=ADMIN_PROJECT, domain_id="default")
+    if project is None:
+        project = state.put("projects", {
+            "id": new_hex_id(), "name": ADMIN_PROJECT, "domain_id": "default",
+            "description": "Bootstrap project for initializing the cloud.", "enabled": True,
+            "parent_id": "default", "is_domain": False})
+    user = state.find_one("users", name=ADMIN_USER, domain_id="default")
+    if user is None:
+        user = state.put("users", {"id": new_hex_id(), "name": ADMIN_USER,
+                                   "domain_id": "default", "enabled": True,
+                                   "password": secrets.token_urlsafe(12),
+                                   "default_project_id": project["id"]})
+    admin_role = state.find_one("roles", name="admin")
+    assert admin_role is not None
+    if state.find_one("role_assignments", user_id=user["id"], project_id=project["id"],
+                      role_id=admin_role["id"]) is None:
+        state.put("role_assignments", {"id": new_hex_id(), "user_id": user["id"],
+                                       "project_id": project["id"],
+                                       "role_id": admin_role["id"]})
+
+
+def clouds_yaml_entry(cloud: SimCloud, user: Record, project_name: str) -> dict[str, Any]:
+    """A clouds.yaml entry with the API versions the profile needs (see openstack-notes)."""
+    base = cloud.base_url
+    liberty = cloud.profile.name == "liberty"
+    entry: dict[str, Any] = {
+        "auth_type": "password",
+        "auth": {
+            "auth_url": f"{base}/identity/v3",
+            "username": user["name"],
+            "password": user["password"],
+            "project_name": project_name,
+            "user_domain_id": user.get("domain_id", "default"),
+            "project_domain_id": "default",
+        },
+        "region_name": REGION,
+        "interface": "public",
+        "identity_api_version": "3",
+        "image_api_version": "2",
+        "network_api_version": "2",
+        "block_storage_api_version": "2" if liberty else "3",
+        "volume_api_version": "2" if liberty else "3",
+        "compute_api_version": "2",
+    }
+    return entry
+
+
+class SimServer:
+    """Serves clouds until stopped; ``start()`` in a thread or ``serve_forever()``."""
+
+    def __init__(self, specs: Iterable[CloudSpec], data_dir: Path | None = None,
+                 *, fault_seed: int = 0) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="migrator-sim-")
+            data_dir = Path(self._tmp.name)
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.specs = list(specs)
+        names = [s.name for s in self.specs]
+        if len(set(names)) != len(names):
+            raise ValueError("each simulated cloud needs its own name")
+        self.clouds: dict[str, SimCloud] = {}
+        for spec in self.specs:
+            cloud = SimCloud(spec.name, PROFILES[spec.profile], spec.host, spec.port,
+                             self.data_dir, fault_seed=fault_seed)
+            cloud.state.load()
+            bootstrap(cloud)
+            self.clouds[spec.name] = cloud
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runners: list[web.AppRunner] = []
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.data_dir / "clouds.yaml"
+
+    def cloud(self, name: str) -> SimCloud:
+        return self.clouds[name]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def _start_sites(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for cloud in self.clouds.values():
+            cloud.loop = self.loop
+            runner = web.AppRunner(build_app(cloud), access_log=None,
+                                   handler_cancellation=True)
+            await runner.setup()
+            site = web.TCPSite(runner, cloud.host, cloud.port, reuse_address=True)
+            await site.start()
+            server = site._server  # the bound socket tells us a port picked by the OS
+            if cloud.port == 0 and server is not None and server.sockets:  # type: ignore[union-attr]
+                cloud.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._runners.append(runner)
+        self.write_clouds_yaml()
+
+    async def _saver(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL)
+            for cloud in self.clouds.values():
+                if cloud.state.dirty:
+                    cloud.state.save()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self._start_sites()
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            raise
+        saver = asyncio.create_task(self._saver())
+        self._started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await saver
+            for runner in self._runners:
+                await runner.cleanup()
+            self._runners.clear()
+            for cloud in self.clouds.values():
+                cloud.state.save()
+
+    def start(self) -> SimServer:
+        """Serve in a background thread; returns once every port is listening."""
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()),
+                                        name="migrator-sim", daemon=True)
+        self._thread.start()
+        self._started.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def serve_forever(self) -> None:
+        asyncio.run(self._main())
+
+    def stop(self) -> None:
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def request_stop(self) -> None:
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the server's loop and return its result (for tests/seeding)."""
+        if self.loop is None or self._thread is None:
+            return fn(*args)
+        fut = asyncio.run_coroutine_threadsafe(_call(fn, *args), self.loop)
+        return fut.result(60)
+
+    # -- clouds.yaml -------------------------------------------------------------------------
+    def write_clouds_yaml(self) -> Path:
+        clouds: dict[str, Any] = {}
+        for cloud in self.clouds.values():
+            user = cloud.state.find_one("users", name=ADMIN_USER, domain_id="default")
+            assert user is not None
+            clouds[cloud.name] = clouds_yaml_entry(cloud, user, ADMIN_PROJECT)
+            # One entry per seeded tenant user too, for clouds whose admin cannot see all.
+            for extra in cloud.state.values("users"):
+                creds = extra.get("_clouds_yaml_project")
+                if creds:
+                    clouds[f"{cloud.name}-{extra['name']}"] = clouds_yaml_entry(
+                        cloud, extra, creds)
+        tmp = self.clouds_yaml.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump({"clouds": clouds}, sort_keys=False))
+        tmp.chmod(0o600)
+        tmp.replace(self.clouds_yaml)
+        return self.clouds_yaml
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    return fn(*args)

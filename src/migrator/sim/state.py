@@ -1,0 +1,128 @@
+"""The simulated cloud's state: plain dicts in named collections, saved to disk on change.
+
+Resources are kept in one internal representation (close to the modern API's) and each service
+renders them for the profile it serves. The server is single-threaded (one asyncio loop), so
+handlers mutate the dicts directly; ``mark_dirty`` schedules a debounced save so that a
+simulator restarted with the same ``--data-dir`` finds its clouds as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+COLLECTIONS = (
+    "domains",
+    "projects",
+    "users",
+    "roles",
+    "role_assignments",
+    "images",
+    "image_members",
+    "volumes",
+    "volume_types",
+    "quotas",
+    "flavors",
+    "keypairs",
+    "networks",
+    "subnets",
+    "subnetpools",
+    "routers",
+    "ports",
+    "security_groups",
+    "security_group_rules",
+)
+
+Record = dict[str, Any]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def new_hex_id() -> str:
+    # Keystone ids are 32 hex characters without dashes.
+    return uuid.uuid4().hex
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_iso_micro() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+class SimState:
+    """Collections of records keyed by id, with optional persistence under a folder."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.data: dict[str, dict[str, Record]] = {name: {} for name in COLLECTIONS}
+        self.dirty = False
+        self._generation = 0
+
+    # -- collections -----------------------------------------------------------------------
+    def coll(self, name: str) -> dict[str, Record]:
+        return self.data[name]
+
+    def get(self, name: str, rid: str) -> Record | None:
+        return self.data[name].get(rid)
+
+    def put(self, name: str, record: Record) -> Record:
+        self.data[name][record["id"]] = record
+        self.mark_dirty()
+        return record
+
+    def delete(self, name: str, rid: str) -> Record | None:
+        rec = self.data[name].pop(rid, None)
+        self.mark_dirty()
+        return rec
+
+    def values(self, name: str) -> Iterator[Record]:
+        return iter(list(self.data[name].values()))
+
+    def find(self, coll: str, **match: Any) -> list[Record]:
+        return [r for r in self.data[coll].values() if all(r.get(k) == v for k, v in match.items())]
+
+    def find_one(self, coll: str, **match: Any) -> Record | None:
+        for r in self.data[coll].values():
+            if all(r.get(k) == v for k, v in match.items()):
+                return r
+        return None
+
+    # -- persistence -----------------------------------------------------------------------
+    def mark_dirty(self) -> None:
+        self.dirty = True
+        self._generation += 1
+
+    def load(self) -> bool:
+        """Load the saved state if there is one; True when something was loaded."""
+        if self.path is None or not self.path.exists():
+            return False
+        with self.path.open("r", encoding="utf-8") as fh:
+            saved = json.load(fh)
+        for name in COLLECTIONS:
+            self.data[name] = saved.get(name, {})
+        self.dirty = False
+        return True
+
+    def save(self) -> None:
+        """Write the state atomically (temp file then rename); a no-op without a path."""
+        if self.path is None:
+            self.dirty = False
+            return
+        generation = self._generation
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(self.data, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        if generation == self._generation:
+            self.dirty = False
