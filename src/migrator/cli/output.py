@@ -1,0 +1,60 @@
+"""Rendering: rich tables on a terminal, plain aligned text otherwise, JSON on request.
+
+Plain text is what pipes, logs and tests see: stable, no colour, no box drawing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    # Indexes of columns holding numbers: right-aligned.
+    numeric: set[int] = field(default_factory=set)
+
+
+def echo_table(table: Table) -> None:
+    if sys.stdout.isatty():
+        _rich_table(table)
+    else:
+        click.echo(plain_table(table))
+
+
+def plain_table(table: Table) -> str:
+    widths = [
+        max(len(cell) for cell in column)
+        for column in zip(table.headers, *table.rows, strict=True)
+    ]
+    lines = [table.title]
+    for cells in [table.headers, *table.rows]:
+        padded = [
+            cell.rjust(width) if index in table.numeric else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        lines.append("  " + "  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+def _rich_table(table: Table) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    rich_table = RichTable(title=table.title, title_justify="left")
+    for index, header in enumerate(table.headers):
+        rich_table.add_column(header, justify="right" if index in table.numeric else "left")
+    for row in table.rows:
+        rich_table.add_row(*row)
+    Console().print(rich_table)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
