@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_models_and_migrations_agree(empty_engine: Engine) -> None:
 def test_history_is_one_linear_chain_ending_at_head() -> None:
     revisions = schema.history()
     assert revisions[0].down_revision is None
-    for older, newer in zip(revisions, revisions[1:], strict=False):
+    for older, newer in pairwise(revisions):
         assert newer.down_revision == older.id
     assert [rev.id for rev in revisions if rev.is_head] == [schema.head()]
     assert revisions[0] == Revision(

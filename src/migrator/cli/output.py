@@ -50,7 +50,9 @@ def _rich_table(table: Table) -> None:
 
     rich_table = RichTable(title=table.title, title_justify="left")
     for index, header in enumerate(table.headers):
-        rich_table.add_column(header, justify="right" if index in table.numeric else "left")
+        numeric = index in table.numeric
+        # Names and states stay on one line; a narrow terminal squeezes nothing else.
+        rich_table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
     for row in table.rows:
         rich_table.add_row(*row)
     Console().print(rich_table)
