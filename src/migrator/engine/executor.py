@@ -1,0 +1,387 @@
+"""The executor: runs a run's ready steps on a pool of worker threads, checkpointed.
+
+The main thread claims ready steps (one query, one transaction) and hands them to workers;
+a worker drives one step through its handler: phases (checkpoint after each), ``verify``,
+``complete``. Every state change is its own transaction, cloud calls happen between them,
+so killing the process at any instant leaves a state database that ``resume`` continues from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.engine import machine, runs
+from migrator.engine.handlers import (
+    REGISTRY,
+    HandlerRegistry,
+    Reconciliation,
+    SkipStep,
+    StepContext,
+    StepInterrupted,
+)
+from migrator.engine.lock import acquire_run_lock, release_run_lock
+from migrator.engine.steps import StepSnapshot, fire, fire_many, utcnow
+from migrator.errors import ConcurrencyError, ConfigError, MigratorError
+
+log = logging.getLogger(__name__)
+
+# Run statuses written by the executor.
+RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    workers: int = 8
+    # A step is tried this many times in one execution before it fails for good.
+    max_attempts: int = 3
+    # Retry n waits backoff_base * 2**(n-1) seconds, at most backoff_max.
+    backoff_base: float = 2.0
+    backoff_max: float = 300.0
+    # Longest the main thread sleeps before looking at the database again.
+    poll_interval: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, not {self.workers}")
+        if self.max_attempts < 1:
+            raise ConfigError(f"max attempts must be at least 1, not {self.max_attempts}")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What an observer hears about: ``event`` is run-started, step-started, step-done,
+    step-skipped, step-retry, step-failed, step-blocked, step-requeued, stopping or
+    run-finished."""
+
+    event: str
+    run: str
+    step: str | None
+    counts: Mapping[str, int]
+    total: int
+    message: str | None = None
+
+
+Observer = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    run_name: str
+    status: str
+    counts: dict[str, int]
+    # Steps this invocation brought to done (or skipped).
+    completed: int
+    elapsed_s: float
+    failed_steps: list[str] = field(default_factory=list)
+
+
+class Executor:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        run_name_or_id: str | int,
+        *,
+        config: ExecutorConfig | None = None,
+        registry: HandlerRegistry | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.factory = factory
+        self.run_ref = runs.find_run(factory, run_name_or_id)
+        self.config = config or ExecutorConfig()
+        self.registry = registry or REGISTRY
+        self.observer = observer
+        self.stop = threading.Event()
+        self._observer_lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._completed = 0
+        self._lease_owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    def request_stop(self) -> None:
+        """Start nothing new; running steps stop at their next phase boundary."""
+        if not self.stop.is_set():
+            self.stop.set()
+            self._notify("stopping", None, "finishing running phases")
+
+    def run(self, *, resume: bool = False, force_unlock: bool = False) -> RunResult:
+        run = self.run_ref
+        missing = runs.kinds_of_run(self.factory, run.id) - set(self.registry.kinds())
+        if missing:
+            raise ConfigError(
+                f"run {run.name!r} has steps of kind(s) {', '.join(sorted(missing))} with no "
+                f"handler registered (known kinds: {self.registry.describe()})"
+            )
+        began = time.monotonic()
+        acquire_run_lock(self.factory, run.id, run.name, force=force_unlock)
+        try:
+            status = runs.find_run(self.factory, run.id).status
+            if status != "created" and not resume:
+                raise ConfigError(
+                    f"run {run.name!r} was already executed (status {status}); "
+                    "use --resume to continue it"
+                )
+            runs.set_run_status(
+                self.factory,
+                run.id,
+                RUNNING,
+                started=True,
+                detail={"resume": resume, "workers": self.config.workers},
+            )
+            in_doubt = self._prepare_resume() if resume else []
+            self._counts = runs.state_counts(self.factory, run.id)
+            self._notify("run-started", None, None)
+            fatal: BaseException | None = None
+            try:
+                self._loop(in_doubt)
+            except BaseException as exc:  # keep the run's status honest, then re-raise
+                fatal = exc
+            final, detail = self._final_status(fatal)
+            runs.set_run_status(self.factory, run.id, final, finished=True, detail=detail)
+            if fatal is not None:
+                raise fatal
+        finally:
+            release_run_lock(self.factory, run.id)
+        counts = runs.state_counts(self.factory, run.id)
+        failed = [s.key for s in runs.steps_in_states(self.factory, run.id, [machine.FAILED])]
+        result = RunResult(
+            run.id, run.name, final, counts, self._completed, time.monotonic() - began, failed
+        )
+        self._notify("run-finished", None, final)
+        return result
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    def _prepare_resume(self) -> list[StepSnapshot]:
+        """Failed steps get a new attempt budget, steps they blocked go back to pending, and
+        the steps found running/verifying are returned: they are in doubt."""
+        resume = {"reason": "resume"}
+        failed = runs.steps_in_states(self.factory, self.run_ref.id, [machine.FAILED])
+        fire_many(
+            self.factory,
+            [s.id for s in failed],
+            "retry",
+            detail=resume,
+            attempts=0,
+            not_before=None,
+        )
+        blocked = runs.steps_in_states(self.factory, self.run_ref.id, [machine.BLOCKED])
+        fire_many(self.factory, [s.id for s in blocked], "unblock", detail=resume)
+        return runs.steps_in_states(self.factory, self.run_ref.id, machine.IN_DOUBT_STATES)
+
+    def _loop(self, in_doubt: list[StepSnapshot]) -> None:
+        cfg = self.config
+        in_flight: dict[Future[None], StepSnapshot] = {}
+        with ThreadPoolExecutor(cfg.workers, thread_name_prefix="migrator-worker") as pool:
+            try:
+                for step in in_doubt:
+                    in_flight[pool.submit(self._reconcile_step, step)] = step
+                while True:
+                    if not self.stop.is_set() and len(in_flight) < cfg.workers:
+                        claimed = runs.claim_ready(
+                            self.factory,
+                            self.run_ref.id,
+                            cfg.workers - len(in_flight),
+                            lease_owner=self._lease_owner,
+                        )
+                        for step in claimed:
+                            self._moved(machine.PENDING, machine.RUNNING, "step-started", step)
+                            in_flight[pool.submit(self._execute_step, step)] = step
+                    if not in_flight:
+                        if self.stop.is_set() or not self._wait_for_backoff():
+                            return
+                        continue
+                    finished, _ = wait(in_flight, cfg.poll_interval, FIRST_COMPLETED)
+                    for future in finished:
+                        in_flight.pop(future)
+                        future.result()  # engine-level errors (database, lost lease) are fatal
+            except BaseException:
+                self.stop.set()  # let the other workers reach a checkpoint and stop
+                raise
+
+    def _wait_for_backoff(self) -> bool:
+        """Sleep until the next retried step may run; False when nothing waits for that."""
+        wake = runs.next_wakeup(self.factory, self.run_ref.id)
+        now = utcnow()
+        if wake is None or wake <= now - timedelta(seconds=1):
+            return False
+        delay = max((wake - now).total_seconds(), 0.001)
+        self.stop.wait(min(delay, self.config.poll_interval))
+        return True
+
+    def _final_status(self, fatal: BaseException | None) -> tuple[str, dict[str, object]]:
+        counts = runs.state_counts(self.factory, self.run_ref.id)
+        unfinished = sum(counts.get(s, 0) for s in (machine.PENDING, *machine.IN_DOUBT_STATES))
+        detail: dict[str, object] = {"counts": counts}
+        if fatal is not None:
+            detail["error"] = f"{type(fatal).__name__}: {fatal}"
+            return INTERRUPTED, detail
+        if self.stop.is_set() and unfinished:
+            return INTERRUPTED, detail
+        if counts.get(machine.FAILED) or counts.get(machine.BLOCKED) or unfinished:
+            return FAILED, detail
+        return FINISHED, detail
+
+    # -- one step (worker threads) ------------------------------------------------------
+
+    def _execute_step(self, step: StepSnapshot) -> None:
+        handler = self.registry.get(step.kind)
+        ctx = StepContext(self.factory, step, self.stop, self.run_ref.name)
+        try:
+            handler.run(ctx, ctx.step)
+            self._verify_and_complete(ctx)
+        except StepInterrupted:
+            self._requeue(ctx.step, {"reason": "interrupted"})
+        except SkipStep as skip:
+            snap = fire(
+                self.factory,
+                ctx.step.id,
+                "skip",
+                expected_version=ctx.step.version,
+                detail={"reason": str(skip)},
+                lease_owner=None,
+            )
+            self._moved(ctx.step.state, snap.state, "step-skipped", snap, str(skip))
+        except (ConcurrencyError, SQLAlchemyError):
+            raise
+        except Exception as exc:
+            self._fail(ctx.step, exc)
+
+    def _reconcile_step(self, step: StepSnapshot) -> None:
+        handler = self.registry.get(step.kind)
+        ctx = StepContext(self.factory, step, self.stop, self.run_ref.name)
+        try:
+            outcome = handler.reconcile(ctx, ctx.step)
+            log.info("step %s was in doubt: %s", step.key, outcome.value)
+            if outcome is Reconciliation.DONE:
+                self._verify_and_complete(ctx, {"reconciled": outcome.value})
+            elif outcome is Reconciliation.RESTART:
+                self._requeue(
+                    ctx.step,
+                    {"reason": "in doubt", "reconciled": outcome.value},
+                    checkpoint={},
+                    phase=None,
+                )
+            else:
+                self._requeue(ctx.step, {"reason": "in doubt", "reconciled": outcome.value})
+        except (ConcurrencyError, SQLAlchemyError):
+            raise
+        except Exception as exc:
+            self._fail(ctx.step, exc)
+
+    def _verify_and_complete(
+        self, ctx: StepContext, detail: Mapping[str, str] | None = None
+    ) -> None:
+        handler = self.registry.get(ctx.step.kind)
+        if ctx.step.state == machine.RUNNING:
+            ctx.step = fire(
+                self.factory,
+                ctx.step.id,
+                "verify",
+                expected_version=ctx.step.version,
+                detail=detail,
+            )
+        handler.verify(ctx, ctx.step)
+        before = ctx.step.state
+        ctx.step = fire(
+            self.factory,
+            ctx.step.id,
+            "complete",
+            expected_version=ctx.step.version,
+            lease_owner=None,
+        )
+        self._moved(before, machine.DONE, "step-done", ctx.step)
+
+    def _requeue(self, step: StepSnapshot, detail: dict[str, str], **changes: object) -> None:
+        snap = fire(
+            self.factory,
+            step.id,
+            "requeue",
+            expected_version=step.version,
+            detail=detail,
+            lease_owner=None,
+            **changes,
+        )
+        self._moved(step.state, snap.state, "step-requeued", snap, detail["reason"])
+
+    def _fail(self, step: StepSnapshot, exc: Exception) -> None:
+        message = _one_line(exc)
+        log.warning(
+            "step %s failed (attempt %d): %s",
+            step.key,
+            step.attempts + 1,
+            message,
+            exc_info=not isinstance(exc, MigratorError),
+        )
+        attempts = step.attempts + 1
+        snap = fire(
+            self.factory,
+            step.id,
+            "fail",
+            expected_version=step.version,
+            detail={"error": message, "attempt": attempts},
+            attempts=attempts,
+            last_error=message,
+            lease_owner=None,
+        )
+        if attempts < self.config.max_attempts:
+            delay = min(self.config.backoff_base * 2 ** (attempts - 1), self.config.backoff_max)
+            snap = fire(
+                self.factory,
+                step.id,
+                "retry",
+                expected_version=snap.version,
+                detail={"attempt": attempts, "backoff_s": delay},
+                not_before=utcnow() + timedelta(seconds=delay),
+            )
+            self._moved(step.state, machine.PENDING, "step-retry", snap, message)
+            return
+        self._moved(step.state, machine.FAILED, "step-failed", snap, message)
+        for blocked in runs.block_descendants(self.factory, step.id, step.key):
+            self._moved(machine.PENDING, machine.BLOCKED, "step-blocked", blocked, step.key)
+
+    # -- progress -----------------------------------------------------------------------
+
+    def _moved(
+        self, source: str, dest: str, event: str, step: StepSnapshot, message: str | None = None
+    ) -> None:
+        with self._observer_lock:
+            self._counts[source] = self._counts.get(source, 0) - 1
+            self._counts[dest] = self._counts.get(dest, 0) + 1
+            if dest in machine.SATISFIED_STATES:
+                self._completed += 1
+        self._notify(event, step.key, message)
+
+    def _notify(self, event: str, step: str | None, message: str | None) -> None:
+        if self.observer is None:
+            return
+        with self._observer_lock:
+            progress = Progress(
+                event,
+                self.run_ref.name,
+                step,
+                dict(self._counts),
+                sum(self._counts.values()),
+                message,
+            )
+            try:
+                self.observer(progress)
+            except Exception:  # a broken progress display must not break the run
+                log.exception("progress observer failed")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, MigratorError):
+        text = f"{type(exc).__name__}: {text}"
+    return text[:500]

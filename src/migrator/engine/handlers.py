@@ -1,0 +1,168 @@
+"""Step handlers: what a step of a given kind does, phase by phase.
+
+A handler is written once per kind (``project``, ``image``, ``volume``...) and registered:
+
+    class ImageHandler(Handler):
+        phases = ("download", "upload", "properties")
+
+        def run_phase(self, ctx, step, phase):
+            if phase == "upload":
+                image_id = ...            # cloud calls happen here, between commits
+                return {"target_id": image_id}   # merged into the step's checkpoint
+
+        def verify(self, ctx, step): ...  # raise to fail the step
+        def reconcile(self, ctx, step): ...  # in doubt after a crash: adopt, resume or restart
+
+    register("image", ImageHandler())
+
+The executor calls :meth:`Handler.run`; the default runs the phases the step's checkpoint has
+not reached yet, in order, records a checkpoint after each one and stops between phases when
+the operator pressed Ctrl-C. Handlers are shared by all worker threads: keep per-step state
+in the checkpoint, not on ``self``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.engine.steps import StepSnapshot, checkpoint
+from migrator.errors import ConfigError
+
+
+class StepInterrupted(Exception):
+    """Raised between phases when the executor is stopping; the step goes back to pending."""
+
+
+class SkipStep(Exception):
+    """Raised by a handler when the resource is already on the target and identical."""
+
+
+class Reconciliation(enum.Enum):
+    """What a step found ``running`` after a crash turned out to be."""
+
+    # Everything the step does is on the target (and recorded in its checkpoint): verify it.
+    DONE = "done"
+    # Continue from the last checkpoint (the handler cleaned up or adopted what it found).
+    RESUME = "resume"
+    # Start over from the first phase: the checkpoint is cleared.
+    RESTART = "restart"
+
+
+class StepContext:
+    """What a handler gets besides the step: checkpointing, the stop flag, a logger."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        step: StepSnapshot,
+        stop: threading.Event,
+        run_name: str,
+    ) -> None:
+        self._factory = factory
+        self._stop = stop
+        self.step = step
+        self.run_name = run_name
+        self.log = logging.getLogger(f"migrator.step.{step.kind}")
+
+    @property
+    def stopping(self) -> bool:
+        """True once the operator asked to stop: finish or checkpoint, then return."""
+        return self._stop.is_set()
+
+    def raise_if_stopping(self) -> None:
+        if self._stop.is_set():
+            raise StepInterrupted(self.step.key)
+
+    def checkpoint(self, phase: str, data: Mapping[str, Any] | None = None) -> StepSnapshot:
+        """Commit ``phase`` as reached, merging ``data`` into the checkpoint; one transaction."""
+        self.step = checkpoint(
+            self._factory, self.step.id, phase, data or {}, expected_version=self.step.version
+        )
+        return self.step
+
+
+class Handler:
+    """Base class of step handlers. Subclasses set ``phases`` and implement ``run_phase``."""
+
+    phases: tuple[str, ...] = ("apply",)
+
+    def run(self, ctx: StepContext, step: StepSnapshot) -> None:
+        """Run the phases after the last checkpointed one; checkpoint after each."""
+        for phase in self.remaining_phases(step):
+            ctx.raise_if_stopping()
+            data = self.run_phase(ctx, ctx.step, phase)
+            ctx.checkpoint(phase, data)
+
+    def remaining_phases(self, step: StepSnapshot) -> tuple[str, ...]:
+        if step.phase is None:
+            return self.phases
+        if step.phase not in self.phases:
+            raise ConfigError(
+                f"step {step.key!r} was checkpointed at phase {step.phase!r}, which kind "
+                f"{step.kind!r} does not have (phases: {', '.join(self.phases)})"
+            )
+        return self.phases[self.phases.index(step.phase) + 1 :]
+
+    def run_phase(
+        self, ctx: StepContext, step: StepSnapshot, phase: str
+    ) -> Mapping[str, Any] | None:
+        """Do one phase; return what to merge into the checkpoint (ids created, bytes...)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement run_phase")
+
+    def verify(self, ctx: StepContext, step: StepSnapshot) -> None:
+        """Check the result on the target; raise to fail the step. Default: nothing to check."""
+
+    def reconcile(self, ctx: StepContext, step: StepSnapshot) -> Reconciliation:
+        """Decide about a step found running/verifying after a crash.
+
+        Look on the target for what the step may have created (by the source id it carries in
+        metadata), adopt it with ``ctx.checkpoint`` or delete it, and say how to go on. The
+        default trusts the checkpoint: phases after it are redone, so they must be idempotent.
+        """
+        return Reconciliation.RESUME
+
+
+class HandlerRegistry:
+    """Handlers by step kind."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+
+    def register(self, kind: str, handler: Handler, *, replace: bool = False) -> None:
+        with self._lock:
+            if kind in self._handlers and not replace and self._handlers[kind] is not handler:
+                raise ConfigError(f"a handler for step kind {kind!r} is already registered")
+            self._handlers[kind] = handler
+
+    def get(self, kind: str) -> Handler:
+        try:
+            return self._handlers[kind]
+        except KeyError:
+            raise ConfigError(
+                f"no handler for step kind {kind!r} (known kinds: {self.describe()})"
+            ) from None
+
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def describe(self) -> str:
+        return ", ".join(self.kinds()) or "none registered"
+
+
+# The process-wide registry the executor uses unless given another one.
+REGISTRY = HandlerRegistry()
+
+
+def register(kind: str, handler: Handler, *, replace: bool = False) -> None:
+    REGISTRY.register(kind, handler, replace=replace)
+
+
+def get_handler(kind: str) -> Handler:
+    return REGISTRY.get(kind)

@@ -1,0 +1,336 @@
+"""Runs: creating one from step specs, and the set queries the executor needs.
+
+The executor never asks per step: readiness, descendants and counts are one query each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.engine import machine
+from migrator.engine.steps import (
+    EVENTS,
+    STEPS,
+    StepSnapshot,
+    actor,
+    apply_trigger,
+    as_utc,
+    read_connection,
+    utcnow,
+    write_transaction,
+)
+from migrator.errors import ConfigError, NotFoundError, PlanError
+from migrator.store.models import Run, StepDependency
+
+RUNS = cast(Table, Run.__table__)
+DEPS = cast(Table, StepDependency.__table__)
+# Rows per INSERT statement: well under SQLite's bound-parameter limit (10 columns each).
+_INSERT_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step as a plan (or a test) describes it."""
+
+    key: str
+    kind: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    source_id: str | None = None
+    tenant: str | None = None
+    name: str | None = None
+    wave: int = 0
+
+
+@dataclass(frozen=True)
+class RunRef:
+    id: int
+    name: str
+    status: str
+
+
+def create_run(
+    factory: sessionmaker[Session],
+    name: str,
+    steps: Sequence[StepSpec],
+    deps: Iterable[tuple[str, str]],
+    *,
+    plan_id: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> int:
+    """Insert a run, its steps and their dependencies in one transaction; return the run id.
+
+    ``deps`` holds ``(step_key, depends_on_key)`` pairs. Keys must be unique, every dependency
+    must name steps of this run and the graph must be acyclic (:class:`PlanError` otherwise).
+    Inserts are batched (executemany), so 200,000 steps take seconds, not hours.
+    """
+    keys = [s.key for s in steps]
+    dep_pairs = list(dict.fromkeys(deps))
+    _check_graph(keys, dep_pairs)
+    now = utcnow()
+    with write_transaction(factory) as conn:
+        if conn.execute(select(RUNS.c.id).where(RUNS.c.name == name)).first():
+            raise ConfigError(f"a run named {name!r} already exists")
+        run_id = conn.execute(
+            insert(RUNS)
+            .values(
+                name=name,
+                plan_id=plan_id,
+                status="created",
+                options=dict(options or {}),
+                created_at=now,
+            )
+            .returning(RUNS.c.id)
+        ).scalar_one()
+        rows = [
+            {
+                "run_id": run_id,
+                "key": s.key,
+                "kind": s.kind,
+                "source_id": s.source_id,
+                "tenant": s.tenant,
+                "name": s.name,
+                "wave": s.wave,
+                "spec": s.spec,
+                "state": machine.INITIAL_STATE,
+                "checkpoint": {},
+                "attempts": 0,
+                "version": 1,
+                "lease_token": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for s in steps
+        ]
+        for start in range(0, len(rows), _INSERT_BATCH):
+            conn.execute(insert(STEPS), rows[start : start + _INSERT_BATCH])
+        ids = dict(
+            conn.execute(select(STEPS.c.key, STEPS.c.id).where(STEPS.c.run_id == run_id))
+            .tuples()
+            .all()
+        )
+        dep_rows = [{"step_id": ids[a], "depends_on_id": ids[b]} for a, b in dep_pairs]
+        for start in range(0, len(dep_rows), _INSERT_BATCH):
+            conn.execute(insert(DEPS), dep_rows[start : start + _INSERT_BATCH])
+        conn.execute(
+            insert(EVENTS).values(
+                run_id=run_id,
+                step_id=None,
+                from_state=None,
+                to_state="created",
+                trigger="create-run",
+                actor=actor(),
+                pid=os.getpid(),
+                at=now,
+                detail={"steps": len(rows), "dependencies": len(dep_rows)},
+            )
+        )
+    return int(run_id)
+
+
+def _check_graph(keys: Sequence[str], deps: Sequence[tuple[str, str]]) -> None:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise PlanError(f"step key {key!r} appears twice")
+        seen.add(key)
+    indegree: dict[str, int] = dict.fromkeys(keys, 0)
+    dependents: dict[str, list[str]] = defaultdict(list)
+    for step, needs in deps:
+        for k in (step, needs):
+            if k not in seen:
+                raise PlanError(f"dependency {step!r} -> {needs!r} names unknown step {k!r}")
+        if step == needs:
+            raise PlanError(f"step {step!r} depends on itself")
+        indegree[step] += 1
+        dependents[needs].append(step)
+    # Kahn's algorithm: whatever is never freed sits on a cycle.
+    queue = deque(k for k, d in indegree.items() if d == 0)
+    freed = 0
+    while queue:
+        k = queue.popleft()
+        freed += 1
+        for child in dependents[k]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                queue.append(child)
+    if freed != len(keys):
+        stuck = sorted(k for k, d in indegree.items() if d > 0)
+        raise PlanError(f"the dependencies form a cycle through {', '.join(stuck[:5])}")
+
+
+def find_run(factory: sessionmaker[Session], name_or_id: str | int) -> RunRef:
+    """A run by name, or by id (an int or an all-digit string that names no run)."""
+    with read_connection(factory) as conn:
+        row = conn.execute(
+            select(RUNS.c.id, RUNS.c.name, RUNS.c.status).where(RUNS.c.name == str(name_or_id))
+        ).first()
+        if row is None and str(name_or_id).isdigit():
+            row = conn.execute(
+                select(RUNS.c.id, RUNS.c.name, RUNS.c.status).where(RUNS.c.id == int(name_or_id))
+            ).first()
+    if row is None:
+        raise NotFoundError(f"no run named {name_or_id!r}")
+    return RunRef(id=row.id, name=row.name, status=row.status)
+
+
+# Ready = pending, backoff over, and no dependency outside done/skipped. Built once (with
+# bound parameters) because the executor runs it after every batch of completions.
+_DEP_STEP = STEPS.alias("dep_step")
+_UNSATISFIED_DEP = exists().where(
+    DEPS.c.step_id == STEPS.c.id,
+    _DEP_STEP.c.id == DEPS.c.depends_on_id,
+    _DEP_STEP.c.state.not_in(sorted(machine.SATISFIED_STATES)),
+)
+_READY = (
+    select(STEPS)
+    .where(
+        STEPS.c.run_id == bindparam("run_id"),
+        STEPS.c.state == machine.PENDING,
+        or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= bindparam("now")),
+        ~_UNSATISFIED_DEP,
+    )
+    .order_by(STEPS.c.id)
+    .limit(bindparam("limit"))
+)
+# Other workers (multi-host PostgreSQL runs) skip rows we hold instead of waiting for them.
+_READY_SKIP_LOCKED = _READY.with_for_update(skip_locked=True, of=STEPS)
+
+
+def claim_ready(
+    factory: sessionmaker[Session], run_id: int, limit: int, *, lease_owner: str
+) -> list[StepSnapshot]:
+    """Start up to ``limit`` ready steps (pending, backoff over, every dependency done or
+    skipped) in one transaction: one query finds them, each gets ``start`` and its event."""
+    if limit <= 0:
+        return []
+    now = utcnow()
+    with write_transaction(factory) as conn:
+        query = _READY_SKIP_LOCKED if conn.dialect.name == "postgresql" else _READY
+        rows = conn.execute(query, {"run_id": run_id, "now": now, "limit": limit}).mappings().all()
+        return [
+            apply_trigger(
+                conn,
+                row,
+                "start",
+                None,
+                None,
+                {"lease_owner": lease_owner, "lease_token": row["lease_token"] + 1},
+            )
+            for row in rows
+        ]
+
+
+def next_wakeup(factory: sessionmaker[Session], run_id: int) -> datetime | None:
+    """The earliest ``not_before`` among pending steps still waiting for their backoff."""
+    with read_connection(factory) as conn:
+        value = conn.execute(
+            select(func.min(STEPS.c.not_before)).where(
+                STEPS.c.run_id == run_id,
+                STEPS.c.state == machine.PENDING,
+                STEPS.c.not_before.is_not(None),
+            )
+        ).scalar()
+    return as_utc(value)
+
+
+def state_counts(factory: sessionmaker[Session], run_id: int) -> dict[str, int]:
+    with read_connection(factory) as conn:
+        rows = conn.execute(
+            select(STEPS.c.state, func.count())
+            .where(STEPS.c.run_id == run_id)
+            .group_by(STEPS.c.state)
+        ).all()
+    return {state: count for state, count in rows}
+
+
+def steps_in_states(
+    factory: sessionmaker[Session], run_id: int, states: Iterable[str]
+) -> list[StepSnapshot]:
+    with read_connection(factory) as conn:
+        rows = conn.execute(
+            select(STEPS)
+            .where(STEPS.c.run_id == run_id, STEPS.c.state.in_(list(states)))
+            .order_by(STEPS.c.id)
+        ).mappings()
+        return [StepSnapshot.from_row(r) for r in rows]
+
+
+def descendants(factory: sessionmaker[Session], step_id: int) -> set[int]:
+    """Every step that depends on ``step_id``, directly or not (one recursive query)."""
+    with read_connection(factory) as conn:
+        return set(conn.execute(_descendant_ids(step_id)).scalars())
+
+
+def _descendant_ids(step_id: int) -> Any:
+    """SELECT of the ids of every step depending on ``step_id`` (a recursive CTE)."""
+    start = select(DEPS.c.step_id.label("id")).where(DEPS.c.depends_on_id == step_id)
+    tree = start.cte("descendants", recursive=True)
+    tree = tree.union(select(DEPS.c.step_id).join(tree, DEPS.c.depends_on_id == tree.c.id))
+    return select(tree.c.id)
+
+
+def kinds_of_run(factory: sessionmaker[Session], run_id: int) -> set[str]:
+    with read_connection(factory) as conn:
+        return set(
+            conn.execute(select(STEPS.c.kind).where(STEPS.c.run_id == run_id).distinct()).scalars()
+        )
+
+
+def set_run_status(
+    factory: sessionmaker[Session],
+    run_id: int,
+    status: str,
+    *,
+    detail: Mapping[str, Any] | None = None,
+    started: bool = False,
+    finished: bool = False,
+) -> None:
+    """Change the run's status and log it as a run event (step_id NULL)."""
+    now = utcnow()
+    with write_transaction(factory) as conn:
+        old = conn.execute(select(RUNS.c.status).where(RUNS.c.id == run_id)).scalar_one()
+        values: dict[str, Any] = {"status": status}
+        if started:
+            values["started_at"] = now
+            values["finished_at"] = None
+        if finished:
+            values["finished_at"] = now
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values))
+        conn.execute(
+            insert(EVENTS).values(
+                run_id=run_id,
+                step_id=None,
+                from_state=old,
+                to_state=status,
+                trigger="run-status",
+                actor=actor(),
+                pid=os.getpid(),
+                at=now,
+                detail=dict(detail or {}),
+            )
+        )
+
+
+def block_descendants(
+    factory: sessionmaker[Session], step_id: int, cause_key: str
+) -> list[StepSnapshot]:
+    """Block every pending step that depends on ``step_id``, directly or not, in one
+    transaction (one recursive query finds them). Returns the blocked steps."""
+    with write_transaction(factory) as conn:
+        query = (
+            select(STEPS)
+            .where(STEPS.c.id.in_(_descendant_ids(step_id)), STEPS.c.state == machine.PENDING)
+            .order_by(STEPS.c.id)
+            .with_for_update()
+        )
+        rows = conn.execute(query).mappings().all()
+        detail = {"cause": cause_key}
+        return [apply_trigger(conn, row, "block", None, detail, {}) for row in rows]

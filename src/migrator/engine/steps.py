@@ -1,0 +1,325 @@
+"""Changing a step: every trigger and every checkpoint is one database transaction.
+
+The transaction reads the row (``FOR UPDATE`` on PostgreSQL; on SQLite ``BEGIN IMMEDIATE``
+already holds the database's write lock), checks the caller's expected version, asks the
+machine definition for the destination, writes the new state with ``version + 1`` and appends
+one audit event. Either all of it is committed or none of it: a crash at any instant leaves a
+consistent row and an event log without gaps, which is what resume relies on.
+
+Invariant kept by this module: ``step.version == 1 + number of events of the step``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.engine import machine
+from migrator.errors import ConcurrencyError, IllegalTransitionError, NotFoundError
+from migrator.store.models import Event, Step
+
+STEPS = cast(Table, Step.__table__)
+EVENTS = cast(Table, Event.__table__)
+
+# Columns a trigger may change besides state/version/updated_at; anything else is a bug.
+CHANGEABLE_COLUMNS = frozenset(
+    {
+        "phase",
+        "checkpoint",
+        "attempts",
+        "last_error",
+        "not_before",
+        "lease_owner",
+        "lease_token",
+        "lease_expires_at",
+    }
+)
+# Big id lists are read in chunks: SQLite caps the number of bound parameters per statement.
+_CHUNK = 500
+
+# The hot-path statements are built once: SQLAlchemy then reuses their cache keys and compiled
+# forms, which is most of the Python time of a transition.
+_SELECT_LOCKED = select(STEPS).where(STEPS.c.id == bindparam("sid")).with_for_update()
+_SELECT = select(STEPS).where(STEPS.c.id == bindparam("sid"))
+# Without .values(): the SET clause is whatever columns the parameters name.
+_UPDATE = update(STEPS).where(
+    STEPS.c.id == bindparam("b_id"), STEPS.c.version == bindparam("b_version")
+)
+_INSERT_EVENT = insert(EVENTS)
+
+
+@dataclass(frozen=True)
+class StepSnapshot:
+    """A step row as committed by the transaction that returned it."""
+
+    id: int
+    run_id: int
+    key: str
+    kind: str
+    state: str
+    phase: str | None
+    checkpoint: dict[str, Any]
+    attempts: int
+    version: int
+    last_error: str | None
+    not_before: datetime | None
+    spec: dict[str, Any]
+    lease_token: int
+    source_id: str | None = None
+    tenant: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> StepSnapshot:
+        return cls(
+            id=row["id"],
+            run_id=row["run_id"],
+            key=row["key"],
+            kind=row["kind"],
+            state=row["state"],
+            phase=row["phase"],
+            checkpoint=dict(row["checkpoint"] or {}),
+            attempts=row["attempts"],
+            version=row["version"],
+            last_error=row["last_error"],
+            not_before=as_utc(row["not_before"]),
+            spec=dict(row["spec"] or {}),
+            lease_token=row["lease_token"],
+            source_id=row["source_id"],
+            tenant=row["tenant"],
+            name=row["name"],
+        )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back without their zone; every timestamp we write is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@cache
+def actor() -> str:
+    """``user@host`` for audit events."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def write_transaction(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """One write transaction on a connection of the factory's engine (Core, no ORM unit of
+    work: the engine's ``begin`` listener still makes it ``BEGIN IMMEDIATE`` on SQLite).
+
+    On SQLite the threads of one process also queue on an in-process lock first: SQLite's busy
+    handler polls with sleeps of up to 100 ms, so threads contending for ``BEGIN IMMEDIATE``
+    would waste most of their time asleep. Other processes still serialise on SQLite's lock.
+    """
+    engine = factory.kw["bind"]
+    guard: Any = nullcontext()
+    if engine.dialect.name == "sqlite":
+        guard = getattr(engine, "_migrator_write_lock", None)
+        if guard is None:
+            with _LOCKS_GUARD:
+                guard = getattr(engine, "_migrator_write_lock", None) or threading.Lock()
+                engine._migrator_write_lock = guard
+    with guard, engine.begin() as conn:
+        yield conn
+
+
+def read_connection(factory: sessionmaker[Session]) -> Connection:
+    """A connection for reads (use as a context manager); no write lock is taken."""
+    conn: Connection = factory.kw["bind"].connect()
+    return conn
+
+
+def get_step(factory: sessionmaker[Session], step_id: int) -> StepSnapshot:
+    with read_connection(factory) as conn:
+        row = conn.execute(_SELECT, {"sid": step_id}).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no step with id {step_id}")
+    return StepSnapshot.from_row(row)
+
+
+def fire(
+    factory: sessionmaker[Session],
+    step_id: int,
+    trigger: str,
+    *,
+    expected_version: int | None = None,
+    detail: Mapping[str, Any] | None = None,
+    **changes: Any,
+) -> StepSnapshot:
+    """Fire ``trigger`` on one step in one transaction and return the committed row.
+
+    ``changes`` sets other columns in the same transaction (``last_error``, ``attempts``,
+    ``not_before``, ``phase``, ``checkpoint``, lease columns). Raises
+    :class:`IllegalTransitionError` or :class:`ConcurrencyError` with nothing changed.
+    """
+    _check_changes(changes)
+    with write_transaction(factory) as conn:
+        row = _locked_row(conn, step_id)
+        return apply_trigger(conn, row, trigger, expected_version, detail, changes)
+
+
+def fire_many(
+    factory: sessionmaker[Session],
+    step_ids: Iterable[int],
+    trigger: str,
+    *,
+    detail: Mapping[str, Any] | None = None,
+    **changes: Any,
+) -> list[StepSnapshot]:
+    """Fire ``trigger`` on several steps in one transaction (all or none)."""
+    _check_changes(changes)
+    ids = list(step_ids)
+    result: list[StepSnapshot] = []
+    with write_transaction(factory) as conn:
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = conn.execute(
+                select(STEPS).where(STEPS.c.id.in_(chunk)).order_by(STEPS.c.id).with_for_update()
+            ).mappings()
+            found = {row["id"]: row for row in rows}
+            missing = [i for i in chunk if i not in found]
+            if missing:
+                raise NotFoundError(f"no step with id {missing[0]}")
+            for step_id in chunk:
+                result.append(apply_trigger(conn, found[step_id], trigger, None, detail, changes))
+    return result
+
+
+def checkpoint(
+    factory: sessionmaker[Session],
+    step_id: int,
+    phase: str,
+    data: Mapping[str, Any],
+    *,
+    expected_version: int | None = None,
+    lease_token: int | None = None,
+) -> StepSnapshot:
+    """Record that ``phase`` is complete: merge ``data`` into the step's checkpoint JSON.
+
+    Allowed while the step is running or verifying. The state does not change, but the version
+    does and an event with trigger ``checkpoint`` (from_state == to_state) is appended, so the
+    audit shows when each phase was reached and the version/event invariant holds.
+    """
+    with write_transaction(factory) as conn:
+        row = _locked_row(conn, step_id)
+        state = row["state"]
+        if state not in machine.IN_DOUBT_STATES:
+            raise IllegalTransitionError(
+                f"step {row['key']!r} is {state}: only a running or verifying step can record "
+                f"a checkpoint (phase {phase!r})"
+            )
+        _check_version(row, expected_version)
+        if lease_token is not None and row["lease_token"] != lease_token:
+            raise ConcurrencyError(
+                f"step {row['key']!r} is leased with token {row['lease_token']}, "
+                f"not {lease_token}: another worker owns it now"
+            )
+        merged = {**(row["checkpoint"] or {}), **data}
+        return _write(
+            conn,
+            row,
+            state,
+            machine.CHECKPOINT_TRIGGER,
+            {"phase": phase, "data": dict(data)},
+            {"phase": phase, "checkpoint": merged},
+        )
+
+
+def apply_trigger(
+    conn: Connection,
+    row: RowMapping,
+    trigger: str,
+    expected_version: int | None,
+    detail: Mapping[str, Any] | None,
+    changes: Mapping[str, Any],
+) -> StepSnapshot:
+    """The body of :func:`fire` for a row already read (and locked) in ``conn``'s
+    transaction."""
+    state = row["state"]
+    dest = machine.destination(state, trigger)
+    if dest is None:
+        allowed = ", ".join(machine.triggers_from(state)) or "none"
+        raise IllegalTransitionError(
+            f"step {row['key']!r} is {state}: trigger {trigger!r} is not allowed there "
+            f"(allowed: {allowed})"
+        )
+    _check_version(row, expected_version)
+    return _write(conn, row, dest, trigger, detail, changes)
+
+
+def _write(
+    conn: Connection,
+    row: RowMapping,
+    dest: str,
+    trigger: str,
+    detail: Mapping[str, Any] | None,
+    changes: Mapping[str, Any],
+) -> StepSnapshot:
+    now = utcnow()
+    version = row["version"] + 1
+    values = {**changes, "state": dest, "version": version, "updated_at": now}
+    # The version condition is redundant under the row lock, and cheap insurance without it.
+    result = conn.execute(_UPDATE, {**values, "b_id": row["id"], "b_version": row["version"]})
+    if result.rowcount != 1:
+        raise ConcurrencyError(f"step {row['key']!r} changed under us (version {version - 1})")
+    conn.execute(
+        _INSERT_EVENT,
+        {
+            "run_id": row["run_id"],
+            "step_id": row["id"],
+            "from_state": row["state"],
+            "to_state": dest,
+            "trigger": trigger,
+            "actor": actor(),
+            "pid": os.getpid(),
+            "at": now,
+            "detail": dict(detail or {}),
+        },
+    )
+    return StepSnapshot.from_row({**row, **values})
+
+
+def _locked_row(conn: Connection, step_id: int) -> RowMapping:
+    row = conn.execute(_SELECT_LOCKED, {"sid": step_id}).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no step with id {step_id}")
+    return row
+
+
+def _check_version(row: RowMapping, expected_version: int | None) -> None:
+    if expected_version is not None and row["version"] != expected_version:
+        raise ConcurrencyError(
+            f"step {row['key']!r} is at version {row['version']}, not {expected_version}: "
+            "someone else changed it"
+        )
+
+
+def _check_changes(changes: Mapping[str, Any]) -> None:
+    unknown = set(changes) - CHANGEABLE_COLUMNS
+    if unknown:
+        raise TypeError(f"fire() cannot set column(s): {', '.join(sorted(unknown))}")
