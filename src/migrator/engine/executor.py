@@ -283,6 +283,7 @@ class Executor:
         self, ctx: StepContext, detail: Mapping[str, str] | None = None
     ) -> None:
         handler = self.registry.get(ctx.step.kind)
+        before = ctx.step.state
         if ctx.step.state == machine.RUNNING:
             ctx.step = fire(
                 self.factory,
@@ -292,7 +293,6 @@ class Executor:
                 detail=detail,
             )
         handler.verify(ctx, ctx.step)
-        before = ctx.step.state
         ctx.step = fire(
             self.factory,
             ctx.step.id,

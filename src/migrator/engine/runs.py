@@ -111,11 +111,12 @@ def create_run(
         ]
         for start in range(0, len(rows), _INSERT_BATCH):
             conn.execute(insert(STEPS), rows[start : start + _INSERT_BATCH])
-        ids = dict(
-            conn.execute(select(STEPS.c.key, STEPS.c.id).where(STEPS.c.run_id == run_id))
-            .tuples()
-            .all()
-        )
+        ids = {
+            key: step_id
+            for key, step_id in conn.execute(
+                select(STEPS.c.key, STEPS.c.id).where(STEPS.c.run_id == run_id)
+            )
+        }
         dep_rows = [{"step_id": ids[a], "depends_on_id": ids[b]} for a, b in dep_pairs]
         for start in range(0, len(dep_rows), _INSERT_BATCH):
             conn.execute(insert(DEPS), dep_rows[start : start + _INSERT_BATCH])

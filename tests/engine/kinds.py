@@ -1,0 +1,108 @@
+"""Test-only step kinds (never registered by the package itself)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from migrator.engine.handlers import Handler, Reconciliation, StepContext
+from migrator.engine.runs import StepSpec
+from migrator.engine.steps import StepSnapshot
+
+
+def read_effects(path: Path) -> Counter[str]:
+    """How many times each step key's side effect happened."""
+    if not path.exists():
+        return Counter()
+    return Counter(line for line in path.read_text().splitlines() if line)
+
+
+class AppendHandler(Handler):
+    """Side effect: appends ``key\\n`` to a file (fsync'ed) in phase ``effect``.
+
+    ``spec["sleep_ms"]`` is spread over both phases so that a kill lands at random points:
+    before, during or after the side effect and its checkpoint.
+    """
+
+    phases = ("effect", "settle")
+
+    def __init__(self, effects: Path) -> None:
+        self.effects = effects
+
+    def run_phase(
+        self, ctx: StepContext, step: StepSnapshot, phase: str
+    ) -> Mapping[str, Any] | None:
+        time.sleep(step.spec.get("sleep_ms", 0) / 2000)
+        if phase == "effect":
+            fd = os.open(self.effects, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{step.key}\n".encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return {"effect": True}
+        return {"settled": True}
+
+    def reconcile(self, ctx: StepContext, step: StepSnapshot) -> Reconciliation:
+        # Like a real handler looking on the target for what it created: the effect file is
+        # the "target". If the effect happened but its checkpoint did not commit, adopt it.
+        if step.phase is None and read_effects(self.effects)[step.key] > 0:
+            ctx.checkpoint("effect", {"effect": True, "adopted": True})
+        return Reconciliation.RESUME
+
+
+class FlakyHandler(Handler):
+    """Fails the keys in ``always`` every time, the keys in ``times`` that many times."""
+
+    phases = ("apply",)
+
+    def __init__(self) -> None:
+        self.always: set[str] = set()
+        self.times: dict[str, int] = {}
+        self.runs: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def run_phase(
+        self, ctx: StepContext, step: StepSnapshot, phase: str
+    ) -> Mapping[str, Any] | None:
+        with self._lock:
+            self.runs[step.key] += 1
+            if step.key in self.always:
+                raise RuntimeError(f"{step.key} cannot be created: quota exceeded")
+            if self.times.get(step.key, 0) > 0:
+                self.times[step.key] -= 1
+                raise RuntimeError(f"{step.key}: transient 503")
+        return {"created": f"target-{step.key}"}
+
+
+def chains_with_fan_in(
+    chains: int, length: int, *, sleep_ms: tuple[int, int] = (0, 0), seed: int = 0
+) -> tuple[list[StepSpec], list[tuple[str, str]]]:
+    """``chains`` chains of ``length`` steps, a fan-in step per pair of chains needing both
+    tails, and one final step needing every fan-in: chains + fan-in, like tenants whose
+    resources converge on shared ones."""
+    import random
+
+    rng = random.Random(seed)
+    steps: list[StepSpec] = []
+    deps: list[tuple[str, str]] = []
+
+    def add(key: str) -> None:
+        steps.append(StepSpec(key, "append", {"sleep_ms": rng.randint(*sleep_ms)}))
+
+    for c in range(chains):
+        for i in range(length):
+            add(f"c{c}-{i}")
+            if i:
+                deps.append((f"c{c}-{i}", f"c{c}-{i - 1}"))
+    for c in range(0, chains - 1, 2):
+        add(f"join{c}")
+        deps += [(f"join{c}", f"c{c}-{length - 1}"), (f"join{c}", f"c{c + 1}-{length - 1}")]
+    add("final")
+    deps += [("final", s.key) for s in steps if s.key.startswith("join")]
+    return steps, deps
