@@ -44,6 +44,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic configuration built in code; ``connection`` is handed to env.py."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
+    # New revision files are named after their id alone: versions/0002_add_x.py.
+    config.set_main_option("file_template", "%%(rev)s")
     if connection is not None:
         config.attributes["connection"] = connection
     return config
