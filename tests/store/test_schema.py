@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -142,8 +141,3 @@ def test_sqlite_foreign_keys_are_back_on_after_a_migration(empty_sqlite_url: str
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
-
-
-def test_make_engine_refuses_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(DatabaseError, match="is a directory, not a file"):
-        make_engine(f"sqlite:///{tmp_path}")

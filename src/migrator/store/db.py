@@ -8,11 +8,12 @@ URL (``postgresql+psycopg://...``) when several workers on several hosts share a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,12 +38,16 @@ def resolve_url(cli_value: str | None = None) -> str:
     return url
 
 
+# "//user:password@" in a URL that SQLAlchemy cannot parse (a typo in the port, say).
+_USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:)[^/@]*@")
+
+
 def redact(url: str) -> str:
     """The URL with its password hidden, for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable database URL>"
+    except (ArgumentError, ValueError):
+        return _USERINFO_PASSWORD.sub(r"\1***@", url)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -58,8 +63,22 @@ def make_engine(url: str, *, create_dir: bool = False, **kwargs: Any) -> Engine:
     """An engine for ``url``. With ``create_dir`` the SQLite file's folder is created."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise DatabaseError(f"database URL {url!r} is not a valid URL") from exc
+    except (ArgumentError, ValueError) as exc:
+        raise DatabaseError(
+            f"database URL {redact(url)} is not valid "
+            "(expected sqlite:///PATH, a file path, or postgresql://USER@HOST/DATABASE)"
+        ) from exc
+    try:
+        return _make_engine(url, parsed, create_dir, **kwargs)
+    except ImportError as exc:
+        raise DatabaseError(
+            f"database URL {redact(url)}: the driver for {parsed.drivername} is not installed"
+        ) from exc
+    except ArgumentError as exc:  # includes NoSuchModuleError: an unknown database kind
+        raise DatabaseError(f"database URL {redact(url)} is not usable: {exc}") from exc
+
+
+def _make_engine(url: str, parsed: URL, create_dir: bool, **kwargs: Any) -> Engine:
     path = _sqlite_path(url)
     if path is not None:
         if create_dir:
