@@ -8,6 +8,7 @@ written in its first 8 bytes, so every block differs and producing one costs a m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 import struct
@@ -141,6 +142,14 @@ class BlobWriter:
     def abort(self) -> None:
         self._fh.close()
         self.tmp.unlink(missing_ok=True)
+
+    async def discard(self) -> None:
+        """Abandon a broken upload: let the write in flight finish, then drop the file."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                await pending
+        self.abort()
 
 
 async def iter_async(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
