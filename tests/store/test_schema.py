@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -141,3 +143,30 @@ def test_sqlite_foreign_keys_are_back_on_after_a_migration(empty_sqlite_url: str
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_a_failing_revision_leaves_the_database_as_it_was(
+    empty_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A copy of the shipped migrations plus a revision that fails half-way through.
+    copy = tmp_path / "migrations"
+    shutil.copytree(
+        schema.migrations_dir(), copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (copy / "versions" / "0099_broken.py").write_text(
+        "from alembic import op\n"
+        "import sqlalchemy as sa\n"
+        f"revision = '0099_broken'\ndown_revision = {schema.head()!r}\n"
+        "branch_labels = depends_on = None\n"
+        "def upgrade():\n"
+        "    op.create_table('half_done', sa.Column('id', sa.Integer, primary_key=True))\n"
+        "    raise RuntimeError('revision 0099 failed')\n"
+        "def downgrade():\n"
+        "    pass\n"
+    )
+    monkeypatch.setattr(schema, "migrations_dir", lambda: copy)
+    with pytest.raises(RuntimeError, match="revision 0099 failed"):
+        schema.upgrade(empty_engine)
+    # All revisions of one upgrade share one transaction: not even 0001 stayed.
+    assert schema.current(empty_engine) is None
+    assert tables(empty_engine) <= {"alembic_version"}
