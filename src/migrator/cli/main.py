@@ -1,7 +1,7 @@
 """The ``migrator`` command: top-level options, the error boundary, command registration.
 
-Command groups live one per module; adding one is an import and an ``add_command`` line at
-the bottom of this file.
+Command groups live one per module (which must not import this one); adding one is an import
+at the top and an ``add_command`` line at the bottom of this file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import click
 
 from migrator import __version__
 from migrator.cli.context import CliContext
+from migrator.cli.db import db
+from migrator.cli.init import init
+from migrator.cli.status import status_command
 from migrator.errors import MigratorError
 from migrator.store.db import DEFAULT_URL, ENV_VAR, resolve_url
 
@@ -50,11 +53,7 @@ def main() -> None:
     cli(prog_name="migrator")
 
 
-# Command groups: one import and one add_command each.
-from migrator.cli.db import db  # noqa: E402
-from migrator.cli.init import init  # noqa: E402
-from migrator.cli.status import status_command  # noqa: E402
-
+# Command groups: one import (above) and one add_command each.
 cli.add_command(init)
 cli.add_command(db)
 cli.add_command(status_command)

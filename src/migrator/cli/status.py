@@ -18,6 +18,7 @@ from migrator.operations.status import StatusReport, status
     type=click.Choice(["table", "json"]),
     default="table",
     show_default=True,
+    help="table: drawn on a terminal, plain text in a pipe; json: for scripts.",
 )
 @pass_cli
 def status_command(
