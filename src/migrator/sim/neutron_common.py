@@ -1,0 +1,520 @@
+"""What every simulated Neutron resource shares: rendering a stored record for the profile
+(Liberty shows ``tenant_id`` only and none of the later standard attributes), who may see and
+change what, list filters, ``fields=``, sorting, marker pagination with ``<resources>_links``,
+quota enforcement and the per-project ``default`` security group.
+
+Records are stored in the modern shape (``project_id``); derived lists (a network's subnets, a
+security group's rules) are computed when rendering so that they can never go stale.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from migrator.sim.cloud import SimCloud
+from migrator.sim.http import AuthContext, SimHTTPError, auth_of, json_response, read_json
+from migrator.sim.state import Record, new_id, now_iso
+
+PREFIX = "/network"
+V2 = f"{PREFIX}/v2.0"
+# Standard attributes that Mitaka and later added to every resource.
+STANDARD_ATTRS = ("description", "tags", "created_at", "updated_at", "revision_number")
+LIST_CONTROL_PARAMS = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
+TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
+ADMIN_ONLY_KEYS = ("provider:network_type", "provider:physical_network",
+                   "provider:segmentation_id", "binding:host_id", "binding:profile",
+                   "binding:vif_type", "binding:vif_details", "distributed", "ha")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One Neutron resource type: where it is stored and what each profile shows of it."""
+
+    collection: str
+    member: str
+    title: str                     # "Network" in "Network X could not be found."
+    not_found_type: str
+    quota_key: str | None
+    liberty_keys: tuple[str, ...]  # attributes a Liberty server renders (plus tenant_id)
+    modern_keys: tuple[str, ...]   # attributes only later releases render
+    defaults: dict[str, Any] = field(default_factory=dict)
+    not_found_text: str = "could not be found."
+
+    def not_found(self, rid: str) -> SimHTTPError:
+        return SimHTTPError(404, f"{self.title} {rid} {self.not_found_text}",
+                            neutron_type=self.not_found_type)
+
+
+NETWORKS = Kind(
+    "networks", "network", "Network", "NetworkNotFound", "network",
+    ("id", "name", "admin_state_up", "status", "subnets", "shared", "mtu",
+     "port_security_enabled", "router:external", "provider:network_type",
+     "provider:physical_network", "provider:segmentation_id"),
+    ("availability_zone_hints", "availability_zones", "ipv4_address_scope",
+     "ipv6_address_scope", "is_default", "l2_adjacency", "dns_domain", *STANDARD_ATTRS),
+    {"admin_state_up": True, "status": "ACTIVE", "shared": False, "mtu": 1450,
+     "port_security_enabled": True, "router:external": False,
+     "provider:network_type": "vxlan", "provider:physical_network": None,
+     "provider:segmentation_id": None, "availability_zone_hints": [],
+     "availability_zones": ["nova"], "ipv4_address_scope": None, "ipv6_address_scope": None,
+     "is_default": False, "l2_adjacency": True, "dns_domain": ""},
+)
+SUBNETS = Kind(
+    "subnets", "subnet", "Subnet", "SubnetNotFound", "subnet",
+    ("id", "name", "network_id", "ip_version", "subnetpool_id", "cidr", "gateway_ip",
+     "allocation_pools", "dns_nameservers", "host_routes", "enable_dhcp", "ipv6_ra_mode",
+     "ipv6_address_mode"),
+    ("service_types", "segment_id", *STANDARD_ATTRS),
+    {"subnetpool_id": None, "dns_nameservers": [], "host_routes": [], "enable_dhcp": True,
+     "ipv6_ra_mode": None, "ipv6_address_mode": None, "service_types": [],
+     "segment_id": None},
+)
+SUBNETPOOLS = Kind(
+    "subnetpools", "subnetpool", "Subnet pool", "SubnetPoolNotFound", "subnetpool",
+    ("id", "name", "prefixes", "default_prefixlen", "min_prefixlen", "max_prefixlen",
+     "ip_version", "shared", "is_default", "default_quota", "address_scope_id"),
+    STANDARD_ATTRS,
+    {"shared": False, "is_default": False, "default_quota": None, "address_scope_id": None},
+)
+ROUTERS = Kind(
+    "routers", "router", "Router", "RouterNotFound", "router",
+    ("id", "name", "admin_state_up", "status", "external_gateway_info", "routes",
+     "distributed", "ha"),
+    ("availability_zone_hints", "availability_zones", "flavor_id", *STANDARD_ATTRS),
+    {"admin_state_up": True, "status": "ACTIVE", "external_gateway_info": None,
+     "routes": [], "distributed": False, "ha": False, "availability_zone_hints": [],
+     "availability_zones": ["nova"], "flavor_id": None},
+)
+PORTS = Kind(
+    "ports", "port", "Port", "PortNotFound", "port",
+    ("id", "name", "network_id", "admin_state_up", "status", "mac_address", "fixed_ips",
+     "device_id", "device_owner", "allowed_address_pairs", "extra_dhcp_opts",
+     "security_groups", "port_security_enabled", "binding:vnic_type", "binding:host_id",
+     "binding:profile", "binding:vif_type", "binding:vif_details"),
+    ("dns_name", "dns_assignment", "propagate_uplink_status", *STANDARD_ATTRS),
+    {"admin_state_up": True, "status": "DOWN", "device_id": "", "device_owner": "",
+     "allowed_address_pairs": [], "extra_dhcp_opts": [], "security_groups": [],
+     "port_security_enabled": True, "binding:vnic_type": "normal", "binding:host_id": "",
+     "binding:profile": {}, "binding:vif_type": "unbound", "binding:vif_details": {},
+     "dns_name": "", "dns_assignment": [], "propagate_uplink_status": False},
+)
+SECURITY_GROUPS = Kind(
+    "security_groups", "security_group", "Security group", "SecurityGroupNotFound",
+    "security_group",
+    ("id", "name", "description", "security_group_rules"),
+    ("stateful", "shared", "tags", "created_at", "updated_at", "revision_number"),
+    {"description": "", "stateful": True, "shared": False},
+    not_found_text="does not exist",
+)
+SECURITY_GROUP_RULES = Kind(
+    "security_group_rules", "security_group_rule", "Security group rule",
+    "SecurityGroupRuleNotFound", "security_group_rule",
+    ("id", "security_group_id", "ethertype", "direction", "protocol", "port_range_min",
+     "port_range_max", "remote_ip_prefix", "remote_group_id"),
+    ("remote_address_group_id", "normalized_cidr", "belongs_to_default_sg", "description",
+     "created_at", "updated_at", "revision_number"),
+    {"protocol": None, "port_range_min": None, "port_range_max": None,
+     "remote_ip_prefix": None, "remote_group_id": None, "remote_address_group_id": None,
+     "normalized_cidr": None, "description": ""},
+    not_found_text="does not exist",
+)
+KINDS = (NETWORKS, SUBNETS, SUBNETPOOLS, ROUTERS, PORTS, SECURITY_GROUPS,
+         SECURITY_GROUP_RULES)
+LIBERTY_QUOTAS = {"network": 10, "subnet": 10, "subnetpool": -1, "port": 50, "router": 10,
+                  "floatingip": 50, "security_group": 10, "security_group_rule": 100}
+MODERN_QUOTAS = {"network": 100, "subnet": 100, "subnetpool": -1, "port": 500, "router": 10,
+                 "floatingip": 50, "security_group": 10, "security_group_rule": 100,
+                 "rbac_policy": 10}
+
+
+def policy_denied(liberty: bool, rule: str) -> SimHTTPError:
+    message = (f"Policy doesn't allow {rule} to be performed." if liberty
+               else f"(rule:{rule}) is disallowed by policy")
+    return SimHTTPError(403, message, neutron_type="PolicyNotAuthorized")
+
+
+def bad_request(message: str) -> SimHTTPError:
+    return SimHTTPError(400, message, neutron_type="HTTPBadRequest")
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise SimHTTPError(400, f"Invalid input for operation: '{value}' cannot be converted "
+                       "to boolean.", neutron_type="InvalidInput")
+
+
+class NeutronCore:
+    """State access and the behaviour every resource handler shares."""
+
+    def __init__(self, cloud: SimCloud) -> None:
+        self.cloud = cloud
+        self.state = cloud.state
+        self.liberty = not cloud.profile.neutron_project_id
+        self.rng = random.Random(f"neutron:{cloud.name}")
+
+    # -- rendering ---------------------------------------------------------------------------
+    def render(self, kind: Kind, rec: Record, ctx: AuthContext) -> dict[str, Any]:
+        out: dict[str, Any] = dict(kind.defaults)
+        out.update({k: v for k, v in rec.items() if not k.startswith("_")})
+        derive = self.derived.get(kind.collection)
+        if derive is not None:
+            derive(out, ctx)
+        project = out.pop("project_id", None)
+        out.pop("tenant_id", None)
+        if self.liberty:
+            out = {k: out[k] for k in kind.liberty_keys if k in out}
+            out["tenant_id"] = project
+        else:
+            for key in STANDARD_ATTRS:
+                if key in kind.modern_keys:
+                    out.setdefault(key, [] if key == "tags" else
+                                   0 if key == "revision_number" else "")
+            out["tenant_id"] = project
+            out["project_id"] = project
+        if not ctx.is_admin:
+            for key in ADMIN_ONLY_KEYS:
+                out.pop(key, None)
+        return out
+
+    @property
+    def derived(self) -> dict[str, Callable[[dict[str, Any], AuthContext], None]]:
+        return {"networks": self._derive_network, "security_groups": self._derive_group}
+
+    def _derive_network(self, out: dict[str, Any], ctx: AuthContext) -> None:
+        out["subnets"] = [s["id"] for s in self.state.values("subnets")
+                          if s.get("network_id") == out["id"]]
+
+    def _derive_group(self, out: dict[str, Any], ctx: AuthContext) -> None:
+        out["security_group_rules"] = [
+            self.render(SECURITY_GROUP_RULES, r, ctx)
+            for r in self.state.values("security_group_rules")
+            if r.get("security_group_id") == out["id"]]
+
+    def known_attributes(self, kind: Kind) -> set[str]:
+        keys = set(kind.liberty_keys) | {"tenant_id"}
+        if not self.liberty:
+            keys |= set(kind.modern_keys) | {"project_id"}
+        return keys
+
+    # -- visibility and ownership ------------------------------------------------------------
+    def visible(self, kind: Kind, rec: Record, ctx: AuthContext) -> bool:
+        if ctx.is_admin or rec.get("project_id") == ctx.project_id:
+            return True
+        if kind is NETWORKS:
+            return bool(rec.get("shared") or rec.get("router:external"))
+        if kind is SUBNETS:
+            net = self.state.get("networks", rec.get("network_id", ""))
+            return bool(net and net.get("shared"))
+        if kind is SUBNETPOOLS:
+            return bool(rec.get("shared"))
+        if kind is PORTS:
+            net = self.state.get("networks", rec.get("network_id", ""))
+            return bool(net and net.get("project_id") == ctx.project_id)
+        if kind is SECURITY_GROUP_RULES:
+            group = self.state.get("security_groups", rec.get("security_group_id", ""))
+            return bool(group and group.get("project_id") == ctx.project_id)
+        return False
+
+    def get_visible(self, kind: Kind, rid: str, ctx: AuthContext) -> Record:
+        rec = self.state.get(kind.collection, rid)
+        if rec is None or not self.visible(kind, rec, ctx):
+            raise kind.not_found(rid)
+        return rec
+
+    def get_owned(self, kind: Kind, rid: str, ctx: AuthContext, action: str) -> Record:
+        """A record the caller may change: 404 when it cannot even see it, 403 when it can
+        see it but does not own it (Neutron hides what a caller may not read)."""
+        rec = self.get_visible(kind, rid, ctx)
+        if not ctx.is_admin and rec.get("project_id") != ctx.project_id:
+            raise policy_denied(self.liberty, f"{action}_{kind.member}")
+        return rec
+
+    def owner_for_create(self, body: dict[str, Any], ctx: AuthContext) -> str:
+        """The project a new resource belongs to (``tenant_id``/``project_id`` of the body)."""
+        tenant = body.get("tenant_id")
+        project = body.get("project_id") if not self.liberty else None
+        if tenant is not None and project is not None and tenant != project:
+            raise bad_request("'project_id' and 'tenant_id' do not match")
+        wanted = project or tenant or ctx.project_id
+        if wanted != ctx.project_id and not ctx.is_admin:
+            raise bad_request(
+                "Specifying 'tenant_id' other than authenticated tenant in request requires "
+                "admin privileges" if self.liberty else
+                "Specifying 'project_id' or 'tenant_id' other than the authenticated project "
+                "in request requires admin privileges")
+        if not wanted:
+            raise bad_request("Running without keystone AuthN requires that tenant_id is "
+                              "specified")
+        return str(wanted)
+
+    def require_admin_for(self, body: dict[str, Any], keys: tuple[str, ...], ctx: AuthContext,
+                          action: str) -> None:
+        if ctx.is_admin:
+            return
+        for key in keys:
+            if key in body:
+                raise policy_denied(self.liberty, f"{action}:{key}")
+
+    # -- request bodies ----------------------------------------------------------------------
+    async def body_of(self, request: web.Request, kind: Kind) -> dict[str, Any]:
+        body = await read_json(request)
+        inner = body.get(kind.member)
+        if not isinstance(inner, dict):
+            raise bad_request("Resource body required" if not body else
+                              f"Unable to find '{kind.member}' in request body")
+        return inner
+
+    def check_unknown(self, kind: Kind, body: dict[str, Any], allowed: set[str]) -> None:
+        """Neutron refuses attributes it does not know (or cannot set) with a 400."""
+        for key in body:
+            if key not in allowed:
+                raise bad_request(f"Unrecognized attribute(s) '{key}'")
+
+    def stamp_new(self, rec: Record) -> Record:
+        now = now_iso()
+        rec.setdefault("id", new_id())
+        rec.update({"created_at": now, "updated_at": now, "revision_number": 0})
+        rec.setdefault("description", "")
+        rec.setdefault("tags", [])
+        return rec
+
+    def touch(self, rec: Record) -> None:
+        rec["updated_at"] = now_iso()
+        rec["revision_number"] = int(rec.get("revision_number", 0)) + 1
+        self.state.mark_dirty()
+
+    # -- quotas ------------------------------------------------------------------------------
+    def quota_defaults(self) -> dict[str, int]:
+        return dict(LIBERTY_QUOTAS if self.liberty else MODERN_QUOTAS)
+
+    def quota_limits(self, project_id: str) -> dict[str, int]:
+        limits = self.quota_defaults()
+        stored = self.state.get("quotas", f"network:{project_id}")
+        if stored:
+            limits.update({k: int(v) for k, v in (stored.get("limits") or {}).items()
+                           if k in limits})
+        return limits
+
+    def usage(self, project_id: str) -> dict[str, int]:
+        used = {key: 0 for key in self.quota_defaults()}
+        for kind in KINDS:
+            if kind.quota_key in used:
+                used[kind.quota_key] = len(self.state.find(kind.collection,
+                                                           project_id=project_id))
+        return used
+
+    def enforce_quota(self, kind: Kind, project_id: str, count: int = 1) -> None:
+        if kind.quota_key is None:
+            return
+        limit = self.quota_limits(project_id).get(kind.quota_key, -1)
+        if limit < 0:
+            return
+        if self.usage(project_id)[kind.quota_key] + count > limit:
+            raise SimHTTPError(409, f"Quota exceeded for resources: ['{kind.quota_key}'].",
+                               neutron_type="OverQuota")
+
+    # -- the default security group ----------------------------------------------------------
+    def ensure_default_group(self, project_id: str | None) -> Record | None:
+        """Neutron creates a project's ``default`` group lazily (first list, network, port or
+        group of that project): ingress from members of the group and egress anywhere, for
+        IPv4 and IPv6. Internal creations are not counted against the quota."""
+        if not project_id:
+            return None
+        for group in self.state.values("security_groups"):
+            if group.get("project_id") == project_id and group.get("name") == "default":
+                return group
+        group = self.stamp_new({"name": "default", "project_id": project_id,
+                                "description": "Default security group", "stateful": True,
+                                "shared": False})
+        self.state.put("security_groups", group)
+        for ethertype in ("IPv4", "IPv6"):
+            self.add_rule(group, "ingress", ethertype, remote_group_id=group["id"])
+            self.add_rule(group, "egress", ethertype)
+        return group
+
+    def add_rule(self, group: Record, direction: str, ethertype: str, **extra: Any) -> Record:
+        rule = self.stamp_new({
+            "project_id": group["project_id"], "security_group_id": group["id"],
+            "direction": direction, "ethertype": ethertype, "protocol": None,
+            "port_range_min": None, "port_range_max": None, "remote_ip_prefix": None,
+            "remote_group_id": None, "remote_address_group_id": None,
+            "normalized_cidr": None})
+        rule.pop("tags", None)
+        rule.update(extra)
+        if rule.get("remote_ip_prefix"):
+            rule["normalized_cidr"] = rule["remote_ip_prefix"]
+        rule["belongs_to_default_sg"] = group.get("name") == "default"
+        return self.state.put("security_group_rules", rule)
+
+    # -- listing -----------------------------------------------------------------------------
+    def list_response(self, kind: Kind, request: web.Request,
+                      records: list[Record] | None = None) -> web.Response:
+        ctx = auth_of(request)
+        source = records if records is not None else list(self.state.values(kind.collection))
+        items = [self.render(kind, r, ctx) for r in source if self.visible(kind, r, ctx)]
+        items = self.apply_filters(kind, items, request)
+        items = self.apply_sort(kind, items, request)
+        page, links = self.paginate(kind, items, request)
+        body: dict[str, Any] = {kind.collection: [self.select_fields(i, request) for i in page]}
+        if links:
+            body[f"{kind.collection}_links"] = links
+        return json_response(body)
+
+    def show_response(self, kind: Kind, rec: Record, request: web.Request,
+                      status: int = 200) -> web.Response:
+        out = self.render(kind, rec, auth_of(request))
+        return json_response({kind.member: self.select_fields(out, request)}, status=status)
+
+    @staticmethod
+    def select_fields(item: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        wanted = [f for value in request.query.getall("fields", []) for f in value.split(",")
+                  if f]
+        if not wanted:
+            return item
+        return {k: v for k, v in item.items() if k in wanted}
+
+    def apply_filters(self, kind: Kind, items: list[dict[str, Any]], request: web.Request
+                      ) -> list[dict[str, Any]]:
+        known = self.known_attributes(kind)
+        invalid: list[str] = []
+        for key in dict.fromkeys(request.query.keys()):
+            if key in LIST_CONTROL_PARAMS:
+                continue
+            values = [v for v in request.query.getall(key) if v != ""]
+            if key in TAG_FILTERS and not self.liberty and "tags" in kind.modern_keys:
+                items = [i for i in items if self._tags_match(key, i.get("tags") or [], values)]
+                continue
+            if key not in known:
+                # Liberty drops filters on columns it does not have; later releases validate.
+                if not self.liberty:
+                    invalid.append(key)
+                continue
+            if not values:
+                continue
+            if key == "fixed_ips":
+                items = [i for i in items if self._fixed_ips_match(i, values)]
+                continue
+            items = [i for i in items if key in i and self._value_matches(i[key], values)]
+        if invalid:
+            raise bad_request(f"{invalid} is invalid attribute for filtering")
+        return items
+
+    @staticmethod
+    def _value_matches(actual: Any, wanted: list[str]) -> bool:
+        if isinstance(actual, bool):
+            return any(parse_bool(w) == actual for w in wanted)
+        if isinstance(actual, list):
+            return any(w in [str(a) for a in actual] for w in wanted)
+        if actual is None:
+            return any(w.lower() in ("none", "null") for w in wanted)
+        return str(actual) in wanted
+
+    @staticmethod
+    def _tags_match(mode: str, tags: list[str], values: list[str]) -> bool:
+        wanted = {t for v in values for t in v.split(",") if t}
+        have = set(tags)
+        if mode == "tags":
+            return wanted <= have
+        if mode == "tags-any":
+            return bool(wanted & have)
+        if mode == "not-tags":
+            return not wanted <= have
+        return not wanted & have
+
+    @staticmethod
+    def _fixed_ips_match(item: dict[str, Any], values: list[str]) -> bool:
+        for value in values:
+            key, _, want = value.partition("=")
+            if not any(str(ip.get(key)) == want for ip in item.get("fixed_ips") or []):
+                return False
+        return True
+
+    def apply_sort(self, kind: Kind, items: list[dict[str, Any]], request: web.Request
+                   ) -> list[dict[str, Any]]:
+        keys = [k for k in request.query.getall("sort_key", []) if k]
+        dirs = [d for d in request.query.getall("sort_dir", []) if d]
+        if not keys and not dirs:
+            return items
+        if len(dirs) not in (0, len(keys)):
+            raise bad_request("The number of sort_keys and sort_dirs must be same")
+        dirs = dirs or ["asc"] * len(keys)
+        bad_dirs = [d for d in dirs if d not in ("asc", "desc")]
+        if bad_dirs:
+            raise bad_request(f"{bad_dirs} is invalid value for sort_dirs, valid value is "
+                              "'asc' and 'desc'")
+        absent = [k for k in keys if k not in self.known_attributes(kind)]
+        if absent:
+            raise bad_request(f"{absent} is invalid attribute for sort_keys")
+        # Neutron appends the primary key so that pages are stable.
+        for key, direction in reversed([*list(zip(keys, dirs, strict=True)), ("id", "asc")]):
+            items = sorted(items, key=_sort_key(key), reverse=direction == "desc")
+        return items
+
+    def paginate(self, kind: Kind, items: list[dict[str, Any]], request: web.Request
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        raw_limit = request.query.get("limit", "0") or "0"
+        try:
+            limit = int(raw_limit)
+            if limit < 0:
+                raise ValueError(raw_limit)
+        except ValueError as exc:
+            raise SimHTTPError(400, f"Bad limit request: Limit must be an integer 0 or "
+                               f"greater and not '{raw_limit}'.",
+                               neutron_type="BadRequest") from exc
+        if not limit:
+            return items, []
+        marker = request.query.get("marker")
+        reverse = request.query.get("page_reverse", "False").lower() == "true"
+        position = {item["id"]: n for n, item in enumerate(items)}
+        if marker and marker not in position:
+            raise kind.not_found(marker)
+        if reverse:
+            end = position[marker] if marker else len(items)
+            page = items[max(0, end - limit):end]
+        else:
+            start = position[marker] + 1 if marker else 0
+            page = items[start:start + limit]
+        # Neutron's get_pagination_links: a full page always gets a "next" link (the page
+        # after it may be empty), and a "previous" link unless a reversed page came up short.
+        links: list[dict[str, str]] = []
+        if not (len(page) < limit and not reverse):
+            links.append({"rel": "next", "href": self._page_href(request, page, -1, False)})
+        if not (len(page) < limit and reverse):
+            links.append({"rel": "previous", "href": self._page_href(request, page, 0, True)})
+        return page, links
+
+    @staticmethod
+    def _page_href(request: web.Request, page: list[dict[str, Any]], index: int,
+                   reverse: bool) -> str:
+        params = [(k, v) for k, v in request.query.items()
+                  if k not in ("marker", "page_reverse")]
+        if page:
+            params.append(("marker", page[index]["id"]))
+        if reverse:
+            params.append(("page_reverse", "True"))
+        return f"{request.url.origin()}{request.path}?{urlencode(params)}"
+
+
+def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    return lambda item: _sort_value(item.get(key))
+
+
+def _sort_value(value: Any) -> tuple[int, Any]:
+    # None sorts first, like NULL in MySQL; mixed types compare by their text.
+    if value is None:
+        return (0, "")
+    if isinstance(value, bool | int | float):
+        return (1, value)
+    return (2, str(value))
