@@ -1,0 +1,669 @@
+"""Cinder volumes: list, show, create (blank, from an image, from a volume), update, delete,
+metadata, and the actions a migration needs (upload to image, bootable, extend, reset status,
+attach/detach, image metadata).
+
+Internal form of a volume (the seed loader writes the same): ``id, name, description, status,
+size (GiB), volume_type (type name or None), bootable (bool), encrypted, multiattach, metadata,
+volume_image_metadata (dict, empty when not from an image), project_id, user_id,
+availability_zone, attachments, source_volid, snapshot_id, created_at, updated_at`` and
+``_content`` (the bytes, a content spec as images have). v1 renders ``name``/``description`` as
+``display_name``/``display_description``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from migrator.sim import images
+from migrator.sim.cinder_common import (
+    GIB,
+    PREFIX,
+    api_version,
+    bool_param,
+    check_url_project,
+    check_volume_quota,
+    default_type,
+    find_type,
+    image_visible,
+    mv_at_least,
+    type_visible,
+)
+from migrator.sim.cloud import SimCloud
+from migrator.sim.http import (
+    AuthContext,
+    SimHTTPError,
+    json_response,
+    next_href,
+    page,
+    read_json,
+    require,
+)
+from migrator.sim.state import Record, new_id, now_iso, now_iso_micro
+from migrator.sim.volume_bytes import (
+    blank_spec,
+    forget_volume_bytes,
+    read_into_volume,
+    write_into_image,
+)
+
+log = logging.getLogger(__name__)
+
+# Image keys Cinder keeps as columns, not as properties (glance_core_properties' default).
+GLANCE_CORE_PROPERTIES = {"checksum", "container_format", "disk_format", "image_name",
+                          "image_id", "min_disk", "min_ram", "name", "size"}
+DISK_FORMATS = ("raw", "vmdk", "vdi", "qcow2", "vhd", "vhdx", "ploop")
+CONTAINER_FORMATS = ("bare", "ovf", "ova", "docker", "compressed")
+DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
+ATTACH_STATUS = {"in-use": "attached"}
+
+
+class VolumeAPI:
+    def __init__(self, cloud: SimCloud) -> None:
+        self.cloud = cloud
+        self.state = cloud.state
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- rendering -------------------------------------------------------------------------
+    def _links(self, request: web.Request, vid: str) -> list[dict[str, str]]:
+        origin = request.url.origin()
+        pid = request.match_info.get("project_id", "")
+        return [{"rel": "self",
+                 "href": f"{origin}{PREFIX}/{api_version(request)}/{pid}/volumes/{vid}"},
+                {"rel": "bookmark", "href": f"{origin}{PREFIX}/{pid}/volumes/{vid}"}]
+
+    def _attachments(self, vol: Record) -> list[dict[str, Any]]:
+        return [dict(a) for a in vol.get("attachments") or []]
+
+    def render(self, request: web.Request, vol: Record, ctx: AuthContext) -> dict[str, Any]:
+        version = api_version(request)
+        liberty = self.cloud.profile.cinder_max_microversion is None
+        out: dict[str, Any] = {
+            "id": vol["id"],
+            "status": vol.get("status"),
+            "size": vol.get("size"),
+            "availability_zone": vol.get("availability_zone", "nova"),
+            "created_at": vol.get("created_at"),
+            "updated_at": vol.get("updated_at"),
+            "attachments": self._attachments(vol),
+            "volume_type": vol.get("volume_type"),
+            "snapshot_id": vol.get("snapshot_id"),
+            "source_volid": vol.get("source_volid"),
+            "metadata": dict(vol.get("metadata") or {}),
+            "bootable": str(bool(vol.get("bootable"))).lower(),
+            "encrypted": bool(vol.get("encrypted")),
+            "multiattach": bool(vol.get("multiattach")),
+        }
+        if version == "v1":
+            out["display_name"] = vol.get("name")
+            out["display_description"] = vol.get("description")
+            del out["updated_at"]
+        else:
+            out["name"] = vol.get("name")
+            out["description"] = vol.get("description")
+            out["links"] = self._links(request, vol["id"])
+            out["user_id"] = vol.get("user_id")
+            out["replication_status"] = vol.get("replication_status", "disabled")
+            out["consistencygroup_id"] = None
+        # Liberty's policy shows the owning project to admins only; modern to project readers.
+        if ctx.is_admin or not liberty:
+            out["os-vol-tenant-attr:tenant_id"] = vol.get("project_id")
+        if ctx.is_admin:
+            out["os-vol-host-attr:host"] = vol.get("_host", "sim@lvm#lvm")
+            out["os-vol-mig-status-attr:migstat"] = None
+            out["os-vol-mig-status-attr:name_id"] = None
+            if version != "v1":
+                out["migration_status"] = None
+        if vol.get("volume_image_metadata"):
+            out["volume_image_metadata"] = dict(vol["volume_image_metadata"])
+        if version == "v3":
+            self._microversion_fields(request, vol, ctx, out)
+        return out
+
+    def _microversion_fields(self, request: web.Request, vol: Record, ctx: AuthContext,
+                             out: dict[str, Any]) -> None:
+        if mv_at_least(request, "3.13"):
+            out["group_id"] = vol.get("group_id")
+        if ctx.is_admin and mv_at_least(request, "3.21"):
+            out["provider_id"] = None
+        if mv_at_least(request, "3.48"):
+            out["shared_targets"] = False
+            out["service_uuid"] = "00000000-0000-4000-8000-5e7f1ce0000a"
+        if ctx.is_admin and mv_at_least(request, "3.61"):
+            out["cluster_name"] = None
+        if mv_at_least(request, "3.63"):
+            vtype = find_type(self.cloud, vol["volume_type"]) if vol.get("volume_type") else None
+            out["volume_type_id"] = vtype["id"] if vtype else None
+        if mv_at_least(request, "3.65"):
+            out["consumes_quota"] = True
+
+    def summary(self, request: web.Request, vol: Record, ctx: AuthContext) -> dict[str, Any]:
+        if api_version(request) == "v1":  # v1 lists full entities even without /detail
+            return self.render(request, vol, ctx)
+        return {"id": vol["id"], "name": vol.get("name"), "links": self._links(request, vol["id"])}
+
+    # -- lookups ---------------------------------------------------------------------------
+    def _get(self, request: web.Request, ctx: AuthContext) -> Record:
+        vid = request.match_info["volume_id"]
+        vol = self.state.get("volumes", vid)
+        if vol is None or not (ctx.is_admin or vol.get("project_id") == ctx.project_id):
+            raise SimHTTPError(404, f"Volume {vid} could not be found.")
+        return vol
+
+    def _touch(self, vol: Record, **changes: Any) -> None:
+        vol.update(changes)
+        vol["updated_at"] = now_iso_micro()
+        self.state.mark_dirty()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- list and show ---------------------------------------------------------------------
+    def _visible(self, request: web.Request, ctx: AuthContext) -> list[Record]:
+        q = request.query
+        everyone = ctx.is_admin and bool_param(q.get("all_tenants", "0"))
+        items = [v for v in self.state.values("volumes")
+                 if everyone or v.get("project_id") == ctx.project_id]
+        if everyone and q.get("project_id"):
+            items = [v for v in items if v.get("project_id") == q["project_id"]]
+        name_key = "display_name" if api_version(request) == "v1" else "name"
+        if name_key in q:
+            items = [v for v in items if v.get("name") == q[name_key]]
+        for key in ("status", "availability_zone"):
+            if key in q:
+                items = [v for v in items if v.get(key) == q[key]]
+        if "bootable" in q:
+            want = bool_param(q["bootable"])
+            items = [v for v in items if bool(v.get("bootable")) == want]
+        # Newest first, as Cinder's default sort (created_at desc, id desc).
+        items.sort(key=lambda v: (v.get("created_at") or "", v["id"]), reverse=True)
+        return items
+
+    async def list_volumes(self, request: web.Request) -> web.Response:
+        return self._list(request, detail=False)
+
+    async def list_detail(self, request: web.Request) -> web.Response:
+        return self._list(request, detail=True)
+
+    def _list(self, request: web.Request, *, detail: bool) -> web.Response:
+        ctx = check_url_project(request)
+        chunk, marker = page(self._visible(request, ctx), request, default_limit=1000)
+        render = self.render if detail else self.summary
+        body: dict[str, Any] = {"volumes": [render(request, v, ctx) for v in chunk]}
+        if marker is not None:
+            body["volumes_links"] = [{"rel": "next", "href": next_href(request, marker)}]
+        return json_response(body)
+
+    async def show(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        return json_response({"volume": self.render(request, self._get(request, ctx), ctx)})
+
+    # -- create ----------------------------------------------------------------------------
+    def _size(self, raw: Any) -> int:
+        if isinstance(raw, bool) or raw is None:
+            raise SimHTTPError(400, f"Volume size '{raw}' must be an integer and greater than 0")
+        try:
+            size = int(raw)
+        except (TypeError, ValueError) as exc:
+            raise SimHTTPError(
+                400, f"Volume size '{raw}' must be an integer and greater than 0") from exc
+        if size <= 0 or str(raw).strip() != str(size):
+            raise SimHTTPError(400, f"Volume size '{raw}' must be an integer and greater than 0")
+        return size
+
+    def _resolve_type(self, ctx: AuthContext, ref: Any) -> Record | None:
+        if not ref:
+            return default_type(self.cloud)
+        vtype = find_type(self.cloud, str(ref))
+        if vtype is None or not type_visible(ctx, vtype):
+            raise SimHTTPError(404, f"Volume type with name {ref} could not be found.")
+        return vtype
+
+    def _resolve_image(self, ctx: AuthContext, ref: Any, size: int) -> Record:
+        image = self.state.get("images", str(ref)) or None
+        if image is None or not image_visible(ctx, self.cloud, image):
+            raise SimHTTPError(400, "Invalid image identifier or unable to access requested "
+                                    "image.")
+        if image.get("status") != "active" or not image.get("_content"):
+            raise SimHTTPError(400, f"Invalid input received: Image {image['id']} is not "
+                                    "active.")
+        image_gib = (int(image.get("size") or 0) + GIB - 1) // GIB
+        if image_gib > size:
+            raise SimHTTPError(400, f"Invalid input received: Size of specified image "
+                                    f"{image_gib}GB is larger than volume size {size}GB.")
+        if size < int(image.get("min_disk") or 0):
+            raise SimHTTPError(400, f"Invalid input received: Volume size {size}GB cannot be "
+                                    f"smaller than the image minDisk size "
+                                    f"{image['min_disk']}GB.")
+        return image
+
+    async def create(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        body = require(await read_json(request), "volume")
+        v1 = api_version(request) == "v1"
+        name = body.get("display_name" if v1 else "name")
+        description = body.get("display_description" if v1 else "description")
+        if not v1 and name is None and "display_name" in body:  # v2 still accepts the old key
+            name = body["display_name"]
+        source: Record | None = None
+        if body.get("source_volid"):
+            source = self.state.get("volumes", str(body["source_volid"]))
+            if source is None or not (ctx.is_admin or source.get("project_id") == ctx.project_id):
+                raise SimHTTPError(404, f"Volume {body['source_volid']} could not be found.")
+            if source.get("status") not in ("available", "in-use"):
+                raise SimHTTPError(400, f"Invalid volume: Source volume {source['id']} status "
+                                        f"must be available or in-use.")
+        size = self._size(body.get("size", source["size"] if source else None))
+        if source is not None and size < int(source["size"]):
+            raise SimHTTPError(400, f"Invalid input received: Volume size '{size}'GB cannot be "
+                                    f"smaller than original volume size  {source['size']}GB. "
+                                    "They must be >= original volume size.")
+        image = None
+        image_ref = body.get("imageRef") or body.get("image_id")
+        if image_ref:
+            image = self._resolve_image(ctx, image_ref, size)
+        vtype = self._resolve_type(ctx, body.get("volume_type"))
+        if vtype is None and source is not None and source.get("volume_type"):
+            vtype = find_type(self.cloud, source["volume_type"])
+        zone = body.get("availability_zone") or "nova"
+        if zone != "nova":
+            raise SimHTTPError(400, f"Invalid input received: Availability zone '{zone}' is "
+                                    "invalid.")
+        metadata = body.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise SimHTTPError(400, "Invalid input received: metadata must be a dict")
+        assert ctx.project_id is not None
+        check_volume_quota(self.cloud, ctx.project_id, size, vtype["name"] if vtype else None)
+        stamp = now_iso_micro()
+        vid = new_id()
+        vol: Record = {
+            "id": vid, "name": name, "description": description, "status": "creating",
+            "size": size, "volume_type": vtype["name"] if vtype else None,
+            "bootable": bool(source and source.get("bootable")), "encrypted": False,
+            "multiattach": bool(body.get("multiattach", False)),
+            "metadata": {str(k): str(v) for k, v in metadata.items()},
+            "volume_image_metadata": dict(source.get("volume_image_metadata") or {})
+            if source else {},
+            "project_id": ctx.project_id, "user_id": ctx.user_id, "availability_zone": zone,
+            "attachments": [], "source_volid": source["id"] if source else None,
+            "snapshot_id": None, "created_at": stamp, "updated_at": stamp,
+            "_content": blank_spec(vid, size) if image is None and source is None else None,
+        }
+        self.state.put("volumes", vol)
+        if image is not None:
+            self._spawn(self._fill(vol, image["_content"], image))
+        elif source is not None:
+            self._spawn(self._fill(vol, source["_content"], None))
+        else:
+            self.cloud.later(self.cloud.profile.delays.volume_create,
+                             lambda: self._settle(vol, "creating", "available"))
+        status = 200 if api_version(request) == "v1" else 202
+        return json_response({"volume": self.render(request, vol, ctx)}, status=status)
+
+    def _settle(self, vol: Record, expected: str, status: str) -> None:
+        """Finish a transition unless the volume went away or moved on meanwhile."""
+        current = self.state.get("volumes", vol["id"])
+        if current is not None and current.get("status") == expected:
+            self._touch(current, status=status)
+
+    def _image_metadata(self, image: Record) -> dict[str, str]:
+        meta = {"image_id": image["id"], "image_name": image.get("name") or "",
+                "checksum": image.get("checksum") or "",
+                "container_format": image.get("container_format") or "",
+                "disk_format": image.get("disk_format") or "",
+                "min_disk": str(image.get("min_disk") or 0),
+                "min_ram": str(image.get("min_ram") or 0),
+                "size": str(image.get("size") or 0)}
+        meta.update({str(k): str(v) for k, v in (image.get("properties") or {}).items()})
+        if self.cloud.profile.cinder_max_microversion is not None:
+            meta["signature_verified"] = "False"
+        return meta
+
+    async def _fill(self, vol: Record, source: dict[str, Any], image: Record | None) -> None:
+        """Copy bytes into a new volume: ``downloading`` while an image is read, as Cinder."""
+        if image is not None:
+            self._touch(vol, status="downloading")
+        try:
+            spec, _size, md5 = await read_into_volume(self.cloud, source, vol["id"])
+        except OSError as exc:
+            log.warning("volume %s: reading its source failed: %s", vol["id"], exc)
+            self._settle(vol, vol["status"], "error")
+            return
+        if self.state.get("volumes", vol["id"]) is None:
+            return
+        if image is not None and image.get("checksum") and md5 != image["checksum"]:
+            # Cinder's image download verifies the checksum and fails the volume.
+            self._touch(vol, status="error", _content=spec)
+            return
+        changes: dict[str, Any] = {"_content": spec}
+        if image is not None:
+            changes.update(bootable=True, volume_image_metadata=self._image_metadata(image))
+        self._touch(vol, **changes)
+        expected = vol["status"]
+        self.cloud.later(self.cloud.profile.delays.volume_create,
+                         lambda: self._settle(vol, expected, "available"))
+
+    # -- update and delete -----------------------------------------------------------------
+    async def update(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        vol = self._get(request, ctx)
+        body = require(await read_json(request), "volume")
+        v1 = api_version(request) == "v1"
+        changes: dict[str, Any] = {}
+        for wire, field in (("display_name", "name"), ("display_description", "description"),
+                            ("name", "name"), ("description", "description")):
+            if wire in body and (not v1 or wire.startswith("display_")):
+                changes[field] = body[wire]
+        if "metadata" in body:
+            if not isinstance(body["metadata"], dict):
+                raise SimHTTPError(400, "Invalid input received: metadata must be a dict")
+            changes["metadata"] = {str(k): str(v) for k, v in body["metadata"].items()}
+        self._touch(vol, **changes)
+        return json_response({"volume": self.render(request, vol, ctx)})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        vol = self._get(request, ctx)
+        cascade = bool_param(request.query.get("cascade", "false"))
+        if vol.get("status") not in DELETABLE or vol.get("attachments"):
+            raise SimHTTPError(
+                400, "Invalid volume: Volume status must be available or error or "
+                     "error_restoring or error_extending or error_managing and must not be "
+                     "migrating, attached, belong to a group, have snapshots or be "
+                     "disassociated from snapshots after volume transfer.")
+        del cascade  # no snapshots are simulated, so a cascade deletes nothing more
+        self._begin_delete(vol)
+        return web.Response(status=202)
+
+    def _begin_delete(self, vol: Record) -> None:
+        self._touch(vol, status="deleting")
+
+        def gone() -> None:
+            current = self.state.get("volumes", vol["id"])
+            if current is not None and current.get("status") == "deleting":
+                forget_volume_bytes(self.cloud, current)
+                self.state.delete("volumes", vol["id"])
+
+        self.cloud.later(self.cloud.profile.delays.volume_delete, gone)
+
+    # -- metadata --------------------------------------------------------------------------
+    async def get_metadata(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        return json_response({"metadata": dict(self._get(request, ctx).get("metadata") or {})})
+
+    async def set_metadata(self, request: web.Request) -> web.Response:
+        """POST merges, PUT replaces; both answer with the whole metadata."""
+        ctx = check_url_project(request)
+        vol = self._get(request, ctx)
+        body = await read_json(request)
+        meta = body.get("metadata")
+        if not isinstance(meta, dict):
+            raise SimHTTPError(400, "Malformed request body")
+        new = {} if request.method == "PUT" else dict(vol.get("metadata") or {})
+        new.update({str(k): str(v) for k, v in meta.items()})
+        self._touch(vol, metadata=new)
+        return json_response({"metadata": new})
+
+    async def get_metadata_item(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        key = request.match_info["key"]
+        meta = self._get(request, ctx).get("metadata") or {}
+        if key not in meta:
+            raise SimHTTPError(404, "Metadata item was not found")
+        return json_response({"meta": {key: meta[key]}})
+
+    async def put_metadata_item(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        vol = self._get(request, ctx)
+        key = request.match_info["key"]
+        meta = (await read_json(request)).get("meta")
+        if not isinstance(meta, dict) or key not in meta or len(meta) > 1:
+            raise SimHTTPError(400, "Request body and URI mismatch")
+        new = dict(vol.get("metadata") or {})
+        new[key] = str(meta[key])
+        self._touch(vol, metadata=new)
+        return json_response({"meta": {key: new[key]}})
+
+    async def delete_metadata_item(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        vol = self._get(request, ctx)
+        key = request.match_info["key"]
+        new = dict(vol.get("metadata") or {})
+        if new.pop(key, None) is None:
+            raise SimHTTPError(404, "Metadata item was not found")
+        self._touch(vol, metadata=new)
+        return web.Response(status=200)
+
+    # -- actions ---------------------------------------------------------------------------
+    async def action(self, request: web.Request) -> web.Response:
+        ctx = check_url_project(request)
+        vol = self._get(request, ctx)
+        body = await read_json(request)
+        if len(body) != 1:
+            raise SimHTTPError(400, "Malformed request body")
+        name, params = next(iter(body.items()))
+        handler = {
+            "os-volume_upload_image": self._upload_image,
+            "os-set_bootable": self._set_bootable,
+            "os-extend": self._extend,
+            "os-reset_status": self._reset_status,
+            "os-attach": self._attach,
+            "os-detach": self._detach,
+            "os-set_image_metadata": self._set_image_metadata,
+            "os-unset_image_metadata": self._unset_image_metadata,
+            "os-force_delete": self._force_delete,
+        }.get(name)
+        if handler is None:
+            raise SimHTTPError(400, f"There is no such action: {name}")
+        return await handler(request, ctx, vol, params if params is not None else {})
+
+    async def _upload_image(self, request: web.Request, ctx: AuthContext, vol: Record,
+                            params: Any) -> web.Response:
+        if not isinstance(params, dict) or not params.get("image_name"):
+            raise SimHTTPError(400, "No image_name was specified in request.")
+        modern = api_version(request) == "v3"
+        visibility: str | None = None
+        protected = False
+        if modern:
+            allowed = {"image_name", "force", "disk_format", "container_format"}
+            if mv_at_least(request, "3.1"):
+                allowed |= {"visibility", "protected"}
+                visibility = str(params.get("visibility", "private"))
+                if visibility not in ("public", "private", "shared", "community"):
+                    raise SimHTTPError(400, f"Invalid input for field/attribute visibility. "
+                                            f"Value: {visibility}.")
+                protected = bool_param(params.get("protected", False))
+            extra = sorted(set(params) - allowed)
+            if extra:
+                # Cinder's JSON schema for os-volume_upload_image before 3.1.
+                raise SimHTTPError(400, "Invalid input for field/attribute "
+                                        "os-volume_upload_image. Value: "
+                                        f"{params}. Additional properties are not allowed "
+                                        f"('{extra[0]}' was unexpected)")
+        # Liberty reads only the four keys it knows: visibility/protected are ignored there.
+        try:
+            force = bool_param(params.get("force", False))
+        except SimHTTPError as exc:
+            raise SimHTTPError(400, f"Invalid value for 'force': '{params.get('force')}'"
+                               ) from exc
+        disk_format = str(params.get("disk_format", "raw"))
+        container_format = str(params.get("container_format", "bare"))
+        if modern and disk_format not in DISK_FORMATS:
+            raise SimHTTPError(400, f"Invalid input for field/attribute disk_format. Value: "
+                                    f"{disk_format}.")
+        if modern and container_format not in CONTAINER_FORMATS:
+            raise SimHTTPError(400, f"Invalid input for field/attribute container_format. "
+                                    f"Value: {container_format}.")
+        # The simulated cloud runs with enable_force_upload: force lets an in-use volume go.
+        expected = ("available", "in-use") if force else ("available",)
+        if vol.get("status") not in expected:
+            raise SimHTTPError(400, f"Invalid volume: Volume {vol['id']} status must be "
+                                    f"{' or '.join(expected)}")
+        properties = {k: v for k, v in (vol.get("volume_image_metadata") or {}).items()
+                      if k not in GLANCE_CORE_PROPERTIES}
+        fields: dict[str, Any] = {"disk_format": disk_format,
+                                  "container_format": container_format,
+                                  "properties": properties}
+        if visibility is not None:
+            fields.update(visibility=visibility, protected=protected)
+        image = images.new_image(self.cloud, name=str(params["image_name"]),
+                                 owner=vol.get("project_id"), **fields)
+        previous = vol["status"]
+        self._touch(vol, status="uploading")
+        self._spawn(self._upload(vol, image, previous))
+        response: dict[str, Any] = {
+            "id": vol["id"], "updated_at": vol["updated_at"], "status": "uploading",
+            "display_description": vol.get("description"), "size": vol.get("size"),
+            "volume_type": self._type_view(vol), "image_id": image["id"],
+            "container_format": container_format, "disk_format": disk_format,
+            "image_name": image["name"]}
+        if visibility is not None:
+            response.update(visibility=visibility, protected=protected)
+        return json_response({"os-volume_upload_image": response}, status=202)
+
+    def _type_view(self, vol: Record) -> dict[str, Any] | None:
+        vtype = find_type(self.cloud, vol["volume_type"]) if vol.get("volume_type") else None
+        if vtype is None:
+            return None
+        return {"id": vtype["id"], "name": vtype["name"],
+                "description": vtype.get("description"), "is_public": vtype.get("is_public",
+                                                                                True),
+                "extra_specs": dict(vtype.get("extra_specs") or {}), "deleted": False,
+                "created_at": vtype.get("created_at"), "updated_at": None,
+                "deleted_at": None, "qos_specs_id": None}
+
+    async def _upload(self, vol: Record, image: Record, previous: str) -> None:
+        """Write the volume's bytes into the queued image, then free the volume."""
+        await asyncio.sleep(self.cloud.profile.delays.volume_upload)
+        image["status"] = "saving"
+        self.state.mark_dirty()
+        try:
+            spec, digest = await write_into_image(self.cloud, vol["_content"], image["id"])
+        except OSError as exc:
+            log.warning("upload of volume %s failed: %s", vol["id"], exc)
+            image["status"] = "killed"
+            self._settle(vol, "uploading", "error")
+            return
+        if self.state.get("images", image["id"]) is not None:
+            images.set_content(self.cloud, image, spec, digest)
+        self._settle(vol, "uploading", previous)
+
+    async def _set_bootable(self, request: web.Request, ctx: AuthContext, vol: Record,
+                            params: Any) -> web.Response:
+        if not isinstance(params, dict) or "bootable" not in params:
+            raise SimHTTPError(400, "Must specify bootable in request.")
+        try:
+            bootable = bool_param(params["bootable"])
+        except SimHTTPError as exc:
+            raise SimHTTPError(400, "Bad value for 'bootable'") from exc
+        self._touch(vol, bootable=bootable)
+        return web.Response(status=200)
+
+    async def _extend(self, request: web.Request, ctx: AuthContext, vol: Record,
+                      params: Any) -> web.Response:
+        if not isinstance(params, dict) or "new_size" not in params:
+            raise SimHTTPError(400, "Unable to parse 'new_size' value")
+        new_size = self._size(params["new_size"])
+        if vol.get("status") != "available":
+            raise SimHTTPError(400, f"Invalid volume: Volume {vol['id']} status must be "
+                                    f"'available' to extend, currently {vol.get('status')}.")
+        if new_size <= int(vol["size"]):
+            raise SimHTTPError(400, f"Invalid input received: New size for extend must be "
+                                    f"greater than current size. (current: {vol['size']}, "
+                                    f"extended: {new_size}).")
+        check_volume_quota(self.cloud, vol["project_id"], new_size - int(vol["size"]),
+                           vol.get("volume_type"), count=0)
+        # Bytes beyond the old end read as whatever the content spec holds: nothing to copy.
+        self._touch(vol, size=new_size)
+        return web.Response(status=202)
+
+    async def _reset_status(self, request: web.Request, ctx: AuthContext, vol: Record,
+                            params: Any) -> web.Response:
+        if not ctx.is_admin:
+            raise SimHTTPError(403, 'Policy doesn\'t allow volume_extension:volume_admin_'
+                                    'actions:reset_status to be performed.')
+        status = params.get("status") if isinstance(params, dict) else None
+        if status:
+            self._touch(vol, status=str(status))
+        return web.Response(status=202)
+
+    async def _attach(self, request: web.Request, ctx: AuthContext, vol: Record,
+                      params: Any) -> web.Response:
+        if not isinstance(params, dict) or not (params.get("instance_uuid")
+                                                or params.get("host_name")):
+            raise SimHTTPError(400, "Invalid request to attach volume to an invalid target")
+        if vol.get("status") not in ("available", "in-use") or (
+                vol.get("attachments") and not vol.get("multiattach")):
+            raise SimHTTPError(400, f"Invalid volume: Volume {vol['id']} status must be "
+                                    "available or attaching")
+        attachment = {"id": new_id(), "attachment_id": None, "volume_id": vol["id"],
+                      "server_id": params.get("instance_uuid"),
+                      "host_name": params.get("host_name"),
+                      "device": params.get("mountpoint"), "attached_at": now_iso()}
+        attachment["attachment_id"] = attachment["id"]
+        self._touch(vol, status="in-use",
+                    attachments=[*(vol.get("attachments") or []), attachment])
+        return web.Response(status=202)
+
+    async def _detach(self, request: web.Request, ctx: AuthContext, vol: Record,
+                      params: Any) -> web.Response:
+        wanted = params.get("attachment_id") if isinstance(params, dict) else None
+        remaining = [a for a in vol.get("attachments") or []
+                     if wanted and a.get("attachment_id") != wanted]
+        self._touch(vol, attachments=remaining,
+                    status="in-use" if remaining else "available")
+        return web.Response(status=202)
+
+    async def _set_image_metadata(self, request: web.Request, ctx: AuthContext, vol: Record,
+                                  params: Any) -> web.Response:
+        meta = params.get("metadata") if isinstance(params, dict) else None
+        if not isinstance(meta, dict):
+            raise SimHTTPError(400, "Malformed request body.")
+        new = dict(vol.get("volume_image_metadata") or {})
+        new.update({str(k): str(v) for k, v in meta.items()})
+        self._touch(vol, volume_image_metadata=new)
+        return json_response({"metadata": new})
+
+    async def _unset_image_metadata(self, request: web.Request, ctx: AuthContext, vol: Record,
+                                    params: Any) -> web.Response:
+        key = params.get("key") if isinstance(params, dict) else None
+        new = dict(vol.get("volume_image_metadata") or {})
+        if key not in new:
+            raise SimHTTPError(404, f"Glance metadata for volume {vol['id']} with key {key} "
+                                    "cannot be found.")
+        del new[key]
+        self._touch(vol, volume_image_metadata=new)
+        return web.Response(status=200)
+
+    async def _force_delete(self, request: web.Request, ctx: AuthContext, vol: Record,
+                            params: Any) -> web.Response:
+        if not ctx.is_admin:
+            raise SimHTTPError(403, "Policy doesn't allow volume_extension:volume_admin_"
+                                    "actions:force_delete to be performed.")
+        self._begin_delete(vol)
+        return web.Response(status=202)
+
+
+def add_volume_routes(router: web.UrlDispatcher, base: str, api: VolumeAPI,
+                      wrap: Any) -> None:
+    """The volume routes under ``base`` (``/volume/vN/{project_id}``)."""
+    router.add_get(f"{base}/volumes", wrap(api.list_volumes))
+    router.add_get(f"{base}/volumes/detail", wrap(api.list_detail))
+    router.add_post(f"{base}/volumes", wrap(api.create))
+    router.add_get(f"{base}/volumes/{{volume_id}}", wrap(api.show))
+    router.add_put(f"{base}/volumes/{{volume_id}}", wrap(api.update))
+    router.add_delete(f"{base}/volumes/{{volume_id}}", wrap(api.delete))
+    router.add_post(f"{base}/volumes/{{volume_id}}/action", wrap(api.action))
+    meta = f"{base}/volumes/{{volume_id}}/metadata"
+    router.add_get(meta, wrap(api.get_metadata))
+    router.add_post(meta, wrap(api.set_metadata))
+    router.add_put(meta, wrap(api.set_metadata))
+    router.add_get(f"{meta}/{{key}}", wrap(api.get_metadata_item))
+    router.add_put(f"{meta}/{{key}}", wrap(api.put_metadata_item))
+    router.add_delete(f"{meta}/{{key}}", wrap(api.delete_metadata_item))
