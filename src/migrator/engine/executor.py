@@ -316,13 +316,9 @@ class Executor:
 
     def _fail(self, step: StepSnapshot, exc: Exception) -> None:
         message = _one_line(exc)
-        log.warning(
-            "step %s failed (attempt %d): %s",
-            step.key,
-            step.attempts + 1,
-            message,
-            exc_info=not isinstance(exc, MigratorError),
-        )
+        log.warning("step %s failed (attempt %d): %s", step.key, step.attempts + 1, message)
+        # The traceback is for --debug: an expected cloud error needs no stack on the console.
+        log.debug("step %s failure traceback", step.key, exc_info=exc)
         attempts = step.attempts + 1
         snap = fire(
             self.factory,
