@@ -8,7 +8,6 @@ written in its first 8 bytes, so every block differs and producing one costs a m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 import struct
@@ -143,13 +142,23 @@ class BlobWriter:
         self._fh.close()
         self.tmp.unlink(missing_ok=True)
 
-    async def discard(self) -> None:
-        """Abandon a broken upload: let the write in flight finish, then drop the file."""
+    def discard(self) -> None:
+        """Abandon a broken upload: drop the file once the write in flight (if any) is done.
+
+        Nothing is awaited, so a handler being cancelled (client gone) still cleans up."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                await pending
-        self.abort()
+        if pending is None or pending.done():
+            if pending is not None and not pending.cancelled():
+                pending.exception()  # retrieved: a failed write is moot now
+            self.abort()
+            return
+
+        def after_write(done: asyncio.Future[None]) -> None:
+            if not done.cancelled():
+                done.exception()
+            self.abort()
+
+        pending.add_done_callback(after_write)
 
 
 async def iter_async(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

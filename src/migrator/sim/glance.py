@@ -50,7 +50,8 @@ READONLY = ("created_at", "updated_at", "status", "checksum", "size", "virtual_s
             "direct_url", "self", "file", "schema", "id")
 MODERN_READONLY = ("os_hash_algo", "os_hash_value")
 RESERVED = ("location", "deleted", "deleted_at")
-# Liberty's ImageFactory refuses these as extra properties ('owner' was no base property).
+# Liberty's create checks only its ImageFactory's list ('owner' was no base property there,
+# and 'location' passes as an ordinary extra property).
 LIBERTY_RESERVED_EXTRA = ("owner", "locations", "deleted", "deleted_at", "direct_url", "self",
                           "file", "schema")
 PATCH_TYPES = {"application/openstack-images-v2.0-json-patch": 4,
@@ -267,8 +268,11 @@ class GlanceImages:
         for key in READONLY + (MODERN_READONLY if self.rules.modern else ()):
             if key in fields and key != "id":
                 raise SimHTTPError(403, f"Attribute '{key}' is read-only.")
-        reserved = RESERVED if self.rules.modern else LIBERTY_RESERVED_EXTRA
+        reserved = (*RESERVED, "locations") if self.rules.modern else LIBERTY_RESERVED_EXTRA
         for key in extra:
+            if self.rules.modern and len(key) > 255:
+                raise SimHTTPError(400, "Custom property should not be greater than 255 "
+                                        "characters.")
             if key in reserved:
                 raise SimHTTPError(403, f"Attribute '{key}' is reserved.")
         owner = fields.pop("owner", ctx.project_id)

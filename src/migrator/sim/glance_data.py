@@ -59,11 +59,12 @@ class GlanceData:
                 await writer.write(piece)
             digest = await writer.finish()
         except BaseException:
-            # Dropped connection, client gone, handler cancelled: no partial blob stays
-            # behind and the upload can be retried.
-            await writer.discard()
+            # Dropped connection, client gone, handler cancelled: the image goes back to
+            # queued (before yielding to the loop, so the next request sees it) and no
+            # partial blob stays behind; the upload can be retried.
             if self.state.get("images", image_id) is image:
                 self._set_status(image, "queued")
+            writer.discard()
             raise
         if self.state.get("images", image_id) is not image:
             path.unlink(missing_ok=True)
