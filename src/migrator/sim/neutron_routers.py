@@ -394,9 +394,24 @@ class RouterHandlers:
                                    neutron_type="RouterInterfaceNotFoundForSubnet")
         else:
             raise router_bad("Either subnet_id or port_id must be specified")
+        self._check_not_routed_through(router, port)
         self.state.delete("ports", port["id"])
         self.core.touch(router)
         return json_response(self._interface_info(router, port))
+
+    def _check_not_routed_through(self, router: Record, port: Record) -> None:
+        """An interface whose subnet carries the next hop of an extra route must stay."""
+        for ip in port.get("fixed_ips") or []:
+            subnet = self.state.get("subnets", ip["subnet_id"])
+            if subnet is None:
+                continue
+            net = ipaddress.ip_network(subnet["cidr"])
+            if any(ipaddress.ip_address(r["nexthop"]) in net for r in router.get("routes")
+                   or []):
+                raise SimHTTPError(409, f"Router interface for subnet {subnet['id']} on "
+                                   f"router {router['id']} cannot be deleted, as it is "
+                                   "required by one or more routes.",
+                                   neutron_type="RouterInterfaceInUseByRoute")
 
     def _interface_info(self, router: Record, port: Record) -> dict[str, Any]:
         subnet_ids = [ip["subnet_id"] for ip in port.get("fixed_ips") or []]
