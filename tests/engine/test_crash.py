@@ -91,7 +91,11 @@ def test_sigkill_at_random_moments_then_resume(
         else:
             # Mid-execution: once this process has committed something, a little later.
             before = event_count(engine)
-            wait_for(lambda p=proc, n=before: event_count(engine) > n or p.poll() is not None, 20)
+
+            def progressed(p: subprocess.Popen[str] = proc, n: int = before) -> bool:
+                return event_count(engine) > n or p.poll() is not None
+
+            wait_for(progressed, 20)
             time.sleep(rng.uniform(0.0, 0.3))
         assert proc.poll() is None, "the run finished before the kill: make it longer"
         proc.send_signal(signal.SIGKILL)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.runs import StepSpec, create_run
-from migrator.engine.steps import checkpoint, fire, get_step
+from migrator.engine.steps import advance, checkpoint, checkpoint_step, fire, get_step
 from migrator.errors import ConcurrencyError, IllegalTransitionError
 from migrator.store.models import Event, Step
 
@@ -118,3 +118,20 @@ def test_concurrent_writers_with_the_same_version_one_wins(any_factory: Factory)
     assert outcomes.count("won") == 1
     assert get_step(any_factory, step_id).version == 2
     assert event_count(any_factory, step_id) == 1
+
+
+def test_advance_from_a_stale_snapshot_raises_and_changes_nothing(any_factory: Factory) -> None:
+    step_id = one_step(any_factory)
+    stale = fire(any_factory, step_id, "start")
+    fresh = checkpoint_step(any_factory, stale, "upload", {"target_id": "t1"})
+    with pytest.raises(ConcurrencyError, match="at version 3, not 2"):
+        advance(any_factory, stale, "verify")
+    with pytest.raises(ConcurrencyError, match="at version 3, not 2"):
+        checkpoint_step(any_factory, stale, "upload", {"target_id": "t2"})
+    with pytest.raises(IllegalTransitionError, match="trigger 'complete' is not allowed"):
+        advance(any_factory, fresh, "complete")
+    assert get_step(any_factory, step_id) == fresh
+    assert event_count(any_factory, step_id) == 2
+    done = advance(any_factory, advance(any_factory, fresh, "verify"), "complete")
+    assert get_step(any_factory, step_id) == done
+    assert (done.state, done.version, done.checkpoint) == ("done", 5, {"target_id": "t1"})

@@ -13,8 +13,8 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -31,7 +31,7 @@ from migrator.engine.handlers import (
     StepInterrupted,
 )
 from migrator.engine.lock import acquire_run_lock, release_run_lock
-from migrator.engine.steps import StepSnapshot, fire, fire_many, utcnow
+from migrator.engine.steps import StepSnapshot, advance, fire_many, utcnow
 from migrator.errors import ConcurrencyError, ConfigError, MigratorError
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,20 @@ class Executor:
         self._counts: dict[str, int] = {}
         self._completed = 0
         self._lease_owner = f"{socket.gethostname()}:{os.getpid()}"
+        # Worker coordination: claims, the busy count and the end of the run.
+        self._wake = threading.Condition()
+        self._busy = 0
+        self._exhausted = False
+        self._fatal: BaseException | None = None
+        self._in_doubt: deque[StepSnapshot] = deque()
 
     def request_stop(self) -> None:
         """Start nothing new; running steps stop at their next phase boundary."""
         if not self.stop.is_set():
             self.stop.set()
             self._notify("stopping", None, "finishing running phases")
+        # Idle workers wake at their next poll anyway; no lock is taken here because this
+        # runs inside a signal handler, which must not wait for a worker.
 
     def run(self, *, resume: bool = False, force_unlock: bool = False) -> RunResult:
         run = self.run_ref
@@ -180,44 +188,71 @@ class Executor:
         return runs.steps_in_states(self.factory, self.run_ref.id, machine.IN_DOUBT_STATES)
 
     def _loop(self, in_doubt: list[StepSnapshot]) -> None:
-        cfg = self.config
-        in_flight: dict[Future[None], StepSnapshot] = {}
-        with ThreadPoolExecutor(cfg.workers, thread_name_prefix="migrator-worker") as pool:
-            try:
-                for step in in_doubt:
-                    in_flight[pool.submit(self._reconcile_step, step)] = step
-                while True:
-                    if not self.stop.is_set() and len(in_flight) < cfg.workers:
-                        claimed = runs.claim_ready(
-                            self.factory,
-                            self.run_ref.id,
-                            cfg.workers - len(in_flight),
-                            lease_owner=self._lease_owner,
-                        )
-                        for step in claimed:
-                            self._moved(machine.PENDING, machine.RUNNING, "step-started", step)
-                            in_flight[pool.submit(self._execute_step, step)] = step
-                    if not in_flight:
-                        if self.stop.is_set() or not self._wait_for_backoff():
-                            return
-                        continue
-                    finished, _ = wait(in_flight, cfg.poll_interval, FIRST_COMPLETED)
-                    for future in finished:
-                        in_flight.pop(future)
-                        future.result()  # engine-level errors (database, lost lease) are fatal
-            except BaseException:
-                self.stop.set()  # let the other workers reach a checkpoint and stop
-                raise
+        """Start the workers and wait for them. Each worker claims its own next step, so no
+        dispatcher thread sits between a finished step and the next one."""
+        self._in_doubt = deque(in_doubt)
+        threads = [
+            threading.Thread(target=self._worker, name=f"migrator-worker-{i}", daemon=True)
+            for i in range(self.config.workers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    # Short joins keep the main thread free to run the SIGINT handler.
+                    thread.join(self.config.poll_interval)
+        except BaseException:
+            self.request_stop()  # e.g. KeyboardInterrupt: workers stop at their next phase
+            for thread in threads:
+                thread.join()
+            raise
+        if self._fatal is not None:
+            raise self._fatal
 
-    def _wait_for_backoff(self) -> bool:
-        """Sleep until the next retried step may run; False when nothing waits for that."""
-        wake = runs.next_wakeup(self.factory, self.run_ref.id)
-        now = utcnow()
-        if wake is None or wake <= now - timedelta(seconds=1):
-            return False
-        delay = max((wake - now).total_seconds(), 0.001)
-        self.stop.wait(min(delay, self.config.poll_interval))
-        return True
+    def _worker(self) -> None:
+        try:
+            while (job := self._next_job()) is not None:
+                run_step, step = job
+                try:
+                    run_step(step)
+                finally:
+                    with self._wake:
+                        self._busy -= 1
+                        self._wake.notify_all()  # its dependents may be ready now
+        except BaseException as exc:  # engine-level (database, lost lease): stop the run
+            log.error("worker stopped the run: %s", _one_line(exc))
+            with self._wake:
+                self._fatal = self._fatal or exc
+                self.stop.set()
+                self._wake.notify_all()
+
+    def _next_job(self) -> tuple[Callable[[StepSnapshot], None], StepSnapshot] | None:
+        """The next step for a worker: an in-doubt one, else a newly claimed ready one; waits
+        while running steps or backoffs may make more ready; None when the run is over."""
+        with self._wake:
+            while not (self.stop.is_set() or self._exhausted):
+                if self._in_doubt:
+                    self._busy += 1
+                    return self._reconcile_step, self._in_doubt.popleft()
+                claimed = runs.claim_ready(
+                    self.factory, self.run_ref.id, 1, lease_owner=self._lease_owner
+                )
+                if claimed:
+                    self._busy += 1
+                    self._moved(machine.PENDING, machine.RUNNING, "step-started", claimed[0])
+                    return self._execute_step, claimed[0]
+                timeout = self.config.poll_interval
+                if self._busy == 0:
+                    # Nothing running can free a dependency: only a backoff can end the wait.
+                    wake = runs.next_wakeup(self.factory, self.run_ref.id, after=utcnow())
+                    if wake is None:
+                        self._exhausted = True
+                        self._wake.notify_all()
+                        break
+                    timeout = min(timeout, max((wake - utcnow()).total_seconds(), 0.001))
+                self._wake.wait(timeout)
+            return None
 
     def _final_status(self, fatal: BaseException | None) -> tuple[str, dict[str, object]]:
         counts = runs.state_counts(self.factory, self.run_ref.id)
@@ -243,11 +278,10 @@ class Executor:
         except StepInterrupted:
             self._requeue(ctx.step, {"reason": "interrupted"})
         except SkipStep as skip:
-            snap = fire(
+            snap = advance(
                 self.factory,
-                ctx.step.id,
+                ctx.step,
                 "skip",
-                expected_version=ctx.step.version,
                 detail={"reason": str(skip)},
                 lease_owner=None,
             )
@@ -285,29 +319,26 @@ class Executor:
         handler = self.registry.get(ctx.step.kind)
         before = ctx.step.state
         if ctx.step.state == machine.RUNNING:
-            ctx.step = fire(
+            ctx.step = advance(
                 self.factory,
-                ctx.step.id,
+                ctx.step,
                 "verify",
-                expected_version=ctx.step.version,
                 detail=detail,
             )
         handler.verify(ctx, ctx.step)
-        ctx.step = fire(
+        ctx.step = advance(
             self.factory,
-            ctx.step.id,
+            ctx.step,
             "complete",
-            expected_version=ctx.step.version,
             lease_owner=None,
         )
         self._moved(before, machine.DONE, "step-done", ctx.step)
 
     def _requeue(self, step: StepSnapshot, detail: dict[str, str], **changes: object) -> None:
-        snap = fire(
+        snap = advance(
             self.factory,
-            step.id,
+            step,
             "requeue",
-            expected_version=step.version,
             detail=detail,
             lease_owner=None,
             **changes,
@@ -320,11 +351,10 @@ class Executor:
         # The traceback is for --debug: an expected cloud error needs no stack on the console.
         log.debug("step %s failure traceback", step.key, exc_info=exc)
         attempts = step.attempts + 1
-        snap = fire(
+        snap = advance(
             self.factory,
-            step.id,
+            step,
             "fail",
-            expected_version=step.version,
             detail={"error": message, "attempt": attempts},
             attempts=attempts,
             last_error=message,
@@ -332,11 +362,10 @@ class Executor:
         )
         if attempts < self.config.max_attempts:
             delay = min(self.config.backoff_base * 2 ** (attempts - 1), self.config.backoff_max)
-            snap = fire(
+            snap = advance(
                 self.factory,
-                step.id,
+                snap,
                 "retry",
-                expected_version=snap.version,
                 detail={"attempt": attempts, "backoff_s": delay},
                 not_before=utcnow() + timedelta(seconds=delay),
             )

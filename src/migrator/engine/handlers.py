@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from migrator.engine.steps import StepSnapshot, checkpoint
+from migrator.engine.steps import StepSnapshot, checkpoint_step
 from migrator.errors import ConfigError
 
 
@@ -81,9 +81,7 @@ class StepContext:
 
     def checkpoint(self, phase: str, data: Mapping[str, Any] | None = None) -> StepSnapshot:
         """Commit ``phase`` as reached, merging ``data`` into the checkpoint; one transaction."""
-        self.step = checkpoint(
-            self._factory, self.step.id, phase, data or {}, expected_version=self.step.version
-        )
+        self.step = checkpoint_step(self._factory, self.step, phase, data or {})
         return self.step
 
 

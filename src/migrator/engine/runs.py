@@ -229,14 +229,14 @@ def claim_ready(
         ]
 
 
-def next_wakeup(factory: sessionmaker[Session], run_id: int) -> datetime | None:
-    """The earliest ``not_before`` among pending steps still waiting for their backoff."""
+def next_wakeup(factory: sessionmaker[Session], run_id: int, *, after: datetime) -> datetime | None:
+    """The earliest ``not_before`` later than ``after`` among pending steps (backoffs)."""
     with read_connection(factory) as conn:
         value = conn.execute(
             select(func.min(STEPS.c.not_before)).where(
                 STEPS.c.run_id == run_id,
                 STEPS.c.state == machine.PENDING,
-                STEPS.c.not_before.is_not(None),
+                STEPS.c.not_before > after,
             )
         ).scalar()
     return as_utc(value)

@@ -17,7 +17,7 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
@@ -101,6 +101,9 @@ class StepSnapshot:
             tenant=row["tenant"],
             name=row["name"],
         )
+
+
+_SNAPSHOT_FIELDS = tuple(f.name for f in fields(StepSnapshot))
 
 
 def utcnow() -> datetime:
@@ -229,10 +232,7 @@ def checkpoint(
         row = _locked_row(conn, step_id)
         state = row["state"]
         if state not in machine.IN_DOUBT_STATES:
-            raise IllegalTransitionError(
-                f"step {row['key']!r} is {state}: only a running or verifying step can record "
-                f"a checkpoint (phase {phase!r})"
-            )
+            raise _not_checkpointable(row["key"], state, phase)
         _check_version(row, expected_version)
         if lease_token is not None and row["lease_token"] != lease_token:
             raise ConcurrencyError(
@@ -250,6 +250,65 @@ def checkpoint(
         )
 
 
+def advance(
+    factory: sessionmaker[Session],
+    step: StepSnapshot,
+    trigger: str,
+    *,
+    detail: Mapping[str, Any] | None = None,
+    **changes: Any,
+) -> StepSnapshot:
+    """:func:`fire` for a caller holding the step's latest snapshot (the executor's workers).
+
+    Optimistic instead of locking: the UPDATE is guarded by the snapshot's version, which
+    every change bumps, so it succeeds only if the row is still exactly the snapshot (same
+    state too). That saves the row read; the guarantees are those of ``fire`` with
+    ``expected_version=step.version``, and so are the errors.
+    """
+    _check_changes(changes)
+    dest = machine.destination(step.state, trigger)
+    if dest is None:
+        raise _illegal(step.key, step.state, trigger)
+    with write_transaction(factory) as conn:
+        return _write(conn, _as_row(step), dest, trigger, detail, changes)
+
+
+def checkpoint_step(
+    factory: sessionmaker[Session], step: StepSnapshot, phase: str, data: Mapping[str, Any]
+) -> StepSnapshot:
+    """:func:`checkpoint` for a caller holding the step's latest snapshot (optimistic)."""
+    if step.state not in machine.IN_DOUBT_STATES:
+        raise _not_checkpointable(step.key, step.state, phase)
+    changes = {"phase": phase, "checkpoint": {**step.checkpoint, **data}}
+    with write_transaction(factory) as conn:
+        return _write(
+            conn,
+            _as_row(step),
+            step.state,
+            machine.CHECKPOINT_TRIGGER,
+            {"phase": phase, "data": dict(data)},
+            changes,
+        )
+
+
+def _as_row(step: StepSnapshot) -> dict[str, Any]:
+    return {name: getattr(step, name) for name in _SNAPSHOT_FIELDS}
+
+
+def _illegal(key: str, state: str, trigger: str) -> IllegalTransitionError:
+    allowed = ", ".join(machine.triggers_from(state)) or "none"
+    return IllegalTransitionError(
+        f"step {key!r} is {state}: trigger {trigger!r} is not allowed there (allowed: {allowed})"
+    )
+
+
+def _not_checkpointable(key: str, state: str, phase: str) -> IllegalTransitionError:
+    return IllegalTransitionError(
+        f"step {key!r} is {state}: only a running or verifying step can record a checkpoint "
+        f"(phase {phase!r})"
+    )
+
+
 def apply_trigger(
     conn: Connection,
     row: RowMapping,
@@ -263,18 +322,14 @@ def apply_trigger(
     state = row["state"]
     dest = machine.destination(state, trigger)
     if dest is None:
-        allowed = ", ".join(machine.triggers_from(state)) or "none"
-        raise IllegalTransitionError(
-            f"step {row['key']!r} is {state}: trigger {trigger!r} is not allowed there "
-            f"(allowed: {allowed})"
-        )
+        raise _illegal(row["key"], state, trigger)
     _check_version(row, expected_version)
     return _write(conn, row, dest, trigger, detail, changes)
 
 
 def _write(
     conn: Connection,
-    row: RowMapping,
+    row: Mapping[Any, Any],
     dest: str,
     trigger: str,
     detail: Mapping[str, Any] | None,
@@ -286,7 +341,13 @@ def _write(
     # The version condition is redundant under the row lock, and cheap insurance without it.
     result = conn.execute(_UPDATE, {**values, "b_id": row["id"], "b_version": row["version"]})
     if result.rowcount != 1:
-        raise ConcurrencyError(f"step {row['key']!r} changed under us (version {version - 1})")
+        current = conn.execute(_SELECT, {"sid": row["id"]}).mappings().first()
+        if current is None:
+            raise NotFoundError(f"no step with id {row['id']}")
+        raise ConcurrencyError(
+            f"step {row['key']!r} is at version {current['version']}, not {row['version']}: "
+            "someone else changed it"
+        )
     conn.execute(
         _INSERT_EVENT,
         {
