@@ -492,8 +492,8 @@ class VolumeAPI:
         except SimHTTPError as exc:
             raise SimHTTPError(400, f"Invalid value for 'force': '{params.get('force')}'"
                                ) from exc
-        disk_format = str(params.get("disk_format", "raw"))
-        container_format = str(params.get("container_format", "bare"))
+        disk_format = params.get("disk_format", "raw")
+        container_format = params.get("container_format", "bare")
         if modern and disk_format not in DISK_FORMATS:
             raise SimHTTPError(400, f"Invalid input for field/attribute disk_format. Value: "
                                     f"{disk_format}.")
@@ -541,6 +541,15 @@ class VolumeAPI:
     async def _upload(self, vol: Record, image: Record, previous: str) -> None:
         """Write the volume's bytes into the queued image, then free the volume."""
         await asyncio.sleep(self.cloud.profile.delays.volume_upload)
+        if image.get("disk_format") is None or image.get("container_format") is None:
+            # Liberty takes an explicit null format (the SDK's v2 proxy sends one when none
+            # is given) and fails in the volume manager, which deletes the image and puts
+            # the volume back as it was.
+            log.warning("upload of volume %s: no disk or container format", vol["id"])
+            if self.state.get("images", image["id"]) is not None:
+                images.delete_image(self.cloud, image)
+            self._settle(vol, "uploading", previous)
+            return
         image["status"] = "saving"
         self.state.mark_dirty()
         try:
