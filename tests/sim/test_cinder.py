@@ -324,7 +324,12 @@ def test_upload_of_a_blank_volume(sim: SimServer, cloud: str) -> None:
 def test_upload_rules(sim: SimServer, cloud: str) -> None:
     conn = connect(sim, cloud)
     bs = conn.block_storage
-    vol = wait_volume(conn, bs.create_volume(size=1, name="attached").id, "available")
+    # From a small image, so that each upload reads megabytes rather than a blank GiB.
+    small = seed_generated_image(sim, cloud, f"small-{cloud}", size=1 << 20, seed=5,
+                                 owner=conn.current_project_id, disk_format="raw",
+                                 container_format="bare")
+    vol = wait_volume(conn, bs.create_volume(size=1, name="attached",
+                                             image_id=small["id"]).id, "available")
     bs.attach_volume(vol, "/dev/vdb", host_name="host-1")
     assert bs.get_volume(vol.id).status == "in-use"
     refused = bs.post(f"/volumes/{vol.id}/action", json={
