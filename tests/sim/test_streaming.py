@@ -232,3 +232,19 @@ def test_range_download_on_modern_only(sim: SimServer) -> None:
             assert bad.status_code == 416
         else:
             assert resp.status_code == 200 and resp.content == expected
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_create_image_deletes_its_image_when_the_upload_breaks(
+    sim: SimServer, cloud: str, admin_api: dict[str, Admin]
+) -> None:
+    conn = connect(sim, cloud)
+    admin_api[cloud].add_fault(match="PUT /image/v2/images/*/file", drop_after_bytes=MiB,
+                               times=1)
+    admin_api[cloud].reset_calls()
+    with pytest.raises(openstack.exceptions.SDKException, match="Image creation failed"):
+        conn.image.create_image("broken-create", data=chunks_of(pattern(3 * MiB), MiB),
+                                disk_format="raw", container_format="bare")
+    # The SDK cleans up after itself: the queued image is deleted, nothing is left.
+    assert admin_api[cloud].calls()["DELETE /image/v2/images/{image_id}"] == 1
+    assert conn.image.find_image("broken-create") is None

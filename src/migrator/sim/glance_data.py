@@ -138,4 +138,4 @@ async def limited(chunks: AsyncIterator[bytes], length: int) -> AsyncIterator[by
 def add_routes(router: web.UrlDispatcher, cloud: SimCloud, rules: GlanceRules) -> None:
     api = GlanceData(cloud, rules)
     router.add_put(f"{PREFIX}/v2/images/{{image_id}}/file", api.upload)
-    router.add_get(f"{PREFIX}/v2/images/{{image_id}}/file", api.download)
+    router.add_get(f"{PREFIX}/v2/images/{{image_id}}/file", api.download, allow_head=False)

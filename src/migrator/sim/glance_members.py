@@ -141,8 +141,8 @@ class GlanceMembers:
 def add_routes(router: web.UrlDispatcher, cloud: SimCloud, rules: GlanceRules) -> None:
     api = GlanceMembers(cloud, rules)
     base = f"{PREFIX}/v2/images/{{image_id}}/members"
-    router.add_get(base, api.list_members)
+    router.add_get(base, api.list_members, allow_head=False)
     router.add_post(base, api.create_member)
-    router.add_get(f"{base}/{{member_id}}", api.show_member)
+    router.add_get(f"{base}/{{member_id}}", api.show_member, allow_head=False)
     router.add_put(f"{base}/{{member_id}}", api.update_member)
     router.add_delete(f"{base}/{{member_id}}", api.delete_member)
