@@ -23,6 +23,7 @@ from aiohttp import web
 from migrator.sim.app import build_app
 from migrator.sim.cloud import REGION, SimCloud
 from migrator.sim.profiles import PROFILES
+from migrator.sim.seed import apply_faults, apply_seed, load_seed
 from migrator.sim.state import Record, new_hex_id
 
 SAVE_INTERVAL = 1.0
@@ -125,7 +126,10 @@ class SimServer:
     """Serves clouds until stopped; ``start()`` in a thread or ``serve_forever()``."""
 
     def __init__(self, specs: Iterable[CloudSpec], data_dir: Path | None = None,
-                 *, fault_seed: int = 0) -> None:
+                 *, seed: Path | None = None, fault_seed: int = 0) -> None:
+        """Clouds saved under ``data_dir`` come back as they were; a cloud with no saved
+        state is seeded from the ``seed`` file's entry for it (faults are always re-read)."""
+        seed_doc = load_seed(seed) if seed is not None else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="migrator-sim-")
@@ -140,8 +144,13 @@ class SimServer:
         for spec in self.specs:
             cloud = SimCloud(spec.name, PROFILES[spec.profile], spec.host, spec.port,
                              self.data_dir, fault_seed=fault_seed)
-            cloud.state.load()
+            restored = cloud.state.load()
             bootstrap(cloud)
+            if seed_doc is not None and seed is not None:
+                if restored:
+                    apply_faults(cloud, seed_doc, seed)
+                else:
+                    apply_seed(cloud, seed_doc, seed)
             self.clouds[spec.name] = cloud
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -119,8 +119,10 @@ class SimState:
             return
         generation = self._generation
         tmp = self.path.with_suffix(".tmp")
+        # One dumps then one write: json.dump to a file handle writes in tiny pieces.
+        text = json.dumps(self.data, separators=(",", ":"))
         with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(self.data, fh, separators=(",", ":"))
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
