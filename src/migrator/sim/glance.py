@@ -43,7 +43,14 @@ from migrator.sim.glance_schema import (
     parse_patch,
     schema_documents,
 )
-from migrator.sim.http import SimHTTPError, auth_of, json_response, parse_limit, public
+from migrator.sim.http import (
+    AuthContext,
+    SimHTTPError,
+    auth_of,
+    json_response,
+    parse_limit,
+    public,
+)
 from migrator.sim.images import delete_image, new_image
 from migrator.sim.state import Record, now_iso
 
@@ -135,7 +142,7 @@ class GlanceImages:
             body["next"] = "/v2/images?" + urlencode([*query, ("marker", chunk[-1]["id"])])
         return json_response(body)
 
-    def _in_scope(self, ctx: Any, image: Record, member_status: str, visibility: str | None
+    def _in_scope(self, ctx: AuthContext, image: Record, member_status: str, visibility: str | None
                   ) -> bool:
         rules = self.rules
         if not rules.modern and visibility == "shared":
@@ -318,7 +325,7 @@ class GlanceImages:
             core |= set(MODERN_CORE)
         return core
 
-    def _apply(self, ctx: Any, image: Record, op: str, path: str, value: Any,
+    def _apply(self, ctx: AuthContext, image: Record, op: str, path: str, value: Any,
                draft: int) -> None:
         props: dict[str, str] = image["properties"]
         is_core = path in self._core_attributes()
