@@ -235,6 +235,9 @@ class Executor:
                 if self._in_doubt:
                     self._busy += 1
                     return self._reconcile_step, self._in_doubt.popleft()
+                # Taken before the claim: a backoff that expires between the claim and the
+                # wake-up query below must still count as a reason to wait, not as the end.
+                claim_time = utcnow()
                 claimed = runs.claim_ready(
                     self.factory, self.run_ref.id, 1, lease_owner=self._lease_owner
                 )
@@ -245,7 +248,7 @@ class Executor:
                 timeout = self.config.poll_interval
                 if self._busy == 0:
                     # Nothing running can free a dependency: only a backoff can end the wait.
-                    wake = runs.next_wakeup(self.factory, self.run_ref.id, after=utcnow())
+                    wake = runs.next_wakeup(self.factory, self.run_ref.id, after=claim_time)
                     if wake is None:
                         self._exhausted = True
                         self._wake.notify_all()
