@@ -14,7 +14,9 @@ import click
 from migrator import __version__
 from migrator.cli.context import CliContext
 from migrator.cli.db import db
+from migrator.cli.execute import execute_command
 from migrator.cli.init import init
+from migrator.cli.sim import sim
 from migrator.cli.status import status_command
 from migrator.errors import MigratorError
 from migrator.store.db import DEFAULT_URL, ENV_VAR, resolve_url
@@ -57,3 +59,5 @@ def main() -> None:
 cli.add_command(init)
 cli.add_command(db)
 cli.add_command(status_command)
+cli.add_command(execute_command)
+cli.add_command(sim)

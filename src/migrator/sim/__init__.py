@@ -4,8 +4,6 @@ Each simulated cloud listens on its own loopback port and serves Keystone, Glanc
 Nova and Neutron under path prefixes (``/identity``, ``/image``, ``/volume``, ``/compute``,
 ``/network``), with the wire shapes and quirks of a profile (``liberty`` or ``modern``).
 openstacksdk talks to it exactly as it would to a cloud. See docs/simulator.md.
+
+The package imports nothing on its own: ``migrator.sim.server.SimServer`` is the entry point.
 """
-
-from migrator.sim.server import SimServer
-
-__all__ = ["SimServer"]

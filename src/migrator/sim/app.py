@@ -9,7 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
-from migrator.sim import cinder, glance, keystone, neutron, nova
+import migrator.sim.cinder
+import migrator.sim.glance
+import migrator.sim.keystone
+import migrator.sim.neutron
+import migrator.sim.nova
 from migrator.sim.cloud import SimCloud
 from migrator.sim.faults import FaultSpecError
 from migrator.sim.http import DroppedConnection, SimHTTPError, error_response, json_response
@@ -17,7 +21,15 @@ from migrator.sim.http import DroppedConnection, SimHTTPError, error_response, j
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOUD: web.AppKey[SimCloud] = web.AppKey("cloud", SimCloud)
 PUBLIC: web.AppKey[set[Any]] = web.AppKey("public", set)
-SERVICES = (keystone, glance, cinder, nova, neutron)
+# Imported as modules (not ``from migrator.sim import ...``) so that the package's namespace
+# needs no eager imports.
+SERVICES = (
+    migrator.sim.keystone,
+    migrator.sim.glance,
+    migrator.sim.cinder,
+    migrator.sim.nova,
+    migrator.sim.neutron,
+)
 
 
 def route_name(request: web.Request) -> str:

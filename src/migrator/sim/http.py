@@ -154,7 +154,7 @@ def auth_of(request: web.Request) -> AuthContext:
     ctx = request.get("auth")
     if ctx is None:
         raise SimHTTPError(401, "The request you have made requires authentication.")
-    return ctx  # type: ignore[no-any-return]
+    return ctx
 
 
 def require_admin(request: web.Request) -> AuthContext:
@@ -225,8 +225,8 @@ async def stream_response(
     await response.prepare(request)
     sent = 0
     started = time.monotonic()
-    iterator = chunks if hasattr(chunks, "__aiter__") else _aiter(chunks)  # type: ignore[arg-type]
-    async for piece in iterator:  # type: ignore[union-attr]
+    iterator = chunks if isinstance(chunks, AsyncIterator) else _aiter(chunks)
+    async for piece in iterator:
         data = piece
         if effects is not None:
             if effects.corrupt_offset is not None and sent <= effects.corrupt_offset < sent + len(

@@ -122,7 +122,8 @@ class KeystoneAPI:
         return project
 
     def _issue(self, user: Record, project: Record | None, domain: Record | None) -> AuthContext:
-        roles = self._roles_on(user["id"], project and project["id"], domain and domain["id"])
+        roles = self._roles_on(user["id"], project["id"] if project else None,
+                               domain["id"] if domain else None)
         if (project or domain) and not roles:
             raise SimHTTPError(401, "User has no access to the requested scope.")
         return self.cloud.issue_token({

@@ -27,7 +27,7 @@ def load_seed(path: Path) -> dict[str, Any]:
     """Read and validate a seed file (errors name the file, the line and the key)."""
     doc = load_yaml(path)
     validate(doc, path)
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
 def _uid(cloud: SimCloud, *parts: str) -> str:

@@ -28,7 +28,7 @@ class Node(dict[str, Any]):
     line: int = 0
 
 
-class _LineLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _LineLoader(_BaseLoader):
     pass
 
 

@@ -176,9 +176,9 @@ class SimServer:
             await runner.setup()
             site = web.TCPSite(runner, cloud.host, cloud.port, reuse_address=True)
             await site.start()
-            server = site._server  # the bound socket tells us a port picked by the OS
-            if cloud.port == 0 and server is not None and server.sockets:  # type: ignore[union-attr]
-                cloud.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            if cloud.port == 0:  # the bound socket tells us the port the OS picked
+                sockets = getattr(site._server, "sockets", None) or []
+                cloud.port = sockets[0].getsockname()[1]
             self._runners.append(runner)
         self.write_clouds_yaml()
 

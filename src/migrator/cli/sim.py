@@ -1,0 +1,92 @@
+"""``migrator sim``: the OpenStack simulator (serve clouds, generate seed files)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from migrator.operations.sim import open_server, parse_size, serve, write_seed
+from migrator.sim.seed_gen import SeedShape
+from migrator.sim.server import SimServer
+
+
+@click.group()
+def sim() -> None:
+    """Simulated OpenStack clouds (liberty and modern profiles) served over real HTTP."""
+
+
+@sim.command("serve")
+@click.option("--cloud", "clouds", multiple=True, metavar="NAME:PROFILE[:PORT]",
+              help="A cloud to serve, e.g. legacy:liberty:8001 (repeatable; profiles: "
+                   "liberty, modern; port 0 or none picks a free one). Default: "
+                   "legacy:liberty and target:modern.")
+@click.option("--seed", type=click.Path(path_type=Path, dir_okay=False),
+              help="Seed file (YAML or JSON) for clouds that have no saved state yet.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where state, image bytes and clouds.yaml live (default: a temporary "
+                   "directory, removed on exit).")
+@click.option("--fault-seed", type=int, default=0, show_default=True,
+              help="Seed of the fault generators, to replay a run.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | None,
+                  fault_seed: int, fmt: str) -> None:
+    """Serve simulated clouds until interrupted; writes DATA_DIR/clouds.yaml."""
+    server = open_server(list(clouds), seed=seed, data_dir=data_dir, fault_seed=fault_seed)
+
+    def ready(srv: SimServer) -> None:
+        info = {"clouds_yaml": str(srv.clouds_yaml),
+                "clouds": {c.name: {"profile": c.profile.name, "url": c.base_url}
+                           for c in srv.clouds.values()}}
+        if fmt == "json":
+            click.echo(json.dumps(info), nl=True)
+        else:
+            for c in srv.clouds.values():
+                click.echo(f"{c.name}: {c.profile.name} cloud at {c.base_url}")
+            click.echo(f"clouds.yaml: {srv.clouds_yaml}")
+            click.echo(f"export OS_CLIENT_CONFIG_FILE={srv.clouds_yaml}")
+        sys.stdout.flush()
+
+    serve(server, ready)
+
+
+@sim.command("seed")
+@click.option("--tenants", type=click.IntRange(0), default=3, show_default=True)
+@click.option("--images-per-tenant", type=click.IntRange(0), default=2, show_default=True)
+@click.option("--volumes-per-tenant", type=click.IntRange(0), default=2, show_default=True)
+@click.option("--users-per-tenant", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--image-size", default="4MiB", show_default=True,
+              help="Bytes of each generated image (512, 4MiB, 2GiB...).")
+@click.option("--volume-data-size", default="4MiB", show_default=True,
+              help="Bytes an upload of a blank volume yields (its used data).")
+@click.option("--content-pool", type=click.IntRange(0), default=0, show_default=True,
+              help="Cycle image contents through N seeds (0: all distinct).")
+@click.option("--own-credentials", type=click.IntRange(0), default=1, show_default=True,
+              help="How many tenants get a clouds.yaml entry for their own user.")
+@click.option("--seed", "rng_seed", type=int, default=1, show_default=True)
+@click.option("--cloud", default="legacy", show_default=True,
+              help="Name of the cloud the seed describes.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              required=True, help="Seed file to write (.yaml or .json).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
+                 users_per_tenant: int, image_size: str, volume_data_size: str,
+                 content_pool: int, own_credentials: int, rng_seed: int, cloud: str,
+                 output: Path, fmt: str) -> None:
+    """Generate a realistic Liberty-era inventory as a seed file."""
+    shape = SeedShape(
+        tenants=tenants, images_per_tenant=images_per_tenant,
+        volumes_per_tenant=volumes_per_tenant, users_per_tenant=users_per_tenant,
+        image_size=parse_size(image_size, "--image-size"),
+        volume_data_size=parse_size(volume_data_size, "--volume-data-size"),
+        content_pool=content_pool, seed=rng_seed, own_credentials=own_credentials)
+    counts = write_seed(output, shape, cloud)
+    if fmt == "json":
+        click.echo(json.dumps({"output": str(output), **counts}))
+    else:
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+        click.echo(f"wrote {output}: {summary}")

@@ -1,0 +1,89 @@
+"""Operations behind ``migrator sim``: serve simulated clouds, write generated seed files."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from migrator.errors import ConfigError
+from migrator.sim.seed_gen import SeedShape, generate
+from migrator.sim.seed_schema import SeedError
+from migrator.sim.server import CloudSpec, SimServer
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str, field: str) -> int:
+    """``4MiB``, ``1G``, ``512`` -> bytes (binary units)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ConfigError(f"{field}: {text!r} is not a size (examples: 512, 4MiB, 2GiB)")
+    unit = (match.group(2) or "").upper()[:1]
+    return int(match.group(1)) * _UNITS[unit]
+
+
+def parse_clouds(specs: list[str]) -> list[CloudSpec]:
+    try:
+        return [CloudSpec.parse(s) for s in specs]
+    except ValueError as exc:
+        raise ConfigError(f"--cloud {exc}") from exc
+
+
+def open_server(clouds: list[str], *, seed: Path | None, data_dir: Path | None,
+                fault_seed: int = 0) -> SimServer:
+    """A SimServer for ``NAME:PROFILE[:PORT]`` specs, seeded; not yet started."""
+    specs = parse_clouds(clouds or ["legacy:liberty:0", "target:modern:0"])
+    try:
+        return SimServer(specs, data_dir, seed=seed, fault_seed=fault_seed)
+    except SeedError as exc:
+        raise ConfigError(str(exc)) from exc
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def serve(server: SimServer, on_ready: Callable[[SimServer], None]) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM; state is saved on the way out."""
+    server.start()
+    on_ready(server)
+    stop = {"asked": False}
+
+    def _stop(_sig: int, _frame: object) -> None:
+        stop["asked"] = True
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop["asked"]:
+            signal.pause() if hasattr(signal, "pause") else None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+
+
+def write_seed(output: Path, shape: SeedShape, cloud: str = "legacy") -> dict[str, int]:
+    """Generate a Liberty-era inventory for ``cloud`` into ``output`` (.json or .yaml)."""
+    doc = generate(shape, cloud)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp")
+        if output.suffix == ".json":
+            tmp.write_text(json.dumps(doc, indent=1))
+        else:
+            dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+            tmp.write_text(yaml.dump(doc, Dumper=dumper, sort_keys=False, width=100))
+        tmp.replace(output)
+    except OSError as exc:
+        raise ConfigError(f"{output}: cannot write the seed file: {exc.strerror}") from exc
+    tenants = doc["clouds"][cloud]["tenants"]
+    return {
+        "tenants": len(tenants) - 1,
+        "images": sum(len(t.get("images", [])) for t in tenants),
+        "volumes": sum(len(t.get("volumes", [])) for t in tenants),
+        "networks": sum(len(t.get("networks", [])) for t in tenants),
+    }
