@@ -31,7 +31,15 @@ RULE_KEYS = {
 
 
 class FaultSpecError(ValueError):
-    """A fault rule is malformed; the message names the key."""
+    """A fault rule is malformed; the message names the key, ``index`` the rule."""
+
+    def __init__(self, message: str, index: int = -1) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def _bad(index: int, message: str) -> FaultSpecError:
+    return FaultSpecError(message, index)
 
 
 @dataclass
@@ -51,13 +59,13 @@ class FaultRule:
     @classmethod
     def from_dict(cls, raw: Any, seed: int, index: int) -> FaultRule:
         if not isinstance(raw, dict):
-            raise FaultSpecError(f"fault #{index + 1} must be a mapping")
+            raise _bad(index, f"fault #{index + 1} must be a mapping")
         unknown = set(raw) - RULE_KEYS
         if unknown:
-            raise FaultSpecError(f"fault #{index + 1}: unknown key {sorted(unknown)[0]!r}")
+            raise _bad(index, f"fault #{index + 1}: unknown key {sorted(unknown)[0]!r}")
         match = raw.get("match")
         if not isinstance(match, str) or " " not in match:
-            raise FaultSpecError(
+            raise _bad(index,
                 f"fault #{index + 1}: 'match' must be 'METHOD /path-pattern', got {match!r}"
             )
         rule = cls(match=match)
@@ -66,17 +74,17 @@ class FaultRule:
             if key in raw and raw[key] is not None:
                 value = raw[key]
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise FaultSpecError(
+                    raise _bad(index,
                         f"fault #{index + 1}: {key!r} must be a non-negative integer"
                     )
                 setattr(rule, key, value)
         if "rate" in raw:
             rate = raw["rate"]
             if not isinstance(rate, int | float) or not 0 <= rate <= 1:
-                raise FaultSpecError(f"fault #{index + 1}: 'rate' must be between 0 and 1")
+                raise _bad(index, f"fault #{index + 1}: 'rate' must be between 0 and 1")
             rule.rate = float(rate)
         if rule.status is not None and rule.status not in ERROR_STATUSES:
-            raise FaultSpecError(
+            raise _bad(index,
                 f"fault #{index + 1}: 'status' must be one of {list(ERROR_STATUSES)}"
             )
         rule.rng = random.Random(f"{seed}:{index}:{match}")

@@ -10,6 +10,7 @@ to ``queued`` (Glance's ``_restore``); an image without data downloads as 204.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -71,6 +72,8 @@ class GlanceData:
             raise SimHTTPError(410, f"Image {image_id} could not be found after upload. The "
                                     "image may have been deleted during the upload, cleaning "
                                     "up the chunks uploaded.")
+        if self.cloud.profile.delays.image_upload > 0:
+            await asyncio.sleep(self.cloud.profile.delays.image_upload)
         set_content(self.cloud, image, {"kind": "file", "path": str(path)}, digest)
         return web.Response(status=204)
 

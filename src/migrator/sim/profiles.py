@@ -12,7 +12,8 @@ class Delays:
     volume_create: float = 0.0
     volume_delete: float = 0.0
     volume_upload: float = 0.0
-    image_import: float = 0.0
+    # An upload (PUT .../file) stays ``saving`` this long before it answers, as a slow store.
+    image_upload: float = 0.0
 
 
 @dataclass(frozen=True)

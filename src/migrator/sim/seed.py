@@ -11,6 +11,7 @@ import base64
 import hashlib
 import ipaddress
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,26 @@ class _Seeder:
 
     # -- apply -------------------------------------------------------------------------------
     def apply_faults(self) -> None:
+        """Faults, token lifetime and status delays: the seed's run-time behaviour, applied
+        again on every start (they are not part of the saved state)."""
+        delays = self.spec.get("delays")
+        if delays:
+            for key, value in delays.items():
+                if value < 0:
+                    raise self.fail(delays, f"delays.{key}", "must be >= 0")
+            self.cloud.profile = replace(self.cloud.profile,
+                                         delays=replace(self.cloud.profile.delays, **delays))
+        if "token_ttl" in self.spec:
+            if self.spec["token_ttl"] <= 0:
+                raise self.fail(self.spec, "token_ttl", "must be > 0")
+            self.cloud.token_ttl = float(self.spec["token_ttl"])
+        rules = list(self.spec.get("faults") or [])
         try:
-            self.cloud.faults.load(list(self.spec.get("faults") or []))
+            self.cloud.faults.load(rules)
         except FaultSpecError as exc:
-            raise self.fail(self.spec, "faults", str(exc)) from exc
+            # Point at the rule's own line.
+            node = rules[exc.index] if 0 <= exc.index < len(rules) else self.spec
+            raise self.fail(node, "faults", str(exc)) from exc
 
     def apply(self) -> None:
         spec = self.spec

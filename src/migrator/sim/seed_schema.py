@@ -77,6 +77,9 @@ CONTENT = {"generated": {"size": int, "seed": int}, "file": str}
 SCHEMA: Spec = {
     "clouds": {"*": {
         "faults": list,
+        "token_ttl": (int, float),
+        "delays": {"volume_create": (int, float), "volume_delete": (int, float),
+                   "volume_upload": (int, float), "image_upload": (int, float)},
         "domains": [{"name": str, "description": str, "enabled": bool}],
         "roles": [str],
         "flavors": [{"name": str, "id": str, "vcpus": int, "ram": int, "disk": int,
