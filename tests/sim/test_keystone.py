@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import openstack
 import pytest
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session
 from keystoneauth1.identity import v2
 
-from migrator.sim.server import SimServer
+from migrator.sim.server import CloudSpec, SimServer
 from tests.sim.conftest import connect, make_member, member_connection
 
 
@@ -55,3 +57,12 @@ def test_bad_password_is_401(sim: SimServer) -> None:
     with pytest.raises(ks_exc.Unauthorized) as err:
         list(conn.identity.projects())
     assert err.value.http_status == 401
+
+
+def test_a_cloud_on_ipv6_loopback(tmp_path: Path) -> None:
+    # The target datacenter is IPv6-only: the simulator can listen on [::1].
+    with SimServer([CloudSpec.parse("target:modern:::1:0")], tmp_path) as srv:
+        assert srv.cloud("target").base_url.startswith("http://[::1]:")
+        conn = connect(srv, "target")
+        assert [p.name for p in conn.identity.projects()] == ["admin"]
+        assert conn.session.get_endpoint(service_type="network").startswith("http://[::1]:")
