@@ -96,8 +96,11 @@ class Executor:
         config: ExecutorConfig | None = None,
         registry: HandlerRegistry | None = None,
         observer: Observer | None = None,
+        services: Mapping[str, object] | None = None,
     ) -> None:
         self.factory = factory
+        # Handed to every StepContext: cloud handles by name ("target", "source"...).
+        self.services: Mapping[str, object] = dict(services or {})
         self.run_ref = runs.find_run(factory, run_name_or_id)
         self.config = config or ExecutorConfig()
         self.registry = registry or REGISTRY
@@ -274,7 +277,9 @@ class Executor:
 
     def _execute_step(self, step: StepSnapshot) -> None:
         handler = self.registry.get(step.kind)
-        ctx = StepContext(self.factory, step, self.stop, self.run_ref.name)
+        ctx = StepContext(
+            self.factory, step, self.stop, self.run_ref.name, services=self.services
+        )
         try:
             handler.run(ctx, ctx.step)
             self._verify_and_complete(ctx)
@@ -296,7 +301,9 @@ class Executor:
 
     def _reconcile_step(self, step: StepSnapshot) -> None:
         handler = self.registry.get(step.kind)
-        ctx = StepContext(self.factory, step, self.stop, self.run_ref.name)
+        ctx = StepContext(
+            self.factory, step, self.stop, self.run_ref.name, services=self.services
+        )
         try:
             outcome = handler.reconcile(ctx, ctx.step)
             log.info("step %s was in doubt: %s", step.key, outcome.value)

@@ -55,7 +55,8 @@ class Reconciliation(enum.Enum):
 
 
 class StepContext:
-    """What a handler gets besides the step: checkpointing, the stop flag, a logger."""
+    """What a handler gets besides the step: checkpointing, the stop flag, a logger, the
+    run's services (cloud handles by name) and the state database's session factory."""
 
     def __init__(
         self,
@@ -63,12 +64,21 @@ class StepContext:
         step: StepSnapshot,
         stop: threading.Event,
         run_name: str,
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         self._factory = factory
         self._stop = stop
         self.step = step
         self.run_name = run_name
+        # Cloud handles and the like, by name ("target", "source"...), shared by every step of
+        # the run (see Executor(services=...)); handlers read them, never replace them.
+        self.services: Mapping[str, Any] = services or {}
         self.log = logging.getLogger(f"migrator.step.{step.kind}")
+
+    @property
+    def factory(self) -> sessionmaker[Session]:
+        """The state database (for handler bookkeeping such as the id map)."""
+        return self._factory
 
     @property
     def stopping(self) -> bool:

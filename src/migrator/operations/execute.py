@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from migrator.engine.executor import Executor, ExecutorConfig, Observer, RunResult
 from migrator.engine.handlers import HandlerRegistry
 from migrator.engine.interrupt import graceful_sigint
@@ -23,6 +25,7 @@ def execute_run(
     observer: Observer | None = None,
     registry: HandlerRegistry | None = None,
     handle_sigint: bool = True,
+    services: Mapping[str, object] | None = None,
 ) -> RunResult:
     """Execute the run ``run_name`` (a name or an id) in the state database at ``url``.
 
@@ -30,7 +33,9 @@ def execute_run(
     run again, steps found running are reconciled by their handler, failed steps get a new
     budget of ``max_attempts`` and the steps they blocked go back to pending. With
     ``handle_sigint`` (and on the main thread) the first Ctrl-C stops gracefully and the run
-    ends ``interrupted``; the second one exits the process at once.
+    ends ``interrupted``; the second one exits the process at once. ``services`` (cloud
+    handles by name, e.g. ``{"target": TargetCloud(...)}``) reach every handler through
+    ``StepContext.services``.
     """
     config = ExecutorConfig(workers=workers, max_attempts=max_attempts, backoff_base=backoff_base)
     with open_state(url) as engine, database_errors(url):
@@ -40,6 +45,7 @@ def execute_run(
             config=config,
             registry=registry,
             observer=observer,
+            services=services,
         )
         if not handle_sigint:
             return executor.run(resume=resume, force_unlock=force_unlock)
