@@ -269,6 +269,41 @@ class KeystoneAPI:
                 records = [r for r in records if r.get(key) == want]
         return records
 
+    @staticmethod
+    def _filter_tags(records: list[Record], request: web.Request) -> list[Record]:
+        """Keystone >= Queens: ``tags`` (all of), ``tags-any``, ``not-tags``, ``not-tags-any``,
+        each a comma-separated list."""
+        for mode in ("tags", "tags-any", "not-tags", "not-tags-any"):
+            if mode not in request.query:
+                continue
+            wanted = {t for t in request.query[mode].split(",") if t}
+            out = []
+            for rec in records:
+                have = set(rec.get("tags") or [])
+                hit = wanted <= have if mode in ("tags", "not-tags") else bool(wanted & have)
+                if hit != mode.startswith("not-"):
+                    out.append(rec)
+            records = out
+        return records
+
+    @staticmethod
+    def _checked_tags(value: Any) -> list[str]:
+        """Keystone's project tag schema: at most 80 strings of 1-255 characters, no '/' or
+        ','."""
+        if not isinstance(value, list) or len(value) > 80:
+            raise SimHTTPError(400, "Invalid input for field 'tags': expected a list of at "
+                                    "most 80 tags.")
+        for tag in value:
+            KeystoneAPI._check_tag(tag)
+        return list(dict.fromkeys(value))
+
+    @staticmethod
+    def _check_tag(tag: Any) -> str:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= 255 or "/" in tag or "," in tag:
+            raise SimHTTPError(400, f"Invalid input for field 'tags': {tag!r} is not a valid "
+                                    "tag (1-255 characters, no '/' or ',').")
+        return tag
+
     def _get(self, kind: str, rid: str) -> Record:
         rec = self.state.get(kind, rid)
         if rec is None:
@@ -286,6 +321,8 @@ class KeystoneAPI:
         require_admin(request)
         items = self._filter(list(self.state.values("projects")), request,
                              ("name", "domain_id", "enabled", "parent_id"))
+        if not self.cloud.profile.keystone_v2:
+            items = self._filter_tags(items, request)
         return json_response({"projects": [self._render("projects", r, request) for r in items],
                               "links": self._links(request)})
 
@@ -337,7 +374,10 @@ class KeystoneAPI:
             rec.setdefault("parent_id", rec["domain_id"])
             rec.setdefault("is_domain", False)
             if not self.cloud.profile.keystone_v2:
-                rec.setdefault("tags", [])
+                rec["tags"] = self._checked_tags(rec.get("tags", []))
+            elif "tags" in rec:
+                raise SimHTTPError(400, "Invalid input for field 'project': Additional "
+                                        "properties are not allowed ('tags' was unexpected)")
         if kind == "domains":
             rec.setdefault("enabled", True)
             rec.setdefault("description", "")
@@ -352,6 +392,8 @@ class KeystoneAPI:
         rec = self._get(kind, request.match_info["id"])
         body = require(await read_json(request), kind[:-1])
         body.pop("id", None)
+        if kind == "projects" and "tags" in body and not self.cloud.profile.keystone_v2:
+            body["tags"] = self._checked_tags(body["tags"])
         rec.update(body)
         self.state.mark_dirty()
         return json_response({kind[:-1]: self._render(kind, rec, request)})
@@ -365,6 +407,57 @@ class KeystoneAPI:
         for ra in self.state.values("role_assignments"):
             if rid in (ra.get("user_id"), ra.get("project_id"), ra.get("role_id")):
                 self.state.delete("role_assignments", ra["id"])
+        return web.Response(status=204)
+
+    # -- project tags (modern Keystone, Queens and later) --------------------------------
+    def _tagged_project(self, request: web.Request) -> Record:
+        require_admin(request)
+        return self._get("projects", request.match_info["id"])
+
+    def _tags_response(self, project: Record, status: int = 200) -> web.Response:
+        return json_response({"tags": list(project.get("tags") or [])}, status=status)
+
+    async def get_project_tags(self, request: web.Request) -> web.Response:
+        return self._tags_response(self._tagged_project(request))
+
+    async def replace_project_tags(self, request: web.Request) -> web.Response:
+        project = self._tagged_project(request)
+        body = await read_json(request)
+        project["tags"] = self._checked_tags(body.get("tags") if isinstance(body, dict)
+                                             else None)
+        self.state.mark_dirty()
+        return self._tags_response(project)
+
+    async def clear_project_tags(self, request: web.Request) -> web.Response:
+        project = self._tagged_project(request)
+        project["tags"] = []
+        self.state.mark_dirty()
+        return web.Response(status=204)
+
+    async def check_project_tag(self, request: web.Request) -> web.Response:
+        project = self._tagged_project(request)
+        tag = request.match_info["tag"]
+        if tag not in (project.get("tags") or []):
+            raise SimHTTPError(404, f"Could not find project tag: {tag}.")
+        return web.Response(status=204)
+
+    async def add_project_tag(self, request: web.Request) -> web.Response:
+        project = self._tagged_project(request)
+        tag = self._check_tag(request.match_info["tag"])
+        tags = list(project.get("tags") or [])
+        if tag not in tags:
+            tags.append(tag)
+            project["tags"] = self._checked_tags(tags)
+            self.state.mark_dirty()
+        return web.Response(status=201)
+
+    async def remove_project_tag(self, request: web.Request) -> web.Response:
+        project = self._tagged_project(request)
+        tag = request.match_info["tag"]
+        if tag not in (project.get("tags") or []):
+            raise SimHTTPError(404, f"Could not find project tag: {tag}.")
+        project["tags"] = [t for t in project["tags"] if t != tag]
+        self.state.mark_dirty()
         return web.Response(status=204)
 
     async def user_projects(self, request: web.Request) -> web.Response:
@@ -525,6 +618,14 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
     router.add_delete(grant, api.revoke)
     router.add_get(f"{v3}/projects/{{project_id}}/users/{{user_id}}/roles",
                    api.project_user_roles)
+    if not cloud.profile.keystone_v2:
+        tags = f"{v3}/projects/{{id}}/tags"
+        router.add_get(tags, api.get_project_tags)
+        router.add_put(tags, api.replace_project_tags)
+        router.add_delete(tags, api.clear_project_tags)
+        router.add_get(f"{tags}/{{tag}}", api.check_project_tag)
+        router.add_put(f"{tags}/{{tag}}", api.add_project_tag)
+        router.add_delete(f"{tags}/{{tag}}", api.remove_project_tag)
     kinds = "{kind:domains|projects|users|roles}"
     router.add_post(f"{v3}/{kinds}", api.create)
     router.add_get(f"{v3}/{kinds}/{{id}}", api.get_one)
