@@ -85,21 +85,11 @@ class CinderAPI:
 
     def wrap(self, version: str, handler: Handler) -> Handler:
         """Tag the request with its API version and negotiate v3's microversion."""
-        mv_range = self.range if version == "v3" else None
+        served = self.range.wrap(handler) if version == "v3" and self.range else handler
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             request[API_VERSION_KEY] = version
-            if mv_range is None:
-                return await handler(request)
-            negotiated = mv_range.negotiate(request)
-            extra = mv_range.headers(negotiated)
-            try:
-                response = await handler(request)
-            except SimHTTPError as exc:
-                exc.headers.update(extra)
-                raise
-            response.headers.update(extra)
-            return response
+            return await served(request)
 
         return wrapped
 

@@ -8,6 +8,7 @@ echoes the version that was used, so a client can tell what it got.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from migrator.sim.http import SimHTTPError
 from migrator.sim.profiles import microversion_tuple
 
 Version = tuple[int, int]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_KEY = "microversion"
 
 
@@ -82,6 +84,21 @@ class MicroversionRange:
             vary.append(self.legacy_header)
         out["Vary"] = ", ".join(vary)
         return out
+
+    def wrap(self, handler: Handler) -> Handler:
+        """``handler`` served at the negotiated version, echoed on every answer (errors too)."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            extra = self.headers(self.negotiate(request))
+            try:
+                response = await handler(request)
+            except SimHTTPError as exc:
+                exc.headers.update(extra)
+                raise
+            response.headers.update(extra)
+            return response
+
+        return wrapped
 
 
 def version_of(request: web.Request) -> Version:

@@ -79,20 +79,7 @@ class NovaAPI:
 
     def wrap(self, handler: Handler) -> Handler:
         """Negotiate the microversion, echo it on every answer (errors included)."""
-        mv_range = self.range
-
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            negotiated = mv_range.negotiate(request)
-            extra = mv_range.headers(negotiated)
-            try:
-                response = await handler(request)
-            except SimHTTPError as exc:
-                exc.headers.update(extra)
-                raise
-            response.headers.update(extra)
-            return response
-
-        return wrapped
+        return self.range.wrap(handler)
 
     # -- flavors ---------------------------------------------------------------------------
     def _flavor_links(self, request: web.Request, fid: str) -> list[dict[str, str]]:
