@@ -1,0 +1,322 @@
+"""Opening a cloud by its clouds.yaml name: :func:`open_cloud` gives a :class:`CloudHandle`.
+
+API versions per role (clouds.yaml keys; a key the operator's clouds.yaml already sets is
+left as it is, ``api_overrides`` win over both):
+
+=================  ==========================  ==========================
+key                source (legacy, Liberty)    target (modern)
+=================  ==========================  ==========================
+identity           ``3`` (role assignments,    ``3``
+                   domains; v2 tenants are
+                   v3 projects)
+image              ``2``                       ``2``
+block_storage      ``2`` (catalog ``volumev2``) ``3`` (microversions)
+network            ``2`` (no discovery)        ``2``
+compute            ``2`` (``/v2.1/{tenant}``:  ``2``
+                   microversions negotiated
+                   per call, up to 2.12)
+=================  ==========================  ==========================
+
+A Liberty cloud whose catalog has only ``volume`` (v1) needs ``block_storage_api_version: '1'``
+in its clouds.yaml entry, and cannot be read (v1 is not supported). Write identity v2 as ``'2'``
+if ever needed, never ``'2.0'``.
+
+The clouds.yaml searched is ``config_file`` when given (and only that file), else
+openstacksdk's usual list: ``$OS_CLIENT_CONFIG_FILE``, ``./clouds.yaml``,
+``~/.config/openstack/clouds.yaml``, ``/etc/openstack/clouds.yaml``.
+
+Every HTTP request made through a handle (token requests included, retries included) is
+counted by a response hook on the handle's requests session (:class:`CallCounter`);
+:meth:`CloudHandle.scoped_to` shares the counter, so a discovery that reads some tenants
+with other tokens still reports one total.
+
+Reads: :meth:`CloudHandle.get_json` is the idempotent read path (raw JSON through the
+service's SDK proxy, so the SDK's catalog, endpoint discovery and microversion header are
+used as they are). It retries 429/500/502/503/504 answers and dropped connections a bounded
+number of times with a short backoff (Retry-After honoured, capped), because a GET can be
+repeated safely; writes are never retried here (see clouds/target_base.py). Failures become
+one-line CloudErrors (clouds/errors.py).
+
+Nothing here logs a password or a token: log lines name the cloud, the method and the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import openstack
+import openstack.connection
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as sdk_exc
+from openstack.config import loader
+
+from migrator.clouds.errors import (
+    CloudCallError,
+    cloud_errors,
+    describe,
+    is_unreachable,
+    translate,
+)
+from migrator.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Role = Literal["source", "target"]
+
+DEFAULT_TIMEOUT = 60.0  # seconds per HTTP request
+DEFAULT_WAIT_TIMEOUT = 600.0  # seconds for a wait_for_* (status polling)
+READ_RETRIES = 4  # extra attempts of an idempotent read
+RETRY_BASE_DELAY = 0.2
+RETRY_MAX_DELAY = 5.0
+
+ROLE_DEFAULTS: dict[str, dict[str, str]] = {
+    "source": {
+        "identity_api_version": "3",
+        "image_api_version": "2",
+        "block_storage_api_version": "2",
+        "network_api_version": "2",
+        "compute_api_version": "2",
+    },
+    "target": {
+        "identity_api_version": "3",
+        "image_api_version": "2",
+        "block_storage_api_version": "3",
+        "network_api_version": "2",
+        "compute_api_version": "2",
+    },
+}
+# clouds.yaml spellings that already decide a version (the older volume_api_version too).
+_EQUIVALENT_KEYS = {"block_storage_api_version": ("volume_api_version",)}
+
+
+class CallCounter:
+    """Counts HTTP requests (every response seen, plus requests that got none)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = 0
+        self.by_method: Counter[str] = Counter()
+        self.retries = 0
+
+    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(getattr(response, "request", None), "method", None) or "?"
+        with self._lock:
+            self.total += 1
+            self.by_method[method] += 1
+        return response
+
+    def add_failed(self, method: str) -> None:
+        """A request that got no response (connection refused or dropped)."""
+        with self._lock:
+            self.total += 1
+            self.by_method[method] += 1
+
+    def add_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+
+@dataclass
+class CloudHandle:
+    """An authenticated openstacksdk connection to one cloud, with its call counter."""
+
+    name: str
+    role: Role
+    conn: openstack.connection.Connection
+    config_file: str | None
+    auth_url: str
+    counter: CallCounter = field(default_factory=CallCounter)
+    timeout: float = DEFAULT_TIMEOUT
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT
+    read_retries: int = READ_RETRIES
+    api_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def connection(self) -> openstack.connection.Connection:
+        return self.conn
+
+    @property
+    def calls(self) -> int:
+        """HTTP requests made so far through this handle (and handles scoped from it)."""
+        return self.counter.total
+
+    @property
+    def project_id(self) -> str | None:
+        with cloud_errors(self.name, "authenticate", self.auth_url):
+            return self.conn.session.get_project_id()
+
+    @property
+    def user_id(self) -> str | None:
+        with cloud_errors(self.name, "authenticate", self.auth_url):
+            return self.conn.session.get_user_id()
+
+    def scoped_to(self, project_id: str) -> CloudHandle:
+        """The same credentials with a token scoped to another project (one the user holds a
+        role on); the call counter is shared."""
+        return _open(self.name, config_file=self.config_file, role=self.role,
+                     api_overrides=self.api_overrides, timeout=self.timeout,
+                     wait_timeout=self.wait_timeout, counter=self.counter,
+                     auth_overrides={"project_id": project_id, "project_name": None,
+                                     "project_domain_id": None, "project_domain_name": None},
+                     check=True)
+
+    def proxy(self, service: str) -> Any:
+        """The SDK proxy of a service: identity, image, block_storage, network, compute."""
+        return getattr(self.conn, service)
+
+    def get_json(self, service: str, path: str, *, params: Mapping[str, Any] | None = None,
+                 microversion: str | None = None, resource: str | None = None,
+                 allow_404: bool = False) -> Any:
+        """GET ``path`` (relative to the service's endpoint, or absolute) and return its JSON.
+
+        Retried on 429/500/502/503/504 and dropped connections (idempotent). A 404 returns
+        None when ``allow_404``; any other failure raises a one-line CloudCallError.
+        """
+        proxy = self.proxy(service)
+        kwargs: dict[str, Any] = {"params": dict(params or {}), "raise_exc": False}
+        if microversion:
+            kwargs["microversion"] = microversion
+        attempt = 0
+        while True:
+            url = path
+            try:
+                response = proxy.get(path, **kwargs)
+            except (ksa_exc.ConnectionError, ksa_exc.HttpError, sdk_exc.SDKException) as exc:
+                error = translate(exc, self.name, describe("GET", url), resource or service)
+                if isinstance(exc, ksa_exc.ConnectionError):
+                    self.counter.add_failed("GET")
+                if error.retryable and attempt < self.read_retries:
+                    attempt += 1
+                    self.counter.add_retry()
+                    self._sleep(attempt, None, error)
+                    continue
+                raise error from exc
+            status = response.status_code
+            if status < 400:
+                try:
+                    return response.json()
+                except ValueError as exc:
+                    what = f"{describe('GET', response.url)} ({resource or service})"
+                    raise CloudCallError(
+                        f"cloud {self.name}: {what}: the answer is not JSON",
+                        cloud=self.name, operation="GET", status=status) from exc
+            if status == 404 and allow_404:
+                return None
+            error = translate(sdk_exc.HttpException(response=response), self.name,
+                              describe("GET", response.url), resource or service)
+            if error.retryable and attempt < self.read_retries:
+                attempt += 1
+                self.counter.add_retry()
+                self._sleep(attempt, response.headers.get("Retry-After"), error)
+                continue
+            raise error
+
+    def _sleep(self, attempt: int, retry_after: str | None, error: CloudCallError) -> None:
+        delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
+        if retry_after:
+            with contextlib.suppress(ValueError):
+                delay = min(RETRY_MAX_DELAY, max(delay, float(retry_after)))
+        log.info("%s; retry %d/%d in %.1f s", error.message, attempt, self.read_retries, delay)
+        time.sleep(delay)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # closing must never fail a command
+            log.debug("closing the connection to %s failed", self.name, exc_info=True)
+
+
+def open_cloud(name: str, *, config_file: str | Path | None = None, role: Role = "source",
+               api_overrides: Mapping[str, Any] | None = None,
+               timeout: float = DEFAULT_TIMEOUT, wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+               check: bool = True) -> CloudHandle:
+    """Connect to the cloud ``name`` of clouds.yaml with the API versions of ``role``.
+
+    ``check`` authenticates at once, so that a wrong name, a dead endpoint or bad credentials
+    fail here (ConfigError / CloudError) rather than in the middle of a command.
+    """
+    if role not in ROLE_DEFAULTS:
+        raise ConfigError(f"cloud {name}: unknown role {role!r} (source or target)")
+    return _open(name, config_file=config_file, role=role, api_overrides=api_overrides or {},
+                 timeout=timeout, wait_timeout=wait_timeout, counter=CallCounter(),
+                 auth_overrides=None, check=check)
+
+
+def _open(name: str, *, config_file: str | Path | None, role: Role,
+          api_overrides: Mapping[str, Any], timeout: float, wait_timeout: float,
+          counter: CallCounter, auth_overrides: Mapping[str, Any] | None,
+          check: bool) -> CloudHandle:
+    config = _load_config(config_file)
+    clouds = config.cloud_config.get("clouds") or {}
+    entry = clouds.get(name)
+    if entry is None:
+        where = config.config_filename or " or ".join(config._config_files) or "nowhere"
+        known = ", ".join(sorted(clouds)) or "none"
+        raise ConfigError(f"no cloud named {name!r} in clouds.yaml (searched {where}; "
+                          f"clouds there: {known})")
+    kwargs: dict[str, Any] = {}
+    for key, value in ROLE_DEFAULTS[role].items():
+        if key in entry or any(k in entry for k in _EQUIVALENT_KEYS.get(key, ())):
+            continue  # the operator's clouds.yaml decides
+        kwargs[key] = value
+    kwargs.update(api_overrides)
+    kwargs["api_timeout"] = timeout
+    if auth_overrides:
+        auth = dict(entry.get("auth") or {})
+        for key, value in auth_overrides.items():
+            if value is None:
+                auth.pop(key, None)
+            else:
+                auth[key] = value
+        kwargs["auth"] = auth
+    try:
+        region = config.get_one(cloud=name, **kwargs)
+    except (sdk_exc.ConfigException, ksa_exc.ClientException) as exc:
+        raise ConfigError(f"cloud {name} in {config.config_filename}: "
+                          f"{' '.join(str(exc).split())}") from exc
+    auth_url = str((region.config.get("auth") or {}).get("auth_url") or "?")
+    conn = openstack.connection.Connection(config=region)
+    conn.session.session.hooks.setdefault("response", []).append(counter.hook)
+    handle = CloudHandle(name=name, role=role, conn=conn,
+                         config_file=str(config_file) if config_file is not None else None,
+                         auth_url=auth_url, counter=counter, timeout=timeout,
+                         wait_timeout=wait_timeout, api_overrides=dict(api_overrides))
+    if check:
+        _authenticate(handle)
+    return handle
+
+
+def _load_config(config_file: str | Path | None) -> loader.OpenStackConfig:
+    try:
+        if config_file is not None:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ConfigError(f"clouds.yaml file {path} does not exist")
+            # Only that file: $OS_CLIENT_CONFIG_FILE would otherwise be read first.
+            return loader.OpenStackConfig(config_files=[str(path)], secure_files=[],
+                                          load_envvars=False)
+        return loader.OpenStackConfig()
+    except sdk_exc.ConfigException as exc:
+        raise ConfigError(f"clouds.yaml: {' '.join(str(exc).split())}") from exc
+
+
+def _authenticate(handle: CloudHandle) -> None:
+    try:
+        handle.conn.authorize()
+    except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+        if is_unreachable(exc):
+            handle.counter.add_failed("POST")
+            error = translate(exc, handle.name, "authenticate")
+            reason = error.message.split(": cannot connect: ", 1)[-1]
+            raise CloudCallError(f"cloud {handle.name}: cannot reach {handle.auth_url}: "
+                                 f"{reason}", cloud=handle.name,
+                                 operation="authenticate") from exc
+        raise translate(exc, handle.name, "authenticate", handle.auth_url) from exc

@@ -1,0 +1,174 @@
+"""The one place where openstacksdk, keystoneauth and requests exceptions become CloudErrors.
+
+Every adapter call that can fail runs inside :func:`cloud_errors` (a context manager) or goes
+through :func:`translate`. The message is one line::
+
+    cloud legacy: GET /v2.0/networks (network): HTTP 503: Service Unavailable
+
+naming the cloud, the operation, the resource when known, the HTTP status and the server's own
+message (taken from the JSON error body each service uses). Nothing from the request is echoed
+beyond its method and URL path: no headers, no body, so no token and no password.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as sdk_exc
+
+from migrator.errors import CloudError, MigratorError
+
+MAX_SERVER_MESSAGE = 240
+
+
+class CloudCallError(CloudError):
+    """A cloud call failed; ``status`` is the HTTP status (None: no answer at all)."""
+
+    def __init__(self, message: str, *, cloud: str, operation: str,
+                 status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.cloud = cloud
+        self.operation = operation
+        self.status = status
+        self.retryable = retryable
+
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def server_message(response: requests.Response | None) -> str:
+    """The server's error message from a response body (every service nests it differently:
+    ``{"NeutronError": {"message": ...}}``, ``{"badRequest": {"message": ...}}``,
+    ``{"error": {"message": ...}}``, or plain text for Glance)."""
+    if response is None:
+        return ""
+    try:
+        body: Any = response.json()
+    except (ValueError, json.JSONDecodeError):
+        text = (response.text or "").strip()
+        return _one_line(text)
+    found = _find_message(body)
+    return _one_line(found if found is not None else json.dumps(body)[:MAX_SERVER_MESSAGE])
+
+
+def _find_message(body: Any, depth: int = 0) -> str | None:
+    if depth > 3:
+        return None
+    if isinstance(body, dict):
+        for key in ("message", "faultstring", "detail", "title"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+        for value in body.values():
+            found = _find_message(value, depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    if len(line) > MAX_SERVER_MESSAGE:
+        line = line[: MAX_SERVER_MESSAGE - 3] + "..."
+    return line
+
+
+def _path(url: str | None) -> str:
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def translate(exc: BaseException, cloud: str, operation: str,
+              resource: str | None = None) -> CloudCallError:
+    """A one-line CloudCallError for ``exc`` raised while doing ``operation`` on ``cloud``."""
+    where = f"cloud {cloud}: {operation}" + (f" ({resource})" if resource else "")
+    exc = _specific(exc)
+    status: int | None = None
+    detail: str
+    if isinstance(exc, ksa_exc.Unauthorized):
+        status = 401
+        message = server_message(exc.response) or _one_line(str(exc.message or ""))
+        detail = "authentication failed (HTTP 401" + (f": {message}" if message else "") + (
+            "); check the credentials in clouds.yaml")
+    elif isinstance(exc, sdk_exc.HttpException):
+        status = exc.status_code
+        response = getattr(exc, "response", None)
+        message = server_message(response) or _one_line(str(exc.details or exc.message or ""))
+        detail = f"HTTP {status}" + (f": {message}" if message else "")
+    elif isinstance(exc, ksa_exc.HttpError):
+        status = exc.http_status
+        message = server_message(exc.response) or _one_line(str(exc.details or exc.message))
+        detail = f"HTTP {status}" + (f": {message}" if message else "")
+    elif isinstance(exc, ksa_exc.ConnectTimeout | requests.Timeout):
+        detail = "the connection timed out"
+    elif isinstance(exc, ksa_exc.ConnectionError | requests.ConnectionError):
+        detail = f"cannot connect: {_connect_reason(exc)}"
+    elif isinstance(exc, ksa_exc.EndpointNotFound):
+        detail = f"no such endpoint in the catalog: {_one_line(str(exc))}"
+    elif isinstance(exc, ksa_exc.DiscoveryFailure):
+        detail = f"API version discovery failed: {_one_line(str(exc))}"
+    else:
+        detail = f"{type(exc).__name__}: {_one_line(str(exc))}"
+    retryable = status in RETRYABLE_STATUSES or (
+        status is None and isinstance(exc, ksa_exc.ConnectionError | requests.ConnectionError)
+    )
+    return CloudCallError(f"{where}: {detail}", cloud=cloud, operation=operation,
+                          status=status, retryable=retryable)
+
+
+def _specific(exc: BaseException) -> BaseException:
+    """The SDK wraps keystoneauth's connection errors in a bare SDKException: find the cause."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 6:
+        if isinstance(current, ksa_exc.ConnectionError | ksa_exc.HttpError
+                      | requests.ConnectionError | requests.Timeout):
+            return current
+        if isinstance(current, sdk_exc.HttpException):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return exc
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether the cloud could not be reached at all (refused, timed out, name unknown)."""
+    return isinstance(_specific(exc), ksa_exc.ConnectionError | requests.ConnectionError
+                      | requests.Timeout)
+
+
+def _connect_reason(exc: BaseException) -> str:
+    text = str(exc)
+    # keystoneauth: "Unable to establish connection to URL: <urllib3 noise>"; keep the URL and
+    # the last, most specific reason ("Connection refused").
+    for marker in ("Connection refused", "Name or service not known", "timed out",
+                   "Connection reset", "Remote end closed connection",
+                   "No route to host", "Network is unreachable"):
+        if marker in text:
+            return marker
+    return _one_line(text)
+
+
+@contextmanager
+def cloud_errors(cloud: str, operation: str, resource: str | None = None) -> Iterator[None]:
+    """Turn any SDK/keystoneauth/requests exception raised in the block into a CloudCallError.
+    Our own MigratorErrors pass through unchanged."""
+    try:
+        yield
+    except MigratorError:
+        raise
+    except (sdk_exc.SDKException, ksa_exc.ClientException, requests.RequestException) as exc:
+        raise translate(exc, cloud, operation, resource) from exc
+
+
+def describe(method: str, url: str | None) -> str:
+    """``GET /v2.0/networks`` for messages (path and query only, never the host's secrets)."""
+    return f"{method} {_path(url)}".strip()
