@@ -4,6 +4,7 @@ the admin endpoint (``/_sim/...``) and every service's routes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -66,7 +67,7 @@ async def core_middleware(request: web.Request, handler: Handler) -> web.StreamR
             path, 401, "The request you have made requires authentication."
         )
     try:
-        return await handler(request)
+        response = await handler(request)
     except SimHTTPError as exc:
         return error_response(
             path, exc.status, exc.message, neutron_type=exc.neutron_type, headers=exc.headers
@@ -77,6 +78,27 @@ async def core_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if exc.status >= 400:
             return error_response(path, exc.status, exc.reason)
         raise
+    if (effects is not None and effects.drop_after_bytes is not None
+            and isinstance(response, web.Response) and not response.prepared):
+        # An ordinary (JSON) answer cut off: the request was carried out, the client never
+        # hears of it (the worst case for a create). Streamed bodies drop mid-body instead.
+        body = response.body if isinstance(response.body, bytes) else b""
+        return await _cut_after(request, response, body[: effects.drop_after_bytes])
+    return response
+
+
+async def _cut_after(request: web.Request, response: web.Response, head: bytes
+                     ) -> web.StreamResponse:
+    """Send the status line, headers and ``head`` of the body, then drop the connection."""
+    stream = web.StreamResponse(status=response.status, headers=response.headers)
+    with contextlib.suppress(ConnectionError):
+        await stream.prepare(request)
+        if head:
+            await stream.write(head)
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return stream
 
 
 # -- admin endpoint ---------------------------------------------------------------------------
