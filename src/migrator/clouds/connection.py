@@ -237,16 +237,17 @@ class CloudHandle:
 def open_cloud(name: str, *, config_file: str | Path | None = None, role: Role = "source",
                api_overrides: Mapping[str, Any] | None = None,
                timeout: float = DEFAULT_TIMEOUT, wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
-               check: bool = True) -> CloudHandle:
+               check: bool = True, counter: CallCounter | None = None) -> CloudHandle:
     """Connect to the cloud ``name`` of clouds.yaml with the API versions of ``role``.
 
     ``check`` authenticates at once, so that a wrong name, a dead endpoint or bad credentials
-    fail here (ConfigError / CloudError) rather than in the middle of a command.
+    fail here (ConfigError / CloudError) rather than in the middle of a command. ``counter``
+    shares another handle's call counter (per-tenant credentials of one discovery).
     """
     if role not in ROLE_DEFAULTS:
         raise ConfigError(f"cloud {name}: unknown role {role!r} (source or target)")
     return _open(name, config_file=config_file, role=role, api_overrides=api_overrides or {},
-                 timeout=timeout, wait_timeout=wait_timeout, counter=CallCounter(),
+                 timeout=timeout, wait_timeout=wait_timeout, counter=counter or CallCounter(),
                  auth_overrides=None, check=check)
 
 

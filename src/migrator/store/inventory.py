@@ -1,0 +1,189 @@
+"""Inventory snapshots: what discovery read from a cloud, stored for the planner.
+
+- :func:`save_snapshot` writes one ``InventorySnapshot`` and its ``InventoryItem`` rows in one
+  transaction, with Core ``insert()`` executemany in batches (200,000 items in a few seconds on
+  SQLite), and computes the snapshot's ``content_hash``.
+- :func:`latest_snapshot` / :func:`get_snapshot` return a :class:`SnapshotInfo`.
+- :func:`load_items` streams a snapshot's :class:`Item` s back, optionally filtered by kind and
+  tenant.
+
+``content_hash`` is sha256 over the items sorted by (kind, source id), each contributing its
+kind, source id and canonical JSON attributes (sorted keys, no whitespace). A plan records it
+as its ``inventory_hash``: a later discovery that read anything different gives another hash.
+
+Secrets never reach this table: discovery never reads passwords, and :func:`save_snapshot`
+refuses a user item carrying a ``password`` attribute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, String, Text, column, func, insert, select, table
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.errors import NotFoundError
+from migrator.store.models import InventoryItem, InventorySnapshot, utcnow
+
+BATCH = 5_000
+# The items table with ``attributes`` bound as text: the canonical JSON computed for the hash is
+# stored as it is instead of being serialised a second time by the JSON type.
+_ITEMS_AS_TEXT = table(
+    InventoryItem.__tablename__,
+    column("snapshot_id", Integer), column("kind", String), column("source_id", String),
+    column("tenant", String), column("name", String), column("attributes", Text),
+    column("size_bytes", BigInteger), column("content_hash", String),
+)
+SECRET_KINDS = frozenset({"user"})
+
+
+@dataclass
+class Item:
+    """One source resource. ``attributes`` is the raw JSON the API returned (plus what
+    discovery adds, e.g. an image's ``members`` or a router's ``interfaces``)."""
+
+    kind: str
+    source_id: str
+    tenant: str | None  # owning project id; None for cloud-wide things
+    name: str | None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    size_bytes: int | None = None
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: int
+    cloud: str
+    taken_at: datetime
+    selection: dict[str, Any]
+    api_calls: int
+    content_hash: str | None
+    counts: dict[str, int]  # items per kind
+
+    @property
+    def items(self) -> int:
+        return sum(self.counts.values())
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def content_hash(items: Iterable[Item]) -> str:
+    """sha256 over the items sorted by (kind, source id): kind, source id, attributes."""
+    return _hash([(i.kind, i.source_id, canonical_json(i.attributes)) for i in items])
+
+
+def _hash(entries: list[tuple[str, str, str]]) -> str:
+    digest = hashlib.sha256()
+    for kind, source_id, attributes in sorted(entries, key=lambda e: (e[0], e[1])):
+        digest.update(f"{kind}\0{source_id}\0{attributes}\n".encode())
+    return digest.hexdigest()
+
+
+def _check_no_secrets(item: Item) -> None:
+    if item.kind not in SECRET_KINDS:
+        return
+    for key in item.attributes:
+        if "password" in key.lower():
+            raise ValueError(f"{item.kind} {item.source_id}: attribute {key!r} is a secret "
+                             "and is never stored")
+
+
+def save_snapshot(factory: sessionmaker[Session], cloud: str, items: Iterable[Item],
+                  selection: dict[str, Any] | None = None, api_calls: int = 0) -> int:
+    """Store a snapshot and its items in one transaction; returns the snapshot id."""
+    materialised = list(items)
+    for item in materialised:
+        _check_no_secrets(item)
+    # Serialised once: the same canonical text is hashed and stored.
+    texts = [canonical_json(i.attributes) for i in materialised]
+    digest = _hash([(i.kind, i.source_id, text)
+                    for i, text in zip(materialised, texts, strict=True)])
+    with factory.begin() as session:
+        snapshot = InventorySnapshot(cloud=cloud, taken_at=utcnow(),
+                                     selection=dict(selection or {}), api_calls=api_calls,
+                                     content_hash=digest)
+        session.add(snapshot)
+        session.flush()
+        snapshot_id = snapshot.id
+        connection = session.connection()
+        for start in range(0, len(materialised), BATCH):
+            rows = [
+                {"snapshot_id": snapshot_id, "kind": i.kind, "source_id": i.source_id,
+                 "tenant": i.tenant, "name": i.name[:255] if i.name else None,
+                 "attributes": text, "size_bytes": i.size_bytes,
+                 "content_hash": i.content_hash}
+                for i, text in zip(materialised[start:start + BATCH],
+                                   texts[start:start + BATCH], strict=True)
+            ]
+            connection.execute(insert(_ITEMS_AS_TEXT), rows)
+    return snapshot_id
+
+
+def _info(session: Session, snapshot: InventorySnapshot) -> SnapshotInfo:
+    counts = dict(
+        session.execute(
+            select(InventoryItem.kind, func.count())
+            .where(InventoryItem.snapshot_id == snapshot.id)
+            .group_by(InventoryItem.kind)
+            .order_by(InventoryItem.kind)
+        ).tuples().all()
+    )
+    return SnapshotInfo(id=snapshot.id, cloud=snapshot.cloud, taken_at=snapshot.taken_at,
+                        selection=dict(snapshot.selection or {}),
+                        api_calls=snapshot.api_calls, content_hash=snapshot.content_hash,
+                        counts=counts)
+
+
+def latest_snapshot(factory: sessionmaker[Session], cloud: str) -> SnapshotInfo | None:
+    """The most recent snapshot of ``cloud``, or None if it was never discovered."""
+    with factory() as session:
+        snapshot = session.execute(
+            select(InventorySnapshot)
+            .where(InventorySnapshot.cloud == cloud)
+            .order_by(InventorySnapshot.taken_at.desc(), InventorySnapshot.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return None if snapshot is None else _info(session, snapshot)
+
+
+def get_snapshot(factory: sessionmaker[Session], snapshot_id: int) -> SnapshotInfo:
+    with factory() as session:
+        snapshot = session.get(InventorySnapshot, snapshot_id)
+        if snapshot is None:
+            raise NotFoundError(f"no inventory snapshot with id {snapshot_id}")
+        return _info(session, snapshot)
+
+
+def load_items(factory: sessionmaker[Session], snapshot_id: int,
+               kinds: Sequence[str] | None = None,
+               tenants: Sequence[str | None] | None = None) -> Iterator[Item]:
+    """The snapshot's items ordered by (kind, source id), streamed. ``tenants`` may hold None
+    to include cloud-wide items."""
+    columns = InventoryItem.__table__.c
+    query = select(columns.kind, columns.source_id, columns.tenant, columns.name,
+                   columns.attributes, columns.size_bytes, columns.content_hash).where(
+        columns.snapshot_id == snapshot_id)
+    if kinds is not None:
+        query = query.where(columns.kind.in_(list(kinds)))
+    if tenants is not None:
+        named = [t for t in tenants if t is not None]
+        condition: Any = columns.tenant.in_(named)
+        if len(named) != len(tenants):
+            condition = condition | columns.tenant.is_(None)
+        query = query.where(condition)
+    query = query.order_by(columns.kind, columns.source_id)
+    with factory() as session:
+        result = session.execute(query.execution_options(yield_per=2_000))
+        for row in result:
+            yield Item(kind=row.kind, source_id=row.source_id, tenant=row.tenant,
+                       name=row.name, attributes=row.attributes or {},
+                       size_bytes=row.size_bytes, content_hash=row.content_hash)
