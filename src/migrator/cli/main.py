@@ -14,6 +14,7 @@ import click
 from migrator import __version__
 from migrator.cli.context import CliContext
 from migrator.cli.db import db
+from migrator.cli.discover import discover_command
 from migrator.cli.execute import execute_command
 from migrator.cli.init import init
 from migrator.cli.sim import sim
@@ -61,3 +62,4 @@ cli.add_command(db)
 cli.add_command(status_command)
 cli.add_command(execute_command)
 cli.add_command(sim)
+cli.add_command(discover_command)

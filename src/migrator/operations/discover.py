@@ -1,0 +1,164 @@
+"""``discover``: read a source cloud and store an inventory snapshot in the state database.
+
+Nothing is written unless the whole read succeeded: a wrong cloud name (ConfigError), a dead
+endpoint or a failing API (CloudError) leave the database as it was. What the credentials
+could not read is not an error: it is listed per tenant in the result and in the snapshot's
+``selection`` JSON (``unreadable``).
+
+Per-tenant credentials come from the configuration file (``source.tenant_credentials``: tenant
+name or id -> clouds.yaml name); ``tenant_credentials`` given here wins over the file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrator.clouds.connection import open_cloud
+from migrator.clouds.source import DEFAULT_WORKERS, LegacySource, Unreadable
+from migrator.errors import ConfigError
+from migrator.operations.context import database_errors, open_state
+from migrator.store.db import session_factory
+from migrator.store.inventory import get_snapshot, save_snapshot
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DiscoverResult:
+    snapshot_id: int
+    cloud: str
+    mode: str  # admin | limited
+    content_hash: str
+    api_calls: int
+    retries: int
+    elapsed_s: float
+    tenants: list[str]  # names of the tenants read
+    counts: dict[str, int]  # items per kind
+    per_tenant: dict[str, int]  # items per tenant name ("-": cloud-wide)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    @property
+    def items(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "snapshot_id": self.snapshot_id, "cloud": self.cloud, "mode": self.mode,
+            "content_hash": self.content_hash, "api_calls": self.api_calls,
+            "retries": self.retries, "elapsed_s": round(self.elapsed_s, 3),
+            "tenants": self.tenants, "items": self.items, "counts": self.counts,
+            "per_tenant": self.per_tenant,
+            "unreadable": [u.as_dict() for u in self.unreadable],
+        }
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    cloud: str | None
+    tenant_credentials: dict[str, str]
+
+
+def source_settings(config: str | Path | None) -> SourceSettings:
+    """The source part of the configuration file (migrator.yaml)."""
+    if config is None:
+        return SourceSettings(None, {})
+    try:
+        module = importlib.import_module("migrator.config")
+    except ImportError:
+        module = None
+    load_config = getattr(module, "load_config", None)
+    if load_config is None:
+        return _read_source_section(Path(config))
+    loaded: Any = load_config(config)
+    source: Any = getattr(loaded, "source", None)
+    if isinstance(loaded, Mapping):
+        source = loaded.get("source")
+    if isinstance(source, Mapping):
+        return SourceSettings(source.get("cloud"), dict(source.get("tenant_credentials") or {}))
+    return SourceSettings(getattr(source, "cloud", None),
+                          dict(getattr(source, "tenant_credentials", None) or {}))
+
+
+def _read_source_section(path: Path) -> SourceSettings:
+    """A minimal reader of ``source.cloud`` and ``source.tenant_credentials``, used until the
+    full configuration module is present."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    source = data.get("source") if isinstance(data, dict) else None
+    if source is None:
+        return SourceSettings(None, {})
+    if not isinstance(source, dict):
+        raise ConfigError(f"{path}: source: expected a mapping")
+    creds = source.get("tenant_credentials") or {}
+    if not isinstance(creds, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in creds.items()
+    ):
+        raise ConfigError(f"{path}: source.tenant_credentials: expected a mapping of tenant "
+                          "name to clouds.yaml name")
+    cloud = source.get("cloud")
+    if cloud is not None and not isinstance(cloud, str):
+        raise ConfigError(f"{path}: source.cloud: expected a clouds.yaml name")
+    return SourceSettings(cloud, dict(creds))
+
+
+def discover(url: str, cloud: str | None, *, tenants: Sequence[str] | None = None,
+             config: str | Path | None = None, clouds_yaml: str | Path | None = None,
+             tenant_credentials: Mapping[str, str] | None = None,
+             workers: int = DEFAULT_WORKERS, progress: Progress | None = None
+             ) -> DiscoverResult:
+    """Read ``cloud`` (a clouds.yaml name; default: the configuration's ``source.cloud``)
+    and store a snapshot. ``tenants`` (names or ids) restricts the read."""
+    started = time.monotonic()
+    settings = source_settings(config)
+    cloud = cloud or settings.cloud
+    if not cloud:
+        raise ConfigError("no source cloud: give --cloud or source.cloud in the configuration")
+    creds = {**settings.tenant_credentials, **dict(tenant_credentials or {})}
+    say = progress or (lambda message: None)
+    with open_state(url) as engine:  # the schema is checked before any cloud call
+        factory = session_factory(engine)
+        handle = open_cloud(cloud, config_file=clouds_yaml, role="source")
+        try:
+            say(f"connected to {cloud} ({handle.auth_url})")
+            source = LegacySource(handle, tenant_credentials=creds, workers=workers,
+                                  progress=say)
+            result = source.read(list(tenants) if tenants else None)
+        finally:
+            handle.close()
+        names = {t.id: t.name for t in result.tenants}
+        project_names = {i.source_id: i.name or i.source_id for i in result.items
+                         if i.kind == "project"}
+        selection = {
+            "requested": list(tenants or []),
+            "tenants": sorted(names),
+            "tenant_names": [names[t] for t in sorted(names)],
+            "mode": result.mode,
+            "tenant_credentials": dict(sorted(creds.items())),
+            "unreadable": [u.as_dict() for u in result.unreadable],
+            "retries": handle.counter.retries,
+        }
+        api_calls = handle.calls
+        with database_errors(url):
+            snapshot_id = save_snapshot(factory, cloud, result.items, selection, api_calls)
+        info = get_snapshot(factory, snapshot_id)
+    per_tenant: Counter[str] = Counter(
+        (project_names.get(i.tenant, i.tenant) if i.tenant else "-") for i in result.items)
+    say(f"snapshot {snapshot_id}: {info.items} items, {api_calls} API calls")
+    return DiscoverResult(
+        snapshot_id=snapshot_id, cloud=cloud, mode=result.mode,
+        content_hash=info.content_hash or "", api_calls=api_calls,
+        retries=handle.counter.retries, elapsed_s=time.monotonic() - started,
+        tenants=[t.name for t in result.tenants], counts=info.counts,
+        per_tenant=dict(sorted(per_tenant.items())), unreadable=list(result.unreadable))
