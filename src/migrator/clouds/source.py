@@ -373,6 +373,9 @@ class LegacySource:
             out.denied(Unreadable(tenant.id, tenant.name, "user",
                                   "only the credentials' own user and role assignments are "
                                   "readable without admin"))
+            out.denied(Unreadable(tenant.id, tenant.name, "keypair",
+                                  "keypairs belong to users: only the credentials' own user's "
+                                  "are readable without admin"))
 
     def _add_identity(self, ident: _Identity, selected: set[str], everything: bool,
                       out: _Collector) -> None:
@@ -422,8 +425,17 @@ class LegacySource:
             is_public = raw.get("os-flavor-access:is_public", True)
             attrs["is_public"] = is_public
             if not is_public:
-                access = self.admin.get_json("compute", f"/flavors/{fid}/os-flavor-access",
-                                             resource=f"flavor {fid}", allow_404=True)
+                try:
+                    access = self.admin.get_json(
+                        "compute", f"/flavors/{fid}/os-flavor-access",
+                        resource=f"flavor {fid}", allow_404=True)
+                except CloudCallError as exc:
+                    if exc.status not in DENIED:
+                        raise
+                    out.denied(Unreadable(None, None, "flavor",
+                                          f"access list of private flavor {raw.get('name')} "
+                                          f"(HTTP {exc.status})"))
+                    access = None
                 attrs["access"] = sorted(a["tenant_id"] for a in
                                          (access or {}).get("flavor_access") or [])
             out.add(Item("flavor", fid, None, raw.get("name"), attrs))
