@@ -212,3 +212,19 @@ def test_idempotent_calls_are_retried_and_counted(tc: TargetCloud, handle: Cloud
 def test_wait_until_is_bounded(tc: TargetCloud) -> None:
     with pytest.raises(CloudError, match=r"timed out after 0\.05s waiting for nothing"):
         tc.wait_until("nothing", lambda: None, timeout=0.05, interval=0.01)
+
+
+def test_untagged_leftover_of_a_crash_is_found_and_tagged(tc: TargetCloud,
+                                                         project: dict[str, Any]) -> None:
+    # The simulated Neutron has no tag-creation extension: create and tag are two calls, and
+    # a crash between them leaves a resource marked only by its description.
+    assert "tag-creation" not in tc.neutron_extensions()
+    sid = hexid()
+    attrs = {"name": f"left-{sid[:6]}", "project_id": project["id"]}
+    body = {**attrs, "description": f"migrated from legacy {sid}"}
+    net = tc.conn.network.post("/networks", json={"network": body}).json()["network"]
+    assert tc.find_network_by_source(sid) is None  # by tag only
+    found = tc.find_network_by_source(sid, attrs)
+    assert found is not None and found["id"] == net["id"]
+    assert tc.get_network(net["id"])["tags"] == [source_tag(sid)]
+    assert tc.find_network_by_source(sid)["id"] == net["id"]

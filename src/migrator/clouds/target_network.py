@@ -14,6 +14,7 @@ from migrator.clouds.target_base import (
     RULE_DESCRIPTION_PREFIX,
     TargetBase,
     TargetCloudError,
+    source_of_tags,
     source_tag,
 )
 from migrator.errors import CloudError
@@ -39,8 +40,12 @@ class NetworkMixin(TargetBase):
 
         return frozenset(self.cached("neutron-extensions", read))
 
-    def _find_tagged(self, path: str, key: str, member: str, source_id: str
-                     ) -> dict[str, Any] | None:
+    def _find_tagged(self, path: str, key: str, member: str, source_id: str,
+                     attrs: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """The resource tagged with the source id. Without the tag-creation extension the tag
+        is added by a second call, so a crash between the two leaves the resource untagged:
+        it is then found by what the create call wrote atomically (the description marker,
+        or the source's own description, with the name and project) and tagged now."""
         items = self.request(
             "network", "GET", f"/{path}", op=f"find {member}", what=f"of source {source_id}",
             params={"tags": source_tag(source_id)},
@@ -49,7 +54,21 @@ class NetworkMixin(TargetBase):
             ids = ", ".join(sorted(i["id"] for i in items))
             raise CloudError(f"{self.name}: {len(items)} {member}s carry source id "
                              f"{source_id} ({ids}); remove the duplicates by hand")
-        return dict(items[0]) if items else None
+        if items:
+            return dict(items[0])
+        if attrs is None or TAG_CREATION_EXTENSION in self.neutron_extensions():
+            return None
+        params = {"description": attrs.get("description") or self.source_description(source_id)}
+        for field in ("name", "project_id", "network_id"):
+            if attrs.get(field):
+                params[field] = attrs[field]
+        untagged = [i for i in self._list(path, key, params) if not source_of_tags(i.get("tags"))]
+        if len(untagged) != 1:
+            return None
+        found = untagged[0]
+        self.add_tag(path, found["id"], source_tag(source_id))
+        found["tags"] = [*found.get("tags", []), source_tag(source_id)]
+        return found
 
     def _create_tagged(self, path: str, key: str, source_id: str, attrs: Mapping[str, Any]
                        ) -> dict[str, Any]:
@@ -92,8 +111,10 @@ class NetworkMixin(TargetBase):
                      missing_ok=True)
 
     # -- networks --------------------------------------------------------------------------
-    def find_network_by_source(self, source_id: str) -> dict[str, Any] | None:
-        return self._find_tagged("networks", "networks", "network", source_id)
+    def find_network_by_source(self, source_id: str, attrs: Mapping[str, Any] | None = None
+                              ) -> dict[str, Any] | None:
+        """By tag; with ``attrs`` (the create body) also an untagged leftover of a crash."""
+        return self._find_tagged("networks", "networks", "network", source_id, attrs)
 
     def find_network_by_name(self, name: str, project_id: str | None = None
                              ) -> dict[str, Any] | None:
@@ -126,8 +147,10 @@ class NetworkMixin(TargetBase):
         return result
 
     # -- subnets ---------------------------------------------------------------------------
-    def find_subnet_by_source(self, source_id: str) -> dict[str, Any] | None:
-        return self._find_tagged("subnets", "subnets", "subnet", source_id)
+    def find_subnet_by_source(self, source_id: str, attrs: Mapping[str, Any] | None = None
+                              ) -> dict[str, Any] | None:
+        """By tag; with ``attrs`` (the create body) also an untagged leftover of a crash."""
+        return self._find_tagged("subnets", "subnets", "subnet", source_id, attrs)
 
     def get_subnet(self, subnet_id: str) -> dict[str, Any]:
         return self._get("subnets", "subnet", subnet_id)
@@ -143,8 +166,10 @@ class NetworkMixin(TargetBase):
         return found[0] if found else None
 
     # -- routers ---------------------------------------------------------------------------
-    def find_router_by_source(self, source_id: str) -> dict[str, Any] | None:
-        return self._find_tagged("routers", "routers", "router", source_id)
+    def find_router_by_source(self, source_id: str, attrs: Mapping[str, Any] | None = None
+                              ) -> dict[str, Any] | None:
+        """By tag; with ``attrs`` (the create body) also an untagged leftover of a crash."""
+        return self._find_tagged("routers", "routers", "router", source_id, attrs)
 
     def find_router_by_name(self, name: str, project_id: str | None = None
                             ) -> dict[str, Any] | None:
@@ -198,9 +223,12 @@ class NetworkMixin(TargetBase):
         return self._get("ports", "port", port_id)
 
     # -- security groups -------------------------------------------------------------------
-    def find_security_group_by_source(self, source_id: str) -> dict[str, Any] | None:
+    def find_security_group_by_source(self, source_id: str,
+                                      attrs: Mapping[str, Any] | None = None
+                                      ) -> dict[str, Any] | None:
+        """By tag; with ``attrs`` (the create body) also an untagged leftover of a crash."""
         return self._find_tagged("security-groups", "security_groups", "security group",
-                                 source_id)
+                                 source_id, attrs)
 
     def find_security_group_by_name(self, name: str, project_id: str
                                     ) -> dict[str, Any] | None:

@@ -268,5 +268,6 @@ class ResourceHandler(Handler):
             return Reconciliation.RESTART
         target_id = self.target_id_of(resource, attrs)
         idmap.record_target(ctx.factory, step.run_id, step.kind, source_id, target_id)
-        ctx.checkpoint(self.phases[0], {"target_id": target_id, "adopted": "in-doubt"})
+        ctx.checkpoint(self.phases[0], {"target_id": target_id, "adopted": "in-doubt",
+                                        **self.notes(resource)})
         return Reconciliation.DONE if len(self.phases) == 1 else Reconciliation.RESUME

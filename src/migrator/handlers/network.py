@@ -39,7 +39,7 @@ class NetworkHandler(ResourceHandler):
 
     def find(self, tc: TargetCloud, step: StepSnapshot, source_id: str,
              attrs: dict[str, Any]) -> dict[str, Any] | None:
-        return tc.find_network_by_source(source_id)
+        return tc.find_network_by_source(source_id, attrs)
 
     def adopt_by_decision(self, tc: TargetCloud, step: StepSnapshot, source_id: str,
                           attrs: dict[str, Any]) -> dict[str, Any] | None:
@@ -66,7 +66,7 @@ class SubnetHandler(ResourceHandler):
 
     def find(self, tc: TargetCloud, step: StepSnapshot, source_id: str,
              attrs: dict[str, Any]) -> dict[str, Any] | None:
-        return tc.find_subnet_by_source(source_id)
+        return tc.find_subnet_by_source(source_id, attrs)
 
     def create(self, ctx: StepContext, tc: TargetCloud, step: StepSnapshot, source_id: str,
                attrs: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +109,7 @@ class RouterHandler(ResourceHandler):
 
     def find(self, tc: TargetCloud, step: StepSnapshot, source_id: str,
              attrs: dict[str, Any]) -> dict[str, Any] | None:
-        return tc.find_router_by_source(source_id)
+        return tc.find_router_by_source(source_id, attrs)
 
     def create(self, ctx: StepContext, tc: TargetCloud, step: StepSnapshot, source_id: str,
                attrs: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +208,7 @@ class SecurityGroupHandler(ResourceHandler):
 
     def find(self, tc: TargetCloud, step: StepSnapshot, source_id: str,
              attrs: dict[str, Any]) -> dict[str, Any] | None:
-        found = tc.find_security_group_by_source(source_id)
+        found = tc.find_security_group_by_source(source_id, attrs)
         if found is None and attrs.get("name") == "default" and attrs.get("project_id"):
             # Neutron made the project's default group itself: adopt it, never duplicate.
             default = tc.find_security_group_by_name("default", str(attrs["project_id"]))
