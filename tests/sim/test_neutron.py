@@ -599,3 +599,19 @@ def test_member_sees_own_shared_and_external_networks(sim: SimServer, cloud: str
                                             **{owner_key: project_id})
     assert made_for.to_dict()["tenant_id"] == project_id
     assert made_for.id in {n.id for n in alice.network.networks()}
+
+
+def test_tags_given_at_creation_on_modern_only(sim: SimServer) -> None:
+    # Modern Neutron's tag-creation extension: one call creates and tags.
+    target = connect(sim, "target")
+    assert target.network.find_extension("tag-creation") is not None
+    net = target.network.create_network(name="tagged-at-birth", tags=["migrator-src-x"])
+    assert net.tags == ["migrator-src-x"]
+    group = target.network.create_security_group(name="tagged-group", tags=["a", "b"])
+    assert sorted(group.tags) == ["a", "b"]
+    assert [n.name for n in target.network.networks(tags="migrator-src-x")] == [
+        "tagged-at-birth"]
+    legacy = connect(sim, "legacy")
+    assert legacy.network.find_extension("tag-creation") is None
+    with pytest.raises(openstack.exceptions.BadRequestException):
+        legacy.network.create_network(name="no-tags-here", tags=["x"])

@@ -11,6 +11,7 @@ import openstack
 import pytest
 import yaml
 
+from migrator.sim.nova_keypairs import ssh_fingerprint
 from migrator.sim.seed_gen import LEGACY_UEFI_HACK, SeedShape, generate
 from migrator.sim.seed_schema import SeedError
 from migrator.sim.server import CloudSpec, SimServer
@@ -125,3 +126,11 @@ def test_state_survives_a_restart_and_is_not_seeded_twice(tmp_path: Path) -> Non
         assert names.count("physics") == 1
         assert b"".join(conn.image.download_image(image_id, stream=True).iter_content(
             1 << 16)) == b"x" * 5000
+
+
+def test_seeded_keypair_fingerprint_is_novas(seeded: SimServer) -> None:
+    conn = conn_to(seeded)
+    users = {u.name: u.id for u in conn.identity.users()}
+    (key,) = conn.compute.keypairs(user_id=users["chemistry-user0"])
+    full = conn.compute.get_keypair(key.name, user_id=users["chemistry-user0"])
+    assert full.fingerprint == ssh_fingerprint(full.public_key)

@@ -63,6 +63,7 @@ MODERN_EXTENSIONS = (
     ("default-subnetpools", "Default Subnetpools"),
     ("net-mtu-writable", "Network MTU (writable)"),
     ("stateful-security-group", "Stateful security group"),
+    ("tag-creation", "Tag support for resources during creation"),
 )
 
 

@@ -282,12 +282,28 @@ class NeutronCore:
             if key not in allowed:
                 raise bad_request(f"Unrecognized attribute(s) '{key}'")
 
-    def stamp_new(self, rec: Record) -> Record:
+    def creation_tags(self, body: dict[str, Any]) -> list[str]:
+        """Tags given in a create body (modern Neutron's ``tag-creation`` extension); taken out
+        of the body so the attribute check does not refuse them. Liberty has no tags at all:
+        the key stays and is refused as unknown."""
+        if self.liberty or "tags" not in body:
+            return []
+        tags = body.pop("tags")
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise bad_request(f"Invalid input for tags. Reason: '{tags}' is not a list of "
+                              "strings.")
+        for tag in tags:
+            if not tag or len(tag) > 255 or "," in tag or "/" in tag:
+                raise bad_request(f"Invalid input for tags. Reason: '{tag}' is not a valid "
+                                  "tag.")
+        return list(dict.fromkeys(tags))
+
+    def stamp_new(self, rec: Record, tags: list[str] | None = None) -> Record:
         now = now_iso()
         rec.setdefault("id", new_id())
         rec.update({"created_at": now, "updated_at": now, "revision_number": 0})
         rec.setdefault("description", "")
-        rec.setdefault("tags", [])
+        rec["tags"] = list(tags or [])
         return rec
 
     def touch(self, rec: Record) -> None:

@@ -57,6 +57,7 @@ class NetworkHandlers:
     async def create_network(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         body = await self.core.body_of(request, NETWORKS)
+        tags = self.core.creation_tags(body)
         allowed = NETWORK_ATTRS if not self.core.liberty else NETWORK_ATTRS - {
             "project_id", "description", "availability_zone_hints", "dns_domain", "is_default"}
         self.core.check_unknown(NETWORKS, body, allowed)
@@ -78,7 +79,7 @@ class NetworkHandlers:
             "ipv6_address_scope": None, "is_default": parse_bool(body.get("is_default", False)),
             "l2_adjacency": True, "dns_domain": body.get("dns_domain", ""),
             "description": str(body.get("description", "")),
-        })
+        }, tags=tags)
         if rec["provider:segmentation_id"] is None and rec["provider:network_type"] in (
                 "vxlan", "vlan", "gre", "geneve"):
             used = {n.get("provider:segmentation_id") for n in self.state.values("networks")}
@@ -164,6 +165,7 @@ class NetworkHandlers:
     async def create_subnet(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         body = await self.core.body_of(request, SUBNETS)
+        tags = self.core.creation_tags(body)
         allowed = SUBNET_ATTRS
         if self.core.liberty:
             allowed = SUBNET_ATTRS - {"project_id", "description", "service_types",
@@ -209,7 +211,7 @@ class NetworkHandlers:
             "subnetpool_id": pool["id"] if pool else None,
             "service_types": list(body.get("service_types") or []), "segment_id": None,
             "description": str(body.get("description", "")),
-        })
+        }, tags=tags)
         self.state.put("subnets", rec)
         return self.core.show_response(SUBNETS, rec, request, status=201)
 
@@ -257,6 +259,7 @@ class NetworkHandlers:
     async def create_subnetpool(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         body = await self.core.body_of(request, SUBNETPOOLS)
+        tags = self.core.creation_tags(body)
         self.core.check_unknown(SUBNETPOOLS, body, SUBNETPOOL_ATTRS)
         self.core.require_admin_for(body, ("shared", "is_default"), ctx, "create_subnetpool")
         project = self.core.owner_for_create(body, ctx)
@@ -287,7 +290,7 @@ class NetworkHandlers:
             "default_quota": body.get("default_quota"),
             "address_scope_id": body.get("address_scope_id"),
             "description": str(body.get("description", "")),
-        })
+        }, tags=tags)
         self.state.put("subnetpools", rec)
         return self.core.show_response(SUBNETPOOLS, rec, request, status=201)
 

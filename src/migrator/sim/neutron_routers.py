@@ -152,6 +152,7 @@ class RouterHandlers:
     async def create_port(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         body = await self.core.body_of(request, PORTS)
+        tags = self.core.creation_tags(body)
         allowed = PORT_ATTRS - ({"project_id", "description", "dns_name"}
                                 if self.core.liberty else set())
         self.core.check_unknown(PORTS, body, allowed)
@@ -186,6 +187,7 @@ class RouterHandlers:
         rec = self.new_port(network, project, owner, str(body.get("device_id", "")),
                             body.get("fixed_ips"), security_groups=list(groups or []),
                             **extra)
+        rec["tags"] = tags
         return self.core.show_response(PORTS, rec, request, status=201)
 
     async def update_port(self, request: web.Request) -> web.Response:
@@ -222,6 +224,7 @@ class RouterHandlers:
     async def create_router(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         body = await self.core.body_of(request, ROUTERS)
+        tags = self.core.creation_tags(body)
         allowed = ROUTER_ATTRS - ({"project_id", "description", "availability_zone_hints",
                                    "flavor_id"} if self.core.liberty else set())
         self.core.check_unknown(ROUTERS, body, allowed - {"routes"})
@@ -237,7 +240,7 @@ class RouterHandlers:
             "availability_zone_hints": list(body.get("availability_zone_hints") or []),
             "availability_zones": ["nova"], "flavor_id": body.get("flavor_id"),
             "description": str(body.get("description", "")),
-        })
+        }, tags=tags)
         info = body.get("external_gateway_info")
         if info:
             self._set_gateway(rec, info, ctx, "create_router")

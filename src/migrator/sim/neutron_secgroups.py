@@ -63,6 +63,7 @@ class SecurityGroupHandlers:
     async def create_group(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         body = await self.core.body_of(request, SECURITY_GROUPS)
+        tags = self.core.creation_tags(body)
         allowed = GROUP_ATTRS - ({"project_id", "stateful"} if self.core.liberty else set())
         self.core.check_unknown(SECURITY_GROUPS, body, allowed)
         name = str(body.get("name", ""))
@@ -75,7 +76,7 @@ class SecurityGroupHandlers:
         group = self.core.stamp_new({"name": name, "project_id": project,
                                      "description": str(body.get("description", "")),
                                      "stateful": bool(body.get("stateful", True)),
-                                     "shared": False})
+                                     "shared": False}, tags=tags)
         self.state.put("security_groups", group)
         for ethertype in ("IPv4", "IPv6"):
             self.core.add_rule(group, "egress", ethertype)

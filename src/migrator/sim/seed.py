@@ -18,6 +18,8 @@ from typing import Any
 from migrator.sim import images
 from migrator.sim.cloud import SimCloud
 from migrator.sim.faults import FaultSpecError
+from migrator.sim.http import SimHTTPError
+from migrator.sim.nova_keypairs import ssh_fingerprint
 from migrator.sim.seed_schema import SeedError, load_yaml, validate
 from migrator.sim.state import Record, now_iso
 
@@ -37,11 +39,6 @@ def _uid(cloud: SimCloud, *parts: str) -> str:
 
 def _hex(cloud: SimCloud, *parts: str) -> str:
     return uuid.uuid5(_NS, "/".join((cloud.name, *parts))).hex
-
-
-def _fingerprint(public_key: str) -> str:
-    digest = hashlib.md5(public_key.encode(), usedforsecurity=False).hexdigest()
-    return ":".join(digest[i : i + 2] for i in range(0, 32, 2))
 
 
 def fake_public_key(name: str) -> str:
@@ -219,6 +216,13 @@ class _Seeder:
             "extra_specs": {str(k): str(v) for k, v in (f.get("extra_specs") or {}).items()},
             "_access": access, "description": None})
 
+    def _fingerprint(self, node: dict[str, Any], where: str, public_key: str) -> str:
+        # The same md5-of-the-key-blob Nova computes, so the fingerprint read back matches.
+        try:
+            return ssh_fingerprint(public_key)
+        except SimHTTPError as exc:
+            raise self.fail(node, where + ".public_key", "not an OpenSSH public key") from exc
+
     def _keypair(self, t: dict[str, Any], k: dict[str, Any], where: str) -> None:
         user = self._user(t, k["user"])
         if user is None:
@@ -227,7 +231,7 @@ class _Seeder:
         public_key = k.get("public_key") or fake_public_key(f"{t['name']}-{k['name']}")
         self.state.put("keypairs", {
             "id": f"{user['id']}:{k['name']}", "name": k["name"], "user_id": user["id"],
-            "public_key": public_key, "fingerprint": _fingerprint(public_key),
+            "public_key": public_key, "fingerprint": self._fingerprint(k, where, public_key),
             "type": k.get("type", "ssh"), "created_at": self.stamp})
 
     # -- network -----------------------------------------------------------------------------
