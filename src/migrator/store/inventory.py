@@ -115,16 +115,20 @@ def save_snapshot(factory: sessionmaker[Session], cloud: str, items: Iterable[It
         session.flush()
         snapshot_id = snapshot.id
         connection = session.connection()
+        # SQLite stores JSON as text: the canonical text goes in as it is. PostgreSQL's json
+        # column wants a json value: the dicts go through the JSON type.
+        as_text = connection.dialect.name == "sqlite"
+        target: Any = _ITEMS_AS_TEXT if as_text else InventoryItem.__table__
         for start in range(0, len(materialised), BATCH):
             rows = [
                 {"snapshot_id": snapshot_id, "kind": i.kind, "source_id": i.source_id,
                  "tenant": i.tenant, "name": i.name[:255] if i.name else None,
-                 "attributes": text, "size_bytes": i.size_bytes,
-                 "content_hash": i.content_hash}
+                 "attributes": text if as_text else i.attributes,
+                 "size_bytes": i.size_bytes, "content_hash": i.content_hash}
                 for i, text in zip(materialised[start:start + BATCH],
                                    texts[start:start + BATCH], strict=True)
             ]
-            connection.execute(insert(_ITEMS_AS_TEXT), rows)
+            connection.execute(insert(target), rows)
     return snapshot_id
 
 
