@@ -1,0 +1,320 @@
+"""The configuration file (``migrator.yaml``): loading, validation, defaults, the sample.
+
+    config = load_config("migrator.yaml")      # a Config (config_schema.py), or ConfigError
+    config.mappings.external_networks["public"]
+
+Every key is optional and has a default; an unknown key, a value of the wrong type or a bad
+value is a :class:`ConfigError` naming the file, the line and the key path, e.g.
+``migrator.yaml:14: address_plan.ipv6_mode: expected one of slaac, dhcpv6-stateful,
+dhcpv6-stateless, got 'dhcp'``. Every key is documented in docs/configuration.md;
+``migrator init`` writes :data:`SAMPLE` (commented) when no configuration exists yet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path as FilePath
+from typing import Any
+
+import yaml
+
+from migrator.config_schema import (
+    CONFLICT_DECISIONS,
+    DEFAULT_ROLE_MAP,
+    IPV6_MODES,
+    PASSWORD_POLICIES,
+    QUOTA_POLICIES,
+    QUOTA_SERVICES,
+    AddressPlanConfig,
+    Checker,
+    Config,
+    ConflictsConfig,
+    MappingsConfig,
+    Path,
+    QuotaConfig,
+    SelectionConfig,
+    SourceConfig,
+    TargetConfig,
+    UsersConfig,
+)
+from migrator.errors import ConfigError
+
+DEFAULT_CONFIG = "migrator.yaml"
+
+SECTIONS = ("source", "target", "selection", "mappings", "address_plan", "quotas", "users",
+            "conflicts", "image_properties", "transfer")
+
+__all__ = ["DEFAULT_CONFIG", "SAMPLE", "Config", "load_config", "parse_config",
+           "write_sample"]
+
+
+def load_config(path: str | FilePath) -> Config:
+    """Read and validate the configuration file at ``path``."""
+    file = FilePath(path)
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such configuration file (create one with "
+                          "'migrator init')") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the configuration: {exc.strerror}") from exc
+    return parse_config(text, str(file))
+
+
+def parse_config(text: str, file: str = "<config>") -> Config:
+    """Validate configuration text (``file`` names it in errors)."""
+    try:
+        data = yaml.safe_load(text)
+        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else file
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(problem).split())}"
+                          ) from None
+    check = Checker(file, lines)
+    top = check.mapping(data, (), dict.fromkeys(SECTIONS))
+    return Config(
+        path=file,
+        source=_source(check, top.get("source")),
+        target=_target(check, top.get("target")),
+        selection=_selection(check, top.get("selection")),
+        mappings=_mappings(check, top.get("mappings")),
+        address_plan=_address_plan(check, top.get("address_plan")),
+        quotas=_quotas(check, top.get("quotas")),
+        users=_users(check, top.get("users")),
+        conflicts=_conflicts(check, top.get("conflicts")),
+        image_properties=check.mapping(top.get("image_properties"), ("image_properties",)),
+        transfer=check.mapping(top.get("transfer"), ("transfer",)),
+    )
+
+
+def _key_lines(node: Any, path: Path = ()) -> dict[Path, int]:
+    """1-based line of every mapping key and list entry, by key path."""
+    out: dict[Path, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, str(key.value))
+            out[sub] = key.start_mark.line + 1
+            out.update(_key_lines(value, sub))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            sub = (*path, i)
+            out[sub] = value.start_mark.line + 1
+            out.update(_key_lines(value, sub))
+    return out
+
+
+def _fields(cls: type) -> dict[str, None]:
+    return dict.fromkeys(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+
+
+def _source(check: Checker, raw: Any) -> SourceConfig:
+    p: Path = ("source",)
+    data = check.mapping(raw, p, _fields(SourceConfig))
+    default = SourceConfig()
+    return SourceConfig(
+        cloud=str(check.string(data.get("cloud", default.cloud), (*p, "cloud"))),
+        tenant_credentials=check.string_map(data.get("tenant_credentials"),
+                                            (*p, "tenant_credentials")),
+    )
+
+
+def _target(check: Checker, raw: Any) -> TargetConfig:
+    p: Path = ("target",)
+    data = check.mapping(raw, p, _fields(TargetConfig))
+    default = TargetConfig()
+    return TargetConfig(
+        cloud=str(check.string(data.get("cloud", default.cloud), (*p, "cloud"))),
+        domain=str(check.string(data.get("domain", default.domain), (*p, "domain"))),
+    )
+
+
+def _selection(check: Checker, raw: Any) -> SelectionConfig:
+    p: Path = ("selection",)
+    data = check.mapping(raw, p, _fields(SelectionConfig))
+    waves_raw = data.get("waves")
+    waves: list[list[str]] = []
+    if waves_raw is not None:
+        if not isinstance(waves_raw, list):
+            raise check.fail((*p, "waves"), "expected a list of tenant lists")
+        seen: dict[str, int] = {}
+        for i, wave in enumerate(waves_raw):
+            names = check.string_list(wave, (*p, "waves", i))
+            if not names:
+                raise check.fail((*p, "waves", i), "a wave needs at least one tenant")
+            for name in names:
+                if name in seen:
+                    raise check.fail((*p, "waves", i), f"tenant {name!r} is already in wave "
+                                     f"{seen[name] + 1}")
+                seen[name] = i
+            waves.append(names)
+    return SelectionConfig(
+        tenants=check.string_list(data.get("tenants"), (*p, "tenants")),
+        exclude=check.string_list(data.get("exclude"), (*p, "exclude")),
+        waves=waves,
+    )
+
+
+def _mappings(check: Checker, raw: Any) -> MappingsConfig:
+    p: Path = ("mappings",)
+    data = check.mapping(raw, p, _fields(MappingsConfig))
+    maps = {name: check.string_map(data.get(name), (*p, name)) for name in _fields(
+        MappingsConfig)}
+    maps["roles"] = {**DEFAULT_ROLE_MAP, **maps["roles"]}
+    return MappingsConfig(**maps)
+
+
+def _address_plan(check: Checker, raw: Any) -> AddressPlanConfig:
+    p: Path = ("address_plan",)
+    data = check.mapping(raw, p, _fields(AddressPlanConfig))
+    prefix = check.ipv6_prefix(data.get("ipv6_prefix"), (*p, "ipv6_prefix"))
+    pool = check.string(data.get("subnet_pool"), (*p, "subnet_pool"), optional=True)
+    if prefix and pool:
+        raise check.fail((*p, "subnet_pool"), "give either ipv6_prefix or subnet_pool, not both")
+    dns = check.string_list(data.get("dns_nameservers"), (*p, "dns_nameservers"))
+    for i, server in enumerate(dns):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise check.fail((*p, "dns_nameservers", i),
+                             f"not an IP address: {server!r}") from None
+    return AddressPlanConfig(
+        ipv6_prefix=prefix,
+        subnet_pool=pool,
+        ipv6_mode=check.choice(data.get("ipv6_mode", "slaac"), (*p, "ipv6_mode"), IPV6_MODES),
+        keep_ipv4=check.boolean(data.get("keep_ipv4", False), (*p, "keep_ipv4")),
+        dns_nameservers=dns,
+    )
+
+
+def _quotas(check: Checker, raw: Any) -> QuotaConfig:
+    p: Path = ("quotas",)
+    data = check.mapping(raw, p, _fields(QuotaConfig))
+    policy = check.choice(data.get("policy", "copy"), (*p, "policy"), QUOTA_POLICIES)
+    factor = check.number(data.get("factor", 1.0), (*p, "factor"))
+    fixed: dict[str, dict[str, int]] = {}
+    services = check.mapping(data.get("fixed"), (*p, "fixed"), dict.fromkeys(QUOTA_SERVICES))
+    for service, values in services.items():
+        sp = (*p, "fixed", service)
+        fixed[service] = {}
+        for key, value in check.mapping(values, sp).items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+                raise check.fail((*sp, key), f"expected an integer >= -1 (-1: unlimited), got "
+                                 f"{value!r}")
+            fixed[service][key] = value
+    if policy == "fixed" and not fixed:
+        raise check.fail((*p, "fixed"), "policy 'fixed' needs the values (fixed: {compute: "
+                         "{...}, volume: {...}, network: {...}})")
+    return QuotaConfig(policy=policy, factor=factor, fixed=fixed)
+
+
+def _users(check: Checker, raw: Any) -> UsersConfig:
+    p: Path = ("users",)
+    data = check.mapping(raw, p, _fields(UsersConfig))
+    default = UsersConfig()
+    policy = check.choice(data.get("password_policy", default.password_policy),
+                          (*p, "password_policy"), PASSWORD_POLICIES)
+    env = check.string(data.get("password_env"), (*p, "password_env"), optional=True)
+    if policy == "fixed" and not env:
+        raise check.fail((*p, "password_env"), "password_policy 'fixed' needs the name of the "
+                         "environment variable holding the password")
+    return UsersConfig(
+        password_policy=policy,
+        password_file=str(check.string(data.get("password_file", default.password_file),
+                                       (*p, "password_file"))),
+        password_env=env,
+    )
+
+
+def _conflicts(check: Checker, raw: Any) -> ConflictsConfig:
+    p: Path = ("conflicts",)
+    data = check.mapping(raw, p, _fields(ConflictsConfig))
+
+    def decision(value: Any, path: Path) -> str:
+        return check.choice(value, path, CONFLICT_DECISIONS)
+
+    suffix = str(check.string(data.get("rename_suffix", "-migrated"), (*p, "rename_suffix")))
+    return ConflictsConfig(
+        default=decision(data.get("default", "fail"), (*p, "default")),
+        projects=check.string_map(data.get("projects"), (*p, "projects"), decision),
+        networks=check.string_map(data.get("networks"), (*p, "networks"), decision),
+        users=check.string_map(data.get("users"), (*p, "users"), decision),
+        rename_suffix=suffix,
+    )
+
+
+SAMPLE = """\
+# migrator configuration (every key: docs/configuration.md). All keys are optional.
+
+source:
+  cloud: legacy                    # clouds.yaml entry of the legacy (Liberty) cloud
+  # Tenants the admin credentials cannot read: tenant name (or id) -> clouds.yaml entry
+  # holding that tenant's own credentials.
+  tenant_credentials: {}
+  #   chemistry: legacy-chemistry-user0
+
+target:
+  cloud: target                    # clouds.yaml entry of the modern (Kolla) cloud
+  domain: Default                  # Keystone domain (name or id) for the legacy v2 tenants
+
+selection:
+  tenants: []                      # names or ids; empty: every discovered tenant
+  exclude: [admin, service]        # never migrated
+  waves: []                        # e.g. [[physics], [chemistry, biology]]
+
+mappings:
+  domains: {}                      # legacy domain name -> target domain name
+  projects: {}                     # renames: legacy tenant name -> target project name
+  roles: {_member_: member}        # legacy role name -> target role name (others: same name)
+  flavors: {}                      # legacy flavor name -> target flavor name
+  volume_types: {}                 # legacy volume type -> target volume type
+  external_networks:               # legacy external network -> existing target network
+    public: public
+  shared_networks:                 # legacy shared network -> existing target network
+    shared-net: shared-net
+
+address_plan:
+  ipv6_prefix: "2001:db8:100::/48" # each legacy IPv4 subnet gets a /64 cut from this prefix
+  subnet_pool: null                # or: name of a target subnet pool to take /64s from
+  ipv6_mode: slaac                 # slaac | dhcpv6-stateful | dhcpv6-stateless
+  keep_ipv4: false                 # also recreate the private IPv4 subnet beside the IPv6 one
+  dns_nameservers: []              # IPv6 DNS servers for the new subnets (empty: none)
+
+quotas:
+  policy: copy                     # copy | scale (by factor) | fixed (the values below)
+  factor: 1.0
+  fixed: {}                        # service -> key -> value, e.g. {compute: {instances: 10}}
+
+users:
+  password_policy: random          # random | fixed (password_env) | external (no password)
+  password_file: state/passwords.yaml   # where random passwords are written (mode 0600)
+  password_env: null               # fixed: the environment variable holding the password
+
+conflicts:                         # a project or network already on the target, not ours:
+  default: fail                    # adopt | rename | fail
+  projects: {}                     # per name, e.g. {physics: adopt}
+  networks: {}
+  users: {}
+  rename_suffix: "-migrated"
+
+image_properties: {}               # reserved (images and volumes)
+transfer: {}                       # reserved (images and volumes)
+"""
+
+
+def write_sample(path: str | FilePath) -> bool:
+    """Write :data:`SAMPLE` to ``path`` unless a file is already there; True if written."""
+    file = FilePath(path)
+    if file.exists():
+        return False
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with file.open("x") as out:
+            out.write(SAMPLE)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot write the sample configuration: {exc.strerror}"
+                          ) from exc
+    return True
