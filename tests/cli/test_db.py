@@ -11,6 +11,17 @@ from migrator.store import schema
 from tests.cli.conftest import Invoke
 
 HEAD = schema.head()
+SAMPLE_WRITTEN = (
+    "Wrote a sample configuration to migrator.yaml: edit it, then 'migrator discover' and "
+    "'migrator plan'.\n"
+)
+SAMPLE_KEPT = "Kept the existing configuration migrator.yaml.\n"
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``init`` writes migrator.yaml in the working directory: never in the repository."""
+    monkeypatch.chdir(tmp_path)
 
 
 def test_init_creates_the_folder_and_the_database_then_is_idempotent(
@@ -21,14 +32,14 @@ def test_init_creates_the_folder_and_the_database_then_is_idempotent(
     first = invoke("--db", url, "init")
     assert (first.exit_code, first.stdout, first.stderr) == (
         0,
-        f"Created the state database at {url} (schema {HEAD}).\n",
+        f"Created the state database at {url} (schema {HEAD}).\n" + SAMPLE_WRITTEN,
         "",
     )
     assert path.is_file()
     second = invoke("--db", url, "init")
     assert (second.exit_code, second.stdout) == (
         0,
-        f"The state database at {url} is already at {HEAD}.\n",
+        f"The state database at {url} is already at {HEAD}.\n" + SAMPLE_KEPT,
     )
 
 
@@ -51,7 +62,9 @@ def test_init_defaults_to_state_migrator_db_in_the_working_directory(
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         f"Created the state database at sqlite:///state/migrator.db (schema {HEAD}).\n"
+        + SAMPLE_WRITTEN
     )
+    assert (tmp_path / "migrator.yaml").read_text().startswith("# migrator configuration")
     assert (tmp_path / "state" / "migrator.db").is_file()
 
 
@@ -110,9 +123,11 @@ def test_db_history_lists_every_revision(invoke: Invoke) -> None:
 @pytest.mark.postgres
 def test_init_and_status_on_postgresql(invoke: Invoke, empty_pg_url: str) -> None:
     first = invoke("--db", empty_pg_url, "init")
-    assert first.stdout == f"Created the state database at {empty_pg_url} (schema {HEAD}).\n"
+    assert first.stdout == (
+        f"Created the state database at {empty_pg_url} (schema {HEAD}).\n" + SAMPLE_WRITTEN)
     second = invoke("--db", empty_pg_url, "init")
-    assert second.stdout == f"The state database at {empty_pg_url} is already at {HEAD}.\n"
+    assert second.stdout == (
+        f"The state database at {empty_pg_url} is already at {HEAD}.\n" + SAMPLE_KEPT)
     status = invoke("--db", empty_pg_url, "status")
     assert (status.exit_code, status.stdout) == (
         0,

@@ -17,6 +17,7 @@ from migrator.cli.db import db
 from migrator.cli.discover import discover_command
 from migrator.cli.execute import execute_command
 from migrator.cli.init import init
+from migrator.cli.plan import plan_command
 from migrator.cli.sim import sim
 from migrator.cli.status import status_command
 from migrator.errors import MigratorError
@@ -63,3 +64,4 @@ cli.add_command(status_command)
 cli.add_command(execute_command)
 cli.add_command(sim)
 cli.add_command(discover_command)
+cli.add_command(plan_command)

@@ -1,16 +1,42 @@
-"""``execute``: run (or resume) a run's steps with the checkpointing executor."""
+"""``execute``: run (or resume) a run's steps with the checkpointing executor; a plan file is
+loaded, verified, checked against the target, registered as a run and executed
+(:func:`execute_plan`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.executor import Executor, ExecutorConfig, Observer, RunResult
 from migrator.engine.handlers import HandlerRegistry
 from migrator.engine.interrupt import graceful_sigint
+from migrator.engine.runs import find_run
+from migrator.engine.steps import read_connection
+from migrator.errors import PlanError
 from migrator.operations.context import database_errors, open_state
+from migrator.operations.plan import (
+    PLANS,
+    RUNS,
+    Registered,
+    check_fresh,
+    find_plan_run,
+    load_plan,
+    make_plan,
+    register_plan,
+    target_problems,
+)
+from migrator.plan.model import Plan
+from migrator.plan.target_names import CloudTargetNames, TargetNames
 from migrator.store.db import session_factory
 
-__all__ = ["RunResult", "execute_run"]
+__all__ = ["DryRunReport", "PlanExecution", "RunResult", "execute_existing_run",
+           "execute_plan", "execute_run"]
 
 
 def execute_run(
@@ -51,3 +77,217 @@ def execute_run(
             return executor.run(resume=resume, force_unlock=force_unlock)
         with graceful_sigint(executor.request_stop):
             return executor.run(resume=resume, force_unlock=force_unlock)
+
+
+# -- executing a plan file -------------------------------------------------------------------
+
+# What ``execute PLAN --dry-run`` verifies (reported as is: nothing else is checked).
+DRY_RUN_CHECKS = (
+    "the plan file loads: YAML, format, fields, step kinds, content hash, dependencies, "
+    "no cycle",
+    "the plan is not stale: the latest inventory snapshot of the source is the one planned from",
+    "the target answers with the plan's credentials (a few read-only LIST calls)",
+    "mappings resolve on the target: domains, roles, external networks, subnet pools",
+    "no project name planned for creation has been taken on the target since planning",
+    "the planned networks, subnets, routers, security groups and rules fit the network quota "
+    "the plan gives each tenant",
+    "the run can be registered (wave exists, earlier waves finished, no conflicting run); "
+    "nothing is written to the state database or the target",
+)
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    plan: str
+    steps: int
+    waves: list[int]
+    checks: tuple[str, ...]
+    problems: list[str]
+    run_name: str | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class PlanExecution:
+    plan: Plan
+    path: Path
+    run: RunResult | None = None
+    registered: Registered | None = None
+    dry_run: DryRunReport | None = None
+    replanned: bool = False
+
+
+def execute_plan(
+    url: str,
+    plan_path: str | Path,
+    *,
+    wave: int | None = None,
+    resume: bool = False,
+    replan: bool = False,
+    dry_run: bool = False,
+    run_name: str | None = None,
+    workers: int = 8,
+    max_attempts: int = 3,
+    backoff_base: float = 2.0,
+    force_unlock: bool = False,
+    clouds_yaml: str | Path | None = None,
+    config: str | Path | None = None,
+    observer: Observer | None = None,
+    registry: HandlerRegistry | None = None,
+    handle_sigint: bool = True,
+    services: Mapping[str, object] | None = None,
+    target_names: TargetNames | None = None,
+) -> PlanExecution:
+    """Execute (or rehearse, or resume) the plan file at ``plan_path``.
+
+    The plan is loaded and verified (hash, staleness: refused unless ``replan``, which plans
+    again with the same selection into the same file and goes on with the new plan), checked
+    against the target, registered as a run (``<plan name>`` or ``<plan name>-wave-N``; the
+    existing run of this plan with ``resume``) and executed with the tenant handlers, the
+    target cloud reaching them as ``services["target"]``. ``dry_run`` stops after the checks
+    and writes nothing anywhere.
+    """
+    path = Path(plan_path)
+    replanned = False
+    try:
+        plan = load_plan(path)
+    except PlanError as exc:
+        if not (replan and "content hash mismatch" in exc.message):
+            raise
+        plan, replanned = _replan(url, path, config, clouds_yaml, target_names), True
+    with open_state(url) as engine, database_errors(url):
+        factory = session_factory(engine)
+        try:
+            check_fresh(factory, plan, path)
+        except PlanError:
+            if not replan or replanned:
+                raise
+            plan, replanned = _replan(url, path, config, clouds_yaml, target_names), True
+        with _target(plan, clouds_yaml, services, target_names) as (svc, names):
+            problems = target_problems(plan, names)
+            problems += _run_problems(factory, plan, path, wave, resume)
+            if dry_run:
+                report = DryRunReport(plan.name, len(plan.steps), plan.waves, DRY_RUN_CHECKS,
+                                      problems, None)
+                return PlanExecution(plan, path, dry_run=report, replanned=replanned)
+            if problems:
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise PlanError(f"{path}: {problems[0]}{more}; nothing was changed on the "
+                                "target")
+            existing = find_plan_run(factory, plan, wave)
+            if existing is not None and (resume or existing.status == "created"):
+                registered = existing
+            else:
+                registered = register_plan(factory, plan, path, run_name=run_name, wave=wave)
+            from migrator.handlers import register_handlers
+
+            handlers = register_handlers(registry)
+            result = execute_run(url, registered.run_name, workers=workers,
+                                 resume=resume and registered.status != "created",
+                                 force_unlock=force_unlock, max_attempts=max_attempts,
+                                 backoff_base=backoff_base, observer=observer,
+                                 registry=handlers, handle_sigint=handle_sigint, services=svc)
+    return PlanExecution(plan, path, run=result, registered=registered, replanned=replanned)
+
+
+def _run_problems(factory: sessionmaker[Session], plan: Plan, path: Path, wave: int | None,
+                  resume: bool) -> list[str]:
+    problems = []
+    if wave is not None and wave not in plan.waves:
+        problems.append(f"wave {wave} does not exist (waves: "
+                        f"{', '.join(map(str, plan.waves))})")
+        return problems
+    existing = find_plan_run(factory, plan, wave)
+    label = f" wave {wave}" if wave is not None else ""
+    if resume and existing is None:
+        problems.append(f"nothing to resume: plan {plan.name}{label} has no run yet (run it "
+                        "without --resume)")
+    elif not resume and existing is not None and existing.status != "created":
+        problems.append(f"plan {plan.name}{label} was already executed as run "
+                        f"{existing.run_name} (status {existing.status}); use --resume to "
+                        "continue it")
+    for earlier in plan.waves if wave is not None else []:
+        if earlier >= wave:  # type: ignore[operator]
+            break
+        done = find_plan_run(factory, plan, earlier) or find_plan_run(factory, plan, None)
+        if done is None or done.status != "finished":
+            state = "has not run" if done is None else f"is {done.status}"
+            problems.append(f"wave {earlier} of plan {plan.name} {state}; run it first: "
+                            f"migrator execute {path} --wave {earlier}")
+    return problems
+
+
+def _replan(url: str, path: Path, config: str | Path | None, clouds_yaml: str | Path | None,
+            target_names: TargetNames | None) -> Plan:
+    """Plan again with what the plan file records (configuration, requested tenants)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        raw = {}
+    source = raw.get("source") if isinstance(raw, dict) else None
+    selection = raw.get("selection") if isinstance(raw, dict) else None
+    config = config or (source or {}).get("config")
+    if not config:
+        raise PlanError(f"{path}: cannot replan: the plan does not name its configuration; "
+                        "pass --config")
+    selection = selection if isinstance(selection, dict) else {}
+    result = make_plan(url, config=config, tenants=selection.get("requested") or None,
+                       include_dependencies=bool(selection.get("include_dependencies")),
+                       output=path, name=str(raw.get("name") or path.stem),
+                       clouds_yaml=clouds_yaml, target_names=target_names)
+    return result.plan
+
+
+@contextmanager
+def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, object] | None,
+            names: TargetNames | None) -> Iterator[tuple[Mapping[str, object], TargetNames]]:
+    """The services for the handlers and the target's names: given, or opened from the
+    plan's target cloud (closed afterwards)."""
+    from migrator.clouds.target import TargetCloud
+    from migrator.handlers import services_for
+
+    if services is not None and "target" in services:
+        target = services["target"]
+        tc = target if isinstance(target, TargetCloud) else TargetCloud(target)
+        yield services, names or CloudTargetNames(tc)
+        return
+    from migrator.clouds.connection import open_cloud
+
+    cloud = str(plan.target.get("cloud"))
+    handle = open_cloud(cloud, config_file=clouds_yaml, role="target")
+    try:
+        tc = TargetCloud(handle, name=cloud, source_cloud=str(plan.source.get("cloud")))
+        yield {**(services or {}), **services_for(tc)}, names or CloudTargetNames(tc)
+    finally:
+        handle.close()
+
+
+def execute_existing_run(url: str, run_name: str, *, clouds_yaml: str | Path | None = None,
+                         **kwargs: Any) -> RunResult:
+    """``execute RUN``: a run by name; when it was registered from a plan, the handlers get
+    that plan's target cloud."""
+    with open_state(url) as engine, database_errors(url):
+        factory = session_factory(engine)
+        run = find_run(factory, run_name)
+        with read_connection(factory) as conn:
+            cloud = conn.execute(
+                select(PLANS.c.target_cloud).join(RUNS, RUNS.c.plan_id == PLANS.c.id)
+                .where(RUNS.c.id == run.id)).scalar()
+    if not cloud or kwargs.get("services") is not None:
+        return execute_run(url, run_name, **kwargs)
+    from migrator.clouds.connection import open_cloud
+    from migrator.clouds.target import TargetCloud
+    from migrator.handlers import register_handlers, services_for
+
+    handle = open_cloud(str(cloud), config_file=clouds_yaml, role="target")
+    try:
+        kwargs["registry"] = register_handlers(kwargs.get("registry"))
+        return execute_run(url, run_name, services=services_for(TargetCloud(
+            handle, name=str(cloud))), **kwargs)
+    finally:
+        handle.close()

@@ -1,0 +1,76 @@
+"""``migrator plan``: the latest inventory snapshot -> a reviewable plan file."""
+
+from __future__ import annotations
+
+import click
+
+from migrator.cli.context import CliContext, pass_cli
+from migrator.cli.output import Table, echo_json, echo_table
+from migrator.config import DEFAULT_CONFIG
+from migrator.operations.plan import PlanResult, make_plan
+
+MAX_TENANT_ROWS = 50
+
+
+@click.command("plan")
+@click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
+              default=DEFAULT_CONFIG, show_default=True, help="The configuration file.")
+@click.option("--tenant", "tenants", metavar="TENANT", multiple=True,
+              help="Plan this tenant (name or id; repeatable) [default: selection.tenants].")
+@click.option("--include-dependencies", is_flag=True,
+              help="Pull in the tenants whose resources the selection refers to (a remote "
+                   "security group, a subnet) instead of refusing.")
+@click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Plan file to write [default: plans/NAME.yaml].")
+@click.option("--name", metavar="NAME", help="Plan name [default: the output file's stem].")
+@click.option("--clouds-yaml", metavar="FILE", type=click.Path(dir_okay=False),
+              help="clouds.yaml to read [default: $OS_CLIENT_CONFIG_FILE, then the usual "
+                   "places].")
+@click.option("--offline", is_flag=True,
+              help="Do not read the target (no clash detection, names resolved at run time; "
+                   "execute checks the target before it starts).")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
+              default="table", show_default=True)
+@pass_cli
+def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
+                 include_dependencies: bool, output: str | None, name: str | None,
+                 clouds_yaml: str | None, offline: bool, output_format: str) -> None:
+    """Build the plan (steps, dependencies, translated resources) of the selected tenants from
+    the latest inventory snapshot and write it for review."""
+    result = make_plan(cli.db_url, config=config_path, tenants=list(tenants) or None,
+                       include_dependencies=include_dependencies, output=output, name=name,
+                       clouds_yaml=clouds_yaml, offline=offline)
+    if output_format == "json":
+        echo_json(result.as_dict())
+        return
+    render(result)
+
+
+def render(result: PlanResult) -> None:
+    plan = result.plan
+    summary = plan.summary
+    pulled = plan.selection.get("pulled_in") or []
+    click.echo(f"Plan {plan.name}: {summary['steps']} steps for "
+               f"{len(plan.selection.get('tenants') or [])} tenant(s) in "
+               f"{len(summary.get('per_wave') or [])} wave(s), from snapshot "
+               f"{result.snapshot_id} of {plan.source.get('cloud')} -> {result.path}")
+    if pulled:
+        click.echo(f"Pulled in by --include-dependencies: {', '.join(pulled)}")
+    if not plan.target.get("checked"):
+        click.echo("The target was not read (--offline): execute checks it before starting.")
+    kinds = Table("Steps by kind", ["KIND", "STEPS"], numeric={1})
+    kinds.rows = [[k, str(n)] for k, n in summary["per_kind"].items()]
+    click.echo()
+    echo_table(kinds)
+    per_tenant = summary["per_tenant"]
+    tenants = Table("Steps by tenant", ["TENANT", "STEPS"], numeric={1})
+    tenants.rows = [[t, str(n)] for t, n in list(per_tenant.items())[:MAX_TENANT_ROWS]]
+    if len(per_tenant) > MAX_TENANT_ROWS:
+        tenants.rows.append([f"... {len(per_tenant) - MAX_TENANT_ROWS} more", ""])
+    click.echo()
+    echo_table(tenants)
+    for warning in plan.warnings[:20]:
+        click.echo(f"Warning: {warning}", err=True)
+    if len(plan.warnings) > 20:
+        click.echo(f"Warning: ... {len(plan.warnings) - 20} more in the plan file", err=True)
+    click.echo(f"\nReview {result.path}, then: migrator execute {result.path} --dry-run")
