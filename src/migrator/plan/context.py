@@ -70,6 +70,7 @@ class PlanState:
     # legacy user id -> the tenant its step is filed under
     user_tenants: dict[str, str] = field(default_factory=dict)
     _networks: dict[str, list[TargetEntry]] | None = None
+    _mapped: dict[str, Mapped | None] = field(default_factory=dict)
 
     # -- steps -----------------------------------------------------------------------------
     def add(self, kind: str, source_id: str, *, tenant_id: str | None, name: str | None,
@@ -145,6 +146,11 @@ class PlanState:
     def mapped_network(self, net: Item) -> Mapped | None:
         """The target network a legacy network maps to (external or shared mappings, or a
         same-named external network on the target), None when it is to be migrated."""
+        if net.source_id not in self._mapped:
+            self._mapped[net.source_id] = self._map_network(net)
+        return self._mapped[net.source_id]
+
+    def _map_network(self, net: Item) -> Mapped | None:
         name = net.name or net.source_id
         attrs = net.attributes
         maps = self.config.mappings

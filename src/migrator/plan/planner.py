@@ -32,6 +32,7 @@ class PlanRefused(PlanError):
     """The inventory cannot be planned as configured; ``problems`` lists every reason."""
 
     def __init__(self, problems: Sequence[str]) -> None:
+        problems = list(dict.fromkeys(problems))
         first = problems[0]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         super().__init__(f"{first}{more}")
