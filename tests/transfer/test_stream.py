@@ -22,7 +22,7 @@ from migrator.transfer import (
     copy_image_data,
     verify_target_image,
 )
-from migrator.transfer.glance_io import default_reader
+from migrator.transfer.glance_io import SourceStream, default_reader
 from tests.sim.conftest import Admin, connect
 from tests.transfer.conftest import FILE_GET, FILE_PUT, PUT_ROUTE, MiB, Pair
 
@@ -250,3 +250,42 @@ def test_bandwidth_limiter_paces_the_copy(sim: SimServer, legacy: Conn, target: 
     copy_image_data(legacy, pair.source_id, target, pair.target_id, limiter=limiter)
     assert time.monotonic() - began >= 0.45
     assert_copied(sim, target, pair)
+
+
+class DeclaringReader:
+    """The v2 reader, but the source declares another size (or none: a chunked upload)."""
+
+    def __init__(self, conn: Conn, shift: int | None) -> None:
+        self.inner = GlanceV2Reader(conn)
+        self.cloud = self.inner.cloud
+        self.shift = shift
+
+    def open(self, image_id: str, *, chunk_size: int, timeout: float) -> SourceStream:
+        stream = self.inner.open(image_id, chunk_size=chunk_size, timeout=timeout)
+        assert stream.size is not None
+        stream.size = None if self.shift is None else stream.size + self.shift
+        return stream
+
+
+def test_undeclared_size_goes_chunked(sim: SimServer, legacy: Conn, target: Conn,
+                                      pair_factory: PairFactory) -> None:
+    pair = pair_factory(2 * MiB + 3)
+    result = copy_image_data(legacy, pair.source_id, target, pair.target_id,
+                             reader=DeclaringReader(legacy, None))
+    assert result.bytes == len(pair.data)
+    assert_copied(sim, target, pair)
+
+
+@pytest.mark.parametrize(("shift", "message"), [
+    (-1, "sent more than the 2097154 bytes it declared"),
+    (1, "sent 2097155 bytes, it declared 2097156"),
+])
+def test_source_size_not_as_declared(sim: SimServer, legacy: Conn, target: Conn,
+                                     pair_factory: PairFactory, shift: int,
+                                     message: str) -> None:
+    pair = pair_factory(2 * MiB + 3)
+    with pytest.raises(TransferError, match=message) as info:
+        copy_image_data(legacy, pair.source_id, target, pair.target_id,
+                        reader=DeclaringReader(legacy, shift))
+    assert info.value.retryable and info.value.target_status == "queued"
+    assert status_of(target, pair.target_id) == "queued"
