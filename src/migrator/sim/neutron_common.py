@@ -24,6 +24,11 @@ from migrator.sim.state import Record, new_id, now_iso
 PREFIX = "/network"
 V2 = f"{PREFIX}/v2.0"
 # Standard attributes that Mitaka and later added to every resource.
+# Parent collection -> (child collection, the child's parent key, the parent's list key).
+DERIVED = {
+    "networks": ("subnets", "network_id", "subnets"),
+    "security_groups": ("security_group_rules", "security_group_id", "security_group_rules"),
+}
 STANDARD_ATTRS = ("description", "tags", "created_at", "updated_at", "revision_number")
 LIST_CONTROL_PARAMS = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
@@ -163,14 +168,22 @@ class NeutronCore:
         self.state = cloud.state
         self.liberty = not cloud.profile.neutron_project_id
         self.rng = random.Random(f"neutron:{cloud.name}")
+        self._child_index: dict[str, tuple[int, dict[Any, list[Record]]]] = {}
 
     # -- rendering ---------------------------------------------------------------------------
-    def render(self, kind: Kind, rec: Record, ctx: AuthContext) -> dict[str, Any]:
+    def render(self, kind: Kind, rec: Record, ctx: AuthContext, *, derive: bool = True,
+               children: dict[str, list[Record]] | None = None) -> dict[str, Any]:
+        """``rec`` as the API shows it to ``ctx``. ``derive`` adds the child lists (a network's
+        subnets, a group's rules) from ``children`` (parent id -> child records, built once
+        per listing) or, for a single resource, by scanning the child collection."""
         out: dict[str, Any] = dict(kind.defaults)
         out.update({k: v for k, v in rec.items() if not k.startswith("_")})
-        derive = self.derived.get(kind.collection)
-        if derive is not None:
-            derive(out, ctx)
+        if derive and kind.collection in DERIVED:
+            child_coll, parent_key, out_key = DERIVED[kind.collection]
+            kids = (children.get(rec["id"], []) if children is not None else
+                    [c for c in self.state.values(child_coll) if c.get(parent_key) == rec["id"]])
+            out[out_key] = ([c["id"] for c in kids] if out_key == "subnets" else
+                            [self.render(SECURITY_GROUP_RULES, c, ctx) for c in kids])
         project = out.pop("project_id", None)
         out.pop("tenant_id", None)
         if self.liberty:
@@ -188,19 +201,19 @@ class NeutronCore:
                 out.pop(key, None)
         return out
 
-    @property
-    def derived(self) -> dict[str, Callable[[dict[str, Any], AuthContext], None]]:
-        return {"networks": self._derive_network, "security_groups": self._derive_group}
-
-    def _derive_network(self, out: dict[str, Any], ctx: AuthContext) -> None:
-        out["subnets"] = [s["id"] for s in self.state.values("subnets")
-                          if s.get("network_id") == out["id"]]
-
-    def _derive_group(self, out: dict[str, Any], ctx: AuthContext) -> None:
-        out["security_group_rules"] = [
-            self.render(SECURITY_GROUP_RULES, r, ctx)
-            for r in self.state.values("security_group_rules")
-            if r.get("security_group_id") == out["id"]]
+    def children_of(self, kind: Kind, parent_ids: set[str]) -> dict[str, list[Record]]:
+        """Child records of the given parents. The parent -> children index is built in one
+        pass and kept until the state changes, so paging through 20,000 groups does not scan
+        90,000 rules per page."""
+        child_coll, parent_key, _ = DERIVED[kind.collection]
+        cached = self._child_index.get(child_coll)
+        if cached is None or cached[0] != self.state.generation:
+            index: dict[Any, list[Record]] = {}
+            for child in self.state.coll(child_coll).values():
+                index.setdefault(child.get(parent_key), []).append(child)
+            cached = (self.state.generation, index)
+            self._child_index[child_coll] = cached
+        return {pid: cached[1].get(pid, []) for pid in parent_ids}
 
     def known_attributes(self, kind: Kind) -> set[str]:
         keys = set(kind.liberty_keys) | {"tenant_id"}
@@ -379,10 +392,34 @@ class NeutronCore:
                       records: list[Record] | None = None) -> web.Response:
         ctx = auth_of(request)
         source = records if records is not None else list(self.state.values(kind.collection))
-        items = [self.render(kind, r, ctx) for r in source if self.visible(kind, r, ctx)]
-        items = self.apply_filters(kind, items, request)
-        items = self.apply_sort(kind, items, request)
-        page, links = self.paginate(kind, items, request)
+        visible = [r for r in source if self.visible(kind, r, ctx)]
+        # Child lists (a group's rules) are rendered only for the page that is answered, unless
+        # the query filters or sorts on them: listing 20,000 groups a page at a time must not
+        # render every rule of every group for every page.
+        derived_key = DERIVED[kind.collection][2] if kind.collection in DERIVED else None
+        late = derived_key is not None and derived_key not in request.query and \
+            derived_key not in request.query.getall("sort_key", [])
+        plain = all(k in ("limit", "marker", "fields", "page_reverse") for k in request.query)
+        if plain:
+            # No filter and no sort: page the stored records, render only the page (what a
+            # discovery of 10,000 tenants asks, page after page).
+            raw_page, links = self.paginate(kind, visible, request)
+            kids = self.children_of(kind, {r["id"] for r in raw_page}) if derived_key else None
+            page = [self.render(kind, r, ctx, children=kids) for r in raw_page]
+            late = False
+        elif derived_key is not None and not late:
+            kids = self.children_of(kind, {r["id"] for r in visible})
+            items = [self.render(kind, r, ctx, children=kids) for r in visible]
+        else:
+            items = [self.render(kind, r, ctx, derive=False) for r in visible]
+        if not plain:
+            items = self.apply_filters(kind, items, request)
+            items = self.apply_sort(kind, items, request)
+            page, links = self.paginate(kind, items, request)
+        if late:
+            kids = self.children_of(kind, {i["id"] for i in page})
+            by_id = {r["id"]: r for r in visible}
+            page = [self.render(kind, by_id[i["id"]], ctx, children=kids) for i in page]
         body: dict[str, Any] = {kind.collection: [self.select_fields(i, request) for i in page]}
         if links:
             body[f"{kind.collection}_links"] = links

@@ -96,6 +96,11 @@ class SimState:
                 return r
         return None
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever any record changes: a key for caches derived from the state."""
+        return self._generation
+
     # -- persistence -----------------------------------------------------------------------
     def mark_dirty(self) -> None:
         self.dirty = True
