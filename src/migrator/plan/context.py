@@ -125,8 +125,8 @@ class PlanState:
             self.needed_tenants.add(owner)
             return
         owner_name = self.inventory.tenant_name(owner)
-        ways = f"select {owner_name}, pass --include-dependencies"
-        ways += f", or map it in {mapping}" if mapping else ""
+        ways = (f"select {owner_name}, pass --include-dependencies, or map it in {mapping}"
+                if mapping else f"select {owner_name} or pass --include-dependencies")
         label = ref_kind.replace("_", " ")
         self.error(f"{what} of tenant {self.inventory.tenant_name(tenant_id)} refers to {label} "
                    f"{ref.name or ref.source_id} ({ref.source_id}) of tenant {owner_name}, "
