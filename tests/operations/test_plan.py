@@ -185,7 +185,7 @@ def test_name_clash_needs_a_decision(url: str, sim: SimServer, tmp_path: Path,
 def test_missing_role_mapping_and_waves(url: str, sim: SimServer, tmp_path: Path) -> None:
     config = write_config(tmp_path, **{"roles: {_member_: member}":
                                        "roles: {_member_: participant}"})
-    with pytest.raises(PlanError, match="legacy role _member_ maps to 'participant', which "
+    with pytest.raises(PlanError, match=r"legacy role _member_ maps to 'participant', which "
                                         "does not exist on the target; map it in "
                                         "mappings.roles"):
         make_plan(url, config=config, tenants=["physics"], clouds_yaml=sim.clouds_yaml,
