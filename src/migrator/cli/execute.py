@@ -171,7 +171,8 @@ def progress_display() -> Iterator[Callable[[Progress], None]]:
             )
             bar.update(task, total=event.total, completed=done, detail=detail)
             if event.event in ("step-failed", "step-retry"):
-                bar.console.print(f"{_PLAIN_EVENTS[event.event]} {event.step}: {event.message}")
+                what = event.label or event.step
+                bar.console.print(f"{_PLAIN_EVENTS[event.event]} {what}: {event.message}")
 
         yield update
 
@@ -181,7 +182,7 @@ def _plain_line(event: Progress) -> None:
     if label is None:
         return
     done = event.counts.get("done", 0) + event.counts.get("skipped", 0)
-    line = f"[{done}/{event.total}] {label} {event.step or ''}".rstrip()
+    line = f"[{done}/{event.total}] {label} {event.label or event.step or ''}".rstrip()
     if event.message and event.event not in ("step-done",):
         line += f": {event.message}"
     click.echo(line)

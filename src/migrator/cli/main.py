@@ -14,6 +14,7 @@ import click
 from migrator import __version__
 from migrator.cli.context import CliContext
 from migrator.cli.db import db
+from migrator.cli.demo import demo_command
 from migrator.cli.discover import discover_command
 from migrator.cli.execute import execute_command
 from migrator.cli.init import init
@@ -65,3 +66,4 @@ cli.add_command(execute_command)
 cli.add_command(sim)
 cli.add_command(discover_command)
 cli.add_command(plan_command)
+cli.add_command(demo_command)

@@ -70,6 +70,8 @@ class Progress:
     counts: Mapping[str, int]
     total: int
     message: str | None = None
+    # What the step is about, for people: "network physics-net (physics)".
+    label: str | None = None
 
 
 Observer = Callable[[Progress], None]
@@ -395,9 +397,10 @@ class Executor:
             self._counts[dest] = self._counts.get(dest, 0) + 1
             if dest in machine.SATISFIED_STATES:
                 self._completed += 1
-        self._notify(event, step.key, message)
+        self._notify(event, step.key, message, _label(step))
 
-    def _notify(self, event: str, step: str | None, message: str | None) -> None:
+    def _notify(self, event: str, step: str | None, message: str | None,
+                label: str | None = None) -> None:
         if self.observer is None:
             return
         with self._observer_lock:
@@ -408,6 +411,7 @@ class Executor:
                 dict(self._counts),
                 sum(self._counts.values()),
                 message,
+                label,
             )
             try:
                 self.observer(progress)
@@ -420,3 +424,8 @@ def _one_line(exc: BaseException) -> str:
     if not isinstance(exc, MigratorError):
         text = f"{type(exc).__name__}: {text}"
     return text[:500]
+
+
+def _label(step: StepSnapshot) -> str:
+    text = f"{step.kind} {step.name or step.source_id or step.key}"
+    return f"{text} ({step.tenant})" if step.tenant else text

@@ -1,0 +1,183 @@
+"""``migrator demo``: the whole story on simulated clouds, in one command.
+
+A seeded Liberty cloud (``legacy``) and an empty modern one (``target``, with the external
+IPv6 network an operator creates when deploying it) are served by the simulator; then the
+real operations run one after the other, exactly as an operator would type them: init,
+discover, plan, execute (which interrupts itself once, as a Ctrl-C would), execute --resume,
+status. What the demo shows is reported through a ``DemoReporter`` so the CLI can render it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import func, select
+
+from migrator.clouds.connection import open_cloud
+from migrator.config import SAMPLE
+from migrator.engine.executor import Observer, Progress, RunResult
+from migrator.errors import ConfigError, MigratorError
+from migrator.operations.context import open_state
+from migrator.operations.db import InitResult, init_state
+from migrator.operations.discover import DiscoverResult, discover
+from migrator.operations.execute import execute_plan
+from migrator.operations.plan import PlanResult, make_plan
+from migrator.operations.status import StatusReport, status
+from migrator.sim.seed_gen import SeedShape, generate
+from migrator.sim.server import CloudSpec, SimServer
+from migrator.store.models import Event, Step
+
+# The target's provider network, as a Kolla deployment in an IPv6-only datacenter has it.
+TARGET_EXTERNAL_PREFIX = "2001:db8:ffff::/64"
+
+
+class DemoReporter(Protocol):
+    def section(self, title: str) -> None: ...
+    def note(self, text: str) -> None: ...
+    def initialized(self, result: InitResult) -> None: ...
+    def discovered(self, result: DiscoverResult) -> None: ...
+    def planned(self, result: PlanResult) -> None: ...
+    def progress(self, event: Progress) -> None: ...
+    def run_ended(self, result: RunResult) -> None: ...
+    def status(self, report: StatusReport) -> None: ...
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    tenants: int = 3
+    workers: int = 4
+    # The run interrupts itself after this many steps are done (0: never).
+    interrupt_after: int = 10
+    workdir: Path | None = None
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    kept: bool
+    plan_file: Path
+    interrupted: RunResult | None
+    final: RunResult
+    # From the audit log: steps completed more than once across the interruption (none).
+    steps_completed_twice: list[str]
+
+
+@contextmanager
+def _workdir(path: Path | None) -> Iterator[tuple[Path, bool]]:
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path, True
+        return
+    with tempfile.TemporaryDirectory(prefix="migrator-demo-") as tmp:
+        yield Path(tmp), False
+
+
+def _prepare_target(server: SimServer) -> None:
+    """What the operator of the new cloud set up before migrating: its external network."""
+    handle = open_cloud("target", config_file=server.clouds_yaml, role="target")
+    try:
+        network = handle.conn.network
+        if network.find_network("public") is None:
+            net = network.create_network(name="public", is_router_external=True)
+            network.create_subnet(network_id=net.id, name="public-v6", ip_version=6,
+                                  cidr=TARGET_EXTERNAL_PREFIX, enable_dhcp=False)
+    finally:
+        handle.close()
+
+
+class _InterruptAfter:
+    """An observer that presses Ctrl-C once, after ``after`` steps are done."""
+
+    def __init__(self, after: int, inner: Observer) -> None:
+        self.after = after
+        self.inner = inner
+        self.pressed = False
+
+    def __call__(self, event: Progress) -> None:
+        self.inner(event)
+        if self.pressed or not self.after or event.event != "step-done":
+            return
+        if event.counts.get("done", 0) >= self.after:
+            self.pressed = True
+            signal.raise_signal(signal.SIGINT)
+
+
+def run_demo(options: DemoOptions, reporter: DemoReporter) -> DemoResult:
+    """Serve the simulated clouds, run the story, stop the clouds; the workdir is removed
+    afterwards unless ``options.workdir`` names one."""
+    if threading.current_thread() is not threading.main_thread():
+        raise ConfigError("migrator demo interrupts itself with SIGINT: run it in the main "
+                          "thread")
+    with _workdir(options.workdir) as (workdir, kept):
+        seed = workdir / "seed.json"
+        seed.write_text(json.dumps(generate(SeedShape(
+            tenants=options.tenants, image_size=256 << 10, volume_data_size=256 << 10))))
+        reporter.section("Simulated clouds")
+        with SimServer([CloudSpec("legacy", "liberty"), CloudSpec("target", "modern")],
+                       workdir / "sim", seed=seed) as server:
+            _prepare_target(server)
+            for cloud in server.clouds.values():
+                reporter.note(f"{cloud.name}: {cloud.profile.name} cloud at {cloud.base_url}")
+            reporter.note(f"clouds.yaml: {server.clouds_yaml}")
+            plan_file, interrupted, final, rerun = _story(options, reporter, workdir,
+                                                          server.clouds_yaml)
+        return DemoResult(workdir=workdir, kept=kept, plan_file=plan_file,
+                          interrupted=interrupted, final=final, steps_completed_twice=rerun)
+
+
+def _story(options: DemoOptions, reporter: DemoReporter, workdir: Path, clouds_yaml: Path
+           ) -> tuple[Path, RunResult | None, RunResult, list[str]]:
+    url = f"sqlite:///{workdir / 'state' / 'migrator.db'}"
+    config = workdir / "migrator.yaml"
+    config.write_text(SAMPLE.replace("state/passwords.yaml",
+                                     str(workdir / "state" / "passwords.yaml")))
+    reporter.section("migrator init")
+    reporter.initialized(init_state(url))
+    reporter.section("migrator discover --cloud legacy")
+    reporter.discovered(discover(url, "legacy", clouds_yaml=clouds_yaml))
+    reporter.section("migrator plan -o plans/demo.yaml")
+    planned = make_plan(url, config=config, output=workdir / "plans" / "demo.yaml",
+                        clouds_yaml=clouds_yaml)
+    reporter.planned(planned)
+    reporter.section("migrator execute plans/demo.yaml   (interrupts itself once)")
+    first = execute_plan(url, planned.path, clouds_yaml=clouds_yaml, workers=options.workers,
+                         backoff_base=0.2,
+                         observer=_InterruptAfter(options.interrupt_after, reporter.progress))
+    assert first.run is not None
+    reporter.run_ended(first.run)
+    interrupted: RunResult | None = first.run
+    final = first.run
+    if first.run.status != "finished":
+        reporter.section("migrator execute plans/demo.yaml --resume")
+        resumed = execute_plan(url, planned.path, resume=True, clouds_yaml=clouds_yaml,
+                               workers=options.workers, backoff_base=0.2,
+                               observer=reporter.progress)
+        assert resumed.run is not None
+        final = resumed.run
+        reporter.run_ended(final)
+    else:
+        interrupted = None
+    if final.status != "finished":
+        raise MigratorError(f"demo run {final.run_name} ended {final.status}: "
+                            f"{', '.join(final.failed_steps[:3])}")
+    reporter.section("migrator status")
+    reporter.status(status(url))
+    return planned.path, interrupted, final, steps_completed_twice(url, final.run_id)
+
+
+def steps_completed_twice(url: str, run_id: int) -> list[str]:
+    """Keys of the steps the audit log shows completing more than once (should be none)."""
+    with open_state(url) as engine, engine.connect() as conn:
+        rows = conn.execute(
+            select(Step.key).join(Event, Event.step_id == Step.id)
+            .where(Event.run_id == run_id, Event.trigger == "complete")
+            .group_by(Step.key).having(func.count() > 1)).all()
+    return [key for (key,) in rows]

@@ -1,0 +1,52 @@
+"""``migrator demo``: the whole story on simulated clouds, interrupted once and resumed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from migrator.clouds.connection import open_cloud
+from migrator.sim.server import CloudSpec, SimServer
+from tests.cli.conftest import Invoke
+
+
+def test_demo_runs_the_story_and_resumes(invoke: Invoke, tmp_path: Path) -> None:
+    result = invoke("demo", "--tenants", "2", "--interrupt-after", "5", "--dir",
+                    str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    sections = re.findall(r"^=== (.*)$", out, flags=re.MULTILINE)
+    assert sections == [
+        "Simulated clouds", "migrator init", "migrator discover --cloud legacy",
+        "migrator plan -o plans/demo.yaml",
+        "migrator execute plans/demo.yaml   (interrupts itself once)",
+        "migrator execute plans/demo.yaml --resume", "migrator status"]
+    first, resumed = re.findall(r"^Run demo: (\w+) in", out, flags=re.MULTILINE)
+    assert (first, resumed) == ("interrupted", "finished")
+    assert "the audit log shows no step completed twice." in out
+    assert "done project physics (physics)" in out
+    # Kept with --dir: the plan file and the clouds are there to look at.
+    workdir = tmp_path / "demo"
+    plan = yaml.safe_load((workdir / "plans" / "demo.yaml").read_text())
+    assert plan["summary"]["per_tenant"] == {"chemistry": 21, "physics": 20}
+    assert (workdir / "state" / "migrator.db").is_file()
+
+
+def test_demo_target_holds_the_migrated_tenants(invoke: Invoke, tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    result = invoke("demo", "--tenants", "1", "--interrupt-after", "0", "--dir", str(workdir))
+    assert result.exit_code == 0, result.output
+    assert "(interrupts itself once)" in result.output
+    assert "--resume" not in result.output.split("=== migrator status")[0].split(
+        "interrupts itself once)")[1]
+    # The simulator saved its state on the way out: the target still has what was migrated.
+    with SimServer([CloudSpec("target", "modern")], workdir / "sim") as srv:
+        handle = open_cloud("target", config_file=srv.clouds_yaml, role="target")
+        conn = handle.conn
+        project = conn.identity.find_project("physics")
+        assert project is not None
+        nets = [n.name for n in conn.network.networks(project_id=project.id)]
+        assert nets == ["physics-net"]
+        handle.close()
