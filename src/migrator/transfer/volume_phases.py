@@ -331,7 +331,8 @@ def verify(ctx: VolumeCopy, cp: Checkpoint) -> Checkpoint:
         hard.append(f"size {vol.get('size')} GiB, the source has {ctx.size}")
     if ctx.volume_type and not _same_type(ctx, vol.get("volume_type")):
         hard.append(f"type {vol.get('volume_type')!r}, mapped type {ctx.volume_type!r}")
-    others = [v["id"] for v in target_volumes(ctx) if v.get("id") != volume_id]
+    others = [v["id"] for v in target_volumes(ctx)
+              if v.get("id") != volume_id and v.get("status") != "deleting"]
     if others:
         hard.append(f"other target volumes carry the same source id: {', '.join(others)}")
     if hard:
