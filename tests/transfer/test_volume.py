@@ -94,7 +94,7 @@ def blank_volume(sim: SimServer, legacy: Conn, *, data_size: int = 4096) -> dict
     return raw_volume(legacy, vid)
 
 
-def copier(legacy: Conn, target: Conn, volume: dict[str, Any], vtype: str | None,
+def copier(legacy: Any, target: Any, volume: dict[str, Any], vtype: str | None,
            **kwargs: Any) -> VolumeCopy:
     kwargs.setdefault("options", FAST)
     return VolumeCopy(legacy, target, volume, volume_type=vtype, **kwargs)
@@ -163,9 +163,16 @@ def test_volume_from_an_image(sim: SimServer, legacy: Conn, target: Conn, ssd: s
     assert run_volume_copy(ctx, cp) == cp
 
 
+class Handle:
+    """A wrapper holding a connection, as clouds.connection.CloudHandle does."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.connection = conn
+
+
 def test_blank_volume(sim: SimServer, legacy: Conn, target: Conn, ssd: str) -> None:
     source = blank_volume(sim, legacy)
-    cp = run_volume_copy(copier(legacy, target, source, ssd), {})
+    cp = run_volume_copy(copier(Handle(legacy), Handle(target), source, ssd), {})
     assert cp["copied"]["bytes"] == 4096
     vol = assert_migrated(sim, target, source, ssd)
     # Made from the temporary image, the volume was bootable with that image's metadata.
