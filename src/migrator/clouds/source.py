@@ -564,10 +564,17 @@ class LegacySource:
                 if kind not in per_tenant:
                     continue
                 params = {"device_owner": "network:router_interface"} if kind == "port" else {}
+                keep: Callable[[dict[str, Any]], bool] | None = None
+                if kind == "network":
+                    keep = _usable_network
+                elif kind == "subnet":
+                    # Subnets of shared and external networks (a router interface on a shared
+                    # network refers to one): owned by another project, yet the tenant's.
+                    keep = _on_networks({str(n["id"]) for n in lists.get("network", [])
+                                         if _usable_network(n)})
                 lists[kind] = self._per_tenant_lists(
                     selected, kind, "network", path, key, params, out,
-                    owner=("tenant_id", "project_id"),
-                    keep_foreign=_usable_network if kind == "network" else None)
+                    owner=("tenant_id", "project_id"), keep_foreign=keep)
         self._add_network(lists, out)
 
     def _per_tenant_lists(self, selected: Sequence[Tenant], kind: str, service: str,
@@ -793,6 +800,11 @@ def _user_item(raw: Mapping[str, Any], selected: set[str] | None,
 
 def _usable_network(raw: Mapping[str, Any]) -> bool:
     return bool(raw.get("shared") or raw.get("router:external"))
+
+
+def _on_networks(network_ids: set[str]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a subnet belongs to one of ``network_ids``."""
+    return lambda raw: str(raw.get("network_id")) in network_ids
 
 
 def _public_kind(kind: str) -> str:
