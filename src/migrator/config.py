@@ -13,6 +13,7 @@ dhcpv6-stateless, got 'dhcp'``. Every key is documented in docs/configuration.md
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -35,17 +36,20 @@ from migrator.config_schema import (
     SelectionConfig,
     SourceConfig,
     TargetConfig,
+    TransferConfig,
+    TransferTimeouts,
     UsersConfig,
 )
 from migrator.errors import ConfigError
+from migrator.transfer.properties import RulesError, parse_image_properties
 
 DEFAULT_CONFIG = "migrator.yaml"
 
 SECTIONS = ("source", "target", "selection", "mappings", "address_plan", "quotas", "users",
             "conflicts", "image_properties", "transfer")
 
-__all__ = ["DEFAULT_CONFIG", "SAMPLE", "Config", "load_config", "parse_config",
-           "write_sample"]
+__all__ = ["DEFAULT_CONFIG", "SAMPLE", "Config", "load_config", "parse_bytes",
+           "parse_config", "write_sample"]
 
 
 def load_config(path: str | FilePath) -> Config:
@@ -85,7 +89,75 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         users=_users(check, top.get("users")),
         conflicts=_conflicts(check, top.get("conflicts")),
         image_properties=check.mapping(top.get("image_properties"), ("image_properties",)),
-        transfer=check.mapping(top.get("transfer"), ("transfer",)),
+        transfer=_transfer(check, top.get("transfer")),
+        image_rules=_image_rules(check, top.get("image_properties")),
+    )
+
+
+def _image_rules(check: Checker, raw: Any) -> Any:
+    try:
+        return parse_image_properties(raw, "image_properties")
+    except RulesError as exc:
+        raise check.fail(exc.path, exc.problem) from None
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 1 << 10, "m": 10**6, "mb": 10**6,
+          "mib": 1 << 20, "g": 10**9, "gb": 10**9, "gib": 1 << 30, "t": 10**12, "tb": 10**12,
+          "tib": 1 << 40}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*(?:/s)?\s*$")
+
+
+def parse_bytes(value: Any) -> int:
+    """A byte count (or rate) as an integer: ``1048576``, ``"100MiB"``, ``"1.5GB"``,
+    ``"10MB/s"`` (binary units KiB/MiB/GiB/TiB, decimal kB/MB/GB/TB). ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as 100MiB, got {value!r}")
+    if isinstance(value, int | float):
+        if value <= 0:
+            raise ValueError(f"expected a positive size, got {value!r}")
+        return int(value)
+    match = _SIZE.match(str(value))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"expected a size such as 100MiB or 1GB, got {value!r}")
+    out = int(float(match.group(1)) * _UNITS[unit])
+    if out <= 0:
+        raise ValueError(f"expected a positive size, got {value!r}")
+    return out
+
+
+def _transfer(check: Checker, raw: Any) -> TransferConfig:
+    p: Path = ("transfer",)
+    data = check.mapping(raw, p, _fields(TransferConfig))
+    default = TransferConfig()
+
+    def count(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise check.fail((*p, key), f"expected a whole number >= 1, got {value!r}")
+        return value
+
+    bandwidth = data.get("bandwidth")
+    if bandwidth is not None:
+        try:
+            bandwidth = parse_bytes(bandwidth)
+        except ValueError as exc:
+            raise check.fail((*p, "bandwidth"), f"{exc} (bytes per second; null: "
+                             "unlimited)") from None
+    tp: Path = (*p, "timeouts")
+    times = check.mapping(data.get("timeouts"), tp, _fields(TransferTimeouts))
+    tdefault = TransferTimeouts()
+    timeouts = TransferTimeouts(**{
+        key: check.number(times.get(key, getattr(tdefault, key)), (*tp, key), minimum=0.001)
+        for key in _fields(TransferTimeouts)})
+    return TransferConfig(
+        parallel_transfers=count("parallel_transfers",
+                                 data.get("parallel_transfers", default.parallel_transfers)),
+        metadata_workers=count("metadata_workers",
+                               data.get("metadata_workers", default.metadata_workers)),
+        bandwidth=bandwidth,
+        allow_force_upload=check.boolean(data.get("allow_force_upload", False),
+                                         (*p, "allow_force_upload")),
+        timeouts=timeouts,
     )
 
 
@@ -298,8 +370,22 @@ conflicts:                         # a project or network already on the target,
   users: {}
   rename_suffix: "-migrated"
 
-image_properties: {}               # reserved (images and volumes)
-transfer: {}                       # reserved (images and volumes)
+image_properties:                  # image (and volume image metadata) property rules
+  defaults: true                   # the default rules (docs/image-properties.md): AArch64
+                                   # gets hw_firmware_type=uefi, hw_machine_type=virt; the
+                                   # legacy UEFI hack keys are dropped; architecture kept
+  rules: []                        # more rules, applied after the defaults
+
+transfer:
+  parallel_transfers: 4            # image and volume byte copies at a time
+  metadata_workers: 8              # steps at a time (execute --workers overrides)
+  bandwidth: null                  # cap across the run in bytes/s, e.g. 100MiB (null: none)
+  allow_force_upload: false        # copy in-use (attached) legacy volumes (crash-consistent)
+  timeouts:
+    request: 300                   # socket timeout of every data-path request (s)
+    image_active: 21600            # legacy volume upload until its image is active (s)
+    volume_available: 21600        # target volume until available (s)
+    poll_interval: 2               # between status reads while waiting (s)
 """
 
 

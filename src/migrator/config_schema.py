@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.errors import ConfigError
+from migrator.transfer.properties import DEFAULT_RULES, RuleSet
 
 IPV6_MODES = ("slaac", "dhcpv6-stateful", "dhcpv6-stateless")
 QUOTA_POLICIES = ("copy", "scale", "fixed")
@@ -90,6 +91,23 @@ class ConflictsConfig:
 
 
 @dataclass(frozen=True)
+class TransferTimeouts:
+    request: float = 300.0  # socket timeout of every data-path request (seconds)
+    image_active: float = 6 * 3600.0  # legacy volume upload until its temporary image is active
+    volume_available: float = 6 * 3600.0  # target volume until available
+    poll_interval: float = 2.0  # seconds between status reads while waiting
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    parallel_transfers: int = 4  # image/volume byte copies at a time
+    metadata_workers: int = 8  # steps at a time (execute --workers)
+    bandwidth: int | None = None  # bytes/s across the run; None: unlimited
+    allow_force_upload: bool = False  # upload in-use legacy volumes (crash-consistent copy)
+    timeouts: TransferTimeouts = field(default_factory=TransferTimeouts)
+
+
+@dataclass(frozen=True)
 class Config:
     path: str | None
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -100,9 +118,10 @@ class Config:
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     users: UsersConfig = field(default_factory=UsersConfig)
     conflicts: ConflictsConfig = field(default_factory=ConflictsConfig)
-    # Reserved for images and volumes (issue 5): kept as given.
+    # image_properties as given (the raw mapping) and as parsed rules (image_rules)
     image_properties: dict[str, Any] = field(default_factory=dict)
-    transfer: dict[str, Any] = field(default_factory=dict)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    image_rules: RuleSet = field(default_factory=lambda: DEFAULT_RULES)
 
 
 # -- validation helpers ---------------------------------------------------------------------
