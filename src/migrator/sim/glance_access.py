@@ -128,9 +128,18 @@ def member_listed(cloud: SimCloud, rules: GlanceRules, ctx: AuthContext, image: 
     return member is not None and member_status in ("all", member.get("status"))
 
 
+def members_of(cloud: SimCloud, image_id: str) -> list[Record]:
+    """The member records of an image (keyed ``"<image_id>:<member_id>"``), from an index
+    kept until the state changes."""
+    return cloud.state.grouped_by("image_members", "image", _image_of).get(image_id, [])
+
+
+def _image_of(member: Record) -> str:
+    return str(member["id"]).partition(":")[0]
+
+
 def has_members(cloud: SimCloud, image_id: str) -> bool:
-    prefix = image_id + ":"
-    return any(key.startswith(prefix) for key in cloud.state.coll("image_members"))
+    return bool(members_of(cloud, image_id))
 
 
 async def read_any_json(request: web.Request) -> Any:

@@ -19,6 +19,7 @@ from migrator.sim.glance_access import (
     PREFIX,
     GlanceRules,
     member_key,
+    members_of,
     read_any_json,
     visible_image,
 )
@@ -48,9 +49,7 @@ class GlanceMembers:
         return ctx, image
 
     def _members_of(self, image_id: str) -> list[Record]:
-        prefix = image_id + ":"
-        return [m for key, m in self.state.coll("image_members").items()
-                if key.startswith(prefix)]
+        return list(members_of(self.cloud, image_id))
 
     def _member(self, image: Record, member_id: str) -> Record:
         member = self.state.get("image_members", member_key(image["id"], member_id))

@@ -345,7 +345,7 @@ class NovaAPI:
         used = dict.fromkeys(QUOTA_DEFAULTS, 0)
         # Keypairs count per user: a project-wide view has none in use (as Nova reports).
         if user_id:
-            used["key_pairs"] = len(self.state.find("keypairs", user_id=user_id))
+            used["key_pairs"] = len(self.state.grouped("keypairs", "user_id").get(user_id, []))
         return used
 
     async def show_quotas(self, request: web.Request) -> web.Response:

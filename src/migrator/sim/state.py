@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class SimState:
         self.data: dict[str, dict[str, Record]] = {name: {} for name in COLLECTIONS}
         self.dirty = False
         self._generation = 0
+        self._groups: dict[tuple[str, str], tuple[int, dict[Any, list[Record]]]] = {}
 
     # -- collections -----------------------------------------------------------------------
     def coll(self, name: str) -> dict[str, Record]:
@@ -96,6 +97,26 @@ class SimState:
                 return r
         return None
 
+    def grouped(self, coll: str, field: str) -> dict[Any, list[Record]]:
+        """``coll``'s records grouped by ``field`` (in insertion order, as :meth:`find` returns
+        them). Built in one pass and kept until the state changes: per-owner reads (keypairs
+        of a user, members of an image) would otherwise scan the whole collection on every
+        call, O(N^2) over a discovery of 10,000 tenants."""
+        return self.grouped_by(coll, field, lambda r: r.get(field))
+
+    def grouped_by(self, coll: str, name: str, key: Callable[[Record], Any]
+                   ) -> dict[Any, list[Record]]:
+        """Like :meth:`grouped` with the group key computed by ``key`` (cached as ``name``;
+        the key of a record must not change while it is stored)."""
+        cached = self._groups.get((coll, name))
+        if cached is None or cached[0] != self._generation:
+            groups: dict[Any, list[Record]] = {}
+            for record in self.data[coll].values():
+                groups.setdefault(key(record), []).append(record)
+            cached = (self._generation, groups)
+            self._groups[(coll, name)] = cached
+        return cached[1]
+
     @property
     def generation(self) -> int:
         """Changes whenever any record changes: a key for caches derived from the state."""
@@ -114,6 +135,7 @@ class SimState:
             saved = json.load(fh)
         for name in COLLECTIONS:
             self.data[name] = saved.get(name, {})
+        self._generation += 1  # derived caches (grouped) were built from other records
         self.dirty = False
         return True
 
