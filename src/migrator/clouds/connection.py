@@ -18,8 +18,8 @@ compute            ``2`` (``/v2.1/{tenant}``:  ``2``
 =================  ==========================  ==========================
 
 A Liberty cloud whose catalog has only ``volume`` (v1) needs ``block_storage_api_version: '1'``
-in its clouds.yaml entry, and cannot be read (v1 is not supported). Write identity v2 as ``'2'``
-if ever needed, never ``'2.0'``.
+in its clouds.yaml entry, and cannot be read (v1 is not supported). Write identity v2 as
+``'2'`` if ever needed, never ``'2.0'``.
 
 The clouds.yaml searched is ``config_file`` when given (and only that file), else
 openstacksdk's usual list: ``$OS_CLIENT_CONFIG_FILE``, ``./clouds.yaml``,
@@ -30,12 +30,14 @@ counted by a response hook on the handle's requests session (:class:`CallCounter
 :meth:`CloudHandle.scoped_to` shares the counter, so a discovery that reads some tenants
 with other tokens still reports one total.
 
-Reads: :meth:`CloudHandle.get_json` is the idempotent read path (raw JSON through the
-service's SDK proxy, so the SDK's catalog, endpoint discovery and microversion header are
-used as they are). It retries 429/500/502/503/504 answers and dropped connections a bounded
-number of times with a short backoff (Retry-After honoured, capped), because a GET can be
-repeated safely; writes are never retried here (see clouds/target_base.py). Failures become
-one-line CloudErrors (clouds/errors.py).
+Reads: :meth:`CloudHandle.get_json` is the idempotent read path (raw JSON from the service's
+endpoint as the SDK resolves it: catalog, endpoint discovery and microversion headers are the
+SDK's; the request itself goes through a lean urllib3 pool, clouds/raw_reads.py, because the
+SDK's per-request overhead dominated discoveries of thousands of tenants). It retries
+429/500/502/503/504 answers and dropped connections a bounded number of times with a short
+backoff (Retry-After honoured, capped), because a GET can be repeated safely; writes are never
+retried here (see clouds/target_base.py). Failures become one-line CloudErrors
+(clouds/errors.py).
 
 Nothing here logs a password or a token: log lines name the cloud, the method and the path.
 """
@@ -47,7 +49,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +67,7 @@ from migrator.clouds.errors import (
     is_unreachable,
     translate,
 )
+from migrator.clouds.raw_reads import RawReader
 from migrator.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,12 @@ class CallCounter:
             self.by_method[method] += 1
         return response
 
+    def count(self, method: str) -> None:
+        """A request answered outside the session (clouds/raw_reads.py)."""
+        with self._lock:
+            self.total += 1
+            self.by_method[method] += 1
+
     def add_failed(self, method: str) -> None:
         """A request that got no response (connection refused or dropped)."""
         with self._lock:
@@ -138,6 +147,9 @@ class CloudHandle:
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
     read_retries: int = READ_RETRIES
     api_overrides: Mapping[str, Any] = field(default_factory=dict)
+    _reader: RawReader | None = field(default=None, init=False, repr=False)
+    _reader_lock: threading.Lock = field(default_factory=threading.Lock, init=False,
+                                         repr=False)
 
     @property
     def connection(self) -> openstack.connection.Connection:
@@ -180,17 +192,13 @@ class CloudHandle:
         Retried on 429/500/502/503/504 and dropped connections (idempotent). A 404 returns
         None when ``allow_404``; any other failure raises a one-line CloudCallError.
         """
-        proxy = self.proxy(service)
-        kwargs: dict[str, Any] = {"params": dict(params or {}), "raise_exc": False}
-        if microversion:
-            kwargs["microversion"] = microversion
+        send = self._raw_get(service, params, microversion)
         attempt = 0
         while True:
-            url = path
             try:
-                response = proxy.get(path, **kwargs)
+                response = send(path)
             except (ksa_exc.ConnectionError, ksa_exc.HttpError, sdk_exc.SDKException) as exc:
-                error = translate(exc, self.name, describe("GET", url), resource or service)
+                error = translate(exc, self.name, describe("GET", path), resource or service)
                 if isinstance(exc, ksa_exc.ConnectionError):
                     self.counter.add_failed("GET")
                 if error.retryable and attempt < self.read_retries:
@@ -218,6 +226,26 @@ class CloudHandle:
                 self._sleep(attempt, response.headers.get("Retry-After"), error)
                 continue
             raise error
+
+    def _raw_get(self, service: str, params: Mapping[str, Any] | None,
+                 microversion: str | None) -> Callable[[str], Any]:
+        """One GET attempt of ``path``: through the lean transport when it applies (see
+        clouds/raw_reads.py), else through the service's SDK proxy."""
+        reader = self._reader
+        if reader is None:
+            with self._reader_lock:
+                if self._reader is None:
+                    self._reader = RawReader(self.conn, timeout=self.timeout,
+                                             count=self.counter.count)
+                reader = self._reader
+        if reader.usable(service):
+            return lambda path: reader.get(service, path, params=params,
+                                           microversion=microversion)
+        proxy = self.proxy(service)
+        kwargs: dict[str, Any] = {"params": dict(params or {}), "raise_exc": False}
+        if microversion:
+            kwargs["microversion"] = microversion
+        return lambda path: proxy.get(path, **kwargs)
 
     def _sleep(self, attempt: int, retry_after: str | None, error: CloudCallError) -> None:
         delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
