@@ -23,6 +23,7 @@ from migrator.config_schema import (
     CONFLICT_DECISIONS,
     DEFAULT_ROLE_MAP,
     IPV6_MODES,
+    MEMBERS_OUTSIDE,
     PASSWORD_POLICIES,
     QUOTA_POLICIES,
     QUOTA_SERVICES,
@@ -225,6 +226,8 @@ def _selection(check: Checker, raw: Any) -> SelectionConfig:
         tenants=check.string_list(data.get("tenants"), (*p, "tenants")),
         exclude=check.string_list(data.get("exclude"), (*p, "exclude")),
         waves=waves,
+        members_outside=check.choice(data.get("members_outside", "refuse"),
+                                     (*p, "members_outside"), MEMBERS_OUTSIDE),
     )
 
 
@@ -334,6 +337,7 @@ selection:
   tenants: []                      # names or ids; empty: every discovered tenant
   exclude: [admin, service]        # never migrated
   waves: []                        # e.g. [[physics], [chemistry, biology]]
+  members_outside: refuse          # an image shared with a tenant not selected: refuse | skip
 
 mappings:
   domains: {}                      # legacy domain name -> target domain name

@@ -21,6 +21,7 @@ QUOTA_POLICIES = ("copy", "scale", "fixed")
 QUOTA_SERVICES = ("compute", "volume", "network")
 PASSWORD_POLICIES = ("random", "fixed", "external")
 CONFLICT_DECISIONS = ("adopt", "rename", "fail")
+MEMBERS_OUTSIDE = ("refuse", "skip")
 DEFAULT_ROLE_MAP = {"_member_": "member"}
 
 
@@ -43,6 +44,8 @@ class SelectionConfig:
     tenants: list[str] = field(default_factory=list)  # names or ids; empty: all discovered
     exclude: list[str] = field(default_factory=list)  # never migrated (e.g. admin, service)
     waves: list[list[str]] = field(default_factory=list)
+    # An image member (a tenant it is shared with) that is not selected: refuse | skip
+    members_outside: str = "refuse"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ KINDS = (
     "project", "quota", "user", "role_assignment",
     "network", "subnet", "router", "router_interface",
     "security_group", "security_group_rule", "keypair",
+    "image", "image_member", "volume",
 )
 KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 STEP_FIELDS = ("key", "kind", "tenant", "source_id", "name", "wave", "depends_on", "spec")

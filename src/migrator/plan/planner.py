@@ -22,9 +22,10 @@ from migrator.plan.planfile import check_graph
 from migrator.plan.rules import apply_rules
 from migrator.plan.target_names import TargetNames
 
-# What the rules read from a snapshot (images, volumes and flavors belong to issue 5).
+# What the rules read from a snapshot (flavors are mapped, not migrated).
 INPUT_KINDS = ("domain", "project", "user", "role", "role_assignment", "quota", "network",
-               "subnet", "router", "security_group", "security_group_rule", "keypair")
+               "subnet", "router", "security_group", "security_group_rule", "keypair",
+               "image", "volume")
 MAX_PASSES = 20
 
 
@@ -174,9 +175,30 @@ def summarise(steps: Sequence[Any]) -> dict[str, Any]:
     per_kind = Counter(s.kind for s in steps)
     per_tenant = Counter(s.tenant or "-" for s in steps)
     per_wave = Counter(s.wave for s in steps)
-    return {
+    out: dict[str, Any] = {
         "steps": len(steps),
         "per_kind": {k: per_kind[k] for k in KINDS if per_kind[k]},
         "per_wave": [per_wave[w] for w in sorted(per_wave)],
         "per_tenant": dict(sorted(per_tenant.items())),
     }
+    data = data_summary(steps)
+    if data:
+        out["data"] = data
+    return out
+
+
+def data_summary(steps: Sequence[Any]) -> dict[str, dict[str, int]]:
+    """Per tenant: images and their bytes, volumes and their bytes (size in GiB * 2**30)."""
+    out: dict[str, dict[str, int]] = {}
+    for step in steps:
+        if step.kind not in ("image", "volume"):
+            continue
+        row = out.setdefault(step.tenant or "-", {"images": 0, "image_bytes": 0,
+                                                   "volumes": 0, "volume_bytes": 0})
+        if step.kind == "image":
+            row["images"] += 1
+            row["image_bytes"] += int(step.spec.get("lookup", {}).get("size") or 0)
+        else:
+            row["volumes"] += 1
+            row["volume_bytes"] += int(step.spec.get("attrs", {}).get("size") or 0) << 30
+    return dict(sorted(out.items()))

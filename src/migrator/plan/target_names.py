@@ -46,6 +46,8 @@ class TargetNames(Protocol):
 
     def subnet_pool(self, name: str) -> TargetEntry | None: ...
 
+    def volume_types(self) -> dict[str, str]: ...
+
 
 class OfflineTarget:
     """No target to ask: nothing exists, the default domain is ``default``, roles and pools
@@ -73,6 +75,9 @@ class OfflineTarget:
 
     def subnet_pool(self, name: str) -> TargetEntry | None:
         return None
+
+    def volume_types(self) -> dict[str, str]:
+        return {}
 
 
 class CloudTargetNames:
@@ -128,3 +133,8 @@ class CloudTargetNames:
             if pool.get("name") == name:
                 return TargetEntry(str(pool["id"]), name, None)
         return None
+
+    def volume_types(self) -> dict[str, str]:
+        """Volume type name -> id (the types the admin sees, private ones included)."""
+        return {str(t["name"]): str(t["id"]) for t in self._get(
+            "block_storage", "/types", "volume_types", is_public="None")}
