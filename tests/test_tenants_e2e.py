@@ -36,6 +36,7 @@ from tests.e2e_support import (
     run_events,
     run_steps,
     start_world,
+    target_inventory,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,3 +200,81 @@ def test_faults_on_the_target_are_retried_and_audited(world: World) -> None:
     report = assert_migrated(world, plan, world.db_url, "faults")
     assert report.checked["id_map"] == len(plan.steps)
     assert_no_duplicates(world.target)
+
+
+# -- clean refusals ----------------------------------------------------------------------------
+
+
+def test_refusals_are_one_line_and_write_nothing(world: World) -> None:
+    """Unknown tenant, missing mappings, name clashes without a decision (at plan time, and
+    appearing after planning), a stale plan: each one line on stderr, a non-zero exit, no
+    plan file, no row of a plan or run in the state database, nothing on the target (every
+    kind listed before and after)."""
+    assert world.cli("discover", "--config", str(world.config)).exit_code == 0
+    target = world.target
+    plans = world.root / "plans"
+
+    def refused(args: list[str], *fragments: str, plan_file: Path | None = None) -> str:
+        db_before, target_before = db_rows(world.db_url), target_inventory(target)
+        result = world.cli(*args)
+        assert result.exit_code != 0, result.output
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, (
+            result.stderr)
+        for fragment in fragments:
+            assert fragment in result.stderr, (fragment, result.stderr)
+        assert db_rows(world.db_url) == db_before
+        assert target_inventory(target) == target_before
+        if plan_file is not None:
+            assert not plan_file.exists()
+        print(result.stderr.strip())
+        return result.stderr
+
+    def plan(name: str) -> list[str]:
+        return ["plan", "--config", str(world.config), "-o", str(plans / f"{name}.yaml")]
+
+    # An unknown tenant.
+    refused([*plan("unknown"), "--tenant", "physics", "--tenant", "nosuch"],
+            "unknown tenant 'nosuch': not in inventory snapshot 1 of legacy-operator",
+            plan_file=plans / "unknown.yaml")
+
+    # Missing mappings: the shared network (both ends named), an external network mapped to
+    # a network the target does not have.
+    world.write_config(mappings__shared_networks={})
+    refused(plan("shared"), "router_interface ", "of tenant biology refers to subnet "
+            "shared-subnet", "which is not selected", "mappings.shared_networks",
+            plan_file=plans / "shared.yaml")
+    world.write_config(mappings__external_networks={"public": "internet"})
+    refused(plan("external"), "mappings.external_networks: legacy network public maps to "
+            "'internet', which does not exist on the target", plan_file=plans / "external.yaml")
+    world.write_config()
+
+    # Name clashes without a decision: a project and a network made by hand on the target.
+    project = target.identity.create_project(name="chemistry", domain_id="default")
+    refused(plan("clash"), f"project 'chemistry' (legacy chemistry) already exists on the "
+            f"target ({project.id})", "decide in conflicts.projects.chemistry: adopt, rename "
+            "or fail", plan_file=plans / "clash.yaml")
+    target.identity.delete_project(project)
+    net = target.network.create_network(name="physics-net", is_shared=True)
+    refused(plan("clash"), "network 'physics-net'", "decide in conflicts.networks.physics-net",
+            plan_file=plans / "clash.yaml")
+    target.network.delete_network(net)
+
+    # A clash appearing after planning: execute refuses before writing anything.
+    assert world.cli(*plan("later")).exit_code == 0
+    project = target.identity.create_project(name="biology", domain_id="default")
+    refused(["execute", str(plans / "later.yaml")], "project 'biology' now exists on the "
+            f"target ({project.id}) and was not created by migrator",
+            "nothing was changed on the target")
+    target.identity.delete_project(project)
+
+    # A stale plan: the legacy inventory changed and was discovered again.
+    assert world.cli(*plan("stale")).exit_code == 0
+    biology = world.legacy.identity.find_project("biology")
+    assert biology is not None
+    world.legacy.network.create_network(name="biology-extra", tenant_id=biology.id)
+    assert world.cli("discover", "--config", str(world.config)).exit_code == 0
+    message = refused(["execute", str(plans / "stale.yaml")], "stale plan: the inventory of "
+                      "legacy-operator changed since planning (planned from snapshot 1, "
+                      "latest is snapshot 2", "plan again or pass --replan")
+    assert message.count(" ") > 10
+    assert not any(p.name in TENANTS for p in target.identity.projects())
