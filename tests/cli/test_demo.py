@@ -30,7 +30,8 @@ def test_demo_runs_the_story_and_resumes(invoke: Invoke, tmp_path: Path) -> None
     # Kept with --dir: the plan file and the clouds are there to look at.
     workdir = tmp_path / "demo"
     plan = yaml.safe_load((workdir / "plans" / "demo.yaml").read_text())
-    assert plan["summary"]["per_tenant"] == {"chemistry": 21, "physics": 20}
+    # tenant steps, 2 images, 2 volumes and the member of the shared image per tenant
+    assert plan["summary"]["per_tenant"] == {"chemistry": 26, "physics": 25}
     assert (workdir / "state" / "migrator.db").is_file()
 
 

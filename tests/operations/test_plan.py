@@ -70,6 +70,9 @@ def target(sim: SimServer) -> openstack.connection.Connection:
 RENAMES = ("projects: {}                     # renames: legacy tenant name -> target "
            "project name")
 DECISIONS = "projects: {}                     # per name, e.g. {physics: adopt}"
+# The seeded volume types, and the images shared with tenants a test does not select.
+DATA = {"volume_types: {}": "volume_types: {standard: __DEFAULT__, ssd: __DEFAULT__}",
+        "members_outside: refuse": "members_outside: skip"}
 
 
 def rows(url: str) -> dict[str, int]:
@@ -85,11 +88,12 @@ def rows(url: str) -> dict[str, int]:
 def test_plan_dry_run_execute_and_the_translated_target(
         url: str, sim: SimServer, tmp_path: Path,
         target: openstack.connection.Connection) -> None:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, **DATA)
     result = make_plan(url, config=config, tenants=["physics"], clouds_yaml=sim.clouds_yaml,
                        output=tmp_path / "plans" / "physics.yaml")
     plan = result.plan
-    assert plan.target["checked"] is True and plan.summary["steps"] == 20
+    # 20 tenant steps, 2 images, 2 volumes (the member chemistry is skipped: not selected)
+    assert plan.target["checked"] is True and plan.summary["steps"] == 24
     assert plan.mappings["roles"]["_member_"]["target"] == "member"
     assert plan.mappings["external_networks"]["public"]["id"] == \
         target.network.find_network("public").id
@@ -102,7 +106,7 @@ def test_plan_dry_run_execute_and_the_translated_target(
                         backoff_base=0.05)
     assert done.run is not None and done.run.status == "finished", done.run
     assert done.registered is not None and done.registered.run_name == "physics"
-    assert rows(url)["id_map"] == 20
+    assert rows(url)["id_map"] == 24
     project = target.identity.find_project("physics")
     assert project.domain_id == "default" and project.description == "physics department"
     net = target.network.find_network("physics-net", project_id=project.id)
@@ -128,7 +132,7 @@ def test_plan_dry_run_execute_and_the_translated_target(
 
 
 def test_stale_plan_refused_then_replanned(url: str, sim: SimServer, tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, **DATA)
     result = make_plan(url, config=config, tenants=["biology"], clouds_yaml=sim.clouds_yaml,
                        output=tmp_path / "plans" / "biology.yaml")
     legacy = openstack.connect(cloud="legacy")
@@ -153,7 +157,7 @@ def test_stale_plan_refused_then_replanned(url: str, sim: SimServer, tmp_path: P
 def test_name_clash_needs_a_decision(url: str, sim: SimServer, tmp_path: Path,
                                      target: openstack.connection.Connection) -> None:
     existing = target.identity.create_project(name="chem", domain_id="default")
-    config = write_config(tmp_path, **{RENAMES:
+    config = write_config(tmp_path, **DATA, **{RENAMES:
                                        "projects: {chemistry: chem}"})
     with pytest.raises(PlanError) as caught:
         make_plan(url, config=config, tenants=["chemistry"], include_dependencies=True,
@@ -164,7 +168,7 @@ def test_name_clash_needs_a_decision(url: str, sim: SimServer, tmp_path: Path,
     assert str(caught.value).endswith("decide in conflicts.projects.chemistry: adopt, rename "
                                       "or fail")
     assert not (tmp_path / "c.yaml").exists()
-    adopt = write_config(tmp_path, **{RENAMES:
+    adopt = write_config(tmp_path, **DATA, **{RENAMES:
                                       "projects: {chemistry: chem}",
                                       DECISIONS:
                                       "projects: {chemistry: adopt}"})
@@ -172,7 +176,7 @@ def test_name_clash_needs_a_decision(url: str, sim: SimServer, tmp_path: Path,
                      clouds_yaml=sim.clouds_yaml, output=tmp_path / "c.yaml").plan
     step = next(s for s in plan.steps if s.kind == "project" and s.tenant == "chemistry")
     assert step.spec["lookup"] == {"adopt_id": existing.id}
-    rename = write_config(tmp_path, **{RENAMES:
+    rename = write_config(tmp_path, **DATA, **{RENAMES:
                                        "projects: {chemistry: chem}",
                                        DECISIONS:
                                        "projects: {chem: rename}"})
@@ -183,14 +187,14 @@ def test_name_clash_needs_a_decision(url: str, sim: SimServer, tmp_path: Path,
 
 
 def test_missing_role_mapping_and_waves(url: str, sim: SimServer, tmp_path: Path) -> None:
-    config = write_config(tmp_path, **{"roles: {_member_: member}":
+    config = write_config(tmp_path, **DATA, **{"roles: {_member_: member}":
                                        "roles: {_member_: participant}"})
     with pytest.raises(PlanError, match=r"legacy role _member_ maps to 'participant', which "
                                         "does not exist on the target; map it in "
                                         "mappings.roles"):
         make_plan(url, config=config, tenants=["physics"], clouds_yaml=sim.clouds_yaml,
                   output=tmp_path / "p.yaml")
-    config = write_config(tmp_path, **{"waves: []": "waves: [[physics], [chemistry]]"})
+    config = write_config(tmp_path, **DATA, **{"waves: []": "waves: [[physics], [chemistry]]"})
     path = make_plan(url, config=config, tenants=["physics", "chemistry"],
                      clouds_yaml=sim.clouds_yaml, output=tmp_path / "waves.yaml").path
     before = rows(url)
@@ -207,6 +211,7 @@ def test_missing_role_mapping_and_waves(url: str, sim: SimServer, tmp_path: Path
     second = execute_plan(url, path, wave=2, clouds_yaml=sim.clouds_yaml, handle_sigint=False,
                           backoff_base=0.05)
     assert second.run is not None and second.run.status == "finished", second.run
-    assert second.run.counts == {"done": 21}
+    # chemistry: 21 tenant steps, 2 images, 2 volumes, and the member of physics's image
+    assert second.run.counts == {"done": 26}
     with pytest.raises(ConfigError, match="no such configuration file"):
         make_plan(url, config=tmp_path / "nope.yaml")

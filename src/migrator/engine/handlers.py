@@ -81,6 +81,11 @@ class StepContext:
         return self._factory
 
     @property
+    def stop_event(self) -> threading.Event:
+        """The run's stop flag, for long waits that poll it (a data transfer)."""
+        return self._stop
+
+    @property
     def stopping(self) -> bool:
         """True once the operator asked to stop: finish or checkpoint, then return."""
         return self._stop.is_set()

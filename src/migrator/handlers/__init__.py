@@ -19,7 +19,7 @@ from migrator.engine.handlers import REGISTRY, Handler, HandlerRegistry
 KINDS = (
     "project", "quota", "user", "role_assignment",
     "network", "subnet", "router", "router_interface", "security_group",
-    "security_group_rule", "keypair",
+    "security_group_rule", "keypair", "image", "image_member", "volume",
 )
 
 _HANDLERS: dict[str, Handler] = {}
@@ -35,6 +35,7 @@ def handlers() -> dict[str, Handler]:
             RoleAssignmentHandler,
             UserHandler,
         )
+        from migrator.handlers.image import ImageHandler, ImageMemberHandler
         from migrator.handlers.network import (
             NetworkHandler,
             RouterHandler,
@@ -43,11 +44,13 @@ def handlers() -> dict[str, Handler]:
             SecurityGroupRuleHandler,
             SubnetHandler,
         )
+        from migrator.handlers.volume import VolumeHandler
 
         for handler in (
             ProjectHandler(), QuotaHandler(), UserHandler(), RoleAssignmentHandler(),
             NetworkHandler(), SubnetHandler(), RouterHandler(), RouterInterfaceHandler(),
             SecurityGroupHandler(), SecurityGroupRuleHandler(), KeypairHandler(),
+            ImageHandler(), ImageMemberHandler(), VolumeHandler(),
         ):
             _HANDLERS[handler.kind] = handler
     return dict(_HANDLERS)

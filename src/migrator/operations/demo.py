@@ -89,6 +89,11 @@ def _prepare_target(server: SimServer) -> None:
             net = network.create_network(name="public", is_router_external=True)
             network.create_subnet(network_id=net.id, name="public-v6", ip_version=6,
                                   cidr=TARGET_EXTERNAL_PREFIX, enable_dhcp=False)
+        # A volume type of the legacy name (ssd); legacy "standard" is mapped to the
+        # target's default type in the demo's configuration.
+        storage = handle.conn.block_storage
+        if storage.find_type("ssd") is None:
+            storage.create_type(name="ssd")
     finally:
         handle.close()
 
@@ -138,7 +143,9 @@ def _story(options: DemoOptions, reporter: DemoReporter, workdir: Path, clouds_y
     url = f"sqlite:///{workdir / 'state' / 'migrator.db'}"
     config = workdir / "migrator.yaml"
     config.write_text(SAMPLE.replace("state/passwords.yaml",
-                                     str(workdir / "state" / "passwords.yaml")))
+                                     str(workdir / "state" / "passwords.yaml"))
+                      .replace("volume_types: {}", "volume_types: {standard: __DEFAULT__}")
+                      .replace("poll_interval: 2 ", "poll_interval: 0.1"))
     reporter.section("migrator init")
     reporter.initialized(init_state(url))
     reporter.section("migrator discover --cloud legacy")

@@ -140,6 +140,10 @@ def execute_plan(
     handle_sigint: bool = True,
     services: Mapping[str, object] | None = None,
     target_names: TargetNames | None = None,
+    parallel_transfers: int | None = None,
+    bandwidth: int | None = None,
+    transfer_progress: Any = None,
+    workers_given: bool = True,
 ) -> PlanExecution:
     """Execute (or rehearse, or resume) the plan file at ``plan_path``.
 
@@ -149,6 +153,13 @@ def execute_plan(
     existing run of this plan with ``resume``) and executed with the tenant handlers, the
     target cloud reaching them as ``services["target"]``. ``dry_run`` stops after the checks
     and writes nothing anywhere.
+
+    A plan with images or volumes also opens the source cloud (``services["source"]``) and
+    the run's data-path services (``services["transfer"]``: bandwidth cap, transfer slots,
+    volume options, ``transfer_progress``) from the ``transfer`` section of the configuration
+    the plan names (or ``config``); ``parallel_transfers`` and ``bandwidth`` override it.
+    The executor then runs ``workers + parallel_transfers`` threads (``workers``: the
+    configuration's ``transfer.metadata_workers`` unless ``workers_given``).
     """
     path = Path(plan_path)
     replanned = False
@@ -166,7 +177,13 @@ def execute_plan(
             if not replan or replanned:
                 raise
             plan, replanned = _replan(url, path, config, clouds_yaml, target_names), True
-        with _target(plan, clouds_yaml, services, target_names) as (svc, names):
+        with _target(plan, clouds_yaml, services, target_names) as (svc, names), \
+                _data_services(plan, svc, clouds_yaml, config, parallel_transfers, bandwidth,
+                               transfer_progress) as (svc, settings):
+            if settings is not None:
+                if not workers_given:
+                    workers = settings.metadata_workers
+                workers += settings.parallel_transfers
             problems = target_problems(plan, names)
             problems += _run_problems(factory, plan, path, wave, resume)
             if dry_run:
@@ -265,6 +282,71 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, o
         yield {**(services or {}), **services_for(tc)}, names or CloudTargetNames(tc)
     finally:
         handle.close()
+
+
+DATA_KINDS = frozenset({"image", "image_member", "volume"})
+
+
+def _transfer_settings(plan: Plan, config: str | Path | None) -> Any:
+    """The ``transfer`` section of the configuration (``config``, else the one the plan
+    names when that file still exists; defaults otherwise)."""
+    from migrator.config import load_config
+    from migrator.config_schema import TransferConfig
+
+    path = config or plan.source.get("config")
+    if path and Path(str(path)).is_file():
+        return load_config(str(path)).transfer
+    if config:
+        return load_config(config).transfer  # the error names the missing file
+    return TransferConfig()
+
+
+@contextmanager
+def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str | Path | None,
+                   config: str | Path | None, parallel_transfers: int | None,
+                   bandwidth: int | None, progress: Any
+                   ) -> Iterator[tuple[Mapping[str, object], Any]]:
+    """``services`` plus the source handle and the data-path services when the plan moves
+    images or volumes (opened here unless given, closed afterwards)."""
+    if not any(step.kind in DATA_KINDS for step in plan.steps):
+        yield services, None
+        return
+    from dataclasses import replace
+
+    from migrator.handlers.data import data_services_for
+    from migrator.transfer.volume_copy import VolumeOptions
+
+    settings = _transfer_settings(plan, config)
+    if parallel_transfers is not None:
+        settings = replace(settings, parallel_transfers=parallel_transfers)
+    if bandwidth is not None:
+        settings = replace(settings, bandwidth=bandwidth or None)
+    out: dict[str, object] = dict(services)
+    opened: list[Any] = []
+    if "transfer" not in out:
+        times = settings.timeouts
+        data = data_services_for(
+            parallel_transfers=settings.parallel_transfers, bandwidth=settings.bandwidth,
+            options=VolumeOptions(allow_force_upload=settings.allow_force_upload,
+                                  poll_interval=times.poll_interval,
+                                  image_timeout=times.image_active,
+                                  volume_timeout=times.volume_available,
+                                  request_timeout=times.request),
+            progress=progress)
+        out["transfer"] = data
+        opened.append(data)
+    if "source" not in out:
+        from migrator.clouds.connection import open_cloud
+
+        source = open_cloud(str(plan.source.get("cloud")), config_file=clouds_yaml,
+                            role="source")
+        out["source"] = source
+        opened.append(source)
+    try:
+        yield out, settings
+    finally:
+        for item in opened:
+            item.close()
 
 
 def execute_existing_run(url: str, run_name: str, *, clouds_yaml: str | Path | None = None,

@@ -1,0 +1,130 @@
+"""What the image and volume handlers share: the run's data-path services and progress.
+
+``services["transfer"]`` (a :class:`DataServices`, made once per run by
+:func:`data_services_for`) holds the limits every worker shares (the bandwidth cap, the slots
+for parallel transfers), the volume options from the configuration, a progress sink and the
+target handles scoped to migrated projects (a Cinder volume is created in the project of the
+token). ``services["source"]`` is the legacy cloud's handle (a CloudHandle or a Connection).
+
+Progress goes through :class:`TransferProgress` (bytes per transfer): the CLI draws bars or
+prints lines; nothing here imports rich.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from migrator.engine.handlers import StepContext
+from migrator.errors import ConfigError
+from migrator.transfer.limits import BandwidthLimiter, TransferSlots
+from migrator.transfer.volume_copy import VolumeOptions
+
+# The role migrator's target user gets on a migrated project to create volumes in it.
+SCOPE_ROLE = "admin"
+
+
+class TransferProgress(Protocol):
+    """Bytes per transfer: ``started`` once, ``advanced`` with the bytes done so far,
+    ``ended`` once (ok or not). Called from worker threads."""
+
+    def started(self, key: str, label: str, total: int | None) -> None: ...
+
+    def advanced(self, key: str, done: int) -> None: ...
+
+    def ended(self, key: str, ok: bool) -> None: ...
+
+
+@dataclass
+class DataServices:
+    slots: TransferSlots
+    limiter: BandwidthLimiter | None = None
+    options: VolumeOptions = field(default_factory=VolumeOptions)
+    progress: TransferProgress | None = None
+    _scoped: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def track(self, key: str, label: str, total: int | None) -> Callable[[int], None]:
+        """A ``progress(bytes)`` callback for one transfer (announced as started)."""
+        sink = self.progress
+        if sink is None:
+            return lambda _done: None
+        sink.started(key, label, total)
+        return lambda done: sink.advanced(key, done)
+
+    def done(self, key: str, ok: bool) -> None:
+        if self.progress is not None:
+            self.progress.ended(key, ok)
+
+    def scoped(self, project_id: str, make: Callable[[], Any]) -> Any:
+        """A handle scoped to ``project_id``, made once per run (``make`` does it)."""
+        with self._lock:
+            found = self._scoped.get(project_id)
+        if found is not None:
+            return found
+        made = make()
+        with self._lock:
+            return self._scoped.setdefault(project_id, made)
+
+    def close(self) -> None:
+        with self._lock:
+            handles, self._scoped = list(self._scoped.values()), {}
+        for handle in handles:
+            close = getattr(handle, "close", None)
+            if callable(close):
+                close()
+
+
+def data_services_for(*, parallel_transfers: int = 4, bandwidth: int | None = None,
+                      options: VolumeOptions | None = None,
+                      progress: TransferProgress | None = None) -> DataServices:
+    return DataServices(slots=TransferSlots(parallel_transfers),
+                        limiter=BandwidthLimiter(bandwidth) if bandwidth else None,
+                        options=options or VolumeOptions(), progress=progress)
+
+
+_DEFAULT: DataServices | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def data_services(ctx: StepContext) -> DataServices:
+    """The run's DataServices (a process-wide default when the executor was given none)."""
+    found = ctx.services.get("transfer")
+    if isinstance(found, DataServices):
+        return found
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = data_services_for()
+        return _DEFAULT
+
+
+def source_cloud(ctx: StepContext) -> Any:
+    source = ctx.services.get("source")
+    if source is None:
+        raise ConfigError(f"step {ctx.step.key!r} needs the source cloud, but the executor "
+                          "was given no 'source' service")
+    return source
+
+
+def scoped_target(ctx: StepContext, project_id: str) -> Any:
+    """The target handle with a token scoped to ``project_id`` (the migrated project): the
+    target user gets the ``admin`` role there first (an idempotent grant)."""
+    from migrator.handlers.base import target_cloud
+
+    tc = target_cloud(ctx)
+    handle = tc.handle
+
+    def make() -> Any:
+        user_id = handle.conn.session.get_user_id() if hasattr(handle, "conn") else \
+            handle.session.get_user_id()
+        role_id = tc.role_id(SCOPE_ROLE)
+        if not tc.has_project_role(project_id, user_id, role_id):
+            tc.grant_project_role(project_id, user_id, role_id)
+        if hasattr(handle, "scoped_to"):
+            return handle.scoped_to(project_id)
+        return handle.connect_as_project(project_id)
+
+    return data_services(ctx).scoped(project_id, make)
