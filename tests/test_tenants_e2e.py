@@ -118,9 +118,9 @@ def test_sigkill_at_random_points_then_resume(world: World) -> None:
     plan_path = discover_and_plan(world, "killed")
     plan = load_plan(plan_path)
     # A slower target, so that kills land mid-run and mid-step.
-    world.admin("target").add_fault(match="* /*", latency_ms=25)
+    world.admin("target").add_fault(match="* /*", latency_ms=20)
     kills, began, moments = 0, time.monotonic(), []
-    while kills < 6:
+    while kills < 5:
         proc = execute_process(world, plan_path, resume=kills > 0)
         before = event_count(world.db_url)
         deadline = time.monotonic() + 30
