@@ -63,16 +63,15 @@ PER_TENANT_GOAL = 6.0  # as bench_discovery: 2 quota reads + 2 users' keypairs +
 SEQUENCES = {
     "project": "find by tag (list), create, verify read",
     "quota": "PUT (known keys by microversion, cached), verify read",
-    "user": "find by source (list by name), clash check (the same list again), create, "
-            "verify read",
+    "user": "one list by name (ours by source id, else a name clash), create, verify read",
     "role_assignment": "grant (PUT), verify (HEAD)",
     "network": "find by tag (list), create, verify read",
     "subnet": "find by tag (list), create, verify read",
-    "router": "find by tag (list), create, gateway phase: read + PUT, verify read",
+    "router": "find by tag (list), create with its gateway, verify read",
     "router_interface": "find (port list), add interface, verify (port read)",
     "security_group": "find by tag (list), create, verify read",
-    "security_group_rule": "find by description (list), identical rule in the group (list), "
-                           "create, verify read",
+    "security_group_rule": "the group's rules (one list: ours by description, else an "
+                           "identical one), create, verify read",
     "keypair": "find (read), create, verify read",
 }
 

@@ -74,11 +74,21 @@ class IdentityMixin(TargetBase):
         return _single(found, "user", source_id, self.name)
 
     def find_user_by_name(self, name: str, domain_id: str) -> dict[str, Any] | None:
-        users = self.request(
+        users = self.users_named(name, domain_id)
+        return users[0] if users else None
+
+    def users_named(self, name: str, domain_id: str) -> list[dict[str, Any]]:
+        """Every user called ``name`` in ``domain_id`` (one list call)."""
+        return list(self.request(
             "identity", "GET", "/users", op="find user", what=repr(name),
             params={"name": name, "domain_id": domain_id},
-        )["users"]
-        return users[0] if users else None
+        )["users"])
+
+    def user_of_source(self, users: list[dict[str, Any]], source_id: str
+                       ) -> dict[str, Any] | None:
+        """The one user of ``users`` carrying ``source_id`` (duplicates are an error)."""
+        return _single([u for u in users if u.get(USER_SOURCE_ATTRIBUTE) == source_id],
+                       "user", source_id, self.name)
 
     def get_user(self, user_id: str) -> dict[str, Any]:
         return self._get_identity("users", "user", user_id)

@@ -262,16 +262,19 @@ class NetworkMixin(TargetBase):
         """The rule described ``migrator-src:<id>``; else, with ``like`` (the rule's body,
         security_group_id included), an identical rule of that group (adopted after a 409:
         rules cannot be re-described)."""
-        found = self._list("security-group-rules", "security_group_rules",
-                           {"description": self.rule_description(source_id)})
-        if found:
-            return found[0]
+        description = self.rule_description(source_id)
         if like and like.get("security_group_id"):
-            for rule in self._list("security-group-rules", "security_group_rules",
-                                   {"security_group_id": like["security_group_id"]}):
-                if same_rule(rule, like):
-                    return rule
-        return None
+            # One list of the group's rules answers both: ours (by description) first, else
+            # an identical one.
+            rules = self._list("security-group-rules", "security_group_rules",
+                               {"security_group_id": like["security_group_id"]})
+            ours = [r for r in rules if r.get("description") == description]
+            if ours:
+                return ours[0]
+            return next((r for r in rules if same_rule(r, like)), None)
+        found = self._list("security-group-rules", "security_group_rules",
+                           {"description": description})
+        return found[0] if found else None
 
     def get_security_group_rule(self, rule_id: str) -> dict[str, Any]:
         return self._get("security-group-rules", "security_group_rule", rule_id)

@@ -191,12 +191,13 @@ class UserHandler(ResourceHandler):
 
     def find(self, tc: TargetCloud, step: StepSnapshot, source_id: str,
              attrs: dict[str, Any]) -> dict[str, Any] | None:
-        found = tc.find_user_by_source(source_id, name=attrs.get("name"),
-                                       domain_id=attrs.get("domain_id"))
-        if found is None and attrs.get("name") and not spec_part(step, "lookup").get(
-                "adopt_id"):
-            clash = tc.find_user_by_name(str(attrs["name"]), str(attrs.get("domain_id")
-                                                               or "default"))
+        if not attrs.get("name"):
+            return tc.find_user_by_source(source_id, domain_id=attrs.get("domain_id"))
+        # One list serves both questions: is our user there, and is the name taken by another.
+        users = tc.users_named(str(attrs["name"]), str(attrs.get("domain_id") or "default"))
+        found = tc.user_of_source(users, source_id)
+        if found is None and not spec_part(step, "lookup").get("adopt_id"):
+            clash = users[0] if users else None
             if clash is not None:
                 raise StepFailedError(
                     f"step {step.key!r}: user {attrs['name']!r} already exists on "

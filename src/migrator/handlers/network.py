@@ -114,7 +114,16 @@ class RouterHandler(ResourceHandler):
     def create(self, ctx: StepContext, tc: TargetCloud, step: StepSnapshot, source_id: str,
                attrs: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in attrs.items() if k != "external_gateway_info"}
+        # Neutron takes the gateway in the create call: one call instead of three (create,
+        # read, set gateway). The gateway phase then finds it in place (see notes()).
+        gateway = self.gateway(tc, step, attrs)
+        if gateway is not None:
+            body["external_gateway_info"] = gateway
         return tc.create_router(source_id, body)
+
+    def notes(self, resource: Mapping[str, Any]) -> Mapping[str, Any]:
+        info = resource.get("external_gateway_info") or {}
+        return {"gateway_network_id": info["network_id"]} if info.get("network_id") else {}
 
     def gateway(self, tc: TargetCloud, step: StepSnapshot, attrs: dict[str, Any]
                 ) -> dict[str, Any] | None:
@@ -141,6 +150,8 @@ class RouterHandler(ResourceHandler):
         wanted = self.gateway(tc, step, attrs)
         if wanted is None:
             return {}
+        if ctx.step.checkpoint.get("gateway_network_id") == wanted["network_id"]:
+            return {}  # set by the create call, or found on the adopted router
         router_id = str(ctx.step.checkpoint["target_id"])
         current = tc.get_router(router_id).get("external_gateway_info") or {}
         if current.get("network_id") != wanted["network_id"]:
