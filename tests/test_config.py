@@ -81,3 +81,28 @@ def test_bad_values_name_the_file_line_and_key(text: str, message: str) -> None:
 def test_a_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no such configuration file .*migrator init"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_transfer_and_image_properties_sections() -> None:
+    from migrator.config import parse_bytes
+
+    config = parse_config("transfer: {parallel_transfers: 2, bandwidth: 100MiB, "
+                          "timeouts: {poll_interval: 0.5}}\n"
+                          "image_properties: {rules: [{drop: {keys: [os_version]}}]}\n",
+                          "m.yaml")
+    assert (config.transfer.parallel_transfers, config.transfer.bandwidth) == (2, 100 << 20)
+    assert config.transfer.timeouts.poll_interval == 0.5
+    assert config.transfer.metadata_workers == 8 and not config.transfer.allow_force_upload
+    assert len(config.image_rules.rules) == 6
+    assert parse_bytes("1.5GB") == 1_500_000_000 and parse_bytes("10MB/s") == 10_000_000
+    for text, message in (
+            ("transfer: {bandwidth: fast}", "m.yaml:1: transfer.bandwidth: expected a size "
+                                           "such as 100MiB or 1GB, got 'fast'"),
+            ("transfer: {parallel_transfers: 0}", "m.yaml:1: transfer.parallel_transfers: "
+                                                 "expected a whole number >= 1, got 0"),
+            ("image_properties:\n  rules:\n    - set_if_architecture: {architecture: arm, "
+             "set: {a: b}}", "m.yaml:3: image_properties.rules[0].set_if_architecture: "
+                             "unknown architecture 'arm'")):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, "m.yaml")
+        assert str(caught.value).startswith(message), str(caught.value)

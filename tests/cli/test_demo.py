@@ -22,11 +22,21 @@ def test_demo_runs_the_story_and_resumes(invoke: Invoke, tmp_path: Path) -> None
         "Simulated clouds", "migrator init", "migrator discover --cloud legacy",
         "migrator plan -o plans/demo.yaml",
         "migrator execute plans/demo.yaml   (interrupts itself once)",
-        "migrator execute plans/demo.yaml --resume", "migrator status"]
+        "migrator execute plans/demo.yaml --resume", "migrator status",
+        "verification: every image and volume, read on both clouds"]
     first, resumed = re.findall(r"^Run demo: (\w+) in", out, flags=re.MULTILINE)
     assert (first, resumed) == ("interrupted", "finished")
     assert "the audit log shows no step completed twice." in out
     assert "done project physics (physics)" in out
+    # Images and volumes moved, read again on both sides, the AArch64 properties translated.
+    assert "4 images and 4 volumes moved; every one matches its legacy size and checksum." in out
+    assert "not moved yet" not in out
+    rows = re.findall(r"^  (physics|chemistry) +(image|volume) +(\S+) .* (yes|NO)$", out,
+                      flags=re.MULTILINE)
+    assert len(rows) == 8 and {r[3] for r in rows} == {"yes"}, rows
+    assert "  hw_boot_mode: uefi -> (dropped)" in out
+    assert "  hw_firmware_type: (none) -> uefi" in out
+    assert re.search(r"^transfer image physics-arm64-0 \(physics\): done, ", out, re.MULTILINE)
     # Kept with --dir: the plan file and the clouds are there to look at.
     workdir = tmp_path / "demo"
     plan = yaml.safe_load((workdir / "plans" / "demo.yaml").read_text())

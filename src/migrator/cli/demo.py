@@ -3,7 +3,6 @@ story (init, discover, plan, execute, an interruption, resume, status) in one co
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -12,15 +11,32 @@ import click
 from migrator.cli import discover as discover_cli
 from migrator.cli import plan as plan_cli
 from migrator.cli.db import upgrade_message
-from migrator.cli.execute import progress_display
-from migrator.cli.output import echo_table
+from migrator.cli.execute import Display, progress_display
+from migrator.cli.output import Table, echo_table
 from migrator.cli.status import status_tables
 from migrator.engine.executor import Progress, RunResult
+from migrator.errors import MigratorError
 from migrator.operations.db import InitResult
-from migrator.operations.demo import DemoOptions, run_demo
+from migrator.operations.demo import DemoOptions, Verification, run_demo
 from migrator.operations.discover import DiscoverResult
 from migrator.operations.plan import PlanResult
 from migrator.operations.status import StatusReport
+
+
+class _Transfers:
+    """Forwards transfer progress to the reporter's current display (made on first use)."""
+
+    def __init__(self, reporter: ConsoleReporter) -> None:
+        self.reporter = reporter
+
+    def started(self, key: str, label: str, total: int | None) -> None:
+        self.reporter._current().transfers.started(key, label, total)
+
+    def advanced(self, key: str, done: int) -> None:
+        self.reporter._current().transfers.advanced(key, done)
+
+    def ended(self, key: str, ok: bool) -> None:
+        self.reporter._current().transfers.ended(key, ok)
 
 
 class ConsoleReporter:
@@ -30,7 +46,7 @@ class ConsoleReporter:
         # The execute progress display (a rich bar on a terminal) lives from a run's first
         # event to its end.
         self._display = ExitStack()
-        self._show: Callable[[Progress], None] | None = None
+        self._show: Display | None = None
 
     def section(self, title: str) -> None:
         click.echo(f"\n=== {title}")
@@ -47,10 +63,35 @@ class ConsoleReporter:
     def planned(self, result: PlanResult) -> None:
         plan_cli.render(result)
 
-    def progress(self, event: Progress) -> None:
+    def _current(self) -> Display:
         if self._show is None:
             self._show = self._display.enter_context(progress_display())
-        self._show(event)
+        return self._show
+
+    def progress(self, event: Progress) -> None:
+        self._current()(event)
+
+    @property
+    def transfers(self) -> _Transfers:
+        """Byte progress of image and volume copies, drawn by the current display."""
+        return _Transfers(self)
+
+    def verified(self, report: Verification) -> None:
+        rows = Table("Images and volumes, legacy vs target", ["TENANT", "KIND", "NAME",
+                                                              "LEGACY", "TARGET", "MATCH"])
+        rows.rows = [[c.tenant, c.kind, c.name, c.source, c.target, "yes" if c.ok else "NO"]
+                     for c in report.checks]
+        echo_table(rows)
+        if report.example is not None:
+            name, before, after = report.example
+            click.echo(f"\nProperties of the AArch64 image {name}, before -> after:")
+            for key in sorted(set(before) | set(after)):
+                old, new = before.get(key), after.get(key)
+                if old == new:
+                    click.echo(f"  {key}: {old}")
+                else:
+                    click.echo(f"  {key}: {old if old is not None else '(none)'} -> "
+                               f"{new if new is not None else '(dropped)'}")
 
     def run_ended(self, result: RunResult) -> None:
         self._display.close()
@@ -96,8 +137,16 @@ def demo_command(tenants: int, workers: int, interrupt_after: int, workdir: Path
                    + ("the audit log shows no step completed twice." if not twice else
                       f"the audit log shows {len(twice)} step(s) completed twice: "
                       f"{', '.join(twice[:5])}"))
-    click.echo("Images and volumes are discovered but not moved yet (the data path is being "
-               "built).")
+    checked = result.verification
+    if checked is not None:
+        images = sum(1 for c in checked.checks if c.kind == "image")
+        volumes = len(checked.checks) - images
+        click.echo(f"{images} images and {volumes} volumes moved; "
+                   + ("every one matches its legacy size and checksum."
+                      if checked.ok else "SOME DO NOT MATCH (see the table above)."))
+        if not checked.ok:
+            raise MigratorError("demo: the verification found images or volumes that do not "
+                                "match their legacy twin")
     if result.kept:
         click.echo(f"Everything is in {result.workdir} (state/migrator.db, plans/demo.yaml, "
                    "sim/clouds.yaml).")

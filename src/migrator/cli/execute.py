@@ -5,9 +5,12 @@ name (runs built by tests or registered earlier)."""
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -47,7 +50,14 @@ _PLAIN_EVENTS = {
 @click.option("--clouds-yaml", metavar="FILE", type=click.Path(dir_okay=False),
               help="clouds.yaml to read [default: $OS_CLIENT_CONFIG_FILE, then the usual "
                    "places].")
-@click.option("--workers", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Steps at a time [default: transfer.metadata_workers, 8].")
+@click.option("--parallel-transfers", type=click.IntRange(1, 256), metavar="N",
+              help="Image and volume copies at a time [default: "
+                   "transfer.parallel_transfers, 4].")
+@click.option("--bandwidth", metavar="RATE",
+              help="Cap on the bytes per second of every copy together, e.g. 100MiB "
+                   "[default: transfer.bandwidth, none].")
 @click.option(
     "--max-attempts",
     type=click.IntRange(1, 100),
@@ -71,7 +81,9 @@ def execute_command(
     run_name: str | None,
     config_path: str | None,
     clouds_yaml: str | None,
-    workers: int,
+    workers: int | None,
+    parallel_transfers: int | None,
+    bandwidth: str | None,
     max_attempts: int,
     force_unlock: bool,
 ) -> None:
@@ -84,18 +96,29 @@ def execute_command(
             raise PlanError(f"no plan file {plan_or_run}: --wave, --dry-run and --replan need a "
                             "plan file")
         with progress_display() as observer:
-            result = execute_existing_run(cli.db_url, plan_or_run, workers=workers,
+            result = execute_existing_run(cli.db_url, plan_or_run, workers=workers or 8,
                                           resume=resume, force_unlock=force_unlock,
                                           max_attempts=max_attempts, observer=observer,
                                           clouds_yaml=clouds_yaml)
         report(result, plan_or_run)
         return
+    rate: int | None = None
+    if bandwidth is not None:
+        from migrator.config import parse_bytes
+
+        try:
+            rate = parse_bytes(bandwidth)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--bandwidth") from None
     with progress_display() as observer:
         outcome = execute_plan(cli.db_url, plan_or_run, wave=wave, resume=resume,
                                replan=replan, dry_run=dry_run, run_name=run_name,
-                               workers=workers, max_attempts=max_attempts,
-                               force_unlock=force_unlock, clouds_yaml=clouds_yaml,
-                               config=config_path, observer=observer)
+                               workers=workers or 8, workers_given=workers is not None,
+                               parallel_transfers=parallel_transfers, bandwidth=rate,
+                               transfer_progress=observer.transfers,
+                               max_attempts=max_attempts, force_unlock=force_unlock,
+                               clouds_yaml=clouds_yaml, config=config_path,
+                               observer=observer)
     if outcome.replanned:
         click.echo(f"Replanned: {outcome.path} now holds plan {outcome.plan.content_hash[:12]} "
                    f"({len(outcome.plan.steps)} steps)")
@@ -144,13 +167,125 @@ def report(result: RunResult, resume_hint: str) -> None:
         )
 
 
+class Display:
+    """The observer of step events (callable) plus ``transfers``, the byte progress of image
+    and volume copies (handlers.data.TransferProgress)."""
+
+    def __init__(self, on_event: Callable[[Progress], None], transfers: Any) -> None:
+        self._on_event = on_event
+        self.transfers = transfers
+
+    def __call__(self, event: Progress) -> None:
+        self._on_event(event)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+class PlainTransfers:
+    """One line per transfer every 10% or every 10 s (and at its end), plus the total."""
+
+    EVERY_S = 10.0
+
+    def __init__(self, echo: Callable[[str], None] = click.echo) -> None:
+        self.echo = echo
+        self._lock = threading.Lock()
+        self._t: dict[str, dict[str, Any]] = {}
+        self.total_done = 0
+
+    def started(self, key: str, label: str, total: int | None) -> None:
+        with self._lock:
+            self._t[key] = {"label": label, "total": total, "done": 0, "began": time.monotonic(),
+                            "said": time.monotonic(), "tenth": 0}
+        self.echo(f"transfer {label}: started ({_size(total) if total is not None else '?'})")
+
+    def advanced(self, key: str, done: int) -> None:
+        with self._lock:
+            t = self._t.get(key)
+            if t is None:
+                return
+            self.total_done += done - t["done"]
+            t["done"] = done
+            now = time.monotonic()
+            tenth = done * 10 // t["total"] if t["total"] else 0
+            if tenth <= t["tenth"] and now - t["said"] < self.EVERY_S:
+                return
+            t["tenth"], t["said"] = tenth, now
+            line = self._line(t, now)
+        self.echo(line)
+
+    def _line(self, t: dict[str, Any], now: float) -> str:
+        rate = t["done"] / max(now - t["began"], 1e-6)
+        pct = f"{t['done'] * 100 // t['total']}% " if t["total"] else ""
+        return (f"transfer {t['label']}: {pct}{_size(t['done'])} at {_size(rate)}/s"
+                f" (all transfers: {_size(self.total_done)})")
+
+    def ended(self, key: str, ok: bool) -> None:
+        with self._lock:
+            t = self._t.pop(key, None)
+        if t is not None:
+            state = "done" if ok else "stopped"
+            self.echo(f"transfer {t['label']}: {state}, {_size(t['done'])} in "
+                      f"{time.monotonic() - t['began']:.1f} s")
+
+
+class RichTransfers:
+    """A bar per active transfer (bytes, rate, ETA) and an overall bytes bar."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self._lock = threading.Lock()
+        self._tasks: dict[str, tuple[Any, int]] = {}
+        self._overall: Any = None
+        self._total = 0
+
+    def started(self, key: str, label: str, total: int | None) -> None:
+        with self._lock:
+            if self._overall is None:
+                self._overall = self.bar.add_task("all transfers", total=0, detail="")
+            self._total += total or 0
+            self.bar.update(self._overall, total=self._total)
+            task = self.bar.add_task(label, total=total, detail="")
+            self._tasks[key] = (task, 0)
+
+    def advanced(self, key: str, done: int) -> None:
+        with self._lock:
+            found = self._tasks.get(key)
+            if found is None:
+                return
+            task, before = found
+            self._tasks[key] = (task, done)
+            self.bar.update(task, completed=done)
+            self.bar.advance(self._overall, done - before)
+
+    def ended(self, key: str, ok: bool) -> None:
+        with self._lock:
+            found = self._tasks.pop(key, None)
+            if found is not None:
+                self.bar.remove_task(found[0])
+
+
 @contextmanager
-def progress_display() -> Iterator[Callable[[Progress], None]]:
-    """A rich progress bar on a terminal, one plain line per notable event otherwise."""
+def progress_display() -> Iterator[Display]:
+    """A rich progress bar on a terminal (steps, plus a bar per active transfer with rate and
+    ETA and an overall bytes bar), one plain line per notable event otherwise."""
     if not sys.stdout.isatty():
-        yield _plain_line
+        yield Display(_plain_line, PlainTransfers())
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
     from rich.progress import Progress as RichProgress
 
     with RichProgress(
@@ -159,7 +294,14 @@ def progress_display() -> Iterator[Callable[[Progress], None]]:
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
-    ) as bar:
+    ) as bar, RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=bar.console,
+    ) as bytes_bar:
         task = bar.add_task("executing", total=None, detail="")
 
         def update(event: Progress) -> None:
@@ -174,7 +316,7 @@ def progress_display() -> Iterator[Callable[[Progress], None]]:
                 what = event.label or event.step
                 bar.console.print(f"{_PLAIN_EVENTS[event.event]} {what}: {event.message}")
 
-        yield update
+        yield Display(update, RichTransfers(bytes_bar))
 
 
 def _plain_line(event: Progress) -> None:

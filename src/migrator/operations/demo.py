@@ -15,9 +15,9 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
@@ -48,6 +48,30 @@ class DemoReporter(Protocol):
     def progress(self, event: Progress) -> None: ...
     def run_ended(self, result: RunResult) -> None: ...
     def status(self, report: StatusReport) -> None: ...
+    def verified(self, report: Verification) -> None: ...
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """One migrated image or volume, read on both sides."""
+
+    tenant: str
+    kind: str
+    name: str
+    source: str  # "<size> <checksum>" as the legacy cloud reports it
+    target: str
+    ok: bool
+
+
+@dataclass
+class Verification:
+    checks: list[DataCheck] = field(default_factory=list)
+    # one AArch64 image: (name, properties before, properties after)
+    example: tuple[str, dict[str, str], dict[str, str]] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,7 @@ class DemoResult:
     final: RunResult
     # From the audit log: steps completed more than once across the interruption (none).
     steps_completed_twice: list[str]
+    verification: Verification | None = None
 
 
 @contextmanager
@@ -134,8 +159,13 @@ def run_demo(options: DemoOptions, reporter: DemoReporter) -> DemoResult:
             reporter.note(f"clouds.yaml: {server.clouds_yaml}")
             plan_file, interrupted, final, rerun = _story(options, reporter, workdir,
                                                           server.clouds_yaml)
+            reporter.section("verification: every image and volume, read on both clouds")
+            checked = verify_data(f"sqlite:///{workdir / 'state' / 'migrator.db'}", final,
+                                  server.clouds_yaml)
+            reporter.verified(checked)
         return DemoResult(workdir=workdir, kept=kept, plan_file=plan_file,
-                          interrupted=interrupted, final=final, steps_completed_twice=rerun)
+                          interrupted=interrupted, final=final, steps_completed_twice=rerun,
+                          verification=checked)
 
 
 def _story(options: DemoOptions, reporter: DemoReporter, workdir: Path, clouds_yaml: Path
@@ -155,8 +185,9 @@ def _story(options: DemoOptions, reporter: DemoReporter, workdir: Path, clouds_y
                         clouds_yaml=clouds_yaml)
     reporter.planned(planned)
     reporter.section("migrator execute plans/demo.yaml   (interrupts itself once)")
+    transfers = getattr(reporter, "transfers", None)
     first = execute_plan(url, planned.path, clouds_yaml=clouds_yaml, workers=options.workers,
-                         backoff_base=0.2,
+                         backoff_base=0.2, transfer_progress=transfers,
                          observer=_InterruptAfter(options.interrupt_after, reporter.progress))
     assert first.run is not None
     reporter.run_ended(first.run)
@@ -166,6 +197,7 @@ def _story(options: DemoOptions, reporter: DemoReporter, workdir: Path, clouds_y
         reporter.section("migrator execute plans/demo.yaml --resume")
         resumed = execute_plan(url, planned.path, resume=True, clouds_yaml=clouds_yaml,
                                workers=options.workers, backoff_base=0.2,
+                               transfer_progress=transfers,
                                observer=reporter.progress)
         assert resumed.run is not None
         final = resumed.run
@@ -188,3 +220,67 @@ def steps_completed_twice(url: str, run_id: int) -> list[str]:
             .where(Event.run_id == run_id, Event.trigger == "complete")
             .group_by(Step.key).having(func.count() > 1)).all()
     return [key for (key,) in rows]
+
+
+def verify_data(url: str, run: RunResult, clouds_yaml: Path) -> Verification:
+    """Every image and volume step of the run: the legacy resource and its target twin read
+    again (size and checksum of images; size, status and the copied bytes' md5 against the
+    legacy temporary image's checksum for volumes), and one AArch64 image's properties
+    before and after."""
+    from migrator.handlers.idmap import id_map
+    from migrator.store.db import session_factory
+    from migrator.transfer.properties import image_properties
+    from migrator.transfer.volume_api import Api
+
+    with open_state(url) as engine:
+        factory = session_factory(engine)
+        mapping = id_map(factory, run.run_id)
+        with engine.connect() as conn:
+            steps = conn.execute(select(Step.kind, Step.source_id, Step.name, Step.tenant,
+                                        Step.checkpoint)
+                                 .where(Step.run_id == run.run_id,
+                                        Step.kind.in_(("image", "volume")))
+                                 .order_by(Step.tenant, Step.kind, Step.name)).all()
+    legacy = open_cloud("legacy", config_file=clouds_yaml, role="source")
+    target = open_cloud("target", config_file=clouds_yaml, role="target")
+    out = Verification()
+    try:
+        src, dst = Api(legacy), Api(target)
+        for kind, source_id, name, tenant, checkpoint in steps:
+            target_id = mapping.get((kind, str(source_id)))
+            if kind == "image":
+                before = src.image(str(source_id)) or {}
+                after = dst.image(str(target_id)) if target_id else None
+                after = after or {}
+                left = f"{before.get('size')} B md5 {before.get('checksum')}"
+                right = f"{after.get('size')} B md5 {after.get('checksum')}"
+                ok = bool(after) and (before.get("size"), before.get("checksum")) == (
+                    after.get("size"), after.get("checksum")) and after.get("status") == "active"
+                if out.example is None and before.get("architecture") == "aarch64" and after:
+                    out.example = (str(name), image_properties(
+                        {k: v for k, v in before.items() if k != "members"}),
+                        image_properties(after))
+            else:
+                cp: dict[str, Any] = dict((checkpoint or {}).get("copy") or {})
+                vol_before = src.volume(str(source_id)) or {}
+                vol_after = _target_volume(target, str(target_id)) if target_id else {}
+                legacy_md5 = (cp.get("source_temp_image") or {}).get("checksum")
+                copied = cp.get("copied") or {}
+                left = f"{vol_before.get('size')} GiB, upload md5 {legacy_md5}"
+                right = (f"{vol_after.get('size')} GiB {vol_after.get('status')}, "
+                         f"copied md5 {copied.get('md5')}")
+                ok = (vol_after.get("status") == "available"
+                      and vol_after.get("size") == vol_before.get("size")
+                      and bool(legacy_md5) and copied.get("md5") == legacy_md5)
+            out.checks.append(DataCheck(str(tenant or "-"), str(kind), str(name), left, right,
+                                        bool(ok)))
+    finally:
+        legacy.close()
+        target.close()
+    return out
+
+
+def _target_volume(target: Any, volume_id: str) -> dict[str, Any]:
+    """A target volume read as the admin (any project)."""
+    body = target.get_json("block_storage", f"volumes/{volume_id}", allow_404=True)
+    return dict((body or {}).get("volume") or {})
