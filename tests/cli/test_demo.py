@@ -28,6 +28,9 @@ def test_demo_runs_the_story_and_resumes(invoke: Invoke, tmp_path: Path) -> None
     assert (first, resumed) == ("interrupted", "finished")
     assert "the audit log shows no step completed twice." in out
     assert "done project physics (physics)" in out
+    # migrator plan shows, per image, the properties the rules change.
+    assert re.search(r"physics +physics-arm64-0 +hw_boot_mode: 'uefi' -> \(dropped\)", out)
+    assert re.search(r"physics +physics-arm64-0 +hw_firmware_type: \(none\) -> 'uefi'", out)
     # Images and volumes moved, read again on both sides, the AArch64 properties translated.
     assert "4 images and 4 volumes moved; every one matches its legacy size and checksum." in out
     assert "not moved yet" not in out

@@ -10,6 +10,7 @@ from migrator.config import DEFAULT_CONFIG
 from migrator.operations.plan import PlanResult, make_plan
 
 MAX_TENANT_ROWS = 50
+MAX_PROPERTY_ROWS = 60
 
 
 @click.command("plan")
@@ -69,6 +70,22 @@ def render(result: PlanResult) -> None:
         tenants.rows.append([f"... {len(per_tenant) - MAX_TENANT_ROWS} more", ""])
     click.echo()
     echo_table(tenants)
+    changes = Table("Image properties translated (before -> after)", ["TENANT", "IMAGE",
+                                                                         "CHANGE"])
+    for step in plan.steps:
+        if step.kind != "image":
+            continue
+        for change in (step.spec.get("properties") or {}).get("changes") or []:
+            changes.rows.append([step.tenant or "-", step.name or step.source_id or "",
+                                 str(change)])
+    if changes.rows:
+        shown = len(changes.rows)
+        changes.rows = changes.rows[:MAX_PROPERTY_ROWS]
+        if shown > MAX_PROPERTY_ROWS:
+            changes.rows.append(["", f"... {shown - MAX_PROPERTY_ROWS} more in the plan file",
+                                 ""])
+        click.echo()
+        echo_table(changes)
     for warning in plan.warnings[:20]:
         click.echo(f"Warning: {warning}", err=True)
     if len(plan.warnings) > 20:
