@@ -15,6 +15,7 @@ from typing import Any
 
 from migrator.errors import ConfigError
 from migrator.transfer.properties import DEFAULT_RULES, RuleSet
+from migrator.values import describe
 
 IPV6_MODES = ("slaac", "dhcpv6-stateful", "dhcpv6-stateless")
 QUOTA_POLICIES = ("copy", "scale", "fixed")
@@ -223,13 +224,3 @@ def dotted_path(path: Path) -> str:
     return out
 
 
-def describe(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"boolean {value}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"

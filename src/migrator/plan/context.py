@@ -8,7 +8,7 @@ the size of the inventory.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,17 @@ class PlanState:
 
     def selected(self, item: Item) -> bool:
         return item.tenant is not None and item.tenant in self.tenants
+
+    def owned(self, kind: str) -> Iterator[tuple[str, Item, str, str]]:
+        """``(source id, item, owner project id, the owner's project step key)`` of every
+        selected item of ``kind`` whose project is planned, in source id order."""
+        for source_id, item in sorted(self.inventory.kind(kind).items()):
+            if not self.selected(item):
+                continue
+            tenant = str(item.tenant)
+            project_key = self.key_if("project", tenant)
+            if project_key is not None:
+                yield source_id, item, tenant, project_key
 
     def error(self, message: str) -> None:
         self.errors.append(message)

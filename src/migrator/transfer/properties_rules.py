@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.errors import ConfigError
+from migrator.values import describe
 
 Path = tuple[str | int, ...]
 
@@ -190,7 +191,7 @@ def parse_rules(raw: Any, where: str | Path = "image_properties.rules") -> RuleS
     if raw is None:
         return RuleSet()
     if not isinstance(raw, list):
-        raise RulesError(base, f"expected a list of rules, got {_describe(raw)}")
+        raise RulesError(base, f"expected a list of rules, got {describe(raw)}")
     rules = [_parse_one(item, (*base, i)) for i, item in enumerate(raw)]
     return RuleSet(tuple(rules), [dict(item) for item in raw])
 
@@ -198,11 +199,11 @@ def parse_rules(raw: Any, where: str | Path = "image_properties.rules") -> RuleS
 def _parse_one(item: Any, path: Path) -> Rule:
     if not isinstance(item, dict):
         raise RulesError(path, f"expected a mapping with one rule kind ({', '.join(KINDS)}), "
-                               f"got {_describe(item)}")
+                               f"got {describe(item)}")
     name = item.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise RulesError((*path, "name"), f"expected a non-empty string, got "
-                                          f"{_describe(name)}")
+                                          f"{describe(name)}")
     kinds = [k for k in item if k != "name"]
     if len(kinds) != 1 or kinds[0] not in KINDS:
         unknown = [k for k in kinds if k not in KINDS]
@@ -273,21 +274,9 @@ _PARSERS: dict[str, Callable[[dict[str, Any], Path, str], Rule]] = {
 
 
 # -- small checks -------------------------------------------------------------------------------
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"boolean {value}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
-
-
 def _mapping(value: Any, path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise RulesError(path, f"expected a mapping, got {_describe(value)}")
+        raise RulesError(path, f"expected a mapping, got {describe(value)}")
     return value
 
 
@@ -299,7 +288,7 @@ def _known(body: Mapping[str, Any], path: Path, known: tuple[str, ...]) -> None:
 
 def _key(value: Any, path: Path) -> str:
     if not isinstance(value, str) or not value.strip() or value != value.strip():
-        raise RulesError(path, f"expected a property name, got {_describe(value)}")
+        raise RulesError(path, f"expected a property name, got {describe(value)}")
     return value
 
 
@@ -308,13 +297,13 @@ def _value(value: Any, path: Path, key: Any) -> str:
     if not isinstance(value, str):
         hint = " (quote it: property values are strings)" if value is not None else ""
         raise RulesError(path, f"expected a string value for {key!r}, got "
-                               f"{_describe(value)}{hint}")
+                               f"{describe(value)}{hint}")
     return value
 
 
 def _bool(value: Any, path: Path) -> bool:
     if not isinstance(value, bool):
-        raise RulesError(path, f"expected true or false, got {_describe(value)}")
+        raise RulesError(path, f"expected true or false, got {describe(value)}")
     return value
 
 
@@ -323,7 +312,7 @@ def _keys(value: Any, path: Path) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value:
         raise RulesError(path, f"expected a list of property names or globs, got "
-                               f"{_describe(value)}")
+                               f"{describe(value)}")
     return tuple(_key(v, (*path, i)) for i, v in enumerate(value))
 
 
@@ -331,11 +320,11 @@ def _strings(value: Any, path: Path) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise RulesError(path, f"expected a string or a list of strings, got "
-                               f"{_describe(value)}")
+                               f"{describe(value)}")
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item:
             raise RulesError((*path, i) if isinstance(value, list) else path,
-                             f"expected a string, got {_describe(item)}")
+                             f"expected a string, got {describe(item)}")
     return tuple(items)
 
 

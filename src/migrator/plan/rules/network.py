@@ -137,13 +137,7 @@ def _subnets(state: PlanState) -> None:
 
 
 def _routers(state: PlanState) -> None:
-    for rid, item in sorted(state.inventory.kind("router").items()):
-        if not state.selected(item):
-            continue
-        tenant = str(item.tenant)
-        project_key = state.key_if("project", tenant)
-        if project_key is None:
-            continue
+    for rid, item, tenant, project_key in state.owned("router"):
         attrs = item.attributes
         name = item.name or ""
         what = f"router {name} ({rid})"

@@ -33,13 +33,7 @@ RULE_FIELDS = ("direction", "ethertype", "protocol", "port_range_min", "port_ran
 
 
 def plan(state: PlanState) -> None:
-    for gid, item in sorted(state.inventory.kind("security_group").items()):
-        if not state.selected(item):
-            continue
-        tenant = str(item.tenant)
-        project_key = state.key_if("project", tenant)
-        if project_key is None:
-            continue
+    for gid, item, tenant, project_key in state.owned("security_group"):
         attrs = {"name": item.name or "", "description": item.attributes.get("description")
                  or ""}
         state.add("security_group", gid, tenant_id=tenant, name=item.name, attrs=attrs,

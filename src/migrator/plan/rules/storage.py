@@ -51,14 +51,10 @@ def _quotas(state: PlanState, tenant: str, services: tuple[str, ...] = QUOTA_SER
 
 def _images(state: PlanState) -> set[str]:
     planned: set[str] = set()
-    for iid, item in sorted(state.inventory.kind("image").items()):
-        if not state.selected(item):
-            continue
+    for iid, item, tenant, project_key in state.owned("image"):
         attrs = item.attributes
-        tenant = str(item.tenant)
-        project_key = state.key_if("project", tenant)
         name = item.name or iid
-        if project_key is None or name.startswith(TEMP_PREFIX):
+        if name.startswith(TEMP_PREFIX):
             continue
         if attrs.get("status") != "active":
             state.warnings.append(f"image {name} ({iid}) of tenant "
@@ -162,13 +158,7 @@ def _target_types(state: PlanState) -> dict[str, str]:
 
 
 def _volumes(state: PlanState, images: set[str]) -> None:
-    for vid, item in sorted(state.inventory.kind("volume").items()):
-        if not state.selected(item):
-            continue
-        tenant = str(item.tenant)
-        project_key = state.key_if("project", tenant)
-        if project_key is None:
-            continue
+    for vid, item, tenant, project_key in state.owned("volume"):
         attrs = item.attributes
         vtype, ok = _volume_type(state, item)
         if not ok:
