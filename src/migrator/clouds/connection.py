@@ -67,7 +67,7 @@ from migrator.clouds.errors import (
     is_unreachable,
     translate,
 )
-from migrator.clouds.raw_reads import RawReader
+from migrator.clouds.raw_reads import RawReader, RawResponse
 from migrator.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,8 @@ class CloudHandle:
                         cloud=self.name, operation="GET", status=status) from exc
             if status == 404 and allow_404:
                 return None
-            error = translate(sdk_exc.HttpException(response=response), self.name,
+            answer = response.as_requests() if isinstance(response, RawResponse) else response
+            error = translate(sdk_exc.HttpException(response=answer), self.name,
                               describe("GET", response.url), resource or service)
             if error.retryable and attempt < self.read_retries:
                 attempt += 1
@@ -256,6 +257,8 @@ class CloudHandle:
         time.sleep(delay)
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         try:
             self.conn.close()
         except Exception:  # closing must never fail a command
