@@ -57,6 +57,7 @@ from migrator.sim.state import Record, now_iso
 V2 = f"{PREFIX}/v2"
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000
+LISTINGS_KEPT = 8  # listings whose sorted selection is kept (see GlanceImages._ordered)
 SORT_KEYS = ("name", "status", "container_format", "disk_format", "size", "id",
              "created_at", "updated_at")
 FILTER_OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "in")
@@ -67,6 +68,7 @@ class GlanceImages:
         self.cloud = cloud
         self.state = cloud.state
         self.rules = GlanceRules.for_profile(cloud.profile)
+        self._listings: dict[Any, tuple[int, list[Record], dict[str, int]]] = {}
 
     # -- discovery -------------------------------------------------------------------------
     @public
@@ -114,24 +116,20 @@ class GlanceImages:
         sort_keys, sort_dirs = self._sorting(request)
         limit = parse_limit(request, DEFAULT_LIMIT, MAX_LIMIT)
         assert limit is not None
-        candidates = [i for i in self.state.values("images")
-                      if i.get("status") not in ("killed", "deleted")]
-        selected = [i for i in candidates
-                    if self._in_scope(ctx, i, member_status, visibility)
-                    and self._matches(i, params)]
+        ordered, position = self._ordered(ctx, member_status, visibility, params, sort_keys,
+                                          sort_dirs)
         marker = params.get("marker")
-        if marker:
+        if marker and marker in position:
+            ordered = ordered[position[marker] + 1:]
+        elif marker:
             try:
                 marker_image = visible_image(self.cloud, self.rules, ctx, marker)
             except SimHTTPError as exc:
                 raise SimHTTPError(400, f"Marker {marker} could not be found.") from exc
             # Glance pages by comparing sort keys with the marker's, so the marker need not
             # match the filters: place it in the order and start right after it.
-            ordered = sort_images([*selected, marker_image] if marker_image not in selected
-                                  else selected, sort_keys, sort_dirs)
+            ordered = sort_images([*ordered, marker_image], sort_keys, sort_dirs)
             ordered = ordered[ordered.index(marker_image) + 1:]
-        else:
-            ordered = sort_images(selected, sort_keys, sort_dirs)
         chunk = ordered[:limit]
         query = [(k, v) for k, v in params.items() if k != "marker"]
         body: dict[str, Any] = {"images": [self.render(i) for i in chunk],
@@ -141,6 +139,30 @@ class GlanceImages:
         if chunk and len(chunk) == limit:
             body["next"] = "/v2/images?" + urlencode([*query, ("marker", chunk[-1]["id"])])
         return json_response(body)
+
+    def _ordered(self, ctx: AuthContext, member_status: str, visibility: str | None,
+                 params: Any, sort_keys: list[str], sort_dirs: list[str]
+                 ) -> tuple[list[Record], dict[str, int]]:
+        """The images a listing selects, sorted, with each one's position. Kept until the
+        state changes (per caller and query, marker and limit aside): every page of 20,000
+        images filtered and sorted them all again."""
+        key = (ctx.project_id, ctx.is_admin, member_status, visibility, tuple(sort_keys),
+               tuple(sort_dirs), tuple(sorted((k, v) for k, v in params.items()
+                                              if k not in ("marker", "limit"))))
+        found = self._listings.get(key)
+        if found is not None and found[0] == self.state.generation:
+            return found[1], found[2]
+        candidates = [i for i in self.state.values("images")
+                      if i.get("status") not in ("killed", "deleted")]
+        selected = [i for i in candidates
+                    if self._in_scope(ctx, i, member_status, visibility)
+                    and self._matches(i, params)]
+        ordered = sort_images(selected, sort_keys, sort_dirs)
+        position = {image["id"]: n for n, image in enumerate(ordered)}
+        if len(self._listings) >= LISTINGS_KEPT:
+            self._listings.pop(next(iter(self._listings)))
+        self._listings[key] = (self.state.generation, ordered, position)
+        return ordered, position
 
     def _in_scope(self, ctx: AuthContext, image: Record, member_status: str, visibility: str | None
                   ) -> bool:

@@ -10,6 +10,7 @@ security group's rules) are computed when rendering so that they can never go st
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ DERIVED = {
 }
 STANDARD_ATTRS = ("description", "tags", "created_at", "updated_at", "revision_number")
 LIST_CONTROL_PARAMS = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
+LIST_MEMO_SIZE = 8  # listings whose shared part is kept (see list_response)
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
 ADMIN_ONLY_KEYS = ("provider:network_type", "provider:physical_network",
                    "provider:segmentation_id", "binding:host_id", "binding:profile",
@@ -169,6 +171,8 @@ class NeutronCore:
         self.liberty = not cloud.profile.neutron_project_id
         self.rng = random.Random(f"neutron:{cloud.name}")
         self._child_index: dict[str, tuple[int, dict[Any, list[Record]]]] = {}
+        self._list_memo: OrderedDict[Any, tuple[int, list[Record], list[dict[str, Any]]]] = (
+            OrderedDict())
 
     # -- rendering ---------------------------------------------------------------------------
     def render(self, kind: Kind, rec: Record, ctx: AuthContext, *, derive: bool = True,
@@ -214,6 +218,22 @@ class NeutronCore:
             cached = (self.state.generation, index)
             self._child_index[child_coll] = cached
         return {pid: cached[1].get(pid, []) for pid in parent_ids}
+
+    def _memo_get(self, key: Any) -> tuple[list[Record], list[dict[str, Any]]] | None:
+        if key is None:
+            return None
+        found = self._list_memo.get(key)
+        if found is None or found[0] != self.state.generation:
+            return None
+        self._list_memo.move_to_end(key)
+        return found[1], found[2]
+
+    def _memo_put(self, key: Any, visible: list[Record], items: list[dict[str, Any]]) -> None:
+        if key is None:
+            return
+        self._list_memo[key] = (self.state.generation, visible, items)
+        while len(self._list_memo) > LIST_MEMO_SIZE:
+            self._list_memo.popitem(last=False)
 
     def known_attributes(self, kind: Kind) -> set[str]:
         keys = set(kind.liberty_keys) | {"tenant_id"}
@@ -361,8 +381,10 @@ class NeutronCore:
         IPv4 and IPv6. Internal creations are not counted against the quota."""
         if not project_id:
             return None
-        for group in self.state.values("security_groups"):
-            if group.get("project_id") == project_id and group.get("name") == "default":
+        # By project (an index kept per state generation): every page of a group listing
+        # asks, and a scan of 20,000 groups per page adds up.
+        for group in self.state.grouped("security_groups", "project_id").get(project_id, []):
+            if group.get("name") == "default":
                 return group
         group = self.stamp_new({"name": "default", "project_id": project_id,
                                 "description": "Default security group", "stateful": True,
@@ -391,8 +413,6 @@ class NeutronCore:
     def list_response(self, kind: Kind, request: web.Request,
                       records: list[Record] | None = None) -> web.Response:
         ctx = auth_of(request)
-        source = records if records is not None else list(self.state.values(kind.collection))
-        visible = [r for r in source if self.visible(kind, r, ctx)]
         # Child lists (a group's rules) are rendered only for the page that is answered, unless
         # the query filters or sorts on them: listing 20,000 groups a page at a time must not
         # render every rule of every group for every page.
@@ -400,6 +420,32 @@ class NeutronCore:
         late = derived_key is not None and derived_key not in request.query and \
             derived_key not in request.query.getall("sort_key", [])
         plain = all(k in ("limit", "marker", "fields", "page_reverse") for k in request.query)
+        # What the pages of one listing share (the visible records; for a filtered or sorted
+        # listing, the rendered, filtered and sorted items) is kept until the state changes:
+        # paging through 10,000 ports filtered by device_owner rendered every port per page.
+        memo_key = None if records is not None else (
+            kind.collection, ctx.project_id, ctx.is_admin, late,
+            tuple(sorted((k, v) for k, v in request.query.items()
+                         if k not in ("limit", "marker", "fields", "page_reverse"))))
+        items: list[dict[str, Any]] = []
+        memo = self._memo_get(memo_key)
+        if memo is not None:
+            visible, items = memo
+        else:
+            source = records if records is not None else list(
+                self.state.values(kind.collection))
+            visible = [r for r in source if self.visible(kind, r, ctx)]
+            if plain:
+                pass
+            elif derived_key is not None and not late:
+                every = self.children_of(kind, {r["id"] for r in visible})
+                items = [self.render(kind, r, ctx, children=every) for r in visible]
+            else:
+                items = [self.render(kind, r, ctx, derive=False) for r in visible]
+            if not plain:
+                items = self.apply_filters(kind, items, request)
+                items = self.apply_sort(kind, items, request)
+            self._memo_put(memo_key, visible, items)
         if plain:
             # No filter and no sort: page the stored records, render only the page (what a
             # discovery of 10,000 tenants asks, page after page).
@@ -407,14 +453,7 @@ class NeutronCore:
             kids = self.children_of(kind, {r["id"] for r in raw_page}) if derived_key else None
             page = [self.render(kind, r, ctx, children=kids) for r in raw_page]
             late = False
-        elif derived_key is not None and not late:
-            kids = self.children_of(kind, {r["id"] for r in visible})
-            items = [self.render(kind, r, ctx, children=kids) for r in visible]
         else:
-            items = [self.render(kind, r, ctx, derive=False) for r in visible]
-        if not plain:
-            items = self.apply_filters(kind, items, request)
-            items = self.apply_sort(kind, items, request)
             page, links = self.paginate(kind, items, request)
         if late:
             kids = self.children_of(kind, {i["id"] for i in page})

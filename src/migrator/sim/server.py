@@ -152,6 +152,10 @@ class SimServer:
                 else:
                     apply_seed(cloud, seed_doc, seed)
             self.clouds[spec.name] = cloud
+            # Saved now, before anyone is served: the first save of a large seed takes seconds
+            # of the event loop (json.dumps holds the GIL), which the first clients would wait.
+            if cloud.state.dirty:
+                cloud.state.save()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
