@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.config import DEFAULT_CONFIG, load_config
 from migrator.config_schema import Config
-from migrator.engine.runs import StepSpec, create_run
+from migrator.engine.runs import create_run
 from migrator.engine.steps import read_connection, write_transaction
 from migrator.errors import ConfigError, PlanError
 from migrator.operations.context import database_errors, open_state
@@ -264,8 +264,6 @@ def register_plan(factory: sessionmaker[Session], plan: Plan, path: str | Path, 
         raise PlanError(f"{path}: wave {wave} has no steps (waves: "
                         f"{', '.join(map(str, plan.waves)) or 'none'})")
     keys = {s.key for s in steps}
-    specs = [StepSpec(key=s.key, kind=s.kind, spec=s.spec, source_id=s.source_id,
-                      tenant=s.tenant, name=s.name, wave=s.wave) for s in steps]
     deps = [(s.key, d) for s in steps for d in s.depends_on if d in keys]
     base = run_name or (plan.name if wave is None else f"{plan.name}-wave-{wave}")
     with write_transaction(factory) as conn:
@@ -289,7 +287,7 @@ def register_plan(factory: sessionmaker[Session], plan: Plan, path: str | Path, 
         while name in taken:
             name, counter = f"{base}-{plan.content_hash[:8]}-{counter}", counter + 1
     try:
-        run_id = create_run(factory, name, specs, deps, plan_id=plan_id,
+        run_id = create_run(factory, name, steps, deps, plan_id=plan_id,
                             options={"wave": wave, "plan_file": str(path),
                                      "dry_run": dry_run})
     except Exception:
