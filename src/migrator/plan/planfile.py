@@ -52,14 +52,15 @@ SPEC_PARTS = ("attrs", "refs", "lookup", "source")
 # -- writing ---------------------------------------------------------------------------------
 
 
+# One encoder for every value: json.dumps with a non-default option builds a new encoder per
+# call, a third of the time of writing 2,000,000 small values of a 10,000-tenant plan.
+_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _key(name: str) -> str:
     if _PLAIN_KEY.match(name) and name.lower() not in _YAML_WORDS:
         return name
-    return json.dumps(name, ensure_ascii=False)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return _json(name)
 
 
 def _block(lines: list[str], value: Mapping[str, Any], indent: str) -> None:
