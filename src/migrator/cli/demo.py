@@ -11,7 +11,7 @@ import click
 from migrator.cli import discover as discover_cli
 from migrator.cli import plan as plan_cli
 from migrator.cli.db import upgrade_message
-from migrator.cli.execute import Display, progress_display
+from migrator.cli.execute import Display, progress_display, run_summary
 from migrator.cli.output import Table, echo_table
 from migrator.cli.status import status_tables
 from migrator.engine.executor import Progress, RunResult
@@ -96,9 +96,7 @@ class ConsoleReporter:
     def run_ended(self, result: RunResult) -> None:
         self._display.close()
         self._show = None
-        counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()) if n)
-        click.echo(f"Run {result.run_name}: {result.status} in {result.elapsed_s:.1f} s "
-                   f"({counts})")
+        click.echo(run_summary(result))
 
     def run_ended_quietly(self) -> None:
         self._display.close()

@@ -150,9 +150,14 @@ def render_dry_run(report_: DryRunReport) -> None:
                     f"first: {report_.problems[0]}")
 
 
-def report(result: RunResult, resume_hint: str) -> None:
+def run_summary(result: RunResult) -> str:
+    """``Run NAME: STATUS in N s (counts by state)``."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()) if n)
-    click.echo(f"Run {result.run_name}: {result.status} in {result.elapsed_s:.1f} s ({counts})")
+    return f"Run {result.run_name}: {result.status} in {result.elapsed_s:.1f} s ({counts})"
+
+
+def report(result: RunResult, resume_hint: str) -> None:
+    click.echo(run_summary(result))
     if result.status == "interrupted":
         click.echo(f"Resume with: migrator execute {resume_hint} --resume", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,15 +52,16 @@ def serve(server: SimServer, on_ready: Callable[[SimServer], None]) -> None:
     """Serve in the foreground until SIGINT or SIGTERM; state is saved on the way out."""
     server.start()
     on_ready(server)
-    stop = {"asked": False}
+    stop = threading.Event()
 
     def _stop(_sig: int, _frame: object) -> None:
-        stop["asked"] = True
+        stop.set()
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop["asked"]:
-            signal.pause() if hasattr(signal, "pause") else None
+        # Short waits keep the main thread returning to Python, where the handler runs.
+        while not stop.wait(0.5):
+            pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

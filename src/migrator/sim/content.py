@@ -85,12 +85,6 @@ def content_chunks(spec: dict[str, Any], offset: int = 0) -> Iterator[bytes]:
     raise ValueError(f"unknown content kind {spec['kind']!r}")
 
 
-def content_size(spec: dict[str, Any]) -> int:
-    if spec["kind"] == "generated":
-        return int(spec["size"])
-    return Path(spec["path"]).stat().st_size
-
-
 def digest_of(spec: dict[str, Any]) -> Digest:
     """Hash the whole content (used for seeded images, whose checksums a cloud must know)."""
     hasher = Hasher()

@@ -164,10 +164,6 @@ def require_admin(request: web.Request) -> AuthContext:
     return ctx
 
 
-def owner_visible(ctx: AuthContext, owner: str | None) -> bool:
-    return ctx.is_admin or (owner is not None and owner == ctx.project_id)
-
-
 # -- pagination -------------------------------------------------------------------------------
 def parse_limit(request: web.Request, default: int | None, maximum: int = 1000) -> int | None:
     raw = request.query.get("limit")

@@ -501,9 +501,8 @@ class KeystoneAPI:
             if param in q:
                 items = [ra for ra in items if ra.get(key) == q[param]]
         # Liberty has no include_names: the parameter is ignored there.
-        names = not self.cloud.profile.keystone_v2 and q.get("include_names", "").lower() in (
-            "true", "1", "")
-        names = names and "include_names" in q
+        names = not self.cloud.profile.keystone_v2 and "include_names" in q and q[
+            "include_names"].lower() in ("true", "1", "")
         return json_response({"role_assignments": [self._ra_render(ra, names) for ra in items],
                               "links": self._links(request)})
 

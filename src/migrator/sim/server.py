@@ -238,10 +238,6 @@ class SimServer:
             self._tmp.cleanup()
             self._tmp = None
 
-    def request_stop(self) -> None:
-        if self.loop is not None and self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-
     def __enter__(self) -> SimServer:
         return self.start()
 
