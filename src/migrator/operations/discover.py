@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrator.bulk_gc import relaxed_gc
 from migrator.clouds.connection import open_cloud
 from migrator.clouds.source import DEFAULT_WORKERS, LegacySource, Unreadable
 from migrator.errors import ConfigError
@@ -113,6 +114,7 @@ def _read_source_section(path: Path) -> SourceSettings:
     return SourceSettings(cloud, dict(creds))
 
 
+@relaxed_gc()
 def discover(url: str, cloud: str | None, *, tenants: Sequence[str] | None = None,
              config: str | Path | None = None, clouds_yaml: str | Path | None = None,
              tenant_credentials: Mapping[str, str] | None = None,

@@ -24,6 +24,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from migrator.bulk_gc import relaxed_gc
 from migrator.config import DEFAULT_CONFIG, load_config
 from migrator.config_schema import Config
 from migrator.engine.runs import create_run
@@ -76,6 +77,7 @@ def open_target_names(cloud: str, clouds_yaml: str | Path | None = None
         handle.close()
 
 
+@relaxed_gc()
 def make_plan(url: str, *, config: str | Path | Config = DEFAULT_CONFIG,
               tenants: Sequence[str] | None = None, include_dependencies: bool = False,
               output: str | Path | None = None, name: str | None = None,
@@ -126,6 +128,7 @@ def _source_info(snapshot: SnapshotInfo, config_file: str | None) -> dict[str, A
             "config": config_file}
 
 
+@relaxed_gc()
 def load_plan(path: str | Path) -> Plan:
     """Read and validate a plan file; PlanError naming the file, step and field otherwise."""
     return read_plan(path)
@@ -250,6 +253,7 @@ def find_plan_run(factory: sessionmaker[Session], plan: Plan, wave: int | None
     return None
 
 
+@relaxed_gc()
 def register_plan(factory: sessionmaker[Session], plan: Plan, path: str | Path, *,
                   run_name: str | None = None, wave: int | None = None,
                   dry_run: bool = False) -> Registered:

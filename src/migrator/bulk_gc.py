@@ -1,0 +1,31 @@
+"""A garbage collector tuned for bulk work: :func:`relaxed_gc`.
+
+Discovering and planning 10,000 tenants builds millions of small dicts and lists that live
+until the command ends. CPython's cyclic collector runs a young-generation pass every 700 net
+allocations and, as the heap grows, full passes over everything allocated so far: measured on
+the 10,000-tenant discover + plan + register, 8 s of 64 s went to collections that found
+nothing to free. A young generation of 200,000 objects makes those passes rare; cycles are
+still collected (peak RSS grew by 1%), and the previous thresholds come back on exit.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+BULK_THRESHOLDS = (200_000, 20, 100)
+
+
+@contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Rare garbage collections for the duration of the block (nesting is harmless)."""
+    previous = gc.get_threshold()
+    if previous[0] >= BULK_THRESHOLDS[0]:  # already relaxed by an enclosing block
+        yield
+        return
+    gc.set_threshold(*BULK_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
