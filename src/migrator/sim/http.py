@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from migrator import jsoncodec
 from migrator.sim.faults import Effects
 
 # Which error body a path prefix answers with.
@@ -97,14 +98,16 @@ def error_response(
     else:  # glance answers with a small text body
         return web.Response(status=status, text=f"{status} {title}\n\n{message}\n",
                             headers=headers, content_type="text/plain")
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
+    # orjson through jsoncodec: the standard library's encoder was a fifth of the simulator's
+    # CPU during a 10,000-tenant discovery (pages of 1,000 records).
     return web.Response(
         status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=jsoncodec.compact(body).encode(),
         content_type="application/json",
         headers=headers,
     )
