@@ -183,12 +183,18 @@ def parse_limit(request: web.Request, default: int | None, maximum: int = 1000) 
 
 def page(
     items: list[dict[str, Any]], request: web.Request, *, default_limit: int | None,
-    maximum: int = 1000, key: str = "id",
+    maximum: int = 1000, key: str = "id", position: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page after ``?marker=`` of at most ``?limit=`` items; the next marker or None."""
+    """One page after ``?marker=`` of at most ``?limit=`` items; the next marker or None.
+    ``position`` (each item's index by ``key``, kept with a cached listing) spares the scan
+    for the marker."""
     marker = request.query.get("marker")
     start = 0
-    if marker:
+    if marker and position is not None:
+        if marker not in position:
+            raise SimHTTPError(400, f"Marker {marker} could not be found.")
+        start = position[marker] + 1
+    elif marker:
         for i, item in enumerate(items):
             if item.get(key) == marker:
                 start = i + 1
