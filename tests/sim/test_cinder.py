@@ -190,6 +190,24 @@ def test_pagination_and_all_projects(sim: SimServer, cloud: str, admin_api: dict
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_change_between_pages_is_seen(sim: SimServer, cloud: str) -> None:
+    """Pages come from a listing kept until the state changes: a volume deleted after the
+    first page is not on the second, and the marker still places the second page."""
+    make_member(connect(sim, cloud), "cinder-pages", "paula")
+    conn = member_connection(sim, cloud, "cinder-pages", "paula")
+    made = [wait_volume(conn, conn.block_storage.create_volume(size=1, name=f"p{i}").id,
+                        "available").id for i in range(4)]
+    path = "/volumes/detail"
+    first = conn.block_storage.get(path, params={"limit": 2}).json()["volumes"]
+    assert [v["id"] for v in first] == [made[3], made[2]]  # newest first
+    doomed = conn.block_storage.get_volume(made[1])
+    conn.block_storage.delete_volume(doomed)
+    conn.block_storage.wait_for_delete(doomed, interval=0.05, wait=30)
+    second = conn.block_storage.get(path, params={"limit": 2, "marker": made[2]}).json()
+    assert [v["id"] for v in second["volumes"]] == [made[0]]
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
 def test_member_cannot_reach_other_projects_volumes(
         sim: SimServer, cloud: str, members: dict[str, openstack.connection.Connection]) -> None:
     admin = connect(sim, cloud)

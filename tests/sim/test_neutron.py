@@ -440,6 +440,23 @@ def test_pagination_with_limit_and_marker(
     assert missing.status_code == 404
 
 
+@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("filtered", [False, True])
+def test_a_change_between_pages_is_seen(sim: SimServer, cloud: str, filtered: bool) -> None:
+    """Pages come from a listing kept until the state changes (plain, or rendered, filtered
+    and sorted): a network deleted after the first page is not on the next one."""
+    alice, _ = member(sim, cloud)
+    made = [alice.network.create_network(name=f"pages-{i}").id for i in range(4)]
+    query: dict[str, Any] = {"shared": "False", "router:external": "False"} if filtered else {}
+    everything = [n["id"] for n in raw(alice, "/networks", limit=1000, **query).json()[
+        "networks"]]
+    assert everything.index(made[2]) == everything.index(made[1]) + 1
+    alice.network.delete_network(made[2])
+    after = raw(alice, "/networks", limit=1000, marker=made[1], **query).json()["networks"]
+    rest = everything[everything.index(made[1]) + 1:]
+    assert [n["id"] for n in after] == [i for i in rest if i != made[2]]
+
+
 def test_liberty_ignores_project_id_filter(sim: SimServer) -> None:
     admin = connect(sim, "legacy")
     alice, alice_project = member(sim, "legacy")

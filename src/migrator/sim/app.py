@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ async def core_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if path.startswith("/_sim/"):
         return await handler(request)
     cloud = request.app[CLOUD]
+    cloud.last_request = time.monotonic()
     cloud.calls[route_name(request)] += 1
     effects = cloud.faults.effects_for(request.method, path)
     if effects is not None:

@@ -337,6 +337,14 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
             return api.wrap(version, handler)
 
         base = f"{root}/{{project_id}}"
+        # Quota sets first: aiohttp tries the routes under a version in the order they were
+        # added, one regular expression each, and a discovery asks 10,000 of them (they came
+        # 16th). No two of these templates match the same path, so order changes nothing else.
+        quotas = f"{base}/os-quota-sets/{{target_id}}"
+        router.add_get(quotas, wrap(api.show_quotas))
+        router.add_put(quotas, wrap(api.update_quotas))
+        router.add_delete(quotas, wrap(api.delete_quotas))
+        router.add_get(f"{quotas}/defaults", wrap(api.quota_defaults))
         add_volume_routes(router, base, volumes, wrap)
         router.add_get(f"{base}/types", wrap(api.list_types))
         router.add_post(f"{base}/types", wrap(api.create_type))
@@ -351,10 +359,5 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
         router.add_get(f"{base}/types/{{type_id}}/os-volume-type-access",
                        wrap(api.type_access))
         router.add_post(f"{base}/types/{{type_id}}/action", wrap(api.type_action))
-        quotas = f"{base}/os-quota-sets/{{target_id}}"
-        router.add_get(quotas, wrap(api.show_quotas))
-        router.add_put(quotas, wrap(api.update_quotas))
-        router.add_delete(quotas, wrap(api.delete_quotas))
-        router.add_get(f"{quotas}/defaults", wrap(api.quota_defaults))
         router.add_get(f"{base}/limits", wrap(api.limits))
 

@@ -30,6 +30,7 @@ from migrator.sim.cinder_common import (
     type_visible,
 )
 from migrator.sim.cinder_volume_actions import VolumeActions
+from migrator.sim.cloud import SimCloud
 from migrator.sim.http import (
     AuthContext,
     SimHTTPError,
@@ -48,10 +49,16 @@ from migrator.sim.volume_bytes import (
 log = logging.getLogger(__name__)
 
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
+LISTINGS_KEPT = 8  # listings whose sorted selection is kept (see VolumeAPI._visible)
 
 
 class VolumeAPI(VolumeActions):
     """Volume list, show, create, update, delete and metadata; actions come from the base."""
+
+    def __init__(self, cloud: SimCloud) -> None:
+        super().__init__(cloud)
+        # (api version, caller, filters) -> (state generation, volumes, position by id).
+        self._listings: dict[Any, tuple[int, list[Record], dict[str, int]]] = {}
 
     # -- rendering -------------------------------------------------------------------------
     def _links(self, request: web.Request, vid: str) -> list[dict[str, str]]:
@@ -132,9 +139,18 @@ class VolumeAPI(VolumeActions):
         return {"id": vol["id"], "name": vol.get("name"), "links": self._links(request, vol["id"])}
 
     # -- list and show ---------------------------------------------------------------------
-    def _visible(self, request: web.Request, ctx: AuthContext) -> list[Record]:
+    def _visible(self, request: web.Request, ctx: AuthContext
+                 ) -> tuple[list[Record], dict[str, int]]:
+        """The volumes a listing selects, newest first, with each one's position. Kept until
+        the state changes (per caller and filters, marker and limit aside): each page of a
+        20,000-volume scan filtered and sorted them all again (~0.4 s of a discovery)."""
         q = request.query
         everyone = ctx.is_admin and bool_param(q.get("all_tenants", "0"))
+        listing_key = (api_version(request), ctx.project_id, everyone,
+               tuple(sorted((k, v) for k, v in q.items() if k not in ("marker", "limit"))))
+        found = self._listings.get(listing_key)
+        if found is not None and found[0] == self.state.generation:
+            return found[1], found[2]
         items = [v for v in self.state.values("volumes")
                  if everyone or v.get("project_id") == ctx.project_id]
         if everyone and q.get("project_id"):
@@ -150,7 +166,11 @@ class VolumeAPI(VolumeActions):
             items = [v for v in items if bool(v.get("bootable")) == want]
         # Newest first, as Cinder's default sort (created_at desc, id desc).
         items.sort(key=lambda v: (v.get("created_at") or "", v["id"]), reverse=True)
-        return items
+        position = {v["id"]: n for n, v in enumerate(items)}
+        if len(self._listings) >= LISTINGS_KEPT:
+            self._listings.pop(next(iter(self._listings)))
+        self._listings[listing_key] = (self.state.generation, items, position)
+        return items, position
 
     async def list_volumes(self, request: web.Request) -> web.Response:
         return self._list(request, detail=False)
@@ -160,7 +180,8 @@ class VolumeAPI(VolumeActions):
 
     def _list(self, request: web.Request, *, detail: bool) -> web.Response:
         ctx = check_url_project(request)
-        chunk, marker = page(self._visible(request, ctx), request, default_limit=1000)
+        items, position = self._visible(request, ctx)
+        chunk, marker = page(items, request, default_limit=1000, position=position)
         render = self.render if detail else self.summary
         body: dict[str, Any] = {"volumes": [render(request, v, ctx) for v in chunk]}
         if marker is not None:

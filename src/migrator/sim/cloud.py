@@ -43,6 +43,8 @@ class SimCloud:
         self.state = SimState(data_dir / f"state-{name}.json")
         self.faults = FaultBook(fault_seed)
         self.calls: Counter[str] = Counter()
+        # Monotonic time of the latest API request: the saver waits for a pause in traffic.
+        self.last_request = 0.0
         self.tokens: dict[str, AuthContext] = {}
         self.token_ttl = DEFAULT_TOKEN_TTL
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from migrator import jsoncodec
 from migrator.sim.faults import Effects
 
 # Which error body a path prefix answers with.
@@ -97,14 +98,16 @@ def error_response(
     else:  # glance answers with a small text body
         return web.Response(status=status, text=f"{status} {title}\n\n{message}\n",
                             headers=headers, content_type="text/plain")
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
+    # orjson through jsoncodec: the standard library's encoder was a fifth of the simulator's
+    # CPU during a 10,000-tenant discovery (pages of 1,000 records).
     return web.Response(
         status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=jsoncodec.compact(body).encode(),
         content_type="application/json",
         headers=headers,
     )
@@ -180,12 +183,18 @@ def parse_limit(request: web.Request, default: int | None, maximum: int = 1000) 
 
 def page(
     items: list[dict[str, Any]], request: web.Request, *, default_limit: int | None,
-    maximum: int = 1000, key: str = "id",
+    maximum: int = 1000, key: str = "id", position: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page after ``?marker=`` of at most ``?limit=`` items; the next marker or None."""
+    """One page after ``?marker=`` of at most ``?limit=`` items; the next marker or None.
+    ``position`` (each item's index by ``key``, kept with a cached listing) spares the scan
+    for the marker."""
     marker = request.query.get("marker")
     start = 0
-    if marker:
+    if marker and position is not None:
+        if marker not in position:
+            raise SimHTTPError(400, f"Marker {marker} could not be found.")
+        start = position[marker] + 1
+    elif marker:
         for i, item in enumerate(items):
             if item.get(key) == marker:
                 start = i + 1

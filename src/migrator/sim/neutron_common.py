@@ -39,6 +39,29 @@ ADMIN_ONLY_KEYS = ("provider:network_type", "provider:physical_network",
                    "binding:vif_type", "binding:vif_details", "distributed", "ha")
 
 
+@dataclass
+class Listing:
+    """What the pages of one listing share: the records the caller may see and the list that
+    is paged (those records, or their rendered, filtered, sorted items), with each paged item's
+    position by id, built on the first page that needs it (a marker lookup built it on every
+    page: O(n) per page of a 20,000-record scan)."""
+
+    visible: list[Record]
+    paged: list[Record]
+    _position: dict[str, int] | None = None
+    _visible_by_id: dict[str, Record] | None = None
+
+    def position(self) -> dict[str, int]:
+        if self._position is None:
+            self._position = {item["id"]: n for n, item in enumerate(self.paged)}
+        return self._position
+
+    def visible_by_id(self) -> dict[str, Record]:
+        if self._visible_by_id is None:
+            self._visible_by_id = {r["id"]: r for r in self.visible}
+        return self._visible_by_id
+
+
 @dataclass(frozen=True)
 class Kind:
     """One Neutron resource type: where it is stored and what each profile shows of it."""
@@ -171,8 +194,7 @@ class NeutronCore:
         self.liberty = not cloud.profile.neutron_project_id
         self.rng = random.Random(f"neutron:{cloud.name}")
         self._child_index: dict[str, tuple[int, dict[Any, list[Record]]]] = {}
-        self._list_memo: OrderedDict[Any, tuple[int, list[Record], list[dict[str, Any]]]] = (
-            OrderedDict())
+        self._list_memo: OrderedDict[Any, tuple[int, Listing]] = OrderedDict()
 
     # -- rendering ---------------------------------------------------------------------------
     def render(self, kind: Kind, rec: Record, ctx: AuthContext, *, derive: bool = True,
@@ -180,20 +202,35 @@ class NeutronCore:
         """``rec`` as the API shows it to ``ctx``. ``derive`` adds the child lists (a network's
         subnets, a group's rules) from ``children`` (parent id -> child records, built once
         per listing) or, for a single resource, by scanning the child collection."""
-        out: dict[str, Any] = dict(kind.defaults)
-        out.update({k: v for k, v in rec.items() if not k.startswith("_")})
+        derived: dict[str, Any] = {}
         if derive and kind.collection in DERIVED:
             child_coll, parent_key, out_key = DERIVED[kind.collection]
             kids = (children.get(rec["id"], []) if children is not None else
                     [c for c in self.state.values(child_coll) if c.get(parent_key) == rec["id"]])
-            out[out_key] = ([c["id"] for c in kids] if out_key == "subnets" else
-                            [self.render(SECURITY_GROUP_RULES, c, ctx) for c in kids])
-        project = out.pop("project_id", None)
-        out.pop("tenant_id", None)
+            derived[out_key] = ([c["id"] for c in kids] if out_key == "subnets" else
+                                [self.render(SECURITY_GROUP_RULES, c, ctx) for c in kids])
+        out: dict[str, Any]
         if self.liberty:
-            out = {k: out[k] for k in kind.liberty_keys if k in out}
-            out["tenant_id"] = project
+            # Only Liberty's attributes are looked up (derived list, else stored, else default),
+            # in their order: building every stored attribute and then filtering took twice as
+            # long for a port, 3.5 times for a group with its 4 rules (18 -> 5 us, 20,000
+            # groups per discovery).
+            defaults = kind.defaults
+            out = {}
+            for key in kind.liberty_keys:
+                if key in derived:
+                    out[key] = derived[key]
+                elif key in rec:
+                    out[key] = rec[key]
+                elif key in defaults:
+                    out[key] = defaults[key]
+            out["tenant_id"] = rec.get("project_id")
         else:
+            out = dict(kind.defaults)
+            out.update({k: v for k, v in rec.items() if not k.startswith("_")})
+            out.update(derived)
+            project = out.pop("project_id", None)
+            out.pop("tenant_id", None)
             for key in STANDARD_ATTRS:
                 if key in kind.modern_keys:
                     out.setdefault(key, [] if key == "tags" else
@@ -219,19 +256,19 @@ class NeutronCore:
             self._child_index[child_coll] = cached
         return {pid: cached[1].get(pid, []) for pid in parent_ids}
 
-    def _memo_get(self, key: Any) -> tuple[list[Record], list[dict[str, Any]]] | None:
+    def _memo_get(self, key: Any) -> Listing | None:
         if key is None:
             return None
         found = self._list_memo.get(key)
         if found is None or found[0] != self.state.generation:
             return None
         self._list_memo.move_to_end(key)
-        return found[1], found[2]
+        return found[1]
 
-    def _memo_put(self, key: Any, visible: list[Record], items: list[dict[str, Any]]) -> None:
+    def _memo_put(self, key: Any, listing: Listing) -> None:
         if key is None:
             return
-        self._list_memo[key] = (self.state.generation, visible, items)
+        self._list_memo[key] = (self.state.generation, listing)
         while len(self._list_memo) > LIST_MEMO_SIZE:
             self._list_memo.popitem(last=False)
 
@@ -427,14 +464,12 @@ class NeutronCore:
             kind.collection, ctx.project_id, ctx.is_admin, late,
             tuple(sorted((k, v) for k, v in request.query.items()
                          if k not in ("limit", "marker", "fields", "page_reverse"))))
-        items: list[dict[str, Any]] = []
-        memo = self._memo_get(memo_key)
-        if memo is not None:
-            visible, items = memo
-        else:
+        listing = self._memo_get(memo_key)
+        if listing is None:
             source = records if records is not None else list(
                 self.state.values(kind.collection))
             visible = [r for r in source if self.visible(kind, r, ctx)]
+            items: list[dict[str, Any]] = visible
             if plain:
                 pass
             elif derived_key is not None and not late:
@@ -445,19 +480,20 @@ class NeutronCore:
             if not plain:
                 items = self.apply_filters(kind, items, request)
                 items = self.apply_sort(kind, items, request)
-            self._memo_put(memo_key, visible, items)
+            listing = Listing(visible, items)
+            self._memo_put(memo_key, listing)
         if plain:
             # No filter and no sort: page the stored records, render only the page (what a
             # discovery of 10,000 tenants asks, page after page).
-            raw_page, links = self.paginate(kind, visible, request)
+            raw_page, links = self.paginate(kind, listing, request)
             kids = self.children_of(kind, {r["id"] for r in raw_page}) if derived_key else None
             page = [self.render(kind, r, ctx, children=kids) for r in raw_page]
             late = False
         else:
-            page, links = self.paginate(kind, items, request)
+            page, links = self.paginate(kind, listing, request)
         if late:
             kids = self.children_of(kind, {i["id"] for i in page})
-            by_id = {r["id"]: r for r in visible}
+            by_id = listing.visible_by_id()
             page = [self.render(kind, by_id[i["id"]], ctx, children=kids) for i in page]
         body: dict[str, Any] = {kind.collection: [self.select_fields(i, request) for i in page]}
         if links:
@@ -554,8 +590,9 @@ class NeutronCore:
             items = sorted(items, key=_sort_key(key), reverse=direction == "desc")
         return items
 
-    def paginate(self, kind: Kind, items: list[dict[str, Any]], request: web.Request
+    def paginate(self, kind: Kind, listing: Listing, request: web.Request
                  ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        items = listing.paged
         raw_limit = request.query.get("limit", "0") or "0"
         try:
             limit = int(raw_limit)
@@ -569,7 +606,7 @@ class NeutronCore:
             return items, []
         marker = request.query.get("marker")
         reverse = request.query.get("page_reverse", "False").lower() == "true"
-        position = {item["id"]: n for n, item in enumerate(items)}
+        position = listing.position()
         if marker and marker not in position:
             raise kind.not_found(marker)
         if reverse:

@@ -8,13 +8,15 @@ simulator restarted with the same ``--data-dir`` finds its clouds as they were.
 
 from __future__ import annotations
 
-import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from migrator import jsoncodec
 
 COLLECTIONS = (
     "domains",
@@ -65,6 +67,9 @@ class SimState:
         self.path = path
         self.data: dict[str, dict[str, Record]] = {name: {} for name in COLLECTIONS}
         self.dirty = False
+        # Monotonic time of the first change not yet saved (None when saved): the saver
+        # bounds how long a change may wait for a save (see migrator.sim.server.SavePolicy).
+        self.dirty_since: float | None = None
         self._generation = 0
         self._groups: dict[tuple[str, str], tuple[int, dict[Any, list[Record]]]] = {}
 
@@ -124,6 +129,8 @@ class SimState:
 
     # -- persistence -----------------------------------------------------------------------
     def mark_dirty(self) -> None:
+        if not self.dirty:
+            self.dirty_since = time.monotonic()
         self.dirty = True
         self._generation += 1
 
@@ -131,27 +138,30 @@ class SimState:
         """Load the saved state if there is one; True when something was loaded."""
         if self.path is None or not self.path.exists():
             return False
-        with self.path.open("r", encoding="utf-8") as fh:
-            saved = json.load(fh)
+        saved = jsoncodec.loads(self.path.read_bytes())
         for name in COLLECTIONS:
             self.data[name] = saved.get(name, {})
         self._generation += 1  # derived caches (grouped) were built from other records
         self.dirty = False
+        self.dirty_since = None
         return True
 
     def save(self) -> None:
         """Write the state atomically (temp file then rename); a no-op without a path."""
         if self.path is None:
             self.dirty = False
+            self.dirty_since = None
             return
         generation = self._generation
         tmp = self.path.with_suffix(".tmp")
-        # One dumps then one write: json.dump to a file handle writes in tiny pieces.
-        text = json.dumps(self.data, separators=(",", ":"))
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
+        # Encoded in one piece with orjson (jsoncodec): the 300,000 records of a 10,000-tenant
+        # cloud took ~3 s of the event loop with json.dumps, ~0.5 s this way.
+        data = jsoncodec.compact(self.data).encode()
+        with tmp.open("wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
         if generation == self._generation:
             self.dirty = False
+            self.dirty_since = None
