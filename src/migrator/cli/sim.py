@@ -35,7 +35,8 @@ def sim() -> None:
 def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | None,
                   fault_seed: int, fmt: str) -> None:
     """Serve simulated clouds until interrupted; writes DATA_DIR/clouds.yaml."""
-    server = open_server(list(clouds), seed=seed, data_dir=data_dir, fault_seed=fault_seed)
+    server = open_server(list(clouds), seed=seed, data_dir=data_dir, fault_seed=fault_seed,
+                         serving_process=True)
 
     def ready(srv: SimServer) -> None:
         info = {"clouds_yaml": str(srv.clouds_yaml),

@@ -37,11 +37,14 @@ def parse_clouds(specs: list[str]) -> list[CloudSpec]:
 
 
 def open_server(clouds: list[str], *, seed: Path | None, data_dir: Path | None,
-                fault_seed: int = 0) -> SimServer:
-    """A SimServer for ``NAME:PROFILE[:PORT]`` specs, seeded; not yet started."""
+                fault_seed: int = 0, serving_process: bool = False) -> SimServer:
+    """A SimServer for ``NAME:PROFILE[:PORT]`` specs, seeded; not yet started.
+    ``serving_process``: this process does nothing else (its loaded state is frozen out of
+    the garbage collector's passes)."""
     specs = parse_clouds(clouds or ["legacy:liberty:0", "target:modern:0"])
     try:
-        return SimServer(specs, data_dir, seed=seed, fault_seed=fault_seed)
+        return SimServer(specs, data_dir, seed=seed, fault_seed=fault_seed,
+                         freeze_loaded_state=serving_process)
     except SeedError as exc:
         raise ConfigError(str(exc)) from exc
     except ValueError as exc:

@@ -154,9 +154,12 @@ class SimServer:
     @relaxed_gc()
     def __init__(self, specs: Iterable[CloudSpec], data_dir: Path | None = None,
                  *, seed: Path | None = None, fault_seed: int = 0,
-                 save_policy: SavePolicy | None = None) -> None:
+                 save_policy: SavePolicy | None = None,
+                 freeze_loaded_state: bool = False) -> None:
         """Clouds saved under ``data_dir`` come back as they were; a cloud with no saved
-        state is seeded from the ``seed`` file's entry for it (faults are always re-read)."""
+        state is seeded from the ``seed`` file's entry for it (faults are always re-read).
+        ``freeze_loaded_state`` (for a process that only serves, ``migrator sim serve``) takes
+        the loaded clouds out of the garbage collector's passes."""
         seed_doc = load_seed(seed) if seed is not None else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
@@ -191,12 +194,15 @@ class SimServer:
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
-        # The loaded clouds live as long as the server: frozen out of the collector's view, a
-        # full collection no longer walks their millions of objects (0.3 s each at 10,000
-        # tenants, set off about once per discovery by a large listing). Garbage made so far is
-        # collected first so that nothing unreachable is frozen for good.
-        gc.collect()
-        gc.freeze()
+        if freeze_loaded_state:
+            # The loaded clouds live as long as the serving process: frozen out of the
+            # collector's view, a full collection no longer walks their millions of objects
+            # (0.3 s each at 10,000 tenants, set off about once per discovery by a large
+            # listing). Garbage made so far is collected first so that nothing unreachable is
+            # frozen for good. gc.freeze() is process-wide: not for a server started inside
+            # another program (the demo, the tests), whose own objects it would freeze too.
+            gc.collect()
+            gc.freeze()
 
     @property
     def clouds_yaml(self) -> Path:
