@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from migrator.clouds.connection import CloudHandle, open_cloud
+from migrator.clouds.errors import CloudCallError
 from migrator.clouds.source import LegacySource, ReadResult
 from migrator.errors import ConfigError
 from migrator.sim.server import SimServer
@@ -299,3 +301,35 @@ def test_explicit_clouds_yaml_wins_over_environment(sim: SimServer, tmp_path: Pa
     with pytest.raises(ConfigError, match=r"no cloud named 'legacy' in clouds.yaml \(searched "
                        + re.escape(str(other))):
         open_cloud("legacy")
+
+
+def test_a_failed_per_owner_read_stops_the_listings_and_is_the_error(sim: SimServer) -> None:
+    # Quotas are read beside the listings; the flavor listing is slowed so that the quota
+    # failure comes first: the flavor details are then not read, and the error reported is
+    # the quota read's, not the listings' stop.
+    api = SimAdmin(sim)
+    api.reset_calls()
+    api.add_fault(match="GET /compute/*/flavors/detail", latency_ms=800, times=1)
+    api.add_fault(match="GET /compute/*/os-quota-sets/*", status=400, times=1)
+    try:
+        handle = open_cloud("legacy", config_file=sim.clouds_yaml)
+        with pytest.raises(CloudCallError, match=r"os-quota-sets") as raised:
+            LegacySource(handle).read()
+    finally:
+        api.clear_faults()
+    assert raised.value.status == 400
+    calls = api.calls()
+    assert calls.get("GET /compute/v2.1/{project_id}/flavors/{flavor_id}/os-extra_specs",
+                     0) == 0, calls
+
+
+def test_a_failed_listing_waits_for_the_reads_beside(sim: SimServer) -> None:
+    api = SimAdmin(sim)
+    api.add_fault(match="GET /volume/*/volumes/detail", status=400, times=1)
+    try:
+        handle = open_cloud("legacy", config_file=sim.clouds_yaml)
+        with pytest.raises(CloudCallError, match=r"volumes/detail"):
+            LegacySource(handle).read()
+    finally:
+        api.clear_faults()
+    assert not [t for t in threading.enumerate() if t.name.startswith("discover")]
