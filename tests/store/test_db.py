@@ -78,3 +78,29 @@ def test_make_engine_needs_an_existing_sqlite_file_unless_asked_to_create(
 def test_make_engine_refuses_a_directory(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match="is a directory, not a file"):
         make_engine(f"sqlite:///{tmp_path}")
+
+
+def test_json_columns_are_stored_compact_and_read_back(tmp_path: Path) -> None:
+    """JSON columns go through migrator.jsoncodec: no whitespace, non-ASCII kept, insertion
+    order kept, and values orjson refuses (an integer beyond 64 bits) still round-trip."""
+    from sqlalchemy import text
+
+    from migrator.store import schema
+    from migrator.store.db import session_factory
+    from migrator.store.models import Plan, Run
+
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}", create_dir=True)
+    schema.upgrade(engine)
+    options = {"z": "Zürich", "a": [1, 2**70], "wave": None}
+    with session_factory(engine).begin() as session:
+        plan = Plan(name="p", file_path="p.yaml", content_hash="h", inventory_hash="i",
+                    source_cloud="s", target_cloud="t")
+        session.add(plan)
+        session.flush()
+        session.add(Run(name="r", plan_id=plan.id, status="created", options=options))
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT options FROM runs")).scalar_one()
+    assert stored == '{"z":"Zürich","a":[1,1180591620717411303424],"wave":null}'
+    with session_factory(engine)() as session:
+        assert session.query(Run).one().options == options
+    engine.dispose()

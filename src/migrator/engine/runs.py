@@ -6,7 +6,6 @@ The executor never asks per step: readiness, descendants and counts are one quer
 from __future__ import annotations
 
 import os
-from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,8 +91,7 @@ def create_run(
     300,000 dependencies in a few seconds.
     """
     keys = [s.key for s in steps]
-    dep_pairs = list(dict.fromkeys(deps))
-    _check_graph(keys, dep_pairs)
+    dep_pairs = _check_graph(keys, list(dict.fromkeys(deps)))
     now = utcnow()
     with write_transaction(factory) as conn, bulk_cache(conn):
         if conn.execute(select(RUNS.c.id).where(RUNS.c.name == name)).first():
@@ -115,15 +113,14 @@ def create_run(
             constants={"run_id": run_id, "state": machine.INITIAL_STATE, "checkpoint": {},
                        "attempts": 0, "version": 1, "lease_token": 0, "created_at": now,
                        "updated_at": now})
-        ids = {
-            key: step_id
-            for key, step_id in conn.execute(
-                select(STEPS.c.key, STEPS.c.id).where(STEPS.c.run_id == run_id)
-            )
-        }
+        id_of_key = {key: step_id for key, step_id in conn.execute(
+            select(STEPS.c.key, STEPS.c.id).where(STEPS.c.run_id == run_id))}
+        ids = [id_of_key[key] for key in keys]
+        del id_of_key
         dep_rows = len(dep_pairs)
+        # In primary-key order: each row lands next to the previous one in the B-tree.
         insert_many(conn, DEPS, ("step_id", "depends_on_id"),
-                    ((ids[a], ids[b]) for a, b in dep_pairs))
+                    sorted((ids[a], ids[b]) for a, b in dep_pairs))
         conn.execute(
             insert(EVENTS).values(
                 run_id=run_id,
@@ -140,35 +137,50 @@ def create_run(
     return int(run_id)
 
 
-def _check_graph(keys: Sequence[str], deps: Sequence[tuple[str, str]]) -> None:
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise PlanError(f"step key {key!r} appears twice")
-        seen.add(key)
-    indegree: dict[str, int] = dict.fromkeys(keys, 0)
-    dependents: dict[str, list[str]] = defaultdict(list)
+def _check_graph(keys: Sequence[str], deps: Sequence[tuple[str, str]]
+                 ) -> list[tuple[int, int]]:
+    """Check the graph (unique keys, known steps, no self-dependency, no cycle) and return the
+    dependencies as (step, depends-on) positions in ``keys``.
+
+    On positions, not keys: one dict lookup per key, then list indexing (250,001 steps and
+    440,002 dependencies: 3.6 s -> 0.9 s with the key dicts and defaultdict lists before).
+    """
+    position = {key: i for i, key in enumerate(keys)}
+    if len(position) != len(keys):
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                raise PlanError(f"step key {key!r} appears twice")
+            seen.add(key)
+    pairs: list[tuple[int, int]] = []
+    indegree = [0] * len(keys)
+    # Lists only for steps something depends on (a list per step cost 0.9 s of allocation).
+    dependents: dict[int, list[int]] = {}
     for step, needs in deps:
         for k in (step, needs):
-            if k not in seen:
+            if k not in position:
                 raise PlanError(f"dependency {step!r} -> {needs!r} names unknown step {k!r}")
         if step == needs:
             raise PlanError(f"step {step!r} depends on itself")
-        indegree[step] += 1
-        dependents[needs].append(step)
+        child, parent = position[step], position[needs]
+        pairs.append((child, parent))
+        indegree[child] += 1
+        children = dependents.get(parent)
+        if children is None:
+            dependents[parent] = [child]
+        else:
+            children.append(child)
     # Kahn's algorithm: whatever is never freed sits on a cycle.
-    queue = deque(k for k, d in indegree.items() if d == 0)
-    freed = 0
-    while queue:
-        k = queue.popleft()
-        freed += 1
-        for child in dependents[k]:
+    queue = [i for i, d in enumerate(indegree) if d == 0]
+    for i in queue:  # the list grows while it is walked
+        for child in dependents.get(i, ()):
             indegree[child] -= 1
             if indegree[child] == 0:
                 queue.append(child)
-    if freed != len(keys):
-        stuck = sorted(k for k, d in indegree.items() if d > 0)
+    if len(queue) != len(keys):
+        stuck = sorted(keys[i] for i, d in enumerate(indegree) if d > 0)
         raise PlanError(f"the dependencies form a cycle through {', '.join(stuck[:5])}")
+    return pairs
 
 
 def find_run(factory: sessionmaker[Session], name_or_id: str | int) -> RunRef:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
+from migrator import jsoncodec
 from migrator.errors import DatabaseError
 
 DEFAULT_URL = "sqlite:///state/migrator.db"
@@ -79,6 +80,12 @@ def make_engine(url: str, *, create_dir: bool = False, **kwargs: Any) -> Engine:
 
 
 def _make_engine(url: str, parsed: URL, create_dir: bool, **kwargs: Any) -> Engine:
+    # JSON columns (step specs, checkpoints, event details, item attributes) through orjson:
+    # a 10,000-tenant plan registers 250,000 specs, and its inventory loads 270,000 attribute
+    # mappings; the standard library spent 1.4 s encoding and 2.8 s decoding those.
+    # ``compact``: the text is what json.dumps writes without its spaces.
+    kwargs.setdefault("json_serializer", jsoncodec.compact)
+    kwargs.setdefault("json_deserializer", jsoncodec.loads)
     path = _sqlite_path(url)
     if path is not None:
         if create_dir:
