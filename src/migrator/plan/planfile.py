@@ -331,8 +331,6 @@ def check_graph(plan: Plan, file: str) -> None:
         if step.key in by_key:
             raise PlanError(f"{file}: steps[{i}] ({step.key}): key: appears twice")
         by_key[step.key] = step
-    graph: nx.DiGraph = nx.DiGraph()
-    graph.add_nodes_from(by_key)
     for i, step in enumerate(plan.steps):
         for dep in step.depends_on:
             needed = by_key.get(dep)
@@ -342,7 +340,6 @@ def check_graph(plan: Plan, file: str) -> None:
             if needed.wave > step.wave:
                 raise PlanError(f"{file}: steps[{i}] ({step.key}): depends_on: {dep} is in a "
                                 f"later wave ({needed.wave} > {step.wave})")
-            graph.add_edge(dep, step.key)
         for attr, ref in step.spec["refs"].items():
             for target in ref if isinstance(ref, list) else [ref]:
                 if target is not None and target not in by_key:
@@ -351,7 +348,33 @@ def check_graph(plan: Plan, file: str) -> None:
                 if target is not None and target not in step.depends_on:
                     raise PlanError(f"{file}: steps[{i}] ({step.key}): spec.refs.{attr}: "
                                     f"{target} is not in depends_on")
-    if not nx.is_directed_acyclic_graph(graph):
+    if not _acyclic(plan.steps):
+        graph: nx.DiGraph = nx.DiGraph()
+        graph.add_edges_from((dep, step.key) for step in plan.steps for dep in step.depends_on)
         cycle = [edge[0] for edge in nx.find_cycle(graph)]
         raise PlanError(f"{file}: the dependencies form a cycle: "
                         f"{' -> '.join([*cycle, cycle[0]])}")
+
+
+def _acyclic(steps: list[PlanStep]) -> bool:
+    """Kahn's algorithm over plain dicts (every dependency is a known step by now).
+
+    Building a networkx DiGraph edge by edge and asking is_directed_acyclic_graph made
+    check_graph cost 2.4-3.3 s of CPU for 250,001 steps and 440,002 dependencies, every time a
+    plan is built or read; with this it costs 1.0 s (measured). networkx is only used to name
+    a cycle once one is known to exist."""
+    waiting = {step.key: len(step.depends_on) for step in steps}
+    dependents: dict[str, list[str]] = {}
+    for step in steps:
+        for dep in step.depends_on:
+            dependents.setdefault(dep, []).append(step.key)
+    ready = [key for key, count in waiting.items() if not count]
+    done = 0
+    while ready:
+        key = ready.pop()
+        done += 1
+        for dependent in dependents.get(key, ()):
+            waiting[dependent] -= 1
+            if not waiting[dependent]:
+                ready.append(dependent)
+    return done == len(waiting)
