@@ -31,6 +31,7 @@ import networkx as nx
 import yaml
 
 from migrator.errors import PlanError
+from migrator.jsoncodec import loads
 from migrator.plan.model import FORMAT, KINDS, Plan, PlanStep, plan_hash
 
 try:  # libyaml's loader: about ten times faster
@@ -177,7 +178,8 @@ def _pair(stripped: str) -> tuple[str, str | None]:
 
 def _value(text: str) -> Any:
     try:
-        return json.loads(text)
+        # orjson via jsoncodec: about two million values in a 10,000-tenant plan.
+        return loads(text)
     except ValueError:
         if _PLAIN_KEY.match(text) and text.lower() not in _YAML_WORDS:
             return text  # a plain word (the step kind)
