@@ -83,8 +83,15 @@ def test_tampered_malformed_and_inconsistent_plans(plan_path: Path) -> None:
     def cycle(d: dict[str, Any]) -> None:
         d["steps"][0]["depends_on"].append(d["steps"][1]["key"])
 
-    with pytest.raises(PlanError, match=r"changed.yaml: the dependencies form a cycle: "):
+    with pytest.raises(PlanError, match=r"changed.yaml: the dependencies form a cycle: "
+                                        r"(\S+) -> (?!\1)\S+ -> \1$"):
         read_plan(resigned(plan_path, cycle))
+
+    def depends_on_itself(d: dict[str, Any]) -> None:
+        d["steps"][5]["depends_on"].append(d["steps"][5]["key"])
+
+    with pytest.raises(PlanError, match=r"the dependencies form a cycle: (\S+) -> \1$"):
+        read_plan(resigned(plan_path, depends_on_itself))
 
     def missing_field(d: dict[str, Any]) -> None:
         del d["steps"][2]["spec"]
