@@ -149,12 +149,12 @@ def measure(tenants: int) -> list[Metric]:
     return [
         Metric("tenants", tenants, "tenants", note=f"{r['items']:,} items, {r['calls']:,} "
                f"API calls; {r['steps']:,} steps, {r['dependencies']:,} dependencies"),
-        Metric("discover_s", r["discover_s"], "s", note="list + per-owner reads from the "
-               "simulator subprocess, snapshot saved"),
-        Metric("plan_s", r["plan_s"], "s", note=f"rules, DAG checks, plan file "
-               f"({r['file_mib']:.0f} MiB) written"),
-        Metric("register_s", r["register_s"], "s", note="Plan row + Run + steps + "
-               "dependencies"),
+        Metric("discover_s", r["discover_s"], "s", better="lower",
+               note="list + per-owner reads from the simulator subprocess, snapshot saved"),
+        Metric("plan_s", r["plan_s"], "s", better="lower",
+               note=f"rules, DAG checks, plan file ({r['file_mib']:.0f} MiB) written"),
+        Metric("register_s", r["register_s"], "s", better="lower",
+               note="Plan row + Run + steps + dependencies"),
         Metric("total_s", total, "s", target=TOTAL_TARGET_S if tenants >= LARGE_TENANTS
                else None, better="lower",
                note=f"migrator CPU {r['cpu_s']:.1f} s; subprocess wall {wall:.1f} s "
