@@ -12,6 +12,10 @@ class MigratorError(Exception):
     """Base of every error the CLI reports as a one-line message."""
 
     exit_code = 1
+    # True when doing the same again cannot succeed until someone changes something (a volume
+    # that is attached, a target image in the wrong state): the executor fails such a step at
+    # once instead of spending its retries and backoff on it; --resume tries it again.
+    final = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

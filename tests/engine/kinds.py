@@ -13,6 +13,7 @@ from typing import Any
 from migrator.engine.handlers import Handler, Reconciliation, StepContext
 from migrator.engine.runs import StepSpec
 from migrator.engine.steps import StepSnapshot
+from migrator.transfer.errors import TransferError
 
 
 def read_effects(path: Path) -> Counter[str]:
@@ -64,6 +65,7 @@ class FlakyHandler(Handler):
     def __init__(self) -> None:
         self.always: set[str] = set()
         self.times: dict[str, int] = {}
+        self.final: set[str] = set()  # fail with an error marked final (retrying cannot help)
         self.runs: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -72,6 +74,8 @@ class FlakyHandler(Handler):
     ) -> Mapping[str, Any] | None:
         with self._lock:
             self.runs[step.key] += 1
+            if step.key in self.final:
+                raise TransferError(f"{step.key}: the volume is attached", retryable=False)
             if step.key in self.always:
                 raise RuntimeError(f"{step.key} cannot be created: quota exceeded")
             if self.times.get(step.key, 0) > 0:

@@ -100,6 +100,31 @@ def test_transient_failures_are_retried_with_backoff(
     assert_event_chains(engine, run_id)
 
 
+def test_a_final_error_fails_the_step_at_once_and_resume_tries_it_again(
+    db_url: str, factory: Factory, engine: Engine
+) -> None:
+    flaky = FlakyHandler()
+    flaky.final = {"b"}
+    run_id, registry = flaky_run(factory, flaky)
+
+    result = execute_run(db_url, "r", workers=3, registry=registry, backoff_base=0.01)
+
+    assert result.status == "failed"
+    assert result.failed_steps == ["b"]
+    assert flaky.runs["b"] == 1  # no retry spent on it
+    assert triggers(engine, run_id, "b") == ["start", "fail"]
+    b = steps_by_key(engine, run_id)["b"]
+    fail = [e for e in step_events(engine, run_id)[b["id"]] if e["trigger"] == "fail"]
+    assert fail[0]["detail"]["final"] is True
+    assert {k for k, s in states(engine, run_id).items() if s == "blocked"} == {"c", "g"}
+
+    flaky.final.clear()  # the operator detached the volume
+    result = execute_run(db_url, "r", resume=True, workers=3, registry=registry)
+    assert result.status == "finished"
+    assert flaky.runs["b"] == 2
+    assert_event_chains(engine, run_id)
+
+
 def test_unknown_kind_is_refused_before_anything_runs(
     db_url: str, factory: Factory, engine: Engine
 ) -> None:

@@ -363,16 +363,20 @@ class Executor:
         # The traceback is for --debug: an expected cloud error needs no stack on the console.
         log.debug("step %s failure traceback", step.key, exc_info=exc)
         attempts = step.attempts + 1
+        final = bool(getattr(exc, "final", False))
+        detail: dict[str, object] = {"error": message, "attempt": attempts}
+        if final:
+            detail["final"] = True  # retrying cannot help: no backoff spent on it
         snap = advance(
             self.factory,
             step,
             "fail",
-            detail={"error": message, "attempt": attempts},
+            detail=detail,
             attempts=attempts,
             last_error=message,
             lease_owner=None,
         )
-        if attempts < self.config.max_attempts:
+        if attempts < self.config.max_attempts and not final:
             delay = min(self.config.backoff_base * 2 ** (attempts - 1), self.config.backoff_max)
             snap = advance(
                 self.factory,

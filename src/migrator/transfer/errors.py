@@ -27,6 +27,7 @@ class TransferError(MigratorError):
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.final = not retryable
         self.status_code = status_code
         self.target_status = target_status
 
