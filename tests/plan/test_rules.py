@@ -11,6 +11,7 @@ import pytest
 from migrator.errors import PlanError
 from migrator.operations.plan import make_plan
 from migrator.plan.model import Plan, PlanStep
+from migrator.plan.rules.security import rule_label
 from tests.plan.conftest import write_config
 from tests.plan.synthetic import hexid, uid
 
@@ -70,6 +71,9 @@ def test_one_tenant_steps_dependencies_and_translation(snapshot_url: str, config
     web, db = f"security_group:{uid('web', 0)}", f"security_group:{uid('db', 0)}"
     assert remote.spec["refs"] == {"security_group_id": db, "remote_group_id": web}
     assert set(remote.depends_on) == {db, web}
+    # Rules have no name of their own: their steps are named for people (progress, status).
+    assert remote.name == "db: ingress IPv6 tcp 5432 from group web"
+    assert icmp.name == "web: ingress IPv6 ipv6-icmp from anywhere"
 
 
 def test_a_remote_group_of_an_unselected_tenant(snapshot_url: str, config_file: Path,
@@ -157,3 +161,18 @@ def test_quota_policies(snapshot_url: str, tmp_path: Path) -> None:
     steps = by_key(plan_of(snapshot_url, config, tmp_path, "physics"))
     assert steps[f"quota:compute:{pid}"].spec["attrs"] == {"instances": 4}
     assert steps[f"quota:network:{pid}"].spec["attrs"] == {}
+
+
+@pytest.mark.parametrize(("attrs", "remote", "label"), [
+    ({"direction": "ingress", "ethertype": "IPv6", "protocol": "tcp", "port_range_min": 22,
+      "port_range_max": 22, "remote_ip_prefix": "::/0"}, None,
+     "web: ingress IPv6 tcp 22 from ::/0"),
+    ({"direction": "ingress", "ethertype": "IPv6", "protocol": "udp", "port_range_min": 5000,
+      "port_range_max": 5010}, None, "web: ingress IPv6 udp 5000-5010 from anywhere"),
+    ({"direction": "egress", "ethertype": "IPv4"}, "db", "web: egress IPv4 any to group db"),
+    ({"direction": "ingress", "ethertype": "IPv6", "protocol": "ipv6-icmp",
+      "port_range_min": 128, "port_range_max": 0}, None,
+     "web: ingress IPv6 ipv6-icmp type 128 code 0 from anywhere"),
+])
+def test_rule_labels(attrs: dict[str, object], remote: str | None, label: str) -> None:
+    assert rule_label("web", attrs, remote) == label

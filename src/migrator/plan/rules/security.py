@@ -160,6 +160,27 @@ def _rule(state: PlanState, item: Item, group_id: str, group_key: str,
             continue
         seen.add(identity)
         # No description: the target adapter marks rules with theirs (migrator-src:<id>).
-        state.add("security_group_rule", source_id, tenant_id=tenant, name=None, attrs=attrs,
+        remote_group = state.inventory.get("security_group", remote) if remote else None
+        label = rule_label(group.name if group else group_id, attrs,
+                           (remote_group.name or str(remote)) if remote_group else
+                           (str(remote) if remote else None))
+        state.add("security_group_rule", source_id, tenant_id=tenant, name=label, attrs=attrs,
                   refs=refs, source_ref=item.source_id,
                   source_name=group.name if group else None)
+
+
+def rule_label(group: str | None, attrs: dict[str, Any], remote_group: str | None) -> str:
+    """What a person calls a rule (progress lines, status): ``web: ingress IPv6 tcp 22 from
+    ::/0``. Rules have no name of their own; without this they showed as bare ids."""
+    protocol = str(attrs.get("protocol") or "any")
+    low, high = attrs.get("port_range_min"), attrs.get("port_range_max")
+    ports = ""
+    if low is not None and protocol in ("icmp", "icmpv6", "ipv6-icmp", "1", "58"):
+        ports = f" type {low}" + (f" code {high}" if high is not None else "")
+    elif low is not None:
+        ports = f" {low}" if high in (None, low) else f" {low}-{high}"
+    peer = f"group {remote_group}" if remote_group else (attrs.get("remote_ip_prefix")
+                                                         or "anywhere")
+    towards = "to" if attrs.get("direction") == "egress" else "from"
+    return (f"{group or '?'}: {attrs.get('direction')} {attrs.get('ethertype')} {protocol}"
+            f"{ports} {towards} {peer}")
