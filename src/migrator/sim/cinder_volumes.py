@@ -40,7 +40,7 @@ from migrator.sim.http import (
     read_json,
     require,
 )
-from migrator.sim.state import Record, new_id, now_iso_micro
+from migrator.sim.state import GenerationMemo, Record, new_id, now_iso_micro
 from migrator.sim.volume_bytes import (
     blank_spec,
     read_into_volume,
@@ -49,7 +49,7 @@ from migrator.sim.volume_bytes import (
 log = logging.getLogger(__name__)
 
 DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
-LISTINGS_KEPT = 8  # listings whose sorted selection is kept (see VolumeAPI._visible)
+LISTINGS_KEPT = 8  # listings whose sorted selection is kept, least recently used dropped
 
 
 class VolumeAPI(VolumeActions):
@@ -57,8 +57,9 @@ class VolumeAPI(VolumeActions):
 
     def __init__(self, cloud: SimCloud) -> None:
         super().__init__(cloud)
-        # (api version, caller, filters) -> (state generation, volumes, position by id).
-        self._listings: dict[Any, tuple[int, list[Record], dict[str, int]]] = {}
+        # (api version, caller, filters) -> (volumes, position by id).
+        self._listings: GenerationMemo[tuple[list[Record], dict[str, int]]] = GenerationMemo(
+            self.state, LISTINGS_KEPT)
 
     # -- rendering -------------------------------------------------------------------------
     def _links(self, request: web.Request, vid: str) -> list[dict[str, str]]:
@@ -147,10 +148,11 @@ class VolumeAPI(VolumeActions):
         q = request.query
         everyone = ctx.is_admin and bool_param(q.get("all_tenants", "0"))
         listing_key = (api_version(request), ctx.project_id, everyone,
-               tuple(sorted((k, v) for k, v in q.items() if k not in ("marker", "limit"))))
+                       tuple(sorted((k, v) for k, v in q.items()
+                                    if k not in ("marker", "limit"))))
         found = self._listings.get(listing_key)
-        if found is not None and found[0] == self.state.generation:
-            return found[1], found[2]
+        if found is not None:
+            return found
         items = [v for v in self.state.values("volumes")
                  if everyone or v.get("project_id") == ctx.project_id]
         if everyone and q.get("project_id"):
@@ -167,9 +169,7 @@ class VolumeAPI(VolumeActions):
         # Newest first, as Cinder's default sort (created_at desc, id desc).
         items.sort(key=lambda v: (v.get("created_at") or "", v["id"]), reverse=True)
         position = {v["id"]: n for n, v in enumerate(items)}
-        if len(self._listings) >= LISTINGS_KEPT:
-            self._listings.pop(next(iter(self._listings)))
-        self._listings[listing_key] = (self.state.generation, items, position)
+        self._listings.put(listing_key, (items, position))
         return items, position
 
     async def list_volumes(self, request: web.Request) -> web.Response:

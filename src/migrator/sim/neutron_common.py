@@ -10,7 +10,6 @@ security group's rules) are computed when rendering so that they can never go st
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from aiohttp import web
 
 from migrator.sim.cloud import SimCloud
 from migrator.sim.http import AuthContext, SimHTTPError, auth_of, json_response, read_json
-from migrator.sim.state import Record, new_id, now_iso
+from migrator.sim.state import GenerationMemo, Record, new_id, now_iso
 
 PREFIX = "/network"
 V2 = f"{PREFIX}/v2.0"
@@ -194,7 +193,8 @@ class NeutronCore:
         self.liberty = not cloud.profile.neutron_project_id
         self.rng = random.Random(f"neutron:{cloud.name}")
         self._child_index: dict[str, tuple[int, dict[Any, list[Record]]]] = {}
-        self._list_memo: OrderedDict[Any, tuple[int, Listing]] = OrderedDict()
+        self._list_memo: GenerationMemo[Listing] = GenerationMemo(self.state,
+                                                                  LIST_MEMO_SIZE)
 
     # -- rendering ---------------------------------------------------------------------------
     def render(self, kind: Kind, rec: Record, ctx: AuthContext, *, derive: bool = True,
@@ -255,22 +255,6 @@ class NeutronCore:
             cached = (self.state.generation, index)
             self._child_index[child_coll] = cached
         return {pid: cached[1].get(pid, []) for pid in parent_ids}
-
-    def _memo_get(self, key: Any) -> Listing | None:
-        if key is None:
-            return None
-        found = self._list_memo.get(key)
-        if found is None or found[0] != self.state.generation:
-            return None
-        self._list_memo.move_to_end(key)
-        return found[1]
-
-    def _memo_put(self, key: Any, listing: Listing) -> None:
-        if key is None:
-            return
-        self._list_memo[key] = (self.state.generation, listing)
-        while len(self._list_memo) > LIST_MEMO_SIZE:
-            self._list_memo.popitem(last=False)
 
     def known_attributes(self, kind: Kind) -> set[str]:
         keys = set(kind.liberty_keys) | {"tenant_id"}
@@ -464,7 +448,7 @@ class NeutronCore:
             kind.collection, ctx.project_id, ctx.is_admin, late,
             tuple(sorted((k, v) for k, v in request.query.items()
                          if k not in ("limit", "marker", "fields", "page_reverse"))))
-        listing = self._memo_get(memo_key)
+        listing = None if memo_key is None else self._list_memo.get(memo_key)
         if listing is None:
             source = records if records is not None else list(
                 self.state.values(kind.collection))
@@ -481,7 +465,8 @@ class NeutronCore:
                 items = self.apply_filters(kind, items, request)
                 items = self.apply_sort(kind, items, request)
             listing = Listing(visible, items)
-            self._memo_put(memo_key, listing)
+            if memo_key is not None:
+                self._list_memo.put(memo_key, listing)
         if plain:
             # No filter and no sort: page the stored records, render only the page (what a
             # discovery of 10,000 tenants asks, page after page).

@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from migrator import jsoncodec
+
+T = TypeVar("T")
 
 COLLECTIONS = (
     "domains",
@@ -165,3 +168,28 @@ class SimState:
         if generation == self._generation:
             self.dirty = False
             self.dirty_since = None
+
+
+class GenerationMemo(Generic[T]):
+    """Values derived from ``state`` (a listing's filtered, sorted records, say), kept while
+    the state does not change: a value put under an older generation is never returned. At
+    most ``size`` keys are kept, the least recently used dropped first. The pages of one
+    listing share one value instead of each page deriving it again."""
+
+    def __init__(self, state: SimState, size: int) -> None:
+        self.state = state
+        self.size = size
+        self._values: OrderedDict[Hashable, tuple[int, T]] = OrderedDict()
+
+    def get(self, key: Hashable) -> T | None:
+        found = self._values.get(key)
+        if found is None or found[0] != self.state.generation:
+            return None
+        self._values.move_to_end(key)
+        return found[1]
+
+    def put(self, key: Hashable, value: T) -> None:
+        self._values[key] = (self.state.generation, value)
+        self._values.move_to_end(key)
+        while len(self._values) > self.size:
+            self._values.popitem(last=False)
