@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Metric, benchmark
+from benchmarks.simulator_process import peak_rss_mib, serve, stop
 
 LARGE = os.environ.get("MIGRATOR_BENCH_LARGE", "") not in ("", "0")
 TENANTS = int(os.environ.get("MIGRATOR_BENCH_E2E_TENANTS", "1000"))
@@ -42,39 +43,6 @@ LARGE_TENANTS = 10_000
 ROOT = Path(__file__).resolve().parent.parent
 TOTAL_TARGET_S = 60.0
 RSS_TARGET_MIB = 2048.0
-
-
-def _serve(seed: Path, data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "migrator.sim", "serve", "--cloud", "legacy:liberty",
-         "--cloud", "target:modern", "--seed", str(seed), "--data-dir", str(data_dir),
-         "--format", "json"], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        process.wait(10)
-        raise RuntimeError("the simulator did not start")
-    return process, json.loads(line)
-
-
-def _peak_rss_mib(pid: int) -> float | None:
-    """VmHWM of a live process (Linux), in MiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:  # busy in a long request: stop it for good
-        process.kill()
-        process.wait(30)
 
 
 def _child(url: str, config: str, clouds_yaml: str, out: str) -> None:
@@ -125,7 +93,7 @@ def measure(tenants: int) -> list[Metric]:
         # target's default type.
         config.write_text(SAMPLE.replace('"2001:db8:100::/48"', '"2001:db8:100::/40"').replace(
             "volume_types: {}", "volume_types: {standard: __DEFAULT__, ssd: __DEFAULT__}"))
-        process, info = _serve(seed, tmp / "sim")
+        process, info = serve(seed, tmp / "sim", ["legacy:liberty", "target:modern"])
         try:
             clouds_yaml = Path(str(info["clouds_yaml"]))
             _external_network(clouds_yaml)
@@ -136,9 +104,9 @@ def measure(tenants: int) -> list[Metric]:
                 cwd=ROOT, capture_output=True, text=True, check=False,
                 env={**os.environ, "PYTHONPATH": str(ROOT)})
             wall = time.monotonic() - began
-            sim_rss = _peak_rss_mib(process.pid)
+            sim_rss = peak_rss_mib(process.pid)
         finally:
-            _stop(process)
+            stop(process)
         if proc.returncode != 0:
             raise RuntimeError(f"the measured subprocess failed: {proc.stderr.strip()[-2000:]}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])

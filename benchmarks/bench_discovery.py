@@ -24,13 +24,12 @@ import json
 import os
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.harness import Metric, benchmark
+from benchmarks.simulator_process import serve, stop
 from migrator.clouds.connection import open_cloud
 from migrator.clouds.source import LegacySource
 from migrator.sim.seed_gen import SeedShape, generate
@@ -43,19 +42,6 @@ TENANTS = int(os.environ.get("MIGRATOR_BENCH_DISCOVERY_TENANTS", "1000"))
 LARGE_TENANTS = 10_000
 WORKERS = int(os.environ.get("MIGRATOR_BENCH_DISCOVERY_WORKERS", "8"))
 CALLS_PER_TENANT_TARGET = 6.0  # 2 quotas + 2 users' keypairs + 1 shared image + list calls
-
-
-def _serve(seed: Path, data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, object]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "migrator.sim", "serve", "--cloud", "legacy:liberty",
-         "--seed", str(seed), "--data-dir", str(data_dir), "--format", "json"],
-        stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        process.wait(10)
-        raise RuntimeError("the simulator did not start")
-    return process, json.loads(line)
 
 
 @benchmark("discovery", f"discover a generated Liberty cloud of {TENANTS} tenants "
@@ -79,7 +65,7 @@ def measure(tenants: int, *, large: bool) -> list[Metric]:
         seed.write_text(json.dumps(generate(SeedShape(
             tenants=tenants, content_pool=8, image_size=65536, volume_data_size=65536))))
         started = time.perf_counter()
-        process, info = _serve(seed, tmp / "sim")
+        process, info = serve(seed, tmp / "sim", ["legacy:liberty"])
         sim_start = time.perf_counter() - started
         try:
             handle = open_cloud("legacy", config_file=str(info["clouds_yaml"]))
@@ -88,12 +74,7 @@ def measure(tenants: int, *, large: bool) -> list[Metric]:
             read_s = time.perf_counter() - began
             calls = handle.calls
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:  # busy in a long request: stop it for good
-                process.kill()
-                process.wait(30)
+            stop(process)
         url = f"sqlite:///{tmp / 'state.db'}"
         engine = make_engine(url, create_dir=True)
         schema.upgrade(engine)
