@@ -184,14 +184,14 @@ def find_run(factory: sessionmaker[Session], name_or_id: str | int) -> RunRef:
 
 
 # Ready = pending, backoff over, and no dependency outside done/skipped. Built once (with
-# bound parameters) because the executor runs it after every batch of completions.
+# bound parameters) because every claim runs it (engine/leases.py).
 _DEP_STEP = STEPS.alias("dep_step")
 _UNSATISFIED_DEP = exists().where(
     DEPS.c.step_id == STEPS.c.id,
     _DEP_STEP.c.id == DEPS.c.depends_on_id,
     _DEP_STEP.c.state.not_in(sorted(machine.SATISFIED_STATES)),
 )
-_READY = (
+READY = (
     select(STEPS)
     .where(
         STEPS.c.run_id == bindparam("run_id"),
@@ -202,32 +202,6 @@ _READY = (
     .order_by(STEPS.c.id)
     .limit(bindparam("limit"))
 )
-# Other workers (multi-host PostgreSQL runs) skip rows we hold instead of waiting for them.
-_READY_SKIP_LOCKED = _READY.with_for_update(skip_locked=True, of=STEPS)
-
-
-def claim_ready(
-    factory: sessionmaker[Session], run_id: int, limit: int, *, lease_owner: str
-) -> list[StepSnapshot]:
-    """Start up to ``limit`` ready steps (pending, backoff over, every dependency done or
-    skipped) in one transaction: one query finds them, each gets ``start`` and its event."""
-    if limit <= 0:
-        return []
-    now = utcnow()
-    with write_transaction(factory) as conn:
-        query = _READY_SKIP_LOCKED if conn.dialect.name == "postgresql" else _READY
-        rows = conn.execute(query, {"run_id": run_id, "now": now, "limit": limit}).mappings().all()
-        return [
-            apply_trigger(
-                conn,
-                row,
-                "start",
-                None,
-                None,
-                {"lease_owner": lease_owner, "lease_token": row["lease_token"] + 1},
-            )
-            for row in rows
-        ]
 
 
 def next_wakeup(factory: sessionmaker[Session], run_id: int, *, after: datetime) -> datetime | None:
@@ -319,6 +293,39 @@ def set_run_status(
                 detail=dict(detail or {}),
             )
         )
+
+
+def set_run_control(factory: sessionmaker[Session], run_id: int, control: str | None) -> None:
+    """Record what the operator asks the run's workers to do (``pause``, ``cancel``, or None
+    to run); a run event names it."""
+    with write_transaction(factory) as conn:
+        old = conn.execute(select(RUNS.c.control).where(RUNS.c.id == run_id)).scalar()
+        if old == control:
+            return
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(control=control))
+        conn.execute(insert(EVENTS).values(
+            run_id=run_id, step_id=None, trigger="run-control", actor=actor(), pid=os.getpid(),
+            at=utcnow(), detail={"control": control, "was": old}))
+
+
+def finish_run(factory: sessionmaker[Session], run_id: int, status: str,
+               detail: Mapping[str, Any]) -> str:
+    """Write the run's final ``status`` unless another worker already did (the run is no
+    longer running or paused); returns the run's status afterwards."""
+    now = utcnow()
+    with write_transaction(factory) as conn:
+        query = select(RUNS.c.status).where(RUNS.c.id == run_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        old = conn.execute(query).scalar_one()
+        if old not in ("running", "paused", "created"):
+            return str(old)
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
+            status=status, finished_at=now))
+        conn.execute(insert(EVENTS).values(
+            run_id=run_id, step_id=None, from_state=old, to_state=status, trigger="run-status",
+            actor=actor(), pid=os.getpid(), at=now, detail=dict(detail)))
+    return status
 
 
 def block_descendants(

@@ -73,10 +73,13 @@ def execute_run(
             observer=observer,
             services=services,
         )
+        # Another executor of the run is no longer a lock to break: it is a worker whose
+        # leases expire when it dies (force_unlock is accepted for scripts and ignored).
+        del force_unlock
         if not handle_sigint:
-            return executor.run(resume=resume, force_unlock=force_unlock)
+            return executor.run(resume=resume)
         with graceful_sigint(executor.request_stop):
-            return executor.run(resume=resume, force_unlock=force_unlock)
+            return executor.run(resume=resume)
 
 
 # -- executing a plan file -------------------------------------------------------------------

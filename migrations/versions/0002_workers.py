@@ -1,0 +1,61 @@
+"""Workers sharing a run: a workers table (host, pid, heartbeat) and the run's control
+(pause / cancel) replace the single-executor run lock.
+
+Revision ID: 0002_workers
+Revises: 0001_initial
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002_workers"
+down_revision: str | None = "0001_initial"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "workers",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=True),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("slots", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("stopped_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_workers_run_id_runs"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_workers")),
+        sa.UniqueConstraint("name", name=op.f("uq_workers_name")),
+    )
+    op.create_index("ix_workers_run_status", "workers", ["run_id", "status"])
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("control", sa.String(16), nullable=True))
+    # Held by executors that can no longer run: leases and the workers table replace it.
+    op.drop_table("run_locks")
+
+
+def downgrade() -> None:
+    op.create_table(
+        "run_locks",
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_locks_run_id_runs"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("run_id", name=op.f("pk_run_locks")),
+    )
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("control")
+    op.drop_index("ix_workers_run_status", table_name="workers")
+    op.drop_table("workers")
