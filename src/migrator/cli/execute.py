@@ -28,6 +28,9 @@ _PLAIN_EVENTS = {
     "step-failed": "FAILED",
     "step-blocked": "blocked",
     "step-requeued": "requeued",
+    "step-lost": "taken over",
+    "progress": "progress",
+    "paused": "paused",
     "stopping": "stopping",
 }
 
@@ -65,10 +68,14 @@ _PLAIN_EVENTS = {
     show_default=True,
     help="Tries per step before it fails for good and blocks its dependents.",
 )
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Local worker processes (each with --workers threads); more processes on "
+                   "other hosts join with 'migrator worker'.")
 @click.option(
     "--force-unlock",
     is_flag=True,
-    help="Take the run from an executor that cannot be checked (another host).",
+    hidden=True,
+    help="Obsolete: a dead executor's steps are taken over when its leases expire.",
 )
 @pass_cli
 def execute_command(
@@ -85,6 +92,7 @@ def execute_command(
     parallel_transfers: int | None,
     bandwidth: str | None,
     max_attempts: int,
+    processes: int,
     force_unlock: bool,
 ) -> None:
     """Execute the plan file PLAN, checkpointed: verified (refused when stale unless
@@ -118,7 +126,7 @@ def execute_command(
                                transfer_progress=observer.transfers,
                                max_attempts=max_attempts, force_unlock=force_unlock,
                                clouds_yaml=clouds_yaml, config=config_path,
-                               observer=observer)
+                               observer=observer, processes=processes)
     if outcome.replanned:
         click.echo(f"Replanned: {outcome.path} now holds plan {outcome.plan.content_hash[:12]} "
                    f"({len(outcome.plan.steps)} steps)")

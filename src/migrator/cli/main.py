@@ -19,8 +19,10 @@ from migrator.cli.discover import discover_command
 from migrator.cli.execute import execute_command
 from migrator.cli.init import init
 from migrator.cli.plan import plan_command
+from migrator.cli.run import run_group
 from migrator.cli.sim import sim
 from migrator.cli.status import status_command
+from migrator.cli.worker import worker_command
 from migrator.errors import MigratorError
 from migrator.store.db import DEFAULT_URL, ENV_VAR, resolve_url
 
@@ -67,3 +69,5 @@ cli.add_command(sim)
 cli.add_command(discover_command)
 cli.add_command(plan_command)
 cli.add_command(demo_command)
+cli.add_command(worker_command)
+cli.add_command(run_group)

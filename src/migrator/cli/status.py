@@ -52,7 +52,15 @@ def status_tables(report: StatusReport) -> list[Table]:
         tenants.rows.append(
             [tenant.tenant or "-", str(tenant.total), *_counts(tenant.steps, states)]
         )
-    return [runs, tenants]
+    tables = [runs, tenants]
+    if report.workers:
+        workers = Table("Workers", ["WORKER", "RUN", "HOST", "PID", "SLOTS", "HOLDS",
+                                    "LAST HEARTBEAT"], numeric={3, 4, 5})
+        for w in report.workers:
+            workers.rows.append([w.name, w.run, w.host, str(w.pid), str(w.slots),
+                                 str(w.steps_held), f"{w.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"])
+        tables.append(workers)
+    return tables
 
 
 def _numeric(first: int, states: list[str]) -> set[int]:

@@ -35,7 +35,7 @@ from migrator.engine.handlers import (
     StepInterrupted,
 )
 from migrator.engine.leases import DEFAULT_LEASE_SECONDS, ClaimLimits, HeldSteps, claim_steps
-from migrator.engine.steps import StepSnapshot, advance, fire_many, utcnow
+from migrator.engine.steps import StepSnapshot, advance, utcnow
 from migrator.engine.workers import (
     active_workers,
     heartbeat,
@@ -196,7 +196,7 @@ class Executor:
         try:
             reap_lost_workers(self.factory, run.id, lease_seconds=self.config.lease_seconds)
             if resume:
-                self._prepare_resume()
+                runs.reset_for_resume(self.factory, run.id)
             if resume or status == "created":
                 runs.set_run_status(
                     self.factory, run.id, RUNNING, started=True,
@@ -252,22 +252,6 @@ class Executor:
         return runs.finish_run(self.factory, run_id, final, detail)
 
     # -- scheduling ---------------------------------------------------------------------
-
-    def _prepare_resume(self) -> None:
-        """Failed steps get a new attempt budget and the steps they blocked go back to
-        pending. Steps found running are taken over through their expired leases."""
-        resume = {"reason": "resume"}
-        failed = runs.steps_in_states(self.factory, self.run_ref.id, [machine.FAILED])
-        fire_many(
-            self.factory,
-            [s.id for s in failed],
-            "retry",
-            detail=resume,
-            attempts=0,
-            not_before=None,
-        )
-        blocked = runs.steps_in_states(self.factory, self.run_ref.id, [machine.BLOCKED])
-        fire_many(self.factory, [s.id for s in blocked], "unblock", detail=resume)
 
     def _loop(self) -> None:
         """Start the step threads and the heartbeat, and wait for them. Each thread claims its

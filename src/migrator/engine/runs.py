@@ -23,6 +23,7 @@ from migrator.engine.steps import (
     actor,
     apply_trigger,
     as_utc,
+    fire_many,
     read_connection,
     utcnow,
     write_transaction,
@@ -293,6 +294,18 @@ def set_run_status(
                 detail=dict(detail or {}),
             )
         )
+
+
+def reset_for_resume(factory: sessionmaker[Session], run_id: int) -> None:
+    """What ``--resume`` does before workers take the run again: failed steps get a new
+    attempt budget and the steps they blocked go back to pending. (Steps found running are
+    taken over through their expired leases, engine/leases.py.)"""
+    detail = {"reason": "resume"}
+    failed = steps_in_states(factory, run_id, [machine.FAILED])
+    fire_many(factory, [s.id for s in failed], "retry", detail=detail, attempts=0,
+              not_before=None)
+    blocked = steps_in_states(factory, run_id, [machine.BLOCKED])
+    fire_many(factory, [s.id for s in blocked], "unblock", detail=detail)
 
 
 def set_run_control(factory: sessionmaker[Session], run_id: int, control: str | None) -> None:

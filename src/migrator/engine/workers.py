@@ -103,7 +103,14 @@ def heartbeat(factory: sessionmaker[Session], name: str, run_id: int | None, *,
     held_by_me = and_(STEPS.c.lease_owner == name,
                       STEPS.c.state.in_(sorted(machine.IN_DOUBT_STATES)))
     with write_transaction(factory) as conn:
-        conn.execute(update(WORKERS).where(WORKERS.c.name == name).values(heartbeat_at=now))
+        was = conn.execute(select(WORKERS.c.status, WORKERS.c.run_id)
+                           .where(WORKERS.c.name == name)).first()
+        # A worker found lost (paused, cut off) that heartbeats again is alive after all; the
+        # steps it held were taken over meanwhile and its writes about them are refused.
+        conn.execute(update(WORKERS).where(WORKERS.c.name == name).values(
+            heartbeat_at=now, status=ACTIVE, stopped_at=None))
+        if was is not None and was.status == LOST and was.run_id is not None:
+            _run_event(conn, was.run_id, "worker-back", {"worker": name}, now)
         conn.execute(update(STEPS).where(held_by_me).values(
             lease_expires_at=now + timedelta(seconds=lease_seconds)))
         held = {row.id: row.lease_token for row in

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from migrator.engine.executor import Executor, ExecutorConfig, Observer, RunResult
 from migrator.engine.handlers import HandlerRegistry
 from migrator.engine.interrupt import graceful_sigint
+from migrator.engine.leases import DEFAULT_LEASE_SECONDS, ClaimLimits
 from migrator.engine.runs import find_run
 from migrator.engine.steps import read_connection
 from migrator.errors import PlanError
@@ -52,6 +53,9 @@ def execute_run(
     registry: HandlerRegistry | None = None,
     handle_sigint: bool = True,
     services: Mapping[str, object] | None = None,
+    join: bool = False,
+    limits: ClaimLimits | None = None,
+    lease_seconds: float | None = None,
 ) -> RunResult:
     """Execute the run ``run_name`` (a name or an id) in the state database at ``url``.
 
@@ -61,9 +65,12 @@ def execute_run(
     ``handle_sigint`` (and on the main thread) the first Ctrl-C stops gracefully and the run
     ends ``interrupted``; the second one exits the process at once. ``services`` (cloud
     handles by name, e.g. ``{"target": TargetCloud(...)}``) reach every handler through
-    ``StepContext.services``.
+    ``StepContext.services``. With ``join`` this process takes part in a run other workers
+    are executing (``migrator worker``); ``limits`` hold across all of them.
     """
-    config = ExecutorConfig(workers=workers, max_attempts=max_attempts, backoff_base=backoff_base)
+    config = ExecutorConfig(workers=workers, max_attempts=max_attempts, backoff_base=backoff_base,
+                            limits=limits or ClaimLimits(),
+                            lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
     with open_state(url) as engine, database_errors(url):
         executor = Executor(
             session_factory(engine),
@@ -77,9 +84,9 @@ def execute_run(
         # leases expire when it dies (force_unlock is accepted for scripts and ignored).
         del force_unlock
         if not handle_sigint:
-            return executor.run(resume=resume)
+            return executor.run(resume=resume, join=join)
         with graceful_sigint(executor.request_stop):
-            return executor.run(resume=resume)
+            return executor.run(resume=resume, join=join)
 
 
 # -- executing a plan file -------------------------------------------------------------------
@@ -147,6 +154,7 @@ def execute_plan(
     bandwidth: int | None = None,
     transfer_progress: Any = None,
     workers_given: bool = True,
+    processes: int = 1,
 ) -> PlanExecution:
     """Execute (or rehearse, or resume) the plan file at ``plan_path``.
 
@@ -162,7 +170,8 @@ def execute_plan(
     volume options, ``transfer_progress``) from the ``transfer`` section of the configuration
     the plan names (or ``config``); ``parallel_transfers`` and ``bandwidth`` override it.
     The executor then runs ``workers + parallel_transfers`` threads (``workers``: the
-    configuration's ``transfer.metadata_workers`` unless ``workers_given``).
+    configuration's ``transfer.metadata_workers`` unless ``workers_given``); with
+    ``processes`` > 1, that many local worker processes of that many threads each.
     """
     path = Path(plan_path)
     replanned = False
@@ -202,6 +211,16 @@ def execute_plan(
                 registered = existing
             else:
                 registered = register_plan(factory, plan, path, run_name=run_name, wave=wave)
+            if processes > 1:
+                from migrator.operations.worker import run_processes
+
+                result = run_processes(
+                    url, registered.run_name, processes, slots=workers,
+                    resume=resume and registered.status != "created", clouds_yaml=clouds_yaml,
+                    config=config, max_attempts=max_attempts, observer=observer,
+                    handle_sigint=handle_sigint)
+                return PlanExecution(plan, path, run=result, registered=registered,
+                                     replanned=replanned)
             from migrator.handlers import register_handlers
 
             handlers = register_handlers(registry)
@@ -209,7 +228,8 @@ def execute_plan(
                                  resume=resume and registered.status != "created",
                                  force_unlock=force_unlock, max_attempts=max_attempts,
                                  backoff_base=backoff_base, observer=observer,
-                                 registry=handlers, handle_sigint=handle_sigint, services=svc)
+                                 registry=handlers, handle_sigint=handle_sigint, services=svc,
+                                 limits=transfer_limits(settings))
     return PlanExecution(plan, path, run=result, registered=registered, replanned=replanned)
 
 
@@ -288,6 +308,29 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, o
 
 
 DATA_KINDS = frozenset({"image", "image_member", "volume"})
+# The kinds that copy bytes: their number at once is the run's parallel_transfers, counted
+# over every worker of the run.
+TRANSFER_KINDS = frozenset({"image", "volume"})
+
+
+def transfer_limits(settings: Any) -> ClaimLimits:
+    """The claim limits of a run whose transfer settings are ``settings`` (None: no data)."""
+    if settings is None:
+        return ClaimLimits()
+    return ClaimLimits(TRANSFER_KINDS, settings.parallel_transfers)
+
+
+@contextmanager
+def run_services(plan: Plan, *, clouds_yaml: str | Path | None = None,
+                 config: str | Path | None = None, transfer_progress: Any = None,
+                 ) -> Iterator[tuple[Mapping[str, object], Any]]:
+    """The services a worker of a run of ``plan`` needs (target, and source and transfers
+    when the plan moves data), opened from the plan's clouds and configuration; and the
+    transfer settings (None without data steps)."""
+    with _target(plan, clouds_yaml, None, None) as (svc, _names), \
+            _data_services(plan, svc, clouds_yaml, config, None, None, transfer_progress) \
+            as (svc, settings):
+        yield svc, settings
 
 
 def _transfer_settings(plan: Plan, config: str | Path | None) -> Any:

@@ -54,6 +54,19 @@ class TenantSummary:
 
 
 @dataclass(frozen=True)
+class WorkerSummary:
+    """An active worker of a listed run: where it runs and when it last heartbeat."""
+
+    name: str
+    run: str
+    host: str
+    pid: int
+    slots: int
+    steps_held: int
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True)
 class StatusReport:
     database: str  # URL with the password hidden
     revision: str
@@ -61,6 +74,7 @@ class StatusReport:
     tenant: str | None
     runs: list[RunSummary] = field(default_factory=list)
     tenants: list[TenantSummary] = field(default_factory=list)
+    workers: list[WorkerSummary] = field(default_factory=list)
 
     @property
     def states(self) -> list[str]:
@@ -76,6 +90,8 @@ class StatusReport:
             run_data["total"] = run.total
         for tenant_data, tenant in zip(data["tenants"], self.tenants, strict=True):
             tenant_data["total"] = tenant.total
+        for worker_data, worker in zip(data["workers"], self.workers, strict=True):
+            worker_data["heartbeat_at"] = worker.heartbeat_at.isoformat()
         return data
 
 
@@ -119,7 +135,18 @@ def status(url: str, run: str | None = None, tenant: str | None = None) -> Statu
                 TenantSummary(name, _ordered(per_tenant[name]))
                 for name in sorted(per_tenant, key=lambda t: (t is None, t or ""))
             ],
+            workers=_workers(engine, {r.id: r.name for r in runs}),
         )
+
+
+def _workers(engine: Engine, runs: dict[int, str]) -> list[WorkerSummary]:
+    from migrator.engine.workers import list_workers
+    from migrator.store.db import session_factory
+
+    factory = session_factory(engine)
+    return [WorkerSummary(w.name, runs[w.run_id], w.host, w.pid, w.slots, w.steps_held,
+                          w.heartbeat_at)
+            for w in list_workers(factory) if w.run_id in runs]
 
 
 def _ordered(counts: Counter[str]) -> dict[str, int]:
