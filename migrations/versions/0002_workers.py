@@ -1,5 +1,7 @@
-"""Workers sharing a run: a workers table (host, pid, heartbeat) and the run's control
-(pause / cancel) replace the single-executor run lock.
+"""Workers sharing a run: the workers table and runs.control replace the run lock.
+
+A worker (host, pid, heartbeat) holds leases on steps; the run's control asks every worker to
+pause or cancel at its next checkpoint.
 
 Revision ID: 0002_workers
 Revises: 0001_initial

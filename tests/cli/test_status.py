@@ -74,6 +74,7 @@ def test_status_of_an_empty_database_as_json(invoke: Invoke, db_url: str) -> Non
         "tenant": None,
         "runs": [],
         "tenants": [],
+        "workers": [],
     }
 
 
@@ -145,6 +146,7 @@ def test_status_of_one_tenant_as_json(invoke: Invoke, seeded_url: str) -> None:
             {"tenant": "physics", "steps": {"running": 1, "done": 2, "failed": 1, "skipped": 1},
              "total": 5},
         ],
+        "workers": [],
     }
 
 
