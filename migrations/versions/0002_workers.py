@@ -1,7 +1,8 @@
 """Workers sharing a run: the workers table and runs.control replace the run lock.
 
 A worker (host, pid, heartbeat) holds leases on steps; the run's control asks every worker to
-pause or cancel at its next checkpoint.
+pause or cancel at its next checkpoint. ``steps.waiting`` counts a step's dependencies that are
+not done yet, so that claims find ready steps through an index.
 
 Revision ID: 0002_workers
 Revises: 0001_initial
@@ -42,6 +43,15 @@ def upgrade() -> None:
     op.create_index("ix_workers_run_status", "workers", ["run_id", "status"])
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("control", sa.String(16), nullable=True))
+    with op.batch_alter_table("steps") as batch:
+        batch.add_column(sa.Column("waiting", sa.Integer(), nullable=False,
+                                   server_default="0"))
+    op.execute(
+        "UPDATE steps SET waiting = (SELECT count(*) FROM step_dependencies d "
+        "JOIN steps s2 ON s2.id = d.depends_on_id WHERE d.step_id = steps.id "
+        "AND s2.state NOT IN ('done', 'skipped'))")
+    op.drop_index("ix_steps_run_state", table_name="steps")
+    op.create_index("ix_steps_ready", "steps", ["run_id", "state", "waiting", "id"])
     # Held by executors that can no longer run: leases and the workers table replace it.
     op.drop_table("run_locks")
 
@@ -57,6 +67,10 @@ def downgrade() -> None:
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_run_locks")),
     )
+    op.drop_index("ix_steps_ready", table_name="steps")
+    op.create_index("ix_steps_run_state", "steps", ["run_id", "state"])
+    with op.batch_alter_table("steps") as batch:
+        batch.drop_column("waiting")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("control")
     op.drop_index("ix_workers_run_status", table_name="workers")

@@ -145,3 +145,23 @@ def test_concurrent_claims_never_take_a_step_twice(pg_url: str) -> None:
         assert len(taken) == 400 == len(set(taken))
     finally:
         engine.dispose()
+
+
+def waiting(factory: Factory, run_id: int) -> dict[str, int]:
+    with factory() as s:
+        return dict(s.execute(select(Step.key, Step.waiting).where(Step.run_id == run_id)).all())
+
+
+def test_waiting_counts_the_dependencies_not_done(any_factory: Factory) -> None:
+    deps = [("c", "a"), ("c", "b"), ("d", "c")]
+    run_id = create_run(any_factory, "r", [StepSpec(k, "x") for k in "abcd"], deps)
+    ids = ids_by_key(any_factory, run_id)
+    assert waiting(any_factory, run_id) == {"a": 0, "b": 0, "c": 2, "d": 1}
+    fire(any_factory, ids["b"], "skip")
+    assert waiting(any_factory, run_id)["c"] == 1
+    for trigger in ("start", "verify", "complete"):
+        fire(any_factory, ids["a"], trigger)
+    assert waiting(any_factory, run_id)["c"] == 0
+    assert [c.step.key for c in claim_steps(any_factory, run_id, "me", 10)] == ["c"]
+    fire(any_factory, ids["a"], "rollback")  # done no more: c waits for it again
+    assert waiting(any_factory, run_id) == {"a": 0, "b": 0, "c": 1, "d": 1}

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.dag import never_freed
 from migrator.engine import machine
 from migrator.engine.steps import (
+    DEPS,
     EVENTS,
     STEPS,
     StepSnapshot,
@@ -30,10 +31,9 @@ from migrator.engine.steps import (
 )
 from migrator.errors import ConfigError, NotFoundError, PlanError
 from migrator.store.bulk import bulk_cache, insert_many
-from migrator.store.models import Run, StepDependency
+from migrator.store.models import Run
 
 RUNS = cast(Table, Run.__table__)
-DEPS = cast(Table, StepDependency.__table__)
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,14 @@ def create_run(
             )
             .returning(RUNS.c.id)
         ).scalar_one()
+        waiting = [0] * len(keys)
+        for step, _needs in dep_pairs:
+            waiting[step] += 1
         inserted = insert_many(
-            conn, STEPS, ("key", "kind", "source_id", "tenant", "name", "wave", "spec"),
-            ((s.key, s.kind, s.source_id, s.tenant, s.name, s.wave, s.spec) for s in steps),
+            conn, STEPS,
+            ("key", "kind", "source_id", "tenant", "name", "wave", "spec", "waiting"),
+            ((s.key, s.kind, s.source_id, s.tenant, s.name, s.wave, s.spec, w)
+             for s, w in zip(steps, waiting, strict=True)),
             constants={"run_id": run_id, "state": machine.INITIAL_STATE, "checkpoint": {},
                        "attempts": 0, "version": 1, "lease_token": 0, "created_at": now,
                        "updated_at": now})
@@ -184,21 +189,16 @@ def find_run(factory: sessionmaker[Session], name_or_id: str | int) -> RunRef:
     return RunRef(id=row.id, name=row.name, status=row.status)
 
 
-# Ready = pending, backoff over, and no dependency outside done/skipped. Built once (with
-# bound parameters) because every claim runs it (engine/leases.py).
-_DEP_STEP = STEPS.alias("dep_step")
-_UNSATISFIED_DEP = exists().where(
-    DEPS.c.step_id == STEPS.c.id,
-    _DEP_STEP.c.id == DEPS.c.depends_on_id,
-    _DEP_STEP.c.state.not_in(sorted(machine.SATISFIED_STATES)),
-)
+# Ready = pending, backoff over, no dependency waited for (``waiting`` is kept by every
+# transition, engine/steps.py). Built once (with bound parameters): every claim runs it, and
+# the index ix_steps_ready (run_id, state, waiting, id) answers it without a scan.
 READY = (
     select(STEPS)
     .where(
         STEPS.c.run_id == bindparam("run_id"),
         STEPS.c.state == machine.PENDING,
+        STEPS.c.waiting == 0,
         or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= bindparam("now")),
-        ~_UNSATISFIED_DEP,
     )
     .order_by(STEPS.c.id)
     .limit(bindparam("limit"))

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine import machine
 from migrator.errors import ConcurrencyError, IllegalTransitionError, NotFoundError
-from migrator.store.models import Event, Step
+from migrator.store.models import Event, Step, StepDependency
 
 STEPS = cast(Table, Step.__table__)
 EVENTS = cast(Table, Event.__table__)
@@ -58,6 +58,12 @@ _UPDATE = update(STEPS).where(
     STEPS.c.id == bindparam("b_id"), STEPS.c.version == bindparam("b_version")
 )
 _INSERT_EVENT = insert(EVENTS)
+DEPS = cast(Table, StepDependency.__table__)
+_DEPENDENTS = select(DEPS.c.step_id).where(DEPS.c.depends_on_id == bindparam("sid"))
+_DEPENDENTS_DONE = update(STEPS).where(STEPS.c.id.in_(_DEPENDENTS)).values(
+    waiting=STEPS.c.waiting - 1)
+_DEPENDENTS_UNDONE = update(STEPS).where(STEPS.c.id.in_(_DEPENDENTS)).values(
+    waiting=STEPS.c.waiting + 1)
 
 
 @dataclass(frozen=True)
@@ -348,6 +354,11 @@ def _write(
             f"step {row['key']!r} is at version {current['version']}, not {row['version']}: "
             "someone else changed it"
         )
+    satisfied = machine.SATISFIED_STATES
+    if (dest in satisfied) != (row["state"] in satisfied):
+        # The step's dependents wait for one dependency less (or, leaving done, one more).
+        conn.execute(_DEPENDENTS_DONE if dest in satisfied else _DEPENDENTS_UNDONE,
+                     {"sid": row["id"]})
     conn.execute(
         _INSERT_EVENT,
         {

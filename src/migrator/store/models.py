@@ -88,7 +88,8 @@ class Step(Base):
     __tablename__ = "steps"
     __table_args__ = (
         UniqueConstraint("run_id", "key"),
-        Index("ix_steps_run_state", "run_id", "state"),
+        # The claim's path: a run's pending steps with nothing to wait for, in id order.
+        Index("ix_steps_ready", "run_id", "state", "waiting", "id"),
         Index("ix_steps_run_tenant", "run_id", "tenant"),
     )
 
@@ -104,6 +105,9 @@ class Step(Base):
     # What the handler needs to act (translated representation, mappings), from the plan.
     spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(32), default="pending")
+    # Dependencies not yet done (or skipped): kept by every transition into and out of those
+    # states, so that a ready step is found by an index instead of a scan of the graph.
+    waiting: Mapped[int] = mapped_column(Integer, server_default="0")
     phase: Mapped[str | None] = mapped_column(String(64))
     checkpoint: Mapped[dict[str, Any]] = mapped_column(default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
