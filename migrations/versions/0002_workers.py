@@ -52,6 +52,9 @@ def upgrade() -> None:
         "AND s2.state NOT IN ('done', 'skipped'))")
     op.drop_index("ix_steps_run_state", table_name="steps")
     op.create_index("ix_steps_ready", "steps", ["run_id", "state", "waiting", "id"])
+    in_doubt = sa.text("state IN ('running', 'verifying')")
+    op.create_index("ix_steps_leased", "steps", ["run_id", "lease_expires_at"],
+                    postgresql_where=in_doubt, sqlite_where=in_doubt)
     # Held by executors that can no longer run: leases and the workers table replace it.
     op.drop_table("run_locks")
 
@@ -67,6 +70,7 @@ def downgrade() -> None:
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_run_locks")),
     )
+    op.drop_index("ix_steps_leased", table_name="steps")
     op.drop_index("ix_steps_ready", table_name="steps")
     op.create_index("ix_steps_run_state", "steps", ["run_id", "state"])
     with op.batch_alter_table("steps") as batch:

@@ -64,7 +64,8 @@ class ClaimLimits:
 
 
 _IN_DOUBT = sorted(machine.IN_DOUBT_STATES)
-# Running steps whose lease is over (or that never had an expiry: written before leases).
+# Running steps whose lease is over, or that nobody leased (set running before leases
+# existed): the partial index ix_steps_leased holds only running steps, so this is cheap.
 _EXPIRED = (
     select(STEPS)
     .where(

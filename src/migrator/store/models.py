@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -90,6 +91,10 @@ class Step(Base):
         UniqueConstraint("run_id", "key"),
         # The claim's path: a run's pending steps with nothing to wait for, in id order.
         Index("ix_steps_ready", "run_id", "state", "waiting", "id"),
+        # And its other path: the few running steps, by when their lease runs out.
+        Index("ix_steps_leased", "run_id", "lease_expires_at",
+              postgresql_where=text("state IN ('running', 'verifying')"),
+              sqlite_where=text("state IN ('running', 'verifying')")),
         Index("ix_steps_run_tenant", "run_id", "tenant"),
     )
 
