@@ -449,7 +449,8 @@ class Executor:
         self, ctx: StepContext, detail: Mapping[str, str] | None = None
     ) -> None:
         handler = self.registry.get(ctx.step.kind)
-        before = ctx.step.state
+        # Counted as running from its start to its end, verifying included.
+        before = machine.RUNNING
         if ctx.step.state == machine.RUNNING:
             ctx.step = advance(
                 self.factory,

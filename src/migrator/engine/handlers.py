@@ -99,9 +99,12 @@ class StepContext:
         if self.stopping:
             raise StepInterrupted(self.step.key)
 
-    def checkpoint(self, phase: str, data: Mapping[str, Any] | None = None) -> StepSnapshot:
-        """Commit ``phase`` as reached, merging ``data`` into the checkpoint; one transaction."""
-        self.step = checkpoint_step(self._factory, self.step, phase, data or {})
+    def checkpoint(self, phase: str, data: Mapping[str, Any] | None = None, *,
+                   last: bool = False) -> StepSnapshot:
+        """Commit ``phase`` as reached, merging ``data`` into the checkpoint; one transaction.
+        ``last``: the step's work is done, it goes on to ``verifying`` in the same commit."""
+        self.step = checkpoint_step(self._factory, self.step, phase, data or {},
+                                    then="verify" if last else None)
         return self.step
 
 
@@ -112,10 +115,11 @@ class Handler:
 
     def run(self, ctx: StepContext, step: StepSnapshot) -> None:
         """Run the phases after the last checkpointed one; checkpoint after each."""
-        for phase in self.remaining_phases(step):
+        remaining = self.remaining_phases(step)
+        for phase in remaining:
             ctx.raise_if_stopping()
             data = self.run_phase(ctx, ctx.step, phase)
-            ctx.checkpoint(phase, data)
+            ctx.checkpoint(phase, data, last=phase == remaining[-1])
 
     def remaining_phases(self, step: StepSnapshot) -> tuple[str, ...]:
         if step.phase is None:

@@ -280,14 +280,24 @@ def advance(
 
 
 def checkpoint_step(
-    factory: sessionmaker[Session], step: StepSnapshot, phase: str, data: Mapping[str, Any]
+    factory: sessionmaker[Session], step: StepSnapshot, phase: str, data: Mapping[str, Any],
+    *, then: str | None = None,
 ) -> StepSnapshot:
-    """:func:`checkpoint` for a caller holding the step's latest snapshot (optimistic)."""
+    """:func:`checkpoint` for a caller holding the step's latest snapshot (optimistic).
+
+    ``then``: a trigger fired in the same transaction right after the checkpoint (its own
+    event): the executor's ``verify`` after a step's last phase, one commit instead of two.
+    """
     if step.state not in machine.IN_DOUBT_STATES:
         raise _not_checkpointable(step.key, step.state, phase)
+    dest = None
+    if then is not None:
+        dest = machine.destination(step.state, then)
+        if dest is None:
+            raise _illegal(step.key, step.state, then)
     changes = {"phase": phase, "checkpoint": {**step.checkpoint, **data}}
     with write_transaction(factory) as conn:
-        return _write(
+        snap = _write(
             conn,
             _as_row(step),
             step.state,
@@ -295,6 +305,9 @@ def checkpoint_step(
             {"phase": phase, "data": dict(data)},
             changes,
         )
+        if then is not None and dest is not None:
+            snap = _write(conn, _as_row(snap), dest, then, None, {})
+        return snap
 
 
 def _as_row(step: StepSnapshot) -> dict[str, Any]:
