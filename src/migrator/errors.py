@@ -2,10 +2,14 @@
 
 Lower layers raise these; only the CLI boundary turns them into ``Error: <message>`` and an
 exit code (``--debug`` shows the traceback). Messages are one line and name the file, step or
-field at fault. They never carry secrets.
+field at fault. They never carry secrets. An error that stands for several problems found
+together (a plan that cannot be made, a plan the target refuses) lists them all in
+``problems``, which the CLI prints one per line.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class MigratorError(Exception):
@@ -17,9 +21,10 @@ class MigratorError(Exception):
     # once instead of spending its retries and backoff on it; --resume tries it again.
     final = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.message = message
+        self.problems = tuple(problems)
 
     def __str__(self) -> str:
         return self.message
@@ -71,6 +76,14 @@ class PlanError(MigratorError):
     """A plan file is malformed, tampered with, stale or refers to something unknown."""
 
     exit_code = 7
+
+
+class PlanChangedError(PlanError):
+    """A plan file's content no longer matches its content hash: edited after planning."""
+
+
+class StalePlanError(PlanError):
+    """The source inventory changed since the plan was made (or is not in this database)."""
 
 
 class CloudError(MigratorError):

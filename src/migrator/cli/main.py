@@ -18,6 +18,7 @@ from migrator.cli.demo import demo_command
 from migrator.cli.discover import discover_command
 from migrator.cli.execute import execute_command
 from migrator.cli.init import init
+from migrator.cli.output import JSON_OUTPUT, echo_json
 from migrator.cli.plan import plan_command
 from migrator.cli.sim import sim
 from migrator.cli.status import status_command
@@ -34,9 +35,20 @@ class MigratorGroup(click.Group):
         except MigratorError as exc:
             if ctx.params.get("debug"):
                 traceback.print_exc()
-            message = " ".join(str(exc).splitlines())
+            message = _one_line(str(exc))
             click.echo(f"Error: {message}", err=True)
+            # Several problems found together: every one, one per line.
+            problems = [_one_line(p) for p in exc.problems] if len(exc.problems) > 1 else []
+            for problem in problems:
+                click.echo(f"  - {problem}", err=True)
+            if ctx.meta.get(JSON_OUTPUT):
+                echo_json({"error": {"message": message, "exit_code": exc.exit_code,
+                                     "problems": problems or [message]}})
             ctx.exit(exc.exit_code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
 
 
 @click.group(cls=MigratorGroup)
