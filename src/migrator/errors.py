@@ -20,6 +20,10 @@ class MigratorError(Exception):
     # that is attached, a target image in the wrong state): the executor fails such a step at
     # once instead of spending its retries and backoff on it; --resume tries it again.
     final = False
+    # True when the failure is not the step's own but its surroundings' (a cloud that cannot
+    # be connected to at all): every other step would fail the same way, so the executor
+    # stops the run instead of spending their attempts, and --resume continues it later.
+    stops_run = False
 
     def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
         super().__init__(message)
@@ -90,3 +94,13 @@ class CloudError(MigratorError):
     """A cloud answered with an error or could not be reached."""
 
     exit_code = 8
+
+
+class RunStoppedError(MigratorError):
+    """A run stopped because of ``cause``, an error outside its steps (``stops_run``); the
+    exit code is the cause's."""
+
+    def __init__(self, message: str, cause: MigratorError) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.exit_code = cause.exit_code

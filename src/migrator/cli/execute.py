@@ -18,7 +18,7 @@ import click
 from migrator.cli.context import CliContext, pass_cli
 from migrator.cli.output import echo_json, format_option
 from migrator.engine.executor import Progress, RunResult
-from migrator.errors import PlanError, StepFailedError
+from migrator.errors import PlanError, RunStoppedError, StepFailedError
 from migrator.operations.execute import (
     DryRunReport,
     ExecuteOptions,
@@ -182,13 +182,19 @@ def run_summary(result: RunResult) -> str:
 
 
 def report(result: RunResult, resume_hint: str, as_json: bool = False) -> None:
+    cause = result.stopped_by
     if as_json:
         echo_json({"run": {"name": result.run_name, "status": result.status,
                            "elapsed_s": round(result.elapsed_s, 3), "counts": result.counts,
-                           "completed": result.completed,
-                           "failed_steps": result.failed_steps}})
+                           "completed": result.completed, "failed_steps": result.failed_steps,
+                           "stopped_by": cause.message if cause is not None else None}})
     else:
         click.echo(run_summary(result))
+    if cause is not None:
+        raise RunStoppedError(
+            f"{cause.message}; run {result.run_name} stopped (nothing is lost: "
+            f"{_waiting(result)} wait); once it answers again: migrator execute "
+            f"{resume_hint} --resume", cause)
     if result.status == "interrupted":
         click.echo(f"Resume with: migrator execute {resume_hint} --resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -201,6 +207,11 @@ def report(result: RunResult, resume_hint: str, as_json: bool = False) -> None:
             f"({failed}), {result.counts.get('blocked', 0)} blocked; fix the cause and use "
             "--resume"
         )
+
+
+def _waiting(result: RunResult) -> str:
+    left = sum(n for state, n in result.counts.items() if state not in ("done", "skipped"))
+    return f"{left} step{'s' if left != 1 else ''}"
 
 
 class Display:

@@ -18,7 +18,7 @@ from migrator.cli.demo import demo_command
 from migrator.cli.discover import discover_command
 from migrator.cli.execute import execute_command
 from migrator.cli.init import init
-from migrator.cli.output import JSON_OUTPUT, echo_json
+from migrator.cli.output import JSON_OUTPUT, JSON_PRINTED, echo_json
 from migrator.cli.plan import plan_command
 from migrator.cli.sim import sim
 from migrator.cli.status import status_command
@@ -41,7 +41,7 @@ class MigratorGroup(click.Group):
             problems = [_one_line(p) for p in exc.problems] if len(exc.problems) > 1 else []
             for problem in problems:
                 click.echo(f"  - {problem}", err=True)
-            if ctx.meta.get(JSON_OUTPUT):
+            if ctx.meta.get(JSON_OUTPUT) and not ctx.meta.get(JSON_PRINTED):
                 echo_json({"error": {"message": message, "exit_code": exc.exit_code,
                                      "problems": problems or [message]}})
             ctx.exit(exc.exit_code)

@@ -31,12 +31,16 @@ class CloudCallError(CloudError):
     """A cloud call failed; ``status`` is the HTTP status (None: no answer at all)."""
 
     def __init__(self, message: str, *, cloud: str, operation: str,
-                 status: int | None = None, retryable: bool = False) -> None:
+                 status: int | None = None, retryable: bool = False,
+                 unreachable: bool = False) -> None:
         super().__init__(message)
         self.cloud = cloud
         self.operation = operation
         self.status = status
         self.retryable = retryable
+        # No connection could be made at all (refused, no route, connect timeout): the
+        # cloud is gone for every step, not just this call (MigratorError.stops_run).
+        self.stops_run = unreachable
 
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -121,7 +125,7 @@ def translate(exc: BaseException, cloud: str, operation: str,
         status is None and isinstance(exc, ksa_exc.ConnectionError | requests.ConnectionError)
     )
     return CloudCallError(f"{where}: {detail}", cloud=cloud, operation=operation,
-                          status=status, retryable=retryable)
+                          status=status, retryable=retryable, unreachable=cannot_connect(exc))
 
 
 def _specific(exc: BaseException) -> BaseException:
@@ -172,3 +176,21 @@ def cloud_errors(cloud: str, operation: str, resource: str | None = None) -> Ite
 def describe(method: str, url: str | None) -> str:
     """``GET /v2.0/networks`` for messages (path and query only, never the host's secrets)."""
     return f"{method} {_path(url)}".strip()
+
+
+# What a failed connection attempt says when nothing answers at that address (as opposed to
+# a connection that was made and then dropped).
+_NO_CONNECTION = ("Connection refused", "Name or service not known", "No route to host",
+                  "Network is unreachable", "Temporary failure in name resolution")
+
+
+def cannot_connect(exc: BaseException) -> bool:
+    """Whether no connection could be made at all: refused, no route, an unknown name or a
+    connect timeout (a cloud that is down or gone, not a call that failed)."""
+    found = _specific(exc)
+    if isinstance(found, ksa_exc.ConnectTimeout | requests.ConnectTimeout):
+        return True
+    if not isinstance(found, ksa_exc.ConnectionError | requests.ConnectionError):
+        return False
+    text = str(found)
+    return any(marker in text for marker in _NO_CONNECTION)

@@ -91,7 +91,7 @@ def make_plan(url: str, *, config: str | Path | Config = DEFAULT_CONFIG,
     config_file = cfg.path
     out = Path(output) if output else Path("plans") / f"{name or 'plan'}.yaml"
     plan_name = name or out.stem
-    with open_state(url) as engine, database_errors(url):
+    with open_state(url, read_only=True) as engine, database_errors(url):
         factory = session_factory(engine)
         snapshot = latest_snapshot(factory, cfg.source.cloud)
         if snapshot is None:

@@ -91,7 +91,7 @@ def status(url: str, run: str | None = None, tenant: str | None = None) -> Statu
     one tenant's steps. A run name or tenant that matches nothing is a NotFoundError, so a
     typo is not mistaken for "nothing to do".
     """
-    with open_state(url) as engine:
+    with open_state(url, read_only=True) as engine:
         runs = _runs(engine, run)
         if run is not None and not runs:
             raise NotFoundError(f"no run named {run!r} in the state database")
