@@ -137,12 +137,12 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _read_only_sqlite(path: Path) -> Callable[[], sqlite3.Connection]:
-    """Connections that only read ``path``. SQLite reads a WAL database read-only when its
-    -wal and -shm files exist, or can be created; in a read-only folder without a -wal file
-    the database file holds everything, and ``immutable`` tells SQLite not to look for them."""
+    """Connections that only read ``path`` (which cannot be written: storage_problem). SQLite
+    reads a WAL database read-only when its -wal and -shm files exist or can be created; when
+    there is no -wal file with content, the database file holds everything and
+    ``immutable`` tells SQLite not to look for them (nothing can write it meanwhile)."""
     wal = path.with_name(f"{path.name}-wal")
-    immutable = not os.access(path.parent, os.W_OK) and not (
-        wal.exists() and wal.stat().st_size > 0)
+    immutable = not (wal.exists() and wal.stat().st_size > 0)
     uri = f"file:{quote(str(path.absolute()))}?mode=ro{'&immutable=1' if immutable else ''}"
 
     def connect() -> sqlite3.Connection:
