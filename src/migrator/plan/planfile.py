@@ -13,10 +13,13 @@ YAML), one step a few lines::
         refs: {"network_id": "network:7823...", "project_id": "project:1f78..."}
 
 so that 200,000 steps are written in seconds (no YAML emitter), and a person can review the
-plan of one tenant. :func:`read_plan` checks, in this order: YAML syntax (``file:line``), the
-format and the header fields, every step's fields and kind, the content hash (a file edited
-after planning is refused), unique keys, dependencies and references naming known steps, and
-cycles. Every failure is a one-line :class:`PlanError` naming the file, the step and the field.
+plan of one tenant. :func:`read_plan` checks, in this order: the size (a file above
+``max_bytes`` is refused unread), the text (streamed line by line through the reader of this
+layout; any other layout through bounded_yaml's checks, then YAML: no anchors or aliases, at
+most MAX_DEPTH levels, ``file:line``), the format and the header fields, every step's fields
+and kind, the content hash (a file edited after planning is refused: PlanChangedError), unique
+keys, dependencies and references naming known steps, and cycles. Every failure is a one-line
+:class:`PlanError` naming the file and the line, or the step and the field.
 """
 
 from __future__ import annotations
