@@ -96,11 +96,10 @@ class CloudError(MigratorError):
     exit_code = 8
 
 
-class RunStoppedError(MigratorError):
-    """A run stopped because of ``cause``, an error outside its steps (``stops_run``); the
-    exit code is the cause's."""
+class RunStoppedError(CloudError):
+    """A run stopped because of ``cause``, an error outside its steps (``stops_run``: a cloud
+    that cannot be connected to, met by a cloud call or by the data path)."""
 
     def __init__(self, message: str, cause: MigratorError) -> None:
         super().__init__(message)
         self.cause = cause
-        self.exit_code = cause.exit_code
