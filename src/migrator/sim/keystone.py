@@ -19,6 +19,7 @@ from migrator.sim.http import (
     SimHTTPError,
     auth_of,
     json_response,
+    origin,
     public,
     read_json,
     require,
@@ -41,7 +42,7 @@ class KeystoneAPI:
 
     # -- discovery -------------------------------------------------------------------------
     def _v3_doc(self, request: web.Request) -> dict[str, Any]:
-        base = f"{request.url.origin()}{PREFIX}"
+        base = f"{origin(request)}{PREFIX}"
         return {"id": self.cloud.profile.keystone_v3_version, "status": "stable",
                 "updated": "2015-03-30T00:00:00Z",
                 "links": [{"rel": "self", "href": f"{base}/v3/"}],
@@ -49,7 +50,7 @@ class KeystoneAPI:
                                  "type": "application/vnd.openstack.identity-v3+json"}]}
 
     def _v2_doc(self, request: web.Request) -> dict[str, Any]:
-        base = f"{request.url.origin()}{PREFIX}"
+        base = f"{origin(request)}{PREFIX}"
         return {"id": "v2.0", "status": "stable", "updated": "2014-04-17T00:00:00Z",
                 "links": [{"rel": "self", "href": f"{base}/v2.0/"}],
                 "media-types": [{"base": "application/json",
@@ -256,7 +257,7 @@ class KeystoneAPI:
 
     def _render(self, kind: str, rec: Record, request: web.Request) -> dict[str, Any]:
         out = {k: v for k, v in rec.items() if k != "password" and not k.startswith("_")}
-        out["links"] = {"self": f"{request.url.origin()}{PREFIX}/v3/{kind}/{rec['id']}"}
+        out["links"] = {"self": f"{origin(request)}{PREFIX}/v3/{kind}/{rec['id']}"}
         return out
 
     def _filter(self, records: list[Record], request: web.Request, keys: tuple[str, ...]

@@ -15,7 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from migrator.sim.cloud import SimCloud
-from migrator.sim.http import SimHTTPError, auth_of, json_response, public, read_json
+from migrator.sim.http import (
+    SimHTTPError,
+    auth_of,
+    json_response,
+    origin,
+    public,
+    read_json,
+)
 from migrator.sim.neutron_common import (
     NETWORKS,
     PORTS,
@@ -76,7 +83,7 @@ class NeutronAPI:
     # -- documents ---------------------------------------------------------------------------
     @public
     async def versions(self, request: web.Request) -> web.Response:
-        href = f"{request.url.origin()}{V2}/"
+        href = f"{origin(request)}{V2}/"
         return json_response({"versions": [{"status": "CURRENT", "id": "v2.0",
                                             "links": [{"href": href, "rel": "self"}]}]})
 
@@ -85,7 +92,7 @@ class NeutronAPI:
         names = [("network", "networks"), ("subnet", "subnets"), ("port", "ports")]
         if not self.liberty:
             names.append(("subnetpool", "subnetpools"))
-        base = f"{request.url.origin()}{V2}"
+        base = f"{origin(request)}{V2}"
         return json_response({"resources": [
             {"links": [{"href": f"{base}/{plural}", "rel": "self"}], "name": name,
              "collection": plural} for name, plural in names]})
