@@ -26,7 +26,7 @@ from aiohttp import web
 from migrator.bulk_gc import relaxed_gc
 from migrator.sim.app import build_app
 from migrator.sim.cloud import REGION, SimCloud
-from migrator.sim.profiles import PROFILES
+from migrator.sim.profiles import PROFILES, top_level_parent
 from migrator.sim.seed import apply_faults, apply_seed, load_seed
 from migrator.sim.state import Record, SimState, new_hex_id
 from migrator.sim.tls import TlsFiles, ensure_tls_files, server_context
@@ -109,7 +109,7 @@ def bootstrap(cloud: SimCloud) -> None:
         project = state.put("projects", {
             "id": new_hex_id(), "name": ADMIN_PROJECT, "domain_id": "default",
             "description": "Bootstrap project for initializing the cloud.", "enabled": True,
-            "parent_id": "default", "is_domain": False})
+            "parent_id": top_level_parent(cloud.profile, "default"), "is_domain": False})
     user = state.find_one("users", name=ADMIN_USER, domain_id="default")
     if user is None:
         user = state.put("users", {"id": new_hex_id(), "name": ADMIN_USER,
