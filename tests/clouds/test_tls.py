@@ -24,7 +24,7 @@ from migrator.clouds.connection import open_cloud
 from migrator.clouds.errors import translate
 from migrator.clouds.http_pool import Pool, Trust
 from migrator.clouds.raw_reads import RawReader, session_trust
-from migrator.errors import CloudError
+from migrator.errors import CloudError, ConfigError
 from migrator.sim.server import CloudSpec, SimServer
 from migrator.sim.tls import ensure_tls_files, issue_certificate, load_ca
 from tests.clouds.legacy_sim import start_legacy
@@ -251,3 +251,22 @@ def test_lean_reads_off_reads_through_the_sdk(sim: SimServer,
         scoped.close()
     finally:
         handle.close()
+
+
+@pytest.mark.parametrize(("changes", "variable", "missing"), [
+    ({"cacert": "/nonexistent/ca.pem"}, None, "CA bundle /nonexistent/ca.pem"),
+    ({"cacert": None}, "/nonexistent/env-ca.pem", "CA bundle /nonexistent/env-ca.pem"),
+    ({"cert": "/nonexistent/client.pem"}, None, "client certificate /nonexistent/client.pem"),
+])
+def test_a_missing_tls_file_is_a_config_error(sim: SimServer, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              changes: dict[str, Any], variable: str | None,
+                                              missing: str) -> None:
+    """requests raises a bare OSError for these on the first request: named here instead."""
+    if variable:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", variable)
+    path = clouds_yaml(sim, tmp_path / "c.yaml", **changes)
+    with pytest.raises(ConfigError) as info:
+        open_cloud("legacy", config_file=path)
+    assert str(info.value) == (f"cloud legacy: the {missing} does not exist (clouds.yaml "
+                               "cacert, cert, key; or REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)")

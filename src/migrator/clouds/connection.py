@@ -67,7 +67,12 @@ from migrator.clouds.errors import (
     is_unreachable,
     translate,
 )
-from migrator.clouds.raw_reads import RawReader, RawResponse
+from migrator.clouds.raw_reads import (
+    RawReader,
+    RawResponse,
+    missing_tls_file,
+    session_trust,
+)
 from migrator.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -321,6 +326,11 @@ def _open(name: str, *, config_file: str | Path | None, role: Role,
                           f"{' '.join(str(exc).split())}") from exc
     auth_url = str((region.config.get("auth") or {}).get("auth_url") or "?")
     conn = openstack.connection.Connection(config=region)
+    if auth_url.startswith("https://"):
+        missing = missing_tls_file(session_trust(conn.session, auth_url))
+        if missing:
+            raise ConfigError(f"cloud {name}: the {missing} does not exist (clouds.yaml "
+                              "cacert, cert, key; or REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)")
     conn.session.session.hooks.setdefault("response", []).append(counter.hook)
     handle = CloudHandle(name=name, role=role, conn=conn,
                          config_file=str(config_file) if config_file is not None else None,

@@ -27,6 +27,7 @@ SSLError), so that ``clouds.errors.translate`` words and classifies them the sam
 from __future__ import annotations
 
 import http.client
+import os
 import ssl
 import threading
 import time
@@ -217,3 +218,15 @@ class RawResponse:
         request.url = self.url
         response.request = request
         return response
+
+
+def missing_tls_file(trust: Trust) -> str | None:
+    """The CA bundle, certificate or key ``trust`` names that does not exist (requests
+    raises a bare OSError for it on the first HTTPS request), as ``what path``."""
+    if trust.verify and trust.verify is not True and not os.path.exists(trust.verify):
+        return f"CA bundle {trust.verify}"
+    cert, key = trust.cert if isinstance(trust.cert, tuple) else (trust.cert, None)
+    for what, path in (("client certificate", cert), ("client key", key)):
+        if path and not os.path.exists(path):
+            return f"{what} {path}"
+    return None
