@@ -45,10 +45,10 @@ _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")  # not allowed in a header value
 class Trust:
     """What an HTTPS connection verifies the server with, and what it presents.
 
-    ``verify``: False (or empty) checks nothing; True, the CA bundle ``ca_bundle`` (requests'
-    own, ``requests.certs.where()``); a path, that CA file or, when a directory, that hashed
-    CA directory (requests' rules). ``cert``: a client certificate file (the key in it), or
-    (certificate, key).
+    ``verify``: False (or empty) checks nothing; True, the CA bundle ``ca_bundle`` (raw_reads
+    gives requests' own, ``requests.certs.where()``; None: the system's store); a path, that
+    CA file or, when a directory, that hashed CA directory (requests' rules). ``cert``: a
+    client certificate file (the key in it), or (certificate, key).
     """
 
     verify: bool | str = True
@@ -62,6 +62,8 @@ class Trust:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        elif self.verify is True and self.ca_bundle is None:
+            context = ssl.create_default_context()
         else:
             location = self.ca_bundle if self.verify is True else self.verify
             if not location or not os.path.exists(location):
