@@ -63,6 +63,7 @@ class DiscoverResult:
 class SourceSettings:
     cloud: str | None
     tenant_credentials: dict[str, str]
+    lean_reads: bool = True  # source.lean_reads: discovery's reads off the SDK's session
 
 
 def source_settings(config: str | Path | None) -> SourceSettings:
@@ -73,7 +74,7 @@ def source_settings(config: str | Path | None) -> SourceSettings:
             return SourceSettings(None, {})
         config = DEFAULT_CONFIG
     source = load_config(config).source
-    return SourceSettings(source.cloud, dict(source.tenant_credentials))
+    return SourceSettings(source.cloud, dict(source.tenant_credentials), source.lean_reads)
 
 
 @relaxed_gc()
@@ -97,6 +98,7 @@ def discover(url: str, cloud: str | None, *, tenants: Sequence[str] | None = Non
     with open_state(url) as engine:  # the schema is checked before any cloud call
         factory = session_factory(engine)
         handle = open_cloud(cloud, config_file=clouds_yaml, role="source")
+        handle.lean_reads = settings.lean_reads
         try:
             say(f"connected to {cloud} ({handle.auth_url})")
             source = LegacySource(handle, tenant_credentials=creds, workers=workers,
