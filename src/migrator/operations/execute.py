@@ -199,9 +199,10 @@ def execute_plan(url: str, plan_path: str | Path,
                                       problems, None)
                 return PlanExecution(plan, path, dry_run=report, replanned=replanned)
             if problems:
-                raise PlanError(problems[0] if len(problems) == 1 else
-                                f"{path}: {len(problems)} problems (each on a line below); "
-                                "nothing was changed on the target", problems)
+                found = problems[0] if len(problems) == 1 else (
+                    f"{len(problems)} problems (each on a line below)")
+                raise PlanError(f"{path}: {found}; nothing was changed on the target",
+                                problems)
             existing = find_plan_run(factory, plan, o.wave)
             if existing is not None and (o.resume or existing.status == "created"):
                 registered = existing
