@@ -24,6 +24,7 @@ import click
 
 if TYPE_CHECKING:
     from migrator.engine.executor import Progress
+    from migrator.handlers.data import TransferProgress
 
 # Events worth a line in plain output (starts would double the noise).
 PLAIN_EVENTS = {
@@ -45,7 +46,8 @@ class Display:
     """The observer of step events (callable) plus ``transfers``, the byte progress of image
     and volume copies (handlers.data.TransferProgress)."""
 
-    def __init__(self, on_event: Callable[[Progress], None], transfers: Any) -> None:
+    def __init__(self, on_event: Callable[[Progress], None],
+                 transfers: TransferProgress) -> None:
         self._on_event = on_event
         self.transfers = transfers
 
