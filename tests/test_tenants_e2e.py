@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.operations.plan import load_plan
 from tests.e2e_support import (
     TENANTS,
@@ -179,8 +179,9 @@ def test_faults_on_the_target_are_retried_and_audited(world: World) -> None:
     for rule in FAULTS:
         admin.add_fault(**rule)
     admin.reset_calls()
-    outcome = execute_plan(world.db_url, plan_path, clouds_yaml=world.clouds_yaml,
-                           handle_sigint=False, backoff_base=0.05, workers=4)
+    outcome = execute_plan(world.db_url, plan_path,
+        ExecuteOptions(clouds_yaml=world.clouds_yaml, handle_sigint=False, backoff_base=0.05,
+                       workers=4))
     fired = [r["fired"] for r in requests.get(f"{admin.base}/faults",
                                               timeout=10).json()["faults"]]
     calls = sum(admin.calls().values())

@@ -19,6 +19,14 @@ from typing import Any
 
 import yaml
 
+from migrator.bounded_yaml import (
+    MAX_CONFIG_BYTES,
+    YamlProblem,
+    check_yaml,
+    decode_text,
+    read_bytes,
+    yaml_problem,
+)
 from migrator.config_schema import (
     CONFLICT_DECISIONS,
     DEFAULT_ROLE_MAP,
@@ -57,26 +65,28 @@ def load_config(path: str | FilePath) -> Config:
     """Read and validate the configuration file at ``path``."""
     file = FilePath(path)
     try:
-        text = file.read_text()
+        text = decode_text(read_bytes(file, MAX_CONFIG_BYTES))
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such configuration file (create one with "
                           "'migrator init')") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the configuration: {exc.strerror}") from exc
+    except YamlProblem as exc:
+        raise ConfigError(exc.at(file)) from None
     return parse_config(text, str(file))
 
 
 def parse_config(text: str, file: str = "<config>") -> Config:
-    """Validate configuration text (``file`` names it in errors)."""
+    """Validate configuration text (``file`` names it in errors). Aliases are allowed within
+    a budget, nesting within a depth (bounded_yaml.check_yaml)."""
     try:
+        check_yaml(text)
         data = yaml.safe_load(text)
         lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+    except YamlProblem as exc:
+        raise ConfigError(exc.at(file)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark is not None else file
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(problem).split())}"
-                          ) from None
+        raise ConfigError(yaml_problem(exc, text).at(file)) from None
     check = Checker(file, lines)
     top = check.mapping(data, (), dict.fromkeys(SECTIONS))
     return Config(

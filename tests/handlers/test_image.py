@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.operations.plan import make_plan
 from migrator.plan.model import Plan
 from tests.handlers.data_world import (
@@ -33,8 +33,8 @@ def _run(world: DataWorld, tmp_path: Path, tenants: list[str] | None = None,
     config = world.config(tmp_path, **replace)
     planned = make_plan(url, config=config, tenants=tenants, clouds_yaml=world.sim.clouds_yaml,
                         output=tmp_path / "plan.yaml")
-    done = execute_plan(url, planned.path, clouds_yaml=world.sim.clouds_yaml,
-                        handle_sigint=False, backoff_base=0.05)
+    done = execute_plan(url, planned.path,
+        ExecuteOptions(clouds_yaml=world.sim.clouds_yaml, handle_sigint=False, backoff_base=0.05))
     assert done.run is not None and done.run.status == "finished", done.run
     return url, planned.plan
 

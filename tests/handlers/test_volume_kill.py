@@ -42,7 +42,7 @@ from sqlalchemy import select
 
 from migrator.operations.db import init_state
 from migrator.operations.discover import discover
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.operations.plan import make_plan
 from migrator.sim.seed_gen import NAMES, SeedShape, generate
 from migrator.sim.server import CloudSpec, SimServer
@@ -323,8 +323,9 @@ def test_volume_killed_inside_a_phase_then_resumed(world: KillWorld, tmp_path: P
             "target_volumes": len(target_volumes(world.sim, str(step.source_id)))}
     print(f"{stretch.phase}: the killed run left {left}")
     before = made_calls(admins)
-    resumed = execute_plan(url, plan.path, resume=True, clouds_yaml=world.sim.clouds_yaml,
-                           handle_sigint=False, backoff_base=0.01)
+    resumed = execute_plan(url, plan.path,
+        ExecuteOptions(resume=True, clouds_yaml=world.sim.clouds_yaml, handle_sigint=False,
+                       backoff_base=0.01))
     assert resumed.run is not None and resumed.run.status == "finished", resumed.run
     row = volume_row(url)
     assert row is not None and row[0] == "done" and row[1] == "verify", row

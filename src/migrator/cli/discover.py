@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.cli.output import Table, echo_json, echo_table
+from migrator.cli.output import Table, echo_json, echo_table, format_option
 
 if TYPE_CHECKING:
     from migrator.operations.discover import DiscoverResult
@@ -22,15 +22,14 @@ if TYPE_CHECKING:
 @click.option("--tenant", "tenants", metavar="TENANT", multiple=True,
               help="Only this tenant (name or id; repeatable). Default: every tenant.")
 @click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
-              help="migrator.yaml (source.cloud, source.tenant_credentials).")
+              help="migrator.yaml (source.cloud, source.tenant_credentials) [default: "
+                   "./migrator.yaml when there is one].")
 @click.option("--clouds-yaml", metavar="FILE", type=click.Path(dir_okay=False),
               help="clouds.yaml to read [default: $OS_CLIENT_CONFIG_FILE, then the usual "
                    "places].")
 @click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Parallel per-tenant reads (quotas, keypairs, image members).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
-              default="table", show_default=True,
-              help="table: drawn on a terminal, plain text in a pipe; json: for scripts.")
+@format_option()
 @pass_cli
 def discover_command(cli: CliContext, cloud: str | None, tenants: tuple[str, ...],
                      config_path: str | None, clouds_yaml: str | None, workers: int,

@@ -5,20 +5,27 @@ name (runs built by tests or registered earlier)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from migrator.cli.context import CliContext, pass_cli
+from migrator.cli.output import echo_json, format_option
 from migrator.cli.progress import progress_display
-from migrator.errors import PlanError, StepFailedError
+from migrator.errors import PlanError, RunStoppedError, StepFailedError
 
 if TYPE_CHECKING:
     from migrator.engine.executor import RunResult
-    from migrator.operations.execute import DryRunReport
+    from migrator.operations.execute import DryRunReport, ExecuteOptions
 
 EXIT_INTERRUPTED = 130
+# The default of --max-plan-size: planfile.DEFAULT_MAX_PLAN_BYTES, written here so that
+# `migrator --help` does not import the plan code (a test checks that they agree).
+DEFAULT_MAX_PLAN_SIZE = "512MiB"
 
 
 @click.command("execute")
@@ -59,6 +66,12 @@ EXIT_INTERRUPTED = 130
     is_flag=True,
     help="Take the run from an executor that cannot be checked (another host).",
 )
+@click.option("--max-plan-size", metavar="SIZE", envvar="MIGRATOR_MAX_PLAN_SIZE",
+              default=DEFAULT_MAX_PLAN_SIZE, show_default=True,
+              help="Refuse a bigger plan file unread (a plan of 10,000 tenants is about "
+                   "190 MiB) [env: MIGRATOR_MAX_PLAN_SIZE].")
+@format_option("table: progress and summary as text; json: the outcome (or the error) as "
+               "JSON, no progress lines.")
 @pass_cli
 def execute_command(
     cli: CliContext,
@@ -75,6 +88,8 @@ def execute_command(
     bandwidth: str | None,
     max_attempts: int,
     force_unlock: bool,
+    max_plan_size: str,
+    output_format: str,
 ) -> None:
     """Execute the plan file PLAN, checkpointed: verified (refused when stale unless
     --replan), checked against the target, registered as a run, executed. PLAN may also be the
@@ -82,45 +97,58 @@ def execute_command(
     Ctrl-C exits at once."""
     # Imported here, not at the top: the engine, SQLAlchemy and openstacksdk cost a second of
     # CPU that `migrator --help` should not pay.
-    from migrator.operations.execute import execute_existing_run, execute_plan
+    from migrator.operations.execute import (
+        ExecuteOptions,
+        execute_existing_run,
+        execute_plan,
+    )
 
+    as_json = output_format == "json"
+    options = ExecuteOptions(
+        wave=wave, resume=resume, replan=replan, dry_run=dry_run, run_name=run_name,
+        workers=workers, max_attempts=max_attempts, force_unlock=force_unlock,
+        clouds_yaml=clouds_yaml, config=config_path, parallel_transfers=parallel_transfers,
+        bandwidth=None if bandwidth is None else _size_option(bandwidth, "--bandwidth"),
+        max_plan_bytes=_size_option(max_plan_size, "--max-plan-size"))
     if not is_plan_file(plan_or_run):
         if wave or dry_run or replan:
             raise PlanError(f"no plan file {plan_or_run}: --wave, --dry-run and --replan need a "
                             "plan file")
-        with progress_display() as observer:
-            result = execute_existing_run(cli.db_url, plan_or_run, workers=workers or 8,
-                                          resume=resume, force_unlock=force_unlock,
-                                          max_attempts=max_attempts, observer=observer,
-                                          clouds_yaml=clouds_yaml)
-        report(result, plan_or_run)
+        with _progress(options, as_json) as observed:
+            result = execute_existing_run(cli.db_url, plan_or_run, observed)
+        report(result, plan_or_run, as_json)
         return
-    rate: int | None = None
-    if bandwidth is not None:
-        from migrator.config import parse_bytes
-
-        try:
-            rate = parse_bytes(bandwidth)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--bandwidth") from None
-    with progress_display() as observer:
-        outcome = execute_plan(cli.db_url, plan_or_run, wave=wave, resume=resume,
-                               replan=replan, dry_run=dry_run, run_name=run_name,
-                               workers=workers or 8, workers_given=workers is not None,
-                               parallel_transfers=parallel_transfers, bandwidth=rate,
-                               transfer_progress=observer.transfers,
-                               max_attempts=max_attempts, force_unlock=force_unlock,
-                               clouds_yaml=clouds_yaml, config=config_path,
-                               observer=observer)
-    if outcome.replanned:
+    with _progress(options, as_json) as observed:
+        outcome = execute_plan(cli.db_url, plan_or_run, observed)
+    if outcome.replanned and not as_json:
         click.echo(f"Replanned: {outcome.path} now holds plan {outcome.plan.content_hash[:12]} "
                    f"({len(outcome.plan.steps)} steps)")
     if outcome.dry_run is not None:
-        render_dry_run(outcome.dry_run)
+        render_dry_run(outcome.dry_run, as_json)
         return
     assert outcome.run is not None
     resume_hint = f"{plan_or_run}{f' --wave {wave}' if wave else ''}"
-    report(outcome.run, resume_hint)
+    report(outcome.run, resume_hint, as_json)
+
+
+@contextmanager
+def _progress(options: ExecuteOptions, quiet: bool) -> Iterator[ExecuteOptions]:
+    """``options`` with the progress display as observer (none with ``--format json``: stdout
+    holds the one JSON document)."""
+    if quiet:
+        yield options
+        return
+    with progress_display() as observer:
+        yield replace(options, observer=observer, transfer_progress=observer.transfers)
+
+
+def _size_option(value: str, name: str) -> int:
+    from migrator.config import parse_bytes
+
+    try:
+        return parse_bytes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
 
 
 def is_plan_file(argument: str) -> bool:
@@ -128,19 +156,26 @@ def is_plan_file(argument: str) -> bool:
     return Path(argument).is_file() or argument.endswith((".yaml", ".yml"))
 
 
-def render_dry_run(report_: DryRunReport) -> None:
-    click.echo(f"Dry run of plan {report_.plan}: {report_.steps} steps in wave(s) "
-               f"{', '.join(map(str, report_.waves))}; nothing was written.")
-    click.echo("Checked:")
-    for check in report_.checks:
-        click.echo(f"  - {check}")
+def render_dry_run(report_: DryRunReport, as_json: bool = False) -> None:
+    if as_json:
+        if report_.ok:
+            echo_json({"dry_run": {"plan": report_.plan, "steps": report_.steps,
+                                   "waves": report_.waves, "checks": list(report_.checks),
+                                   "problems": []}})
+    else:
+        click.echo(f"Dry run of plan {report_.plan}: {report_.steps} steps in wave(s) "
+                   f"{', '.join(map(str, report_.waves))}; nothing was written.")
+        click.echo("Checked:")
+        for check in report_.checks:
+            click.echo(f"  - {check}")
+        if report_.ok:
+            click.echo("Result: ready to execute.")
     if report_.ok:
-        click.echo("Result: ready to execute.")
         return
-    for problem in report_.problems:
-        click.echo(f"Problem: {problem}", err=True)
-    raise PlanError(f"dry run of plan {report_.plan}: {len(report_.problems)} problem(s), "
-                    f"first: {report_.problems[0]}")
+    count = len(report_.problems)
+    raise PlanError(report_.problems[0] if count == 1 else
+                    f"dry run of plan {report_.plan}: {count} problems (each on a line below)",
+                    report_.problems)
 
 
 def run_summary(result: RunResult) -> str:
@@ -149,8 +184,20 @@ def run_summary(result: RunResult) -> str:
     return f"Run {result.run_name}: {result.status} in {result.elapsed_s:.1f} s ({counts})"
 
 
-def report(result: RunResult, resume_hint: str) -> None:
-    click.echo(run_summary(result))
+def report(result: RunResult, resume_hint: str, as_json: bool = False) -> None:
+    cause = result.stopped_by
+    if as_json:
+        echo_json({"run": {"name": result.run_name, "status": result.status,
+                           "elapsed_s": round(result.elapsed_s, 3), "counts": result.counts,
+                           "completed": result.completed, "failed_steps": result.failed_steps,
+                           "stopped_by": cause.message if cause is not None else None}})
+    else:
+        click.echo(run_summary(result))
+    if cause is not None:
+        raise RunStoppedError(
+            f"{cause.message}; run {result.run_name} stopped (nothing is lost: "
+            f"{_waiting(result)} wait); once it answers again: migrator execute "
+            f"{resume_hint} --resume", cause)
     if result.status == "interrupted":
         click.echo(f"Resume with: migrator execute {resume_hint} --resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -163,3 +210,8 @@ def report(result: RunResult, resume_hint: str) -> None:
             f"({failed}), {result.counts.get('blocked', 0)} blocked; fix the cause and use "
             "--resume"
         )
+
+
+def _waiting(result: RunResult) -> str:
+    left = sum(n for state, n in result.counts.items() if state not in ("done", "skipped"))
+    return f"{left} step{'s' if left != 1 else ''}"

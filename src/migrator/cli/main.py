@@ -56,9 +56,22 @@ class MigratorGroup(click.Group):
         except MigratorError as exc:
             if ctx.params.get("debug"):
                 traceback.print_exc()
-            message = " ".join(str(exc).splitlines())
+            message = _one_line(str(exc))
             click.echo(f"Error: {message}", err=True)
+            # Several problems found together: every one, one per line.
+            problems = [_one_line(p) for p in exc.problems] if len(exc.problems) > 1 else []
+            for problem in problems:
+                click.echo(f"  - {problem}", err=True)
+            from migrator.cli.output import JSON_OUTPUT, JSON_PRINTED, echo_json
+
+            if ctx.meta.get(JSON_OUTPUT) and not ctx.meta.get(JSON_PRINTED):
+                echo_json({"error": {"message": message, "exit_code": exc.exit_code,
+                                     "problems": problems or [message]}})
             ctx.exit(exc.exit_code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
 
 
 @click.group(cls=MigratorGroup)

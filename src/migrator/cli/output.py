@@ -58,5 +58,29 @@ def _rich_table(table: Table) -> None:
     Console().print(rich_table)
 
 
+# ctx.meta is shared by a command's context and the group's: the error boundary (main.py)
+# reads there whether the command was asked for JSON, and whether it has printed its document
+# already (stdout then holds that one document; the error goes to stderr only).
+JSON_OUTPUT = "migrator.json_output"
+JSON_PRINTED = "migrator.json_printed"
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[JSON_PRINTED] = True
+
+
+def remember_format(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Callback of a ``--format`` option: with ``json``, errors are printed as JSON too."""
+    ctx.meta[JSON_OUTPUT] = value == "json"
+    return value
+
+
+def format_option(help_text: str = "table: drawn on a terminal, plain text in a pipe; json: "
+                  "for scripts (errors too).") -> Any:
+    """The ``--format table|json`` option of a command."""
+    return click.option("--format", "output_format", type=click.Choice(["table", "json"]),
+                        default="table", show_default=True, help=help_text,
+                        callback=remember_format)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.cli.output import Table, echo_json, echo_table
+from migrator.cli.output import Table, echo_json, echo_table, format_option
 from migrator.config import DEFAULT_CONFIG
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ MAX_PROPERTY_ROWS = 60
 @click.option("--offline", is_flag=True,
               help="Do not read the target (no clash detection, names resolved at run time; "
                    "execute checks the target before it starts).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
-              default="table", show_default=True)
+@format_option()
 @pass_cli
 def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
                  include_dependencies: bool, output: str | None, name: str | None,

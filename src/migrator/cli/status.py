@@ -5,21 +5,14 @@ from __future__ import annotations
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.cli.output import Table, echo_json, echo_table
+from migrator.cli.output import Table, echo_json, echo_table, format_option
 from migrator.operations.status import StatusReport, status
 
 
 @click.command("status")
 @click.option("--run", "run_name", metavar="NAME", help="Only this run, broken down by tenant.")
 @click.option("--tenant", metavar="TENANT", help="Only this tenant's steps.")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table: drawn on a terminal, plain text in a pipe; json: for scripts.",
-)
+@format_option()
 @pass_cli
 def status_command(
     cli: CliContext, run_name: str | None, tenant: str | None, output_format: str

@@ -60,6 +60,7 @@ from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 from openstack.config import loader
 
+from migrator.clouds.clouds_yaml import check_clouds_files
 from migrator.clouds.errors import (
     CloudCallError,
     cloud_errors,
@@ -347,9 +348,11 @@ def _load_config(config_file: str | Path | None) -> loader.OpenStackConfig:
             path = Path(config_file)
             if not path.is_file():
                 raise ConfigError(f"clouds.yaml file {path} does not exist")
+            check_clouds_files(path)  # before the SDK, which would skip a broken file
             # Only that file: $OS_CLIENT_CONFIG_FILE would otherwise be read first.
             return loader.OpenStackConfig(config_files=[str(path)], secure_files=[],
                                           load_envvars=False)
+        check_clouds_files(None)
         return loader.OpenStackConfig()
     except sdk_exc.ConfigException as exc:
         raise ConfigError(f"clouds.yaml: {' '.join(str(exc).split())}") from exc

@@ -19,14 +19,17 @@ no headers, no body, so no token and no password.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 
@@ -39,12 +42,16 @@ class CloudCallError(CloudError):
     """A cloud call failed; ``status`` is the HTTP status (None: no answer at all)."""
 
     def __init__(self, message: str, *, cloud: str, operation: str,
-                 status: int | None = None, retryable: bool = False) -> None:
+                 status: int | None = None, retryable: bool = False,
+                 unreachable: bool = False) -> None:
         super().__init__(message)
         self.cloud = cloud
         self.operation = operation
         self.status = status
         self.retryable = retryable
+        # No connection could be made at all (refused, no route, connect timeout): the
+        # cloud is gone for every step, not just this call (MigratorError.stops_run).
+        self.stops_run = unreachable
 
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -147,7 +154,7 @@ def translate(exc: BaseException, cloud: str, operation: str,
         and not _certificate_refused(exc)
     )
     return CloudCallError(f"{where}: {detail}", cloud=cloud, operation=operation,
-                          status=status, retryable=retryable)
+                          status=status, retryable=retryable, unreachable=cannot_connect(exc))
 
 
 def _rid(response: requests.Response | None) -> str:
@@ -223,3 +230,31 @@ def cloud_errors(cloud: str, operation: str, resource: str | None = None) -> Ite
 def describe(method: str, url: str | None) -> str:
     """``GET /v2.0/networks`` for messages (path and query only, never the host's secrets)."""
     return f"{method} {_path(url)}".strip()
+
+
+# A connection attempt that found nothing there (as opposed to a connection made, then
+# dropped or timed out while reading).
+_NO_CONNECTION_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+def cannot_connect(exc: BaseException) -> bool:
+    """Whether no connection could be made at all: refused, no route, an unknown name or a
+    connect timeout (a cloud that is down or gone, not a call that failed). Found by type in
+    the chain keystoneauth, requests and urllib3 build (causes, contexts, ``reason``s,
+    ``args``), whatever their messages say."""
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo and len(seen) < 32:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        # urllib3: NewConnectionError and NameResolutionError are ConnectTimeoutErrors too.
+        if isinstance(current, urllib3.exceptions.ConnectTimeoutError | socket.gaierror):
+            return True
+        if isinstance(current, OSError) and current.errno in _NO_CONNECTION_ERRNOS:
+            return True
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None),
+                  *current.args)
+        todo.extend(item for item in linked if isinstance(item, BaseException))
+    return False

@@ -89,9 +89,10 @@ class TargetCloudError(CloudCallError):
         retryable: bool = False,
         error_type: str | None = None,
         server_message: str = "",
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message, cloud=cloud, operation=operation, status=status,
-                         retryable=retryable)
+                         retryable=retryable, unreachable=unreachable)
         self.error_type = error_type
         self.server_message = server_message
 
@@ -100,7 +101,7 @@ class TargetCloudError(CloudCallError):
                         server_message: str = "") -> TargetCloudError:
         return cls(error.message, cloud=error.cloud, operation=error.operation,
                    status=error.status, retryable=error.retryable, error_type=error_type,
-                   server_message=server_message)
+                   server_message=server_message, unreachable=error.stops_run)
 
     @property
     def transient(self) -> bool:

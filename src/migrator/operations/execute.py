@@ -18,7 +18,7 @@ from migrator.engine.handlers import HandlerRegistry
 from migrator.engine.interrupt import graceful_sigint
 from migrator.engine.runs import find_run
 from migrator.engine.steps import read_connection
-from migrator.errors import PlanError
+from migrator.errors import PlanChangedError, PlanError, StalePlanError
 from migrator.operations.context import database_errors, open_state
 from migrator.operations.plan import (
     PLANS,
@@ -32,11 +32,12 @@ from migrator.operations.plan import (
     target_problems,
 )
 from migrator.plan.model import Plan
+from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, load_plan_data
 from migrator.plan.target_names import CloudTargetNames, TargetNames
 from migrator.store.db import session_factory
 
-__all__ = ["DryRunReport", "PlanExecution", "RunResult", "execute_existing_run",
-           "execute_plan", "execute_run"]
+__all__ = ["DryRunReport", "ExecuteOptions", "PlanExecution", "RunResult",
+           "execute_existing_run", "execute_plan", "execute_run"]
 
 
 def execute_run(
@@ -120,93 +121,103 @@ class PlanExecution:
     replanned: bool = False
 
 
-def execute_plan(
-    url: str,
-    plan_path: str | Path,
-    *,
-    wave: int | None = None,
-    resume: bool = False,
-    replan: bool = False,
-    dry_run: bool = False,
-    run_name: str | None = None,
-    workers: int = 8,
-    max_attempts: int = 3,
-    backoff_base: float = 2.0,
-    force_unlock: bool = False,
-    clouds_yaml: str | Path | None = None,
-    config: str | Path | None = None,
-    observer: Observer | None = None,
-    registry: HandlerRegistry | None = None,
-    handle_sigint: bool = True,
-    services: Mapping[str, object] | None = None,
-    target_names: TargetNames | None = None,
-    parallel_transfers: int | None = None,
-    bandwidth: int | None = None,
-    transfer_progress: Any = None,
-    workers_given: bool = True,
-) -> PlanExecution:
+@dataclass(frozen=True)
+class ExecuteOptions:
+    """How :func:`execute_plan` (and :func:`execute_existing_run`) run: what the command line
+    sets, then the hooks that tests and other programs pass in."""
+
+    wave: int | None = None  # run only this wave of the plan
+    resume: bool = False  # continue the plan's interrupted, crashed or failed run
+    replan: bool = False  # a stale or edited plan: plan again into the same file, go on
+    dry_run: bool = False  # check everything, write nothing anywhere
+    run_name: str | None = None  # default: the plan's name (-wave-N)
+    # Steps at a time; None: transfer.metadata_workers of the configuration for a plan with
+    # images or volumes, else 8. A plan with data adds parallel_transfers threads.
+    workers: int | None = None
+    max_attempts: int = 3  # tries per step
+    backoff_base: float = 2.0  # seconds before the first retry of a step, doubled each time
+    force_unlock: bool = False  # take the run from an executor that cannot be checked
+    clouds_yaml: str | Path | None = None  # default: openstacksdk's search
+    config: str | Path | None = None  # migrator.yaml; default: the one the plan names
+    parallel_transfers: int | None = None  # default: transfer.parallel_transfers
+    bandwidth: int | None = None  # bytes/s; default: transfer.bandwidth (0: unlimited)
+    max_plan_bytes: int = DEFAULT_MAX_PLAN_BYTES  # a bigger plan file is refused unread
+    # Hooks.
+    observer: Observer | None = None  # step events (progress display)
+    transfer_progress: Any = None  # byte progress of copies (handlers.data.TransferProgress)
+    registry: HandlerRegistry | None = None  # handlers; default: the tenant and data kinds
+    handle_sigint: bool = True  # Ctrl-C stops gracefully (main thread only)
+    services: Mapping[str, object] | None = None  # cloud handles; default: opened here
+    target_names: TargetNames | None = None  # the target's names; default: read from it
+
+
+def execute_plan(url: str, plan_path: str | Path,
+                 options: ExecuteOptions = ExecuteOptions()) -> PlanExecution:
     """Execute (or rehearse, or resume) the plan file at ``plan_path``.
 
-    The plan is loaded and verified (hash, staleness: refused unless ``replan``, which plans
-    again with the same selection into the same file and goes on with the new plan), checked
-    against the target, registered as a run (``<plan name>`` or ``<plan name>-wave-N``; the
-    existing run of this plan with ``resume``) and executed with the tenant handlers, the
-    target cloud reaching them as ``services["target"]``. ``dry_run`` stops after the checks
-    and writes nothing anywhere.
+    The plan is loaded and verified (hash, staleness: refused unless ``options.replan``, which
+    plans again with the same selection into the same file and goes on with the new plan),
+    checked against the target (every problem found is listed in the PlanError), registered
+    as a run (``<plan name>`` or ``<plan name>-wave-N``; the existing run of this plan with
+    ``resume``) and executed with the tenant handlers, the target cloud reaching them as
+    ``services["target"]``. ``dry_run`` stops after the checks and writes nothing anywhere.
 
     A plan with images or volumes also opens the source cloud (``services["source"]``) and
     the run's data-path services (``services["transfer"]``: bandwidth cap, transfer slots,
     volume options, ``transfer_progress``) from the ``transfer`` section of the configuration
-    the plan names (or ``config``); ``parallel_transfers`` and ``bandwidth`` override it.
-    The executor then runs ``workers + parallel_transfers`` threads (``workers``: the
-    configuration's ``transfer.metadata_workers`` unless ``workers_given``).
+    the plan names (or ``options.config``); ``parallel_transfers`` and ``bandwidth`` override
+    it.
     """
     path = Path(plan_path)
+    o = options
     replanned = False
     try:
-        plan = load_plan(path)
-    except PlanError as exc:
-        if not (replan and "content hash mismatch" in exc.message):
+        plan = load_plan(path, max_bytes=o.max_plan_bytes)
+    except PlanChangedError:
+        if not o.replan:
             raise
-        plan, replanned = _replan(url, path, config, clouds_yaml, target_names), True
+        plan, replanned = _replan(url, path, o), True
     with open_state(url) as engine, database_errors(url):
         factory = session_factory(engine)
         try:
             check_fresh(factory, plan, path)
-        except PlanError:
-            if not replan or replanned:
+        except StalePlanError:
+            if not o.replan or replanned:
                 raise
-            plan, replanned = _replan(url, path, config, clouds_yaml, target_names), True
-        with _target(plan, clouds_yaml, services, target_names) as (svc, names), \
-                _data_services(plan, svc, clouds_yaml, config, parallel_transfers, bandwidth,
-                               transfer_progress) as (svc, settings):
+            plan, replanned = _replan(url, path, o), True
+        with _target(plan, o.clouds_yaml, o.services, o.target_names) as (svc, names), \
+                _data_services(plan, svc, o.clouds_yaml, o.config, o.parallel_transfers,
+                               o.bandwidth, o.transfer_progress) as (svc, settings):
+            workers = o.workers
             if settings is not None:
-                if not workers_given:
-                    workers = settings.metadata_workers
-                workers += settings.parallel_transfers
+                workers = (settings.metadata_workers if workers is None else workers) \
+                    + settings.parallel_transfers
             problems = target_problems(plan, names)
-            problems += _run_problems(factory, plan, path, wave, resume)
-            if dry_run:
+            problems += _run_problems(factory, plan, path, o.wave, o.resume)
+            if o.dry_run:
                 report = DryRunReport(plan.name, len(plan.steps), plan.waves, DRY_RUN_CHECKS,
                                       problems, None)
                 return PlanExecution(plan, path, dry_run=report, replanned=replanned)
             if problems:
-                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-                raise PlanError(f"{path}: {problems[0]}{more}; nothing was changed on the "
-                                "target")
-            existing = find_plan_run(factory, plan, wave)
-            if existing is not None and (resume or existing.status == "created"):
+                found = problems[0] if len(problems) == 1 else (
+                    f"{len(problems)} problems (each on a line below)")
+                raise PlanError(f"{path}: {found}; nothing was changed on the target",
+                                problems)
+            existing = find_plan_run(factory, plan, o.wave)
+            if existing is not None and (o.resume or existing.status == "created"):
                 registered = existing
             else:
-                registered = register_plan(factory, plan, path, run_name=run_name, wave=wave)
+                registered = register_plan(factory, plan, path, run_name=o.run_name,
+                                           wave=o.wave)
             from migrator.handlers import register_handlers
 
-            handlers = register_handlers(registry)
-            result = execute_run(url, registered.run_name, workers=workers,
-                                 resume=resume and registered.status != "created",
-                                 force_unlock=force_unlock, max_attempts=max_attempts,
-                                 backoff_base=backoff_base, observer=observer,
-                                 registry=handlers, handle_sigint=handle_sigint, services=svc)
+            handlers = register_handlers(o.registry)
+            result = execute_run(url, registered.run_name, workers=workers or 8,
+                                 resume=o.resume and registered.status != "created",
+                                 force_unlock=o.force_unlock, max_attempts=o.max_attempts,
+                                 backoff_base=o.backoff_base, observer=o.observer,
+                                 registry=handlers, handle_sigint=o.handle_sigint,
+                                 services=svc)
     return PlanExecution(plan, path, run=result, registered=registered, replanned=replanned)
 
 
@@ -237,18 +248,15 @@ def _run_problems(factory: sessionmaker[Session], plan: Plan, path: Path, wave: 
     return problems
 
 
-def _replan(url: str, path: Path, config: str | Path | None, clouds_yaml: str | Path | None,
-            target_names: TargetNames | None) -> Plan:
+def _replan(url: str, path: Path, options: ExecuteOptions) -> Plan:
     """Plan again with what the plan file records (configuration, requested tenants)."""
-    import yaml
-
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        raw = load_plan_data(path, max_bytes=options.max_plan_bytes) or {}
+    except PlanError:
         raw = {}
     source = raw.get("source") if isinstance(raw, dict) else None
     selection = raw.get("selection") if isinstance(raw, dict) else None
-    config = config or (source or {}).get("config")
+    config = options.config or (source if isinstance(source, dict) else {}).get("config")
     if not config:
         raise PlanError(f"{path}: cannot replan: the plan does not name its configuration; "
                         "pass --config")
@@ -256,7 +264,7 @@ def _replan(url: str, path: Path, config: str | Path | None, clouds_yaml: str | 
     result = make_plan(url, config=config, tenants=selection.get("requested") or None,
                        include_dependencies=bool(selection.get("include_dependencies")),
                        output=path, name=str(raw.get("name") or path.stem),
-                       clouds_yaml=clouds_yaml, target_names=target_names)
+                       clouds_yaml=options.clouds_yaml, target_names=options.target_names)
     return result.plan
 
 
@@ -349,10 +357,16 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
             item.close()
 
 
-def execute_existing_run(url: str, run_name: str, *, clouds_yaml: str | Path | None = None,
-                         **kwargs: Any) -> RunResult:
-    """``execute RUN``: a run by name; when it was registered from a plan, the handlers get
-    that plan's target cloud."""
+def execute_existing_run(url: str, run_name: str,
+                         options: ExecuteOptions = ExecuteOptions()) -> RunResult:
+    """``execute RUN``: a run by name (``options``: workers, resume, force_unlock,
+    max_attempts, backoff_base, clouds_yaml and the hooks); when it was registered from a
+    plan, the handlers get that plan's target cloud."""
+    o = options
+    run_options: dict[str, Any] = {
+        "workers": o.workers or 8, "resume": o.resume, "force_unlock": o.force_unlock,
+        "max_attempts": o.max_attempts, "backoff_base": o.backoff_base, "observer": o.observer,
+        "registry": o.registry, "handle_sigint": o.handle_sigint}
     with open_state(url) as engine, database_errors(url):
         factory = session_factory(engine)
         run = find_run(factory, run_name)
@@ -360,16 +374,16 @@ def execute_existing_run(url: str, run_name: str, *, clouds_yaml: str | Path | N
             cloud = conn.execute(
                 select(PLANS.c.target_cloud).join(RUNS, RUNS.c.plan_id == PLANS.c.id)
                 .where(RUNS.c.id == run.id)).scalar()
-    if not cloud or kwargs.get("services") is not None:
-        return execute_run(url, run_name, **kwargs)
+    if not cloud or o.services is not None:
+        return execute_run(url, run_name, services=o.services, **run_options)
     from migrator.clouds.connection import open_cloud
     from migrator.clouds.target import TargetCloud
     from migrator.handlers import register_handlers, services_for
 
-    handle = open_cloud(str(cloud), config_file=clouds_yaml, role="target")
+    handle = open_cloud(str(cloud), config_file=o.clouds_yaml, role="target")
     try:
-        kwargs["registry"] = register_handlers(kwargs.get("registry"))
+        run_options["registry"] = register_handlers(o.registry)
         return execute_run(url, run_name, services=services_for(TargetCloud(
-            handle, name=str(cloud))), **kwargs)
+            handle, name=str(cloud))), **run_options)
     finally:
         handle.close()

@@ -29,11 +29,11 @@ from migrator.config import DEFAULT_CONFIG, load_config
 from migrator.config_schema import Config
 from migrator.engine.runs import create_run
 from migrator.engine.steps import read_connection, write_transaction
-from migrator.errors import ConfigError, PlanError
+from migrator.errors import ConfigError, PlanError, StalePlanError
 from migrator.operations.context import database_errors, open_state
 from migrator.plan.context import Inventory
 from migrator.plan.model import Plan
-from migrator.plan.planfile import read_plan, write_plan
+from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, read_plan, write_plan
 from migrator.plan.planner import INPUT_KINDS, build_plan
 from migrator.plan.target_names import CloudTargetNames, OfflineTarget, TargetNames
 from migrator.store.db import session_factory
@@ -91,7 +91,7 @@ def make_plan(url: str, *, config: str | Path | Config = DEFAULT_CONFIG,
     config_file = cfg.path
     out = Path(output) if output else Path("plans") / f"{name or 'plan'}.yaml"
     plan_name = name or out.stem
-    with open_state(url) as engine, database_errors(url):
+    with open_state(url, read_only=True) as engine, database_errors(url):
         factory = session_factory(engine)
         snapshot = latest_snapshot(factory, cfg.source.cloud)
         if snapshot is None:
@@ -129,9 +129,10 @@ def _source_info(snapshot: SnapshotInfo, config_file: str | None) -> dict[str, A
 
 
 @relaxed_gc()
-def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file; PlanError naming the file, step and field otherwise."""
-    return read_plan(path)
+def load_plan(path: str | Path, *, max_bytes: int = DEFAULT_MAX_PLAN_BYTES) -> Plan:
+    """Read and validate a plan file (at most ``max_bytes``); PlanError naming the file, the
+    line or the step and field otherwise."""
+    return read_plan(path, max_bytes=max_bytes)
 
 
 def check_fresh(factory: sessionmaker[Session], plan: Plan, file: str | Path) -> None:
@@ -140,10 +141,10 @@ def check_fresh(factory: sessionmaker[Session], plan: Plan, file: str | Path) ->
     cloud = str(plan.source.get("cloud"))
     latest = latest_snapshot(factory, cloud)
     if latest is None:
-        raise PlanError(f"{file}: stale plan: the state database has no inventory snapshot of "
-                        f"{cloud} (was it made with another database?)")
+        raise StalePlanError(f"{file}: stale plan: the state database has no inventory "
+                             f"snapshot of {cloud} (was it made with another database?)")
     if (latest.content_hash or "") != plan.inventory_hash:
-        raise PlanError(
+        raise StalePlanError(
             f"{file}: stale plan: the inventory of {cloud} changed since planning (planned "
             f"from snapshot {plan.source.get('snapshot_id')}, latest is snapshot {latest.id} "
             f"taken {latest.taken_at:%Y-%m-%d %H:%M}); plan again or pass --replan")

@@ -189,7 +189,9 @@ def _read_sqlalchemy(url: str, run: str | None,
                      tenant: str | None) -> tuple[list[_RunRow], list[_CountRow]]:
     from migrator.operations.context import open_state
 
-    with open_state(url) as engine:
+    # read_only: a SQLite file in a read-only folder or on a full device is still read (the
+    # standard-library path above cannot open it without its -shm file).
+    with open_state(url, read_only=True) as engine:
         runs = _runs(engine, run)
         if run is not None and not runs:
             return runs, []

@@ -3,8 +3,7 @@
 :func:`build_plan` is pure (no database, no cloud calls except through the
 :class:`~migrator.plan.target_names.TargetNames` it is given, a few LIST calls in total).
 Problems are collected over the whole inventory and refused together in one
-:class:`PlanRefused` whose message names the first one and counts the others; ``problems``
-holds them all.
+:class:`PlanRefused` whose ``problems`` holds them all (the CLI prints one per line).
 """
 
 from __future__ import annotations
@@ -33,11 +32,11 @@ class PlanRefused(PlanError):
     """The inventory cannot be planned as configured; ``problems`` lists every reason."""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        problems = list(dict.fromkeys(problems))
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        super().__init__(f"{first}{more}")
-        self.problems = list(problems)
+        unique = list(dict.fromkeys(problems))
+        message = unique[0] if len(unique) == 1 else (
+            f"the selection cannot be planned: {len(unique)} problems (each on a line below); "
+            "no plan file was written")
+        super().__init__(message, unique)
 
 
 def resolve_tenants(inventory: Inventory, requested: Sequence[str], exclude: Sequence[str],

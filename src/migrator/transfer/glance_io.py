@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import requests
 from keystoneauth1 import exceptions as ks_exc
 
+from migrator.clouds.errors import cannot_connect
 from migrator.transfer.errors import TransferError
 
 # Answers after which the same request may succeed later (401: a new token on the next try).
@@ -86,7 +87,9 @@ def call(what: str, send: Callable[[], requests.Response]) -> requests.Response:
     except TransferError:
         raise
     except NETWORK_ERRORS as exc:
-        raise TransferError(f"{what}: {describe(exc)}", retryable=True) from exc
+        error = TransferError(f"{what}: {describe(exc)}", retryable=True)
+        error.stops_run = cannot_connect(exc)  # the cloud is down: the run stops
+        raise error from exc
 
 
 # -- reading the source ---------------------------------------------------------------------------
