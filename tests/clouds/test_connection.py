@@ -12,6 +12,7 @@ import yaml
 from migrator.clouds.connection import open_cloud
 from migrator.clouds.errors import CloudCallError
 from migrator.errors import CloudError, ConfigError
+from migrator.retry import Backoff, RetryPolicy
 from migrator.sim.server import CloudSpec, SimServer
 from tests.clouds.legacy_sim import SimAdmin
 
@@ -103,7 +104,7 @@ def test_every_request_is_counted(sim: SimServer) -> None:
 def test_reads_retry_transient_errors_then_fail_in_one_line(sim: SimServer) -> None:
     api = SimAdmin(sim)
     handle = open_cloud("legacy", config_file=sim.clouds_yaml)
-    handle.read_retries = 2
+    handle.retry = RetryPolicy(retries=2, backoff=Backoff(base=0.01))
     api.add_fault(match="GET /network/v2.0/networks", status=503, retry_after=0, times=2)
     try:
         assert "networks" in handle.get_json("network", "/networks")
