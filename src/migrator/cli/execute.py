@@ -61,9 +61,9 @@ _PLAIN_EVENTS = {
 @click.option(
     "--max-attempts",
     type=click.IntRange(1, 100),
-    default=3,
-    show_default=True,
-    help="Tries per step before it fails for good and blocks its dependents.",
+    default=None,
+    help="Tries per step before it fails for good and blocks its dependents "
+         "[default: retries.step_attempts, 3].",
 )
 @click.option(
     "--force-unlock",
@@ -84,7 +84,7 @@ def execute_command(
     workers: int | None,
     parallel_transfers: int | None,
     bandwidth: str | None,
-    max_attempts: int,
+    max_attempts: int | None,
     force_unlock: bool,
 ) -> None:
     """Execute the plan file PLAN, checkpointed: verified (refused when stale unless

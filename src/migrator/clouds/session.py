@@ -11,11 +11,21 @@ What it changes in keystoneauth's behaviour, and why:
   find none and fail (measured: 60 of 1,254 requests from 8 threads across 10 expiries).
   Here ``invalidate`` drops the token only when it is still the one this thread sent, and
   otherwise tells keystoneauth to fetch headers again (a new token is there, or on its way).
+  Dropping it is done under the plugin's lock, and the plugin's ``get_access`` returns the
+  token it fetched or checked under that lock: keystoneauth's own version re-reads
+  ``auth_ref`` after releasing the lock (a type-narrowing ``assert``), so a token dropped by
+  another thread in between raised a bare AssertionError in a worker.
 - **Token requests are retried.** keystoneauth sends ``POST /auth/tokens`` (and the identity
   version discovery before it) with no status-code retries at all: one 500 on it failed a
   whole command. The plugin's ``get_auth_ref`` is wrapped so that a 429/5xx answer or a
   dropped connection is retried under the cloud's :class:`~migrator.retry.RetryPolicy`
   (budget included); a 401 there (bad credentials) is not retried.
+- **Version discovery is retried.** keystoneauth reads each service's version document
+  once per connection (a direct ``GET`` on the session, no adapter) and, when that fails,
+  silently falls back to the catalog URL with no version information: a 503 there made the
+  compute API look like a microversion-less v2.0 for the whole run. Direct GETs on the session
+  (discovery; our own calls go through an adapter or clouds/raw_reads.py and retry
+  themselves) are retried like token requests.
 - ``session.retry`` carries the cloud's policy to every request path that only has the
   connection (transfer/): see :func:`retry_policy_of`.
 
@@ -30,6 +40,7 @@ import functools
 import logging
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from keystoneauth1 import exceptions as ksa_exc
@@ -53,6 +64,26 @@ class CloudSession(ksa_session.Session):
         if isinstance(self.auth, BaseIdentityPlugin):
             _retry_token_requests(self.auth, self)
 
+    def request(self, url: str, method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        direct_get = (method == "GET" and not kwargs.get("endpoint_filter")
+                      and not kwargs.get("endpoint_override") and not kwargs.get("stream")
+                      and kwargs.get("raise_exc", True))
+        if not direct_get:
+            return super().request(url, method, **kwargs)
+        send = super().request
+
+        def once() -> Any:
+            try:
+                return send(url, method, **kwargs)
+            except (ksa_exc.HttpError, ksa_exc.ConnectionError) as exc:
+                return failure_of(exc)
+
+        def note(attempt: int, delay: float, error: BaseException) -> None:
+            log.info("cloud %s: GET %s failed (%s); retry %d in %.2f s", self.cloud,
+                     _path(url), _short(error), attempt, delay)
+
+        return call_with_retries(once, self.retry, on_retry=note)
+
     def get_auth_headers(self, auth: Any = None, **kwargs: Any) -> dict[str, str] | None:
         headers: dict[str, str] | None = super().get_auth_headers(auth, **kwargs)
         self._sent.token = (headers or {}).get("X-Auth-Token")
@@ -61,19 +92,30 @@ class CloudSession(ksa_session.Session):
     def invalidate(self, auth: Any = None) -> bool:
         plugin = auth or self.auth
         if isinstance(plugin, BaseIdentityPlugin):
-            current = plugin.auth_ref
             sent = getattr(self._sent, "token", None)
-            if current is None or (sent is not None and current.auth_token != sent):
-                # Another thread dropped or renewed it already: fetch and send again.
-                return True
+            with plugin._lock:
+                current = plugin.auth_ref
+                if current is None or (sent is not None and current.auth_token != sent):
+                    # Another thread dropped or renewed it already: fetch and send again.
+                    return True
+                return bool(plugin.invalidate())
         return bool(super().invalidate(auth))
 
 
 def _retry_token_requests(plugin: BaseIdentityPlugin, session: CloudSession) -> None:
-    """Wrap ``plugin.get_auth_ref`` (what BaseIdentityPlugin.get_access calls, under the
-    plugin's lock, whenever it needs a token) in the session's retries. An instance attribute,
+    """Wrap ``plugin.get_auth_ref`` (what ``get_access`` calls, under the plugin's lock,
+    whenever it needs a token) in the session's retries, and give the plugin a ``get_access``
+    that returns what it read under the lock (see the module doc). Instance attributes,
     because the plugin's class is whatever clouds.yaml's ``auth_type`` chose."""
     inner = plugin.get_auth_ref
+
+    def get_access(auth_session: Any, **kwargs: Any) -> Any:
+        with plugin._lock:
+            if plugin._needs_reauthenticate():
+                plugin.auth_ref = plugin.get_auth_ref(auth_session)
+            return plugin.auth_ref
+
+    setattr(plugin, "get_access", get_access)  # noqa: B010 (an instance attribute)
 
     @functools.wraps(inner)
     def get_auth_ref(auth_session: Any, **kwargs: Any) -> Any:
@@ -135,6 +177,10 @@ def retry_policy_of(cloud: Any) -> RetryPolicy:
 
 
 _DEFAULT = RetryPolicy()
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path or "/"
 
 
 def _short(error: BaseException) -> str:
