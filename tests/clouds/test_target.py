@@ -22,6 +22,7 @@ from migrator.errors import CloudError, ConfigError, NotFoundError
 from migrator.retry import Backoff, RetryPolicy
 from migrator.sim.server import SimServer
 from tests.sim.conftest import Admin, admin_api, sim  # noqa: F401 - fixtures
+from tests.timing import scaled
 
 FAST_RETRY = RetryPolicy(backoff=Backoff(base=0.01))
 
@@ -81,7 +82,7 @@ def test_network_resources_carry_tag_and_description(tc: TargetCloud,
     assert tc.get_network(net["id"])["tags"] == [source_tag(sid)]
     assert tc.find_network_by_source(sid)["id"] == net["id"]
     assert tc.find_network_by_name(net["name"], project["id"])["id"] == net["id"]
-    tc.wait_for_network_active(net["id"], timeout=5)
+    tc.wait_for_network_active(net["id"], timeout=scaled(5))
     tc.delete_network(net["id"])
     assert tc.find_network_by_source(sid) is None
     tc.delete_network(net["id"])  # already gone: fine
