@@ -50,10 +50,12 @@ def test_dead_endpoint_is_a_cloud_error_naming_the_url(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"clouds": {"dead": {"auth": {
         "auth_url": url, "username": "u", "password": "very-secret-pw",
         "project_name": "p", "user_domain_id": "default", "project_domain_id": "default"}}}}))
+    policy = RetryPolicy(backoff=Backoff(0.01))
     with pytest.raises(CloudError) as info:
-        open_cloud("dead", config_file=path)
+        open_cloud("dead", config_file=path, retry=policy)
     message = str(info.value)
     assert message == f"cloud dead: cannot reach {url}: Connection refused"
+    assert policy.budget.spent == 4  # refused connections are retried (a restarting proxy)
     assert "very-secret-pw" not in message
 
 

@@ -68,7 +68,9 @@ class CloudSession(ksa_session.Session):
         direct_get = (method == "GET" and not kwargs.get("endpoint_filter")
                       and not kwargs.get("endpoint_override") and not kwargs.get("stream")
                       and kwargs.get("raise_exc", True))
-        if not direct_get:
+        # Identity's own discovery, inside a token request, is retried with the whole token
+        # request (retried here too, every token try would be five).
+        if not direct_get or getattr(self._sent, "authenticating", False):
             return super().request(url, method, **kwargs)
         send = super().request
 
@@ -120,11 +122,14 @@ def _retry_token_requests(plugin: BaseIdentityPlugin, session: CloudSession) -> 
     @functools.wraps(inner)
     def get_auth_ref(auth_session: Any, **kwargs: Any) -> Any:
         def once() -> Any:
+            session._sent.authenticating = True
             try:
                 return inner(auth_session, **kwargs)
             except (ksa_exc.HttpError, ksa_exc.ConnectionError,
                     ksa_exc.DiscoveryFailure) as exc:
                 return failure_of(exc)
+            finally:
+                session._sent.authenticating = False
 
         def note(attempt: int, delay: float, error: BaseException) -> None:
             log.info("cloud %s: token request failed (%s); retry %d in %.2f s",
