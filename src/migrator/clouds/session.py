@@ -178,10 +178,7 @@ def retry_policy_of(cloud: Any) -> RetryPolicy:
                               None)):
         if isinstance(candidate, RetryPolicy):
             return candidate
-    return _DEFAULT
-
-
-_DEFAULT = RetryPolicy()
+    return RetryPolicy()  # a connection opened elsewhere: the defaults, a budget of its own
 
 
 def _path(url: str) -> str:
