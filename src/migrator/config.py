@@ -42,6 +42,7 @@ from migrator.config_schema import (
     MappingsConfig,
     Path,
     QuotaConfig,
+    RetriesConfig,
     SelectionConfig,
     SourceConfig,
     TargetConfig,
@@ -55,7 +56,7 @@ from migrator.transfer.properties import RulesError, parse_image_properties
 DEFAULT_CONFIG = "migrator.yaml"
 
 SECTIONS = ("source", "target", "selection", "mappings", "address_plan", "quotas", "users",
-            "conflicts", "image_properties", "transfer")
+            "conflicts", "image_properties", "transfer", "retries")
 
 __all__ = ["DEFAULT_CONFIG", "SAMPLE", "Config", "load_config", "parse_bytes",
            "parse_config", "write_sample"]
@@ -101,6 +102,7 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         conflicts=_conflicts(check, top.get("conflicts")),
         image_properties=check.mapping(top.get("image_properties"), ("image_properties",)),
         transfer=_transfer(check, top.get("transfer")),
+        retries=_retries(check, top.get("retries")),
         image_rules=_image_rules(check, top.get("image_properties")),
     )
 
@@ -170,6 +172,27 @@ def _transfer(check: Checker, raw: Any) -> TransferConfig:
                                          (*p, "allow_force_upload")),
         timeouts=timeouts,
     )
+
+
+def _retries(check: Checker, raw: Any) -> RetriesConfig:
+    p: Path = ("retries",)
+    data = check.mapping(raw, p, _fields(RetriesConfig))
+    default = RetriesConfig()
+
+    def whole(key: str, minimum: int) -> int:
+        value = data.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise check.fail((*p, key), f"expected a whole number >= {minimum}, got {value!r}")
+        return value
+
+    def number(key: str, minimum: float = 0.0) -> float:
+        return check.number(data.get(key, getattr(default, key)), (*p, key), minimum=minimum)
+
+    return RetriesConfig(
+        step_attempts=whole("step_attempts", 1), step_backoff=number("step_backoff"),
+        step_backoff_max=number("step_backoff_max"), call_retries=whole("call_retries", 0),
+        call_backoff=number("call_backoff"), call_backoff_max=number("call_backoff_max"),
+        budget=number("budget"), budget_refill=number("budget_refill"))
 
 
 def _key_lines(node: Any, path: Path = ()) -> dict[Path, int]:
@@ -403,6 +426,17 @@ transfer:
     image_active: 21600            # legacy volume upload until its image is active (s)
     volume_available: 21600        # target volume until available (s)
     poll_interval: 2               # between status reads while waiting (s)
+
+retries:                           # transient faults (5xx, dropped connections, expired tokens)
+  step_attempts: 3                 # tries of a step before it fails (execute --max-attempts)
+  step_backoff: 2                  # seconds before a step's first retry, doubled each time
+  step_backoff_max: 300
+  call_retries: 4                  # more tries of one API call (idempotent, or a create that
+                                   # looks up by source id first)
+  call_backoff: 0.2                # seconds before a call's first retry, doubled each time
+  call_backoff_max: 5
+  budget: 100                      # retries per cloud; each successful call gives back
+  budget_refill: 0.2               # this much: a cloud that is down is not hammered
 """
 
 

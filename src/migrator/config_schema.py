@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.errors import ConfigError
+from migrator.retry import Backoff, RetryBudget, RetryPolicy
 from migrator.transfer.properties import DEFAULT_RULES, RuleSet
 from migrator.values import describe
 
@@ -114,6 +115,26 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class RetriesConfig:
+    """How failures are retried (migrator/retry.py): a step, and one API call of a cloud."""
+
+    step_attempts: int = 3  # tries of a step before it fails for good (execute --max-attempts)
+    step_backoff: float = 2.0  # seconds before a step's first retry, doubled each time
+    step_backoff_max: float = 300.0
+    call_retries: int = 4  # more tries of one API call (429/5xx, dropped connection)
+    call_backoff: float = 0.2  # seconds before a call's first retry, doubled each time
+    call_backoff_max: float = 5.0
+    budget: float = 100.0  # retries per cloud (calls and create phases together)
+    budget_refill: float = 0.2  # given back to the budget by each call that succeeds
+
+    def call_policy(self, cloud: str) -> RetryPolicy:
+        """The retry policy of one cloud's calls, with a budget of its own."""
+        return RetryPolicy(retries=self.call_retries,
+                           backoff=Backoff(self.call_backoff, self.call_backoff_max),
+                           budget=RetryBudget(self.budget, self.budget_refill, name=cloud))
+
+
+@dataclass(frozen=True)
 class Config:
     path: str | None
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -127,6 +148,7 @@ class Config:
     # image_properties as given (the raw mapping) and as parsed rules (image_rules)
     image_properties: dict[str, Any] = field(default_factory=dict)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    retries: RetriesConfig = field(default_factory=RetriesConfig)
     image_rules: RuleSet = field(default_factory=lambda: DEFAULT_RULES)
 
 

@@ -15,6 +15,7 @@ import openstack
 import yaml
 
 from tests.cli.conftest import Invoke
+from tests.timing import scaled
 
 
 def test_seed_writes_a_loadable_file(invoke: Invoke, tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ def _start(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str
 
 def _stop(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
+    assert proc.wait(scaled(30)) == 0
 
 
 def test_serve_writes_clouds_yaml_and_keeps_state(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from migrator.operations.execute import execute_run
 from migrator.store.db import make_engine
 from migrator.store.models import Event, RunLock
 from tests.engine.helpers import locks, run_status, states
+from tests.timing import scaled
 
 Factory = sessionmaker[Session]
 SINCE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -80,7 +81,7 @@ def test_a_concurrent_executor_is_refused(
     class Blocking(Handler):
         def run_phase(self, ctx: StepContext, step: StepSnapshot, phase: str) -> None:
             entered.set()
-            release.wait(10)
+            release.wait(scaled(10))
 
     registry.register("noop", Blocking(), replace=True)
     results: list[str] = []
@@ -89,12 +90,12 @@ def test_a_concurrent_executor_is_refused(
     )
     first.start()
     try:
-        assert entered.wait(10)
+        assert entered.wait(scaled(10))
         with pytest.raises(RunLockedError, match=f"pid {os.getpid()} on host"):
             execute_run(db_url, "wave-1", registry=registry, resume=True)
     finally:
         release.set()
-        first.join(10)
+        first.join(scaled(10))
     assert results == ["finished"]
     assert locks(make_engine(db_url)) == []  # released at the end
 

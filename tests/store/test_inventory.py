@@ -74,9 +74,10 @@ def test_user_password_is_refused(factory: sessionmaker[Session]) -> None:
 
 def test_bulk_save_is_fast(factory: sessionmaker[Session]) -> None:
     many = items(50_000, tenants=2_000)
-    began = time.perf_counter()
+    # CPU seconds of this process: a busy machine makes the work wait, not grow.
+    began = time.process_time()
     sid = save_snapshot(factory, "legacy", many)
-    elapsed = time.perf_counter() - began
+    elapsed = time.process_time() - began
     assert get_snapshot(factory, sid).items == 50_000
     assert elapsed < 10  # about 1 s here; 200,000 items take about 4.5 s
 

@@ -28,10 +28,11 @@ from migrator.transfer.volume import (
 )
 from migrator.transfer.volume_copy import SOURCE_KEY
 from tests.sim.conftest import Admin
+from tests.timing import scaled
 
 Conn = openstack.connection.Connection
-FAST = VolumeOptions(poll_interval=0.02, image_timeout=30, volume_timeout=30,
-                     request_timeout=30)
+FAST = VolumeOptions(poll_interval=0.02, image_timeout=scaled(30), volume_timeout=scaled(30),
+                     request_timeout=scaled(30))
 ACTION = "POST /volume/v2/*/volumes/*/action"
 TARGET_PUT = "PUT /image/v2/images/*/file"
 _serial = itertools.count()
@@ -52,7 +53,7 @@ def ssd(legacy: Conn, target: Conn) -> str:
 def wait_status(conn: Conn, vid: str, status: str) -> Any:
     vol = conn.block_storage.get_volume(vid)
     return conn.block_storage.wait_for_status(vol, status, failures=["error"], interval=0.02,
-                                              wait=30)
+                                              wait=scaled(30))
 
 
 def raw_volume(conn: Conn, vid: str) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def volume_from_image(legacy: Conn, *, size: int = 5000) -> dict[str, Any]:
         allow_duplicates=True, architecture="aarch64", hw_boot_mode="uefi",
         hw_loader_path="/usr/share/AAVMF/AAVMF_CODE.fd", os_distro="ubuntu")
     legacy.image.wait_for_status(legacy.image.get_image(image.id), "active", interval=0.02,
-                                 wait=30)
+                                 wait=scaled(30))
     vol = legacy.block_storage.create_volume(size=1, name=f"boot-{n}", description="boot disk",
                                              image_id=image.id,
                                              metadata={"purpose": "boot", "n": str(n)})
@@ -209,11 +210,15 @@ def test_killed_legacy_image_rewinds_to_the_upload(sim: SimServer, legacy: Conn,
     source = volume_from_image(legacy)
     ctx = copier(legacy, target, source, ssd)
     cp = run_phase(ctx, {}, "upload_to_image")
-    # Liberty fails an upload asynchronously by deleting the image.
+    # Liberty fails an upload asynchronously by deleting the image, and frees the volume.
     legacy.image.delete_image(cp["source_temp_image_id"])
     with pytest.raises(PhaseRewind) as info:
         run_phase(ctx, cp, "wait_temp_image_active")
     assert info.value.checkpoint == {}
+    # The simulator frees the volume when its (asynchronous) writer ends: until then it is
+    # "uploading", which upload_to_image refuses as a retryable error (the step's retry, or
+    # the handler's, comes back later). Once it is free, the copy starts over from there.
+    wait_status(legacy, source["id"], "available")
     saved: list[dict[str, Any]] = []
     final = run_volume_copy(ctx, cp, save=saved.append)
     assert saved[0] == {} and final["source_temp_image_id"] != cp["source_temp_image_id"]
@@ -241,7 +246,8 @@ def test_broken_copy_reuses_the_queued_target_image(sim: SimServer, legacy: Conn
                                                     ) -> None:
     source = volume_from_image(legacy, size=300_000)
     ctx = copier(legacy, target, source, ssd, options=VolumeOptions(
-        poll_interval=0.02, image_timeout=30, volume_timeout=30, request_timeout=30,
+        poll_interval=0.02, image_timeout=scaled(30), volume_timeout=scaled(30),
+        request_timeout=scaled(30),
         chunk_size=64 << 10))
     cp: dict[str, Any] = {}
     for name in PHASE_NAMES[:2]:
@@ -270,7 +276,8 @@ def test_in_use_volume_needs_force(sim: SimServer, legacy: Conn, target: Conn,
     assert not info.value.retryable and source["id"] in str(info.value)
     assert temp_images(sim, "legacy", source["id"]) == []
     forced = copier(legacy, target, source, ssd, options=VolumeOptions(
-        allow_force_upload=True, poll_interval=0.02, image_timeout=30, volume_timeout=30))
+        allow_force_upload=True, poll_interval=0.02, image_timeout=scaled(30),
+        volume_timeout=scaled(30)))
     run_volume_copy(forced, {})
     assert_migrated(sim, target, source, ssd)
     assert raw_volume(legacy, source["id"])["status"] == "in-use"

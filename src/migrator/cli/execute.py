@@ -57,9 +57,9 @@ DEFAULT_MAX_PLAN_SIZE = "512MiB"
 @click.option(
     "--max-attempts",
     type=click.IntRange(1, 100),
-    default=3,
-    show_default=True,
-    help="Tries per step before it fails for good and blocks its dependents.",
+    default=None,
+    help="Tries per step before it fails for good and blocks its dependents "
+         "[default: retries.step_attempts, 3].",
 )
 @click.option(
     "--force-unlock",
@@ -86,7 +86,7 @@ def execute_command(
     workers: int | None,
     parallel_transfers: int | None,
     bandwidth: str | None,
-    max_attempts: int,
+    max_attempts: int | None,
     force_unlock: bool,
     max_plan_size: str,
     output_format: str,

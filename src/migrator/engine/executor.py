@@ -33,6 +33,7 @@ from migrator.engine.handlers import (
 from migrator.engine.lock import acquire_run_lock, release_run_lock
 from migrator.engine.steps import StepSnapshot, advance, fire_many, utcnow
 from migrator.errors import ConcurrencyError, ConfigError, MigratorError
+from migrator.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -382,7 +383,7 @@ class Executor:
             lease_owner=None,
         )
         if attempts < self.config.max_attempts and not final:
-            delay = min(self.config.backoff_base * 2 ** (attempts - 1), self.config.backoff_max)
+            delay = Backoff(self.config.backoff_base, self.config.backoff_max).delay(attempts)
             snap = advance(
                 self.factory,
                 snap,

@@ -13,7 +13,8 @@ The first phase of every handler finds the resource on the target by the source 
 map and in the checkpoint (``target_id``, ``adopted``, and the ``calls``/``retries`` the phase
 made, which the checkpoint event keeps in the audit trail). A create that fails with a
 transient error (5xx, dropped connection: it may or may not have happened) is retried after
-looking the resource up again, so a retry never duplicates.
+looking the resource up again, so a retry never duplicates (under the target cloud's retry
+policy: its retries per call, its backoff, its budget; migrator/retry.py).
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ from migrator.engine.handlers import Handler, Reconciliation, StepContext
 from migrator.engine.steps import StepSnapshot
 from migrator.errors import ConfigError, StepFailedError
 from migrator.handlers import idmap
-
-# Attempts of find-then-create when the create call fails transiently.
-CREATE_ATTEMPTS = 3
+from migrator.retry import Failed, call_with_retries
 
 _WRAPPED: dict[int, TargetCloud] = {}
 _WRAPPED_LOCK = threading.Lock()
@@ -204,26 +203,26 @@ class ResourceHandler(Handler):
     def _create_or_adopt(self, ctx: StepContext, tc: TargetCloud, step: StepSnapshot,
                          attrs: dict[str, Any]) -> Mapping[str, Any]:
         source_id = source_id_of(step)
-        adopted = ""
-        for attempt in range(1, CREATE_ATTEMPTS + 1):
-            resource = self.find(tc, step, source_id, attrs)
-            adopted = "source" if resource is not None else ""
-            if resource is None:
-                resource = self.adopt_by_decision(tc, step, source_id, attrs)
-                adopted = "decision" if resource is not None else ""
-            if resource is not None:
-                break
+
+        def once() -> tuple[dict[str, Any], str] | Failed:
+            found = self.find(tc, step, source_id, attrs)
+            if found is not None:
+                return found, "source"
+            found = self.adopt_by_decision(tc, step, source_id, attrs)
+            if found is not None:
+                return found, "decision"
             try:
-                resource = self.create(ctx, tc, step, source_id, attrs)
-                adopted = ""
-                break
+                return self.create(ctx, tc, step, source_id, attrs), ""
             except TargetCloudError as exc:
-                if not exc.transient or attempt == CREATE_ATTEMPTS:
-                    raise
-                tc.note_retry()
-                ctx.log.info("step %s: create failed (%s); looking again before retrying",
-                             step.key, exc.message)
-        assert resource is not None
+                # It may or may not have happened: the next try looks it up first.
+                return Failed(exc, retryable=exc.transient)
+
+        def note(attempt: int, delay: float, error: BaseException) -> None:
+            tc.note_retry()
+            ctx.log.info("step %s: create failed (%s); looking again before retrying",
+                         step.key, error)
+
+        resource, adopted = call_with_retries(once, tc.retry, on_retry=note)
         target_id = self.target_id_of(resource, attrs)
         idmap.record_target(ctx.factory, step.run_id, step.kind, source_id, target_id)
         data: dict[str, Any] = {"target_id": target_id, **self.notes(resource)}

@@ -31,10 +31,10 @@ from migrator.engine.steps import StepSnapshot
 from migrator.errors import StepFailedError
 from migrator.handlers import idmap
 from migrator.handlers.base import resolve_attrs, same_value, source_id_of, spec_part, target_cloud
-from migrator.handlers.data import data_services, source_cloud
+from migrator.handlers.data import data_services, run_again_on_transient, source_cloud
 from migrator.transfer.errors import TransferError, TransferInterrupted
 from migrator.transfer.stream import copy_image_data
-from migrator.transfer.volume_api import Api, answer_error, as_connection
+from migrator.transfer.volume_api import Api, as_connection
 
 SOURCE_TAG_PREFIX = "migrator-src-"
 # Fields of the create body the target echoes as they were sent.
@@ -67,11 +67,16 @@ class ImageHandler(Handler):
 
     def run_phase(self, ctx: StepContext, step: StepSnapshot, phase: str
                   ) -> Mapping[str, Any] | None:
-        api = Api(target_cloud(ctx).handle)
+        tc = target_cloud(ctx)
+        api = Api(tc.handle)
         attrs = resolve_attrs(ctx, step)
         source_id = source_id_of(step)
         if phase == "create":
-            record, adopted = self._find_or_create(ctx, api, step, source_id, attrs)
+            # Looks the image up by its source tag first: safe to run again when the create
+            # failed on the way. The upload is retried by the step (a fresh stream each time).
+            record, adopted = run_again_on_transient(
+                ctx, phase, lambda: self._find_or_create(ctx, api, step, source_id, attrs),
+                tc.retry)
             out: dict[str, Any] = {"target_id": record["id"], "status": record.get("status")}
             if adopted:
                 out["adopted"] = adopted
@@ -183,12 +188,9 @@ def update_image(api: Api, record: dict[str, Any], attrs: Mapping[str, Any]
                         "value": want})
     if not ops:
         return record
-    what = f"updating image {record['id']} on cloud {api.name}"
-    resp = api.conn.image.patch(f"images/{record['id']}", data=json.dumps(ops),
-                                headers={"Content-Type": PATCH_TYPE}, raise_exc=False)
-    if resp.status_code != 200:
-        raise answer_error(what, resp)
-    updated = resp.json()
+    updated = api.request("image", "PATCH", f"images/{record['id']}",
+                          f"updating image {record['id']}", data=json.dumps(ops),
+                          headers={"Content-Type": PATCH_TYPE}, ok=(200,))
     return updated if isinstance(updated, dict) else record
 
 
@@ -232,8 +234,10 @@ class ImageMemberHandler(Handler):
         path = f"images/{image_id}/members"
         if phase == "add":
             try:
+                # 409 says "already a member": sending it twice is safe.
                 api.request("image", "POST", path, f"adding member {member_id} to image "
-                            f"{image_id}", body={"member": member_id}, ok=(200, 201))
+                            f"{image_id}", body={"member": member_id}, ok=(200, 201),
+                            idempotent=True)
             except TransferError as exc:
                 if exc.status_code != 409:  # 409: already a member
                     raise

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from migrator.config_schema import Config, RetriesConfig
 from migrator.engine.executor import Executor, ExecutorConfig, Observer, RunResult
 from migrator.engine.handlers import HandlerRegistry
 from migrator.engine.interrupt import graceful_sigint
@@ -47,12 +48,13 @@ def execute_run(
     workers: int = 8,
     resume: bool = False,
     force_unlock: bool = False,
-    max_attempts: int = 3,
-    backoff_base: float = 2.0,
+    max_attempts: int | None = None,
+    backoff_base: float | None = None,
     observer: Observer | None = None,
     registry: HandlerRegistry | None = None,
     handle_sigint: bool = True,
     services: Mapping[str, object] | None = None,
+    retries: RetriesConfig | None = None,
 ) -> RunResult:
     """Execute the run ``run_name`` (a name or an id) in the state database at ``url``.
 
@@ -62,9 +64,15 @@ def execute_run(
     ``handle_sigint`` (and on the main thread) the first Ctrl-C stops gracefully and the run
     ends ``interrupted``; the second one exits the process at once. ``services`` (cloud
     handles by name, e.g. ``{"target": TargetCloud(...)}``) reach every handler through
-    ``StepContext.services``.
+    ``StepContext.services``. ``retries`` (the configuration's ``retries`` section) gives the
+    attempts per step and the step backoff unless ``max_attempts``/``backoff_base`` do.
     """
-    config = ExecutorConfig(workers=workers, max_attempts=max_attempts, backoff_base=backoff_base)
+    steps = retries or RetriesConfig()
+    config = ExecutorConfig(
+        workers=workers,
+        max_attempts=max_attempts if max_attempts is not None else steps.step_attempts,
+        backoff_base=backoff_base if backoff_base is not None else steps.step_backoff,
+        backoff_max=steps.step_backoff_max)
     with open_state(url) as engine, database_errors(url):
         executor = Executor(
             session_factory(engine),
@@ -134,8 +142,10 @@ class ExecuteOptions:
     # Steps at a time; None: transfer.metadata_workers of the configuration for a plan with
     # images or volumes, else 8. A plan with data adds parallel_transfers threads.
     workers: int | None = None
-    max_attempts: int = 3  # tries per step
-    backoff_base: float = 2.0  # seconds before the first retry of a step, doubled each time
+    # Tries per step and the first retry's delay (doubled each time); None: the
+    # configuration's retries.step_attempts and retries.step_backoff.
+    max_attempts: int | None = None
+    backoff_base: float | None = None
     force_unlock: bool = False  # take the run from an executor that cannot be checked
     clouds_yaml: str | Path | None = None  # default: openstacksdk's search
     config: str | Path | None = None  # migrator.yaml; default: the one the plan names
@@ -167,6 +177,9 @@ def execute_plan(url: str, plan_path: str | Path,
     volume options, ``transfer_progress``) from the ``transfer`` section of the configuration
     the plan names (or ``options.config``); ``parallel_transfers`` and ``bandwidth`` override
     it.
+    The same configuration's ``retries`` section sets how each cloud's calls are retried and,
+    unless ``options.max_attempts``/``backoff_base`` are given, the attempts per step and the
+    step backoff.
     """
     path = Path(plan_path)
     o = options
@@ -185,9 +198,10 @@ def execute_plan(url: str, plan_path: str | Path,
             if not o.replan or replanned:
                 raise
             plan, replanned = _replan(url, path, o), True
-        with _target(plan, o.clouds_yaml, o.services, o.target_names) as (svc, names), \
+        retries = _settings(plan, o.config).retries
+        with _target(plan, o.clouds_yaml, o.services, o.target_names, retries) as (svc, names), \
                 _data_services(plan, svc, o.clouds_yaml, o.config, o.parallel_transfers,
-                               o.bandwidth, o.transfer_progress) as (svc, settings):
+                               o.bandwidth, o.transfer_progress, retries) as (svc, settings):
             workers = o.workers
             if settings is not None:
                 workers = (settings.metadata_workers if workers is None else workers) \
@@ -217,7 +231,7 @@ def execute_plan(url: str, plan_path: str | Path,
                                  force_unlock=o.force_unlock, max_attempts=o.max_attempts,
                                  backoff_base=o.backoff_base, observer=o.observer,
                                  registry=handlers, handle_sigint=o.handle_sigint,
-                                 services=svc)
+                                 services=svc, retries=retries)
     return PlanExecution(plan, path, run=result, registered=registered, replanned=replanned)
 
 
@@ -270,7 +284,8 @@ def _replan(url: str, path: Path, options: ExecuteOptions) -> Plan:
 
 @contextmanager
 def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, object] | None,
-            names: TargetNames | None) -> Iterator[tuple[Mapping[str, object], TargetNames]]:
+            names: TargetNames | None, retries: RetriesConfig
+            ) -> Iterator[tuple[Mapping[str, object], TargetNames]]:
     """The services for the handlers and the target's names: given, or opened from the
     plan's target cloud (closed afterwards)."""
     from migrator.clouds.target import TargetCloud
@@ -284,7 +299,8 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, o
     from migrator.clouds.connection import open_cloud
 
     cloud = str(plan.target.get("cloud"))
-    handle = open_cloud(cloud, config_file=clouds_yaml, role="target")
+    handle = open_cloud(cloud, config_file=clouds_yaml, role="target",
+                        retry=retries.call_policy(cloud))
     try:
         tc = TargetCloud(handle, name=cloud, source_cloud=str(plan.source.get("cloud")))
         yield {**(services or {}), **services_for(tc)}, names or CloudTargetNames(tc)
@@ -295,24 +311,23 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, o
 DATA_KINDS = frozenset({"image", "image_member", "volume"})
 
 
-def _transfer_settings(plan: Plan, config: str | Path | None) -> Any:
-    """The ``transfer`` section of the configuration (``config``, else the one the plan
-    names when that file still exists; defaults otherwise)."""
+def _settings(plan: Plan, config: str | Path | None) -> Config:
+    """The configuration (``config``, else the one the plan names when that file still
+    exists; defaults otherwise)."""
     from migrator.config import load_config
-    from migrator.config_schema import TransferConfig
 
     path = config or plan.source.get("config")
     if path and Path(str(path)).is_file():
-        return load_config(str(path)).transfer
+        return load_config(str(path))
     if config:
-        return load_config(config).transfer  # the error names the missing file
-    return TransferConfig()
+        return load_config(config)  # the error names the missing file
+    return Config(path=None)
 
 
 @contextmanager
 def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str | Path | None,
                    config: str | Path | None, parallel_transfers: int | None,
-                   bandwidth: int | None, progress: Any
+                   bandwidth: int | None, progress: Any, retries: RetriesConfig
                    ) -> Iterator[tuple[Mapping[str, object], Any]]:
     """``services`` plus the source handle and the data-path services when the plan moves
     images or volumes (opened here unless given, closed afterwards)."""
@@ -324,7 +339,7 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
     from migrator.handlers.data import data_services_for
     from migrator.transfer.volume_copy import VolumeOptions
 
-    settings = _transfer_settings(plan, config)
+    settings = _settings(plan, config).transfer
     if parallel_transfers is not None:
         settings = replace(settings, parallel_transfers=parallel_transfers)
     if bandwidth is not None:
@@ -346,8 +361,9 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
     if "source" not in out:
         from migrator.clouds.connection import open_cloud
 
-        source = open_cloud(str(plan.source.get("cloud")), config_file=clouds_yaml,
-                            role="source")
+        name = str(plan.source.get("cloud"))
+        source = open_cloud(name, config_file=clouds_yaml, role="source",
+                            retry=retries.call_policy(name))
         out["source"] = source
         opened.append(source)
     try:

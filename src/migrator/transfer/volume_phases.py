@@ -272,20 +272,23 @@ def set_volume_attributes(ctx: VolumeCopy, cp: Checkpoint) -> Checkpoint:
                           rewind_to="create_target_volume")
     want_boot = flag(ctx.volume.get("bootable"))
     if flag(vol.get("bootable")) != want_boot:
-        ctx.dst.volume_action(volume_id, "os-set_bootable", {"bootable": want_boot})
+        ctx.dst.volume_action(volume_id, "os-set_bootable", {"bootable": want_boot},
+                              idempotent=True)
     meta = vol.get("metadata") or {}
     missing = {k: v for k, v in ctx.metadata.items() if meta.get(k) != v}
     if missing:
         ctx.dst.request("block_storage", "POST", f"volumes/{volume_id}/metadata",
-                        f"setting metadata of volume {volume_id}", body={"metadata": missing})
+                        f"setting metadata of volume {volume_id}", body={"metadata": missing},
+                        idempotent=True)  # merges the keys: the same call twice is one
     desired = wanted_image_metadata(ctx)
     current = vol.get("volume_image_metadata") or {}
     changed = {k: v for k, v in desired.items() if current.get(k) != v}
     if changed:
-        ctx.dst.volume_action(volume_id, "os-set_image_metadata", {"metadata": changed})
+        ctx.dst.volume_action(volume_id, "os-set_image_metadata", {"metadata": changed},
+                              idempotent=True)
     for key in sorted(set(current) - set(desired) - _managed(desired)):
         ctx.dst.volume_action(volume_id, "os-unset_image_metadata", {"key": key},
-                              missing_ok=True)
+                              missing_ok=True, idempotent=True)
     return {}
 
 
