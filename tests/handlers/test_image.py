@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
+
 from migrator.operations.execute import execute_plan
 from migrator.operations.plan import make_plan
 from migrator.plan.model import Plan
+from migrator.store.db import make_engine
+from migrator.store.models import IdMap
 from tests.handlers.data_world import (
     DataWorld,
     MiB,
@@ -25,6 +29,7 @@ from tests.sim.conftest import Admin
 __all__ = ["faults", "world"]
 FILE_GET = "GET /image/v2/images/*/file"
 FILE_PUT = "PUT /image/v2/images/*/file"
+IMAGE_DELETE = "DELETE /image/v2/images/{image_id}"
 
 
 def _run(world: DataWorld, tmp_path: Path, tenants: list[str] | None = None,
@@ -104,7 +109,44 @@ def test_dropped_upload_is_retried(world: DataWorld, tmp_path: Path,
     assert len(failures) == 1 and failures[0][0].startswith(("image:", "volume:")), failures
     retried = [k for k, _ in step_events(url, "retry")]
     assert retried == [failures[0][0]]
+    # An image step whose upload broke sent the retry into a new image (real Glance may
+    # keep a broken upload's bytes): the images it began sending into, from its checkpoints.
+    key = failures[0][0]
+    if key.startswith("image:"):
+        into = [d["data"]["upload_into"] for k, d in step_events(url, "checkpoint")
+                if k == key and d["data"].get("upload_into")]
+        assert len(into) == 2 and into[0] != into[1], into
+        assert world.sim.cloud("target").state.get("images", into[0]) is None
     for source_id, image in migrated_images(world.sim).items():
         legacy = raw_image(world.legacy, source_id)
         assert (image["status"], image["size"], image["checksum"]) == (
             "active", legacy["size"], legacy["checksum"])
+
+
+def test_target_image_holding_a_refused_upload_is_replaced(world: DataWorld, tmp_path: Path
+                                                           ) -> None:
+    # A queued target image carrying the step's source tag but holding the bytes of a refused
+    # upload (real Glance answers 500 to every later upload into it): not adopted, deleted,
+    # and the bytes go into a new image, which the id map records.
+    forget_target_images(world.sim)
+    odd = next(i for i in world.legacy.image.images() if i.name == "physics-odd")
+    poisoned = world.target.image.create_image("physics-odd", disk_format="qcow2",
+                                               container_format="bare",
+                                               tags=[f"migrator-src-{odd.id}"])
+    refused = world.target.session.request(
+        f"{world.sim.cloud('target').base_url}/image/v2/images/{poisoned.id}/file", "PUT",
+        data=b"not qcow2", headers={"Content-Type": "application/octet-stream"},
+        raise_exc=False)
+    assert refused.status_code == 415
+    assert raw_image(world.target, poisoned.id)["size"] == len(b"not qcow2")
+    url, _plan = _run(world, tmp_path, ["physics"], **{
+        "members_outside: refuse": "members_outside: skip"})
+    got = migrated_images(world.sim)[odd.id]
+    assert got["id"] != poisoned.id and got["status"] == "active"
+    assert (got["size"], got["checksum"]) == (odd.size, odd.checksum)
+    assert world.sim.cloud("target").state.get("images", poisoned.id) is None
+    assert step_events(url, "fail") == []
+    with make_engine(url).connect() as conn:
+        mapped = conn.execute(select(IdMap.target_id).where(
+            IdMap.kind == "image", IdMap.source_id == odd.id)).scalar_one()
+    assert mapped == got["id"]

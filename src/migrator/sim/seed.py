@@ -17,6 +17,7 @@ from typing import Any
 
 from migrator.sim import images
 from migrator.sim.cloud import SimCloud
+from migrator.sim.content import GENERATED_FORMATS
 from migrator.sim.faults import FaultSpecError
 from migrator.sim.http import SimHTTPError
 from migrator.sim.nova_keypairs import ssh_fingerprint
@@ -369,8 +370,10 @@ class _Seeder:
             self._put_rule(group, r, remote)
 
     # -- images and volumes ------------------------------------------------------------------
-    def _content(self, node: dict[str, Any], where: str, default_seed: str, size: int
-                 ) -> dict[str, Any]:
+    def _content(self, node: dict[str, Any], where: str, default_seed: str, size: int,
+                 default_format: str | None = None) -> dict[str, Any]:
+        """The content spec; generated image bytes carry the header of their ``disk_format``
+        unless ``content.generated.format`` says otherwise (a mislabelled image)."""
         content = node.get("content") or {}
         if "file" in content:
             path = Path(content["file"])
@@ -383,7 +386,16 @@ class _Seeder:
         seed = gen.get("seed")
         if seed is None:
             seed = int(hashlib.sha256(default_seed.encode()).hexdigest()[:8], 16)
-        return {"kind": "generated", "seed": int(seed), "size": int(gen.get("size", size))}
+        spec: dict[str, Any] = {"kind": "generated", "seed": int(seed),
+                                "size": int(gen.get("size", size))}
+        fmt = gen.get("format", default_format if default_format in GENERATED_FORMATS
+                      else None)
+        if fmt is not None and fmt not in GENERATED_FORMATS:
+            raise self.fail(node, where + ".content.generated.format",
+                            f"unknown format {fmt!r} (known: {', '.join(GENERATED_FORMATS)})")
+        if fmt not in (None, "raw"):
+            spec["format"] = fmt
+        return spec
 
     def _image(self, t: dict[str, Any], img: dict[str, Any], where: str) -> None:
         project = self.projects[t["name"]]
@@ -393,7 +405,7 @@ class _Seeder:
                             f"{visibility!r} is not a visibility of a "
                             f"{self.cloud.profile.name} cloud")
         spec = self._content(img, where, f"{self.cloud.name}/{t['name']}/{img['name']}",
-                             1 << 20)
+                             1 << 20, img.get("disk_format", "qcow2"))
         rec = images.new_image(
             self.cloud, id=img.get("id") or _uid(self.cloud, "image", t["name"], img["name"]),
             name=img["name"], owner=project["id"], visibility=visibility,

@@ -68,10 +68,16 @@ def describe(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+HTML_TAG = re.compile(r"<[^>]*>")
+
+
 def status_error(what: str, resp: requests.Response) -> TransferError:
     code = resp.status_code
-    try:  # Glance's error body is a short text; a streamed answer reads it here
-        body = " ".join(resp.text.split())[:200]
+    try:  # Glance's error body is a short text (or webob's HTML page); read here if streamed
+        text = resp.text
+        if "<html" in text[:200].lower():
+            text = HTML_TAG.sub(" ", text.split("</title>", 1)[-1])
+        body = " ".join(text.split())[:200]
     except NETWORK_ERRORS:
         body = ""
     detail = f": {body}" if body else ""
@@ -230,6 +236,15 @@ def upload(cloud: CloudLike, image_id: str, chunks: Iterable[bytes], size: int |
     return call(what, lambda: cloud.image.put(
         f"images/{image_id}/file", data=body, headers=headers, raise_exc=False,
         timeout=timeout, **UPLOAD_NO_RETRIES))
+
+
+def fresh_for_upload(record: dict[str, Any] | Any) -> bool:
+    """A queued image that never stored anything, so bytes can be sent into it. A queued
+    image with a size or a hash kept the data of a refused upload (Glance's ``_restore``
+    after its format check saves what storing set): its file stays in the store and every
+    later upload into it answers 500."""
+    return (record.get("status") == "queued" and record.get("size") is None
+            and not record.get("checksum") and not record.get("os_hash_value"))
 
 
 def get_image_record(cloud: CloudLike, image_id: str, timeout: float) -> dict[str, Any]:
