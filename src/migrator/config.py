@@ -22,6 +22,7 @@ import yaml
 from migrator.config_schema import (
     CONFLICT_DECISIONS,
     DEFAULT_ROLE_MAP,
+    IMAGE_FORMAT_POLICIES,
     IPV6_MODES,
     MEMBERS_OUTSIDE,
     PASSWORD_POLICIES,
@@ -42,12 +43,13 @@ from migrator.config_schema import (
     UsersConfig,
 )
 from migrator.errors import ConfigError
+from migrator.plan.model import KINDS
 from migrator.transfer.properties import RulesError, parse_image_properties
 
 DEFAULT_CONFIG = "migrator.yaml"
 
 SECTIONS = ("source", "target", "selection", "mappings", "address_plan", "quotas", "users",
-            "conflicts", "image_properties", "transfer")
+            "conflicts", "image_properties", "image_formats", "transfer")
 
 __all__ = ["DEFAULT_CONFIG", "SAMPLE", "Config", "load_config", "parse_bytes",
            "parse_config", "write_sample"]
@@ -92,6 +94,8 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         image_properties=check.mapping(top.get("image_properties"), ("image_properties",)),
         transfer=_transfer(check, top.get("transfer")),
         image_rules=_image_rules(check, top.get("image_properties")),
+        image_formats=check.choice(top.get("image_formats", "detect"), ("image_formats",),
+                                   IMAGE_FORMAT_POLICIES),
     )
 
 
@@ -228,7 +232,17 @@ def _selection(check: Checker, raw: Any) -> SelectionConfig:
         waves=waves,
         members_outside=check.choice(data.get("members_outside", "refuse"),
                                      (*p, "members_outside"), MEMBERS_OUTSIDE),
+        kinds=_kinds(check, data.get("kinds"), (*p, "kinds")),
+        exclude_kinds=_kinds(check, data.get("exclude_kinds"), (*p, "exclude_kinds")),
     )
+
+
+def _kinds(check: Checker, raw: Any, path: Path) -> list[str]:
+    names = check.string_list(raw, path)
+    for i, name in enumerate(names):
+        if name not in KINDS:
+            raise check.fail((*path, i), f"unknown kind {name!r} (known: {', '.join(KINDS)})")
+    return names
 
 
 def _mappings(check: Checker, raw: Any) -> MappingsConfig:
@@ -338,6 +352,10 @@ selection:
   exclude: [admin, service]        # never migrated
   waves: []                        # e.g. [[physics], [chemistry, biology]]
   members_outside: refuse          # an image shared with a tenant not selected: refuse | skip
+  kinds: []                        # step kinds to plan, e.g. [project, user, image, volume]
+                                   # (with what they need); empty: every kind the target has
+                                   # the services for
+  exclude_kinds: []                # kinds left out (and the kinds that need them)
 
 mappings:
   domains: {}                      # legacy domain name -> target domain name

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.sim import images
-from migrator.sim.cloud import SimCloud
+from migrator.sim.cloud import SERVICES, SimCloud
 from migrator.sim.content import GENERATED_FORMATS
 from migrator.sim.faults import FaultSpecError
 from migrator.sim.http import SimHTTPError
@@ -79,8 +79,9 @@ class _Seeder:
 
     # -- apply -------------------------------------------------------------------------------
     def apply_faults(self) -> None:
-        """Faults, token lifetime and status delays: the seed's run-time behaviour, applied
-        again on every start (they are not part of the saved state)."""
+        """Faults, token lifetime, status delays and the services in the catalog: the seed's
+        run-time behaviour, applied again on every start (they are not part of the saved
+        state)."""
         delays = self.spec.get("delays")
         if delays:
             for key, value in delays.items():
@@ -88,6 +89,12 @@ class _Seeder:
                     raise self.fail(delays, f"delays.{key}", "must be >= 0")
             self.cloud.profile = replace(self.cloud.profile,
                                          delays=replace(self.cloud.profile.delays, **delays))
+        if "services" in self.spec:
+            unknown = sorted(set(self.spec["services"]) - set(SERVICES))
+            if unknown:
+                raise self.fail(self.spec, "services", f"unknown service {unknown[0]!r} "
+                                f"(known: {', '.join(SERVICES)})")
+            self.cloud.services = frozenset({"identity", *self.spec["services"]})
         if "token_ttl" in self.spec:
             if self.spec["token_ttl"] <= 0:
                 raise self.fail(self.spec, "token_ttl", "must be > 0")

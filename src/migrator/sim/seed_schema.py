@@ -77,6 +77,7 @@ CONTENT = {"generated": {"size": int, "seed": int, "format": str}, "file": str}
 SCHEMA: Spec = {
     "clouds": {"*": {
         "faults": list,
+        "services": [str],
         "token_ttl": (int, float),
         "delays": {"volume_create": (int, float), "volume_delete": (int, float),
                    "volume_upload": (int, float), "image_upload": (int, float)},

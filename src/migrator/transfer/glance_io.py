@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import requests
 from keystoneauth1 import exceptions as ks_exc
+from openstack import exceptions as sdk_exc
 
 from migrator.transfer.errors import TransferError
 
@@ -37,6 +38,11 @@ try:  # urllib3 raises its own errors from a body being read (ProtocolError, Rea
     NETWORK_ERRORS = (*NETWORK_ERRORS, _Urllib3Error)
 except ImportError:  # pragma: no cover
     pass
+
+# A service missing from the catalog (keystoneauth's and openstacksdk's way of saying so):
+# final, no retry can mend it.
+NOT_IN_CATALOG: tuple[type[BaseException], ...] = (ks_exc.EndpointNotFound,
+                                                   sdk_exc.ServiceDisabledException)
 
 UPLOAD_NO_RETRIES: dict[str, Any] = {
     # keystoneauth would otherwise send the same (already consumed) body again:
@@ -91,6 +97,9 @@ def call(what: str, send: Callable[[], requests.Response]) -> requests.Response:
         return send()
     except TransferError:
         raise
+    except NOT_IN_CATALOG as exc:
+        raise TransferError(f"{what}: the cloud's catalog has no such service: "
+                            f"{describe(exc)}", retryable=False) from exc
     except NETWORK_ERRORS as exc:
         raise TransferError(f"{what}: {describe(exc)}", retryable=True) from exc
 

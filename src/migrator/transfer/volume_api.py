@@ -69,7 +69,6 @@ class Api:
                 ok: tuple[int, ...] = (200, 201, 202, 204),
                 missing_ok: bool = False) -> Any:
         """One call; the decoded JSON (None when empty, or for a 404 with ``missing_ok``)."""
-        proxy = getattr(self.conn, service)
         kwargs: dict[str, Any] = {"raise_exc": False}
         if body is not None:
             kwargs["json"] = body
@@ -78,7 +77,8 @@ class Api:
         if method == "POST":
             kwargs.update(NO_RESEND)
         label = f"{what} on cloud {self.name}"
-        resp = call(label, lambda: proxy.request(path, method, **kwargs))
+        # The proxy inside call(): a service missing from the catalog is a final error.
+        resp = call(label, lambda: getattr(self.conn, service).request(path, method, **kwargs))
         if resp.status_code == 404 and missing_ok:
             return None
         if resp.status_code not in ok:

@@ -1,6 +1,7 @@
 """Glance and Cinder kinds: image, image_member, volume.
 
-- image: after its owner's project and the owner's quotas. ``spec.attrs`` is the Glance v2
+- image: after its owner's project, and nothing else (Glance's quotas are not migrated: the
+  compute, volume and network quotas do not bound it). ``spec.attrs`` is the Glance v2
   create body: ``target_image_fields`` (name, formats, min disk/ram, protected, visibility:
   private with members -> shared, tags) plus the properties translated by
   ``image_properties`` (config); ``refs.owner`` is the owner's project. ``spec.properties``
@@ -35,17 +36,16 @@ from migrator.transfer.properties import (
 )
 
 TEMP_PREFIX = "migrator-tmp-"
-QUOTA_SERVICES = ("compute", "volume", "network")
 VOLUME_FIELDS = ("name", "description", "size", "bootable", "metadata")
 
 
 def plan(state: PlanState) -> None:
-    images = _images(state)
-    _volumes(state, images)
+    images = _images(state) if state.kinds.wants("image") else set()
+    if state.kinds.wants("volume"):
+        _volumes(state, images)
 
 
-def _quotas(state: PlanState, tenant: str, services: tuple[str, ...] = QUOTA_SERVICES
-            ) -> list[str]:
+def _quotas(state: PlanState, tenant: str, services: tuple[str, ...]) -> list[str]:
     return [k for k in (state.key_if("quota", f"{s}:{tenant}") for s in services) if k]
 
 
@@ -61,7 +61,7 @@ def _images(state: PlanState) -> set[str]:
                                   f"{state.inventory.tenant_name(tenant)} is "
                                   f"{attrs.get('status')}, not active: not migrated")
             continue
-        members = _members(state, item)
+        members = _members(state, item) if state.kinds.wants("image_member") else []
         fields = target_image_fields(attrs, None, len(members))
         # "members" is discovery's addition to the raw record, not a property
         before = image_properties({k: v for k, v in attrs.items() if k != "members"})
@@ -70,8 +70,7 @@ def _images(state: PlanState) -> set[str]:
         lookup = {"size": item.size_bytes if item.size_bytes is not None else attrs.get("size"),
                   "checksum": attrs.get("checksum")}
         key = state.add("image", iid, tenant_id=tenant, name=name, attrs=body,
-                        refs={"owner": project_key}, lookup=lookup,
-                        after=_quotas(state, tenant))
+                        refs={"owner": project_key}, lookup=lookup)
         state.steps[key].spec["properties"] = {
             "before": before, "changes": [describe_change(c) for c in changes]}
         planned.add(iid)
