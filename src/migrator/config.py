@@ -398,6 +398,10 @@ image_properties:                  # image (and volume image metadata) property 
                                    # legacy UEFI hack keys are dropped; architecture kept
   rules: []                        # more rules, applied after the defaults
 
+# An image whose disk_format label contradicts its bytes (read at discovery): detect (the
+# target image gets the format of its bytes) | trust_legacy (the label is kept)
+image_formats: detect
+
 transfer:
   parallel_transfers: 4            # image and volume byte copies at a time
   metadata_workers: 8              # steps at a time (execute --workers overrides)
