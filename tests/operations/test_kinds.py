@@ -102,6 +102,15 @@ def test_plan_and_run_onto_keystone_glance_cinder(world: KgWorld) -> None:
                                                             image.checksum)
     volumes = {v.name for v in target.block_storage.volumes(all_projects=True)}
     assert {v.name for v in legacy.block_storage.volumes(all_projects=True)} <= volumes
+    # To create the volumes in their projects migrator's user took the member role there
+    # (what Cinder's and Glance's default policies ask of these calls), not admin.
+    roles = {r.id: r.name for r in target.identity.roles()}
+    me = target.current_user_id
+    for project in ("physics", "chemistry"):
+        pid = target.identity.find_project(project).id
+        held = {roles[a.role["id"]] for a in target.identity.role_assignments(
+            user_id=me, scope_project_id=pid)}
+        assert held == {"member"}, (project, held)
 
 
 def test_kinds_asked_by_name_and_selected_kinds(world: KgWorld) -> None:
