@@ -41,6 +41,8 @@ def seed_doc() -> dict[str, Any]:
     images = [{"name": name, "disk_format": label, "container_format": "bare",
                "content": {"generated": {"size": size, "seed": i, "format": fmt}}}
               for i, (name, (label, fmt, size, _)) in enumerate(IMAGES.items())]
+    # A copy of "q" (same bytes: same md5 and size) in the same tenant: read once for both.
+    images.append({**images[0], "name": "q-copy"})
     return {"clouds": {"legacy": {"tenants": [{"name": "physics", "images": images}]}}}
 
 
@@ -72,8 +74,10 @@ def test_each_image_is_read_once_and_its_format_recorded(sim: SimServer) -> None
     assert found["vhd-fixed"]["content_format_note"] == FIXED_VHD
     assert found["small-fixed"]["content_format_note"] == FIXED_VHD
     assert found["empty"]["content_format_note"] == "no bytes"
+    assert found["q-copy"]["content_format"] == "qcow2"
     assert "content_format_note" not in found["q"]
-    # A head per image with bytes, a tail only where the head showed no format.
+    # A head per image with bytes (q-copy shares q's), a tail only where the head showed no
+    # format.
     with_bytes = sum(1 for _l, _f, size, _e in IMAGES.values() if size)
     assert api.calls()[FILE] == with_bytes + len(TAIL_READS)
     # Again, knowing the previous snapshot: nothing is read, the results are kept; an image

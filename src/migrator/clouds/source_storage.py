@@ -81,7 +81,9 @@ class StorageReads(SourceBase):
     def _read_image_formats(self, out: Collector, limited: bool) -> int:
         """Record what each active image's bytes are (``content_format``); returns how many
         images were read (the others kept the previous snapshot's result, or hold none)."""
-        todo: list[Item] = []
+        # Images with the same md5 and size hold the same bytes (copies of one image in
+        # many tenants are common): one read for them all.
+        todo: dict[tuple[Any, Any], list[Item]] = {}
         for item in out.items.values():
             if item.kind != "image" or item.attributes.get("status") != "active":
                 continue
@@ -93,14 +95,15 @@ class StorageReads(SourceBase):
             if known is not None:
                 known.record(attrs)
             else:
-                todo.append(item)
+                same = (attrs.get("checksum") or item.source_id, attrs.get("size"))
+                todo.setdefault(same, []).append(item)
 
         def tenant_handle(item: Item) -> Any:
             if not item.tenant:
                 return None
             return self._tenant_handle(Tenant(item.tenant, self._names.get(item.tenant, "")))
 
-        def one(item: Item) -> None:
+        def read(item: Item) -> Probe:
             # The admin's token first, then the owner's (the only one in limited mode).
             handle = tenant_handle(item) if limited else self.admin
             size = int(item.attributes["size"])
@@ -113,9 +116,18 @@ class StorageReads(SourceBase):
                 if owner is not None and owner is not self.admin:
                     result = probe_image(owner.proxy("image"), item.source_id, size,
                                          timeout=owner.timeout)
-            result.record(item.attributes)
+            return result
 
-        self._map(one, todo)
+        def one(items: list[Item]) -> None:
+            result = Probe(None)
+            for item in items:  # the next copy only when this one could not be read
+                result = read(item)
+                if result.format is not None:
+                    break
+            for item in items:
+                result.record(item.attributes)
+
+        self._map(one, list(todo.values()))
         return len(todo)
 
     def _read_volumes(self, selected: Sequence[Tenant], limited: bool,

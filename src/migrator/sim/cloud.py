@@ -121,8 +121,8 @@ class SimCloud:
             self._digest_cache[key] = digest_of(spec)
         return self._digest_cache[key]
 
-    def chunks(self, spec: dict[str, Any], offset: int = 0) -> Any:
-        return content_chunks(spec, offset)
+    def chunks(self, spec: dict[str, Any], offset: int = 0, stop: int | None = None) -> Any:
+        return content_chunks(spec, offset, stop)
 
     def blob_path(self, image_id: str) -> Path:
         return self.blob_dir / image_id

@@ -104,15 +104,17 @@ def _patched(piece: bytes, pos: int, patches: list[tuple[int, bytes]]) -> bytes:
     return piece if out is None else bytes(out)
 
 
-def generated_chunks(seed: int, size: int, offset: int = 0, fmt: str | None = None
-                     ) -> Iterator[bytes]:
-    """The bytes ``[offset, size)`` of the generated content, in blocks of at most 1 MiB."""
+def generated_chunks(seed: int, size: int, offset: int = 0, fmt: str | None = None,
+                     stop: int | None = None) -> Iterator[bytes]:
+    """The bytes ``[offset, stop or size)`` of the generated content, in blocks of at most
+    1 MiB (a short range costs only its own bytes, not its whole block)."""
     patches = format_patches(fmt, size)
+    limit = size if stop is None else min(stop, size)
     pos = offset
-    while pos < size:
+    while pos < limit:
         index, within = divmod(pos, BLOCK)
         block = generated_block(seed, index)
-        end = min(BLOCK, size - index * BLOCK)
+        end = min(BLOCK, limit - index * BLOCK)
         piece = block[within:end] if within or end < BLOCK else block
         if patches:
             piece = _patched(piece, pos, patches)
@@ -154,11 +156,13 @@ class Hasher:
         return Digest(self.size, self.md5.hexdigest(), self.sha512.hexdigest())
 
 
-def content_chunks(spec: dict[str, Any], offset: int = 0) -> Iterator[bytes]:
-    """Iterate the bytes an image's ``_content`` spec describes."""
+def content_chunks(spec: dict[str, Any], offset: int = 0, stop: int | None = None
+                   ) -> Iterator[bytes]:
+    """Iterate the bytes an image's ``_content`` spec describes (from ``offset``; generated
+    content ends at ``stop`` when given, file content is cut by the caller)."""
     if spec["kind"] == "generated":
         return generated_chunks(int(spec["seed"]), int(spec["size"]), offset,
-                                spec.get("format"))
+                                spec.get("format"), stop)
     if spec["kind"] == "file":
         return file_chunks(Path(spec["path"]), offset)
     raise ValueError(f"unknown content kind {spec['kind']!r}")

@@ -161,7 +161,7 @@ class GlanceData:
             headers["Content-MD5"] = str(image["checksum"])
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = length
-        chunks = iter_async(self.cloud.chunks(spec, start))
+        chunks = iter_async(self.cloud.chunks(spec, start, start + length))
         return await stream_response(request, response, limited(chunks, length))
 
 
