@@ -43,7 +43,6 @@ from migrator.config_schema import (
     UsersConfig,
 )
 from migrator.errors import ConfigError
-from migrator.plan.model import KINDS
 from migrator.transfer.properties import RulesError, parse_image_properties
 
 DEFAULT_CONFIG = "migrator.yaml"
@@ -241,6 +240,11 @@ def _selection(check: Checker, raw: Any) -> SelectionConfig:
 
 def _kinds(check: Checker, raw: Any, path: Path) -> list[str]:
     names = check.string_list(raw, path)
+    if not names:
+        return names
+    # Imported here: commands that only read the configuration's help stay light.
+    from migrator.plan.model import KINDS
+
     for i, name in enumerate(names):
         if name not in KINDS:
             raise check.fail((*path, i), f"unknown kind {name!r} (known: {', '.join(KINDS)})")
