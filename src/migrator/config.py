@@ -30,6 +30,7 @@ from migrator.bounded_yaml import (
 from migrator.config_schema import (
     CONFLICT_DECISIONS,
     DEFAULT_ROLE_MAP,
+    IMAGE_FORMAT_POLICIES,
     IPV6_MODES,
     MEMBERS_OUTSIDE,
     PASSWORD_POLICIES,
@@ -56,7 +57,7 @@ from migrator.transfer.properties import RulesError, parse_image_properties
 DEFAULT_CONFIG = "migrator.yaml"
 
 SECTIONS = ("source", "target", "selection", "mappings", "address_plan", "quotas", "users",
-            "conflicts", "image_properties", "transfer", "retries")
+            "conflicts", "image_properties", "image_formats", "transfer", "retries")
 
 __all__ = ["DEFAULT_CONFIG", "SAMPLE", "Config", "load_config", "parse_bytes",
            "parse_config", "write_sample"]
@@ -104,6 +105,8 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         transfer=_transfer(check, top.get("transfer")),
         retries=_retries(check, top.get("retries")),
         image_rules=_image_rules(check, top.get("image_properties")),
+        image_formats=check.choice(top.get("image_formats", "detect"), ("image_formats",),
+                                   IMAGE_FORMAT_POLICIES),
     )
 
 
@@ -263,7 +266,22 @@ def _selection(check: Checker, raw: Any) -> SelectionConfig:
         waves=waves,
         members_outside=check.choice(data.get("members_outside", "refuse"),
                                      (*p, "members_outside"), MEMBERS_OUTSIDE),
+        kinds=_kinds(check, data.get("kinds"), (*p, "kinds")),
+        exclude_kinds=_kinds(check, data.get("exclude_kinds"), (*p, "exclude_kinds")),
     )
+
+
+def _kinds(check: Checker, raw: Any, path: Path) -> list[str]:
+    names = check.string_list(raw, path)
+    if not names:
+        return names
+    # Imported here: commands that only read the configuration's help stay light.
+    from migrator.plan.model import KINDS
+
+    for i, name in enumerate(names):
+        if name not in KINDS:
+            raise check.fail((*path, i), f"unknown kind {name!r} (known: {', '.join(KINDS)})")
+    return names
 
 
 def _mappings(check: Checker, raw: Any) -> MappingsConfig:
@@ -374,6 +392,10 @@ selection:
   exclude: [admin, service]        # never migrated
   waves: []                        # e.g. [[physics], [chemistry, biology]]
   members_outside: refuse          # an image shared with a tenant not selected: refuse | skip
+  kinds: []                        # step kinds to plan, e.g. [project, user, image, volume]
+                                   # (with what they need); empty: every kind the target has
+                                   # the services for
+  exclude_kinds: []                # kinds left out (and the kinds that need them)
 
 mappings:
   domains: {}                      # legacy domain name -> target domain name
@@ -415,6 +437,10 @@ image_properties:                  # image (and volume image metadata) property 
                                    # gets hw_firmware_type=uefi, hw_machine_type=virt; the
                                    # legacy UEFI hack keys are dropped; architecture kept
   rules: []                        # more rules, applied after the defaults
+
+# An image whose disk_format label contradicts its bytes (read at discovery): detect (the
+# target image gets the format of its bytes) | trust_legacy (the label is kept)
+image_formats: detect
 
 transfer:
   parallel_transfers: 4            # image and volume byte copies at a time

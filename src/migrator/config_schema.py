@@ -24,6 +24,7 @@ QUOTA_SERVICES = ("compute", "volume", "network")
 PASSWORD_POLICIES = ("random", "fixed", "external")
 CONFLICT_DECISIONS = ("adopt", "rename", "fail")
 MEMBERS_OUTSIDE = ("refuse", "skip")
+IMAGE_FORMAT_POLICIES = ("detect", "trust_legacy")
 DEFAULT_ROLE_MAP = {"_member_": "member"}
 
 
@@ -50,6 +51,9 @@ class SelectionConfig:
     waves: list[list[str]] = field(default_factory=list)
     # An image member (a tenant it is shared with) that is not selected: refuse | skip
     members_outside: str = "refuse"
+    # Step kinds to plan (empty: all) and kinds left out (with what needs them).
+    kinds: list[str] = field(default_factory=list)
+    exclude_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,9 @@ class Config:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     retries: RetriesConfig = field(default_factory=RetriesConfig)
     image_rules: RuleSet = field(default_factory=lambda: DEFAULT_RULES)
+    # An image whose disk_format label contradicts its bytes (read at discovery): detect
+    # (the target image gets the format of the bytes) or trust_legacy (the label is kept).
+    image_formats: str = "detect"
 
 
 # -- validation helpers ---------------------------------------------------------------------

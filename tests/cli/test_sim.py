@@ -31,6 +31,17 @@ def test_seed_writes_a_loadable_file(invoke: Invoke, tmp_path: Path) -> None:
     assert image["content"]["generated"]["size"] == 65536
 
 
+def test_seed_mislabels_the_last_images(invoke: Invoke, tmp_path: Path) -> None:
+    out = tmp_path / "seed.yaml"
+    result = invoke("sim", "seed", "--tenants", "2", "--mislabelled", "3", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    images = [i for t in yaml.safe_load(out.read_text())["clouds"]["legacy"]["tenants"]
+              for i in t.get("images") or []]
+    # (label, the format of the bytes: none given is the label's own), the last 3 wrong
+    got = [(i["disk_format"], i["content"]["generated"].get("format")) for i in images]
+    assert got == [("qcow2", None), ("qcow2", "raw"), ("raw", "qcow2"), ("qcow2", "raw")]
+
+
 def test_seed_json_output(invoke: Invoke, tmp_path: Path) -> None:
     out = tmp_path / "seed.json"
     result = invoke("sim", "seed", "--tenants", "1", "-o", str(out), "--format", "json")

@@ -26,7 +26,7 @@ from migrator.transfer.volume import (
     run_volume_copy,
     temp_image_name,
 )
-from migrator.transfer.volume_copy import SOURCE_KEY
+from migrator.transfer.volume_copy import SOURCE_KEY, TEMP_TAG
 from tests.sim.conftest import Admin
 from tests.timing import scaled
 
@@ -241,9 +241,12 @@ def test_target_volume_in_error_is_made_again(sim: SimServer, legacy: Conn, targ
     assert_migrated(sim, target, source, ssd)
 
 
-def test_broken_copy_reuses_the_queued_target_image(sim: SimServer, legacy: Conn, target: Conn,
-                                                    ssd: str, admin_api: dict[str, Admin]
-                                                    ) -> None:
+def test_broken_copy_sends_into_a_new_target_image(sim: SimServer, legacy: Conn,
+                                                   target: Conn, ssd: str,
+                                                   admin_api: dict[str, Admin]) -> None:
+    # Real Glance may keep the bytes of an upload that did not complete in its store (then
+    # every later upload into that image answers 500): the broken image is deleted and the
+    # retry sends into a new one.
     source = volume_from_image(legacy, size=300_000)
     ctx = copier(legacy, target, source, ssd, options=VolumeOptions(
         poll_interval=0.02, image_timeout=scaled(30), volume_timeout=scaled(30),
@@ -256,10 +259,36 @@ def test_broken_copy_reuses_the_queued_target_image(sim: SimServer, legacy: Conn
     with pytest.raises(TransferError) as info:
         run_phase(ctx, cp, "copy_temp_image")
     assert info.value.retryable
-    [queued] = temp_images(sim, "target", source["id"])
-    assert queued["status"] == "queued"
+    assert temp_images(sim, "target", source["id"]) == []
     cp = run_phase(ctx, cp, "copy_temp_image")
-    assert cp["target_temp_image_id"] == queued["id"] and cp["copied"]["bytes"] == 300_000
+    assert cp["copied"]["bytes"] == 300_000
+    run_volume_copy(ctx, cp)
+    assert_migrated(sim, target, source, ssd)
+
+
+def test_queued_target_image_is_used_only_when_it_holds_nothing(
+        sim: SimServer, legacy: Conn, target: Conn, ssd: str) -> None:
+    # What a killed run leaves: one fresh queued temporary image (used again) and one that
+    # kept a refused upload's bytes (deleted: every upload into it would answer 500).
+    source = volume_from_image(legacy, size=200_000)
+    ctx = copier(legacy, target, source, ssd)
+    cp: dict[str, Any] = {}
+    for name in PHASE_NAMES[:2]:
+        cp = run_phase(ctx, cp, name)
+    tags = [TEMP_TAG, f"migrator-src-{source['id']}"]
+    poisoned = target.image.create_image(temp_image_name(source["id"]), disk_format="qcow2",
+                                         container_format="bare", tags=tags)
+    refused = target.session.request(
+        f"{sim.cloud('target').base_url}/image/v2/images/{poisoned.id}/file", "PUT",
+        data=b"raw bytes, not qcow2", raise_exc=False,
+        headers={"Content-Type": "application/octet-stream"})
+    assert refused.status_code == 415
+    fresh = target.image.create_image(temp_image_name(source["id"]), disk_format="raw",
+                                      container_format="bare", tags=tags,
+                                      allow_duplicates=True)
+    cp = run_phase(ctx, cp, "copy_temp_image")
+    assert cp["target_temp_image_id"] == fresh.id
+    assert [i["id"] for i in temp_images(sim, "target", source["id"])] == [fresh.id]
     run_volume_copy(ctx, cp)
     assert_migrated(sim, target, source, ssd)
 

@@ -22,6 +22,13 @@ MAX_PROPERTY_ROWS = 60
               default=DEFAULT_CONFIG, show_default=True, help="The configuration file.")
 @click.option("--tenant", "tenants", metavar="TENANT", multiple=True,
               help="Plan this tenant (name or id; repeatable) [default: selection.tenants].")
+@click.option("--kinds", "kinds", metavar="KIND[,KIND]", multiple=True,
+              help="Plan only these step kinds, with the kinds they need (repeatable) "
+                   "[default: selection.kinds, else every kind the target has the services "
+                   "for].")
+@click.option("--exclude-kinds", "exclude_kinds", metavar="KIND[,KIND]", multiple=True,
+              help="Leave these kinds out, with the kinds that need them (repeatable) "
+                   "[default: selection.exclude_kinds].")
 @click.option("--include-dependencies", is_flag=True,
               help="Pull in the tenants whose resources the selection refers to (a remote "
                    "security group, a subnet) instead of refusing.")
@@ -37,6 +44,7 @@ MAX_PROPERTY_ROWS = 60
 @format_option()
 @pass_cli
 def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
+                 kinds: tuple[str, ...], exclude_kinds: tuple[str, ...],
                  include_dependencies: bool, output: str | None, name: str | None,
                  clouds_yaml: str | None, offline: bool, output_format: str) -> None:
     """Build the plan (steps, dependencies, translated resources) of the selected tenants from
@@ -46,7 +54,8 @@ def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
 
     result = make_plan(cli.db_url, config=config_path, tenants=list(tenants) or None,
                        include_dependencies=include_dependencies, output=output, name=name,
-                       clouds_yaml=clouds_yaml, offline=offline)
+                       clouds_yaml=clouds_yaml, offline=offline, kinds=list(kinds) or None,
+                       exclude_kinds=list(exclude_kinds) or None)
     if output_format == "json":
         echo_json(result.as_dict())
         return
@@ -65,6 +74,9 @@ def render(result: PlanResult) -> None:
         click.echo(f"Pulled in by --include-dependencies: {', '.join(pulled)}")
     if not plan.target.get("checked"):
         click.echo("The target was not read (--offline): execute checks it before starting.")
+    left_out = plan.selection.get("kinds_left_out") or {}
+    if left_out:
+        click.echo("Kinds left out: " + ", ".join(f"{k} ({why})" for k, why in left_out.items()))
     kinds = Table("Steps by kind", ["KIND", "STEPS"], numeric={1})
     kinds.rows = [[k, str(n)] for k, n in summary["per_kind"].items()]
     click.echo()

@@ -81,6 +81,9 @@ def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | N
               help="Cycle image contents through N seeds (0: all distinct).")
 @click.option("--own-credentials", type=click.IntRange(0), default=1, show_default=True,
               help="How many tenants get a clouds.yaml entry for their own user.")
+@click.option("--mislabelled", type=click.IntRange(0), default=2, show_default=True,
+              help="How many images (the last ones) get a disk_format their bytes "
+                   "contradict, as old clouds have.")
 @click.option("--seed", "rng_seed", type=int, default=1, show_default=True)
 @click.option("--cloud", default="legacy", show_default=True,
               help="Name of the cloud the seed describes.")
@@ -90,8 +93,8 @@ def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | N
               show_default=True)
 def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
                  users_per_tenant: int, image_size: str, volume_data_size: str,
-                 content_pool: int, own_credentials: int, rng_seed: int, cloud: str,
-                 output: Path, fmt: str) -> None:
+                 content_pool: int, own_credentials: int, mislabelled: int, rng_seed: int,
+                 cloud: str, output: Path, fmt: str) -> None:
     """Generate a realistic Liberty-era inventory as a seed file."""
     from migrator.operations.sim import parse_size, write_seed
     from migrator.sim.seed_gen import SeedShape
@@ -101,7 +104,8 @@ def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
         volumes_per_tenant=volumes_per_tenant, users_per_tenant=users_per_tenant,
         image_size=parse_size(image_size, "--image-size"),
         volume_data_size=parse_size(volume_data_size, "--volume-data-size"),
-        content_pool=content_pool, seed=rng_seed, own_credentials=own_credentials)
+        content_pool=content_pool, seed=rng_seed, own_credentials=own_credentials,
+        mislabelled=mislabelled)
     counts = write_seed(output, shape, cloud)
     if fmt == "json":
         click.echo(json.dumps({"output": str(output), **counts}))

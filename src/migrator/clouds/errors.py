@@ -143,7 +143,7 @@ def translate(exc: BaseException, cloud: str, operation: str,
         detail = "the connection timed out"
     elif isinstance(exc, ksa_exc.ConnectionError | requests.ConnectionError):
         detail = f"cannot connect: {_connect_reason(exc)}"
-    elif isinstance(exc, ksa_exc.EndpointNotFound):
+    elif isinstance(exc, ksa_exc.EndpointNotFound | sdk_exc.ServiceDisabledException):
         detail = f"no such endpoint in the catalog: {_one_line(str(exc))}"
     elif isinstance(exc, ksa_exc.DiscoveryFailure):
         detail = f"API version discovery failed: {_one_line(str(exc))}"
@@ -153,8 +153,11 @@ def translate(exc: BaseException, cloud: str, operation: str,
         status is None and isinstance(exc, ksa_exc.ConnectionError | requests.ConnectionError)
         and not _certificate_refused(exc)
     )
-    return CloudCallError(f"{where}: {detail}", cloud=cloud, operation=operation,
-                          status=status, retryable=retryable, unreachable=cannot_connect(exc))
+    error = CloudCallError(f"{where}: {detail}", cloud=cloud, operation=operation,
+                           status=status, retryable=retryable, unreachable=cannot_connect(exc))
+    # A service the catalog does not have stays absent however often the call is made.
+    error.final = isinstance(exc, ksa_exc.EndpointNotFound | sdk_exc.ServiceDisabledException)
+    return error
 
 
 def _rid(response: requests.Response | None) -> str:

@@ -99,8 +99,11 @@ class SourceBase:
     def __init__(self, admin: CloudHandle, *,
                  tenant_credentials: Mapping[str, str] | None = None,
                  workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_PAGE_SIZE,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 known_images: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.admin = admin
+        # image id -> its attributes in the previous snapshot (what its bytes were)
+        self.known_images = dict(known_images or {})
         self.tenant_credentials = dict(tenant_credentials or {})
         self.workers = max(1, workers)
         self.page_size = page_size

@@ -102,9 +102,11 @@ class TargetCloudError(CloudCallError):
     @classmethod
     def from_call_error(cls, error: CloudCallError, *, error_type: str | None = None,
                         server_message: str = "") -> TargetCloudError:
-        return cls(error.message, cloud=error.cloud, operation=error.operation,
-                   status=error.status, retryable=error.retryable, error_type=error_type,
-                   server_message=server_message, unreachable=error.stops_run)
+        out = cls(error.message, cloud=error.cloud, operation=error.operation,
+                  status=error.status, retryable=error.retryable, error_type=error_type,
+                  server_message=server_message, unreachable=error.stops_run)
+        out.final = error.final
+        return out
 
     @property
     def transient(self) -> bool:
@@ -309,3 +311,15 @@ def _decoded(response: Any) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def catalog_types(conn: Any) -> set[str]:
+    """The service types in the catalog of the connection's token (``compute``,
+    ``block-storage``...): a target without Nova or Neutron has none for them."""
+    session = conn.session
+    try:
+        access = session.auth.get_access(session)
+    except (ksa_exc.ClientException, sdk_exc.SDKException) as exc:
+        raise TargetCloudError.from_call_error(
+            translate(exc, "target", "read the catalog")) from exc
+    return {str(t) for t in access.service_catalog.get_endpoints()}

@@ -34,8 +34,14 @@ from migrator.transfer.volume_copy import PhaseRewind, VolumeOptions
 
 T = TypeVar("T")
 
-# The role migrator's target user gets on a migrated project to create volumes in it.
-SCOPE_ROLE = "admin"
+# The role migrator's target user gets on a migrated project to create volumes in it (a
+# volume is made in the project of the token). Not admin: with their default policies, Cinder
+# (29) and Glance (33) allow every call of the volume path to a member of the project
+# (role:member and project_id match: volume:create, create_from_image, get/get_all through
+# member's implied reader, update for os-set_bootable, create_volume_metadata,
+# volume_image_metadata:set/remove; Glance add_image for an image it owns, upload_image,
+# get_image, delete_image), and member is a role every modern Keystone bootstraps.
+SCOPE_ROLE = "member"
 
 
 class TransferProgress(Protocol):
@@ -123,7 +129,7 @@ def source_cloud(ctx: StepContext) -> Any:
 
 def scoped_target(ctx: StepContext, project_id: str) -> Any:
     """The target handle with a token scoped to ``project_id`` (the migrated project): the
-    target user gets the ``admin`` role there first (an idempotent grant)."""
+    target user gets the :data:`SCOPE_ROLE` role there first (an idempotent grant)."""
     from migrator.handlers.base import target_cloud
 
     tc = target_cloud(ctx)

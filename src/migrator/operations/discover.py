@@ -25,7 +25,7 @@ from migrator.config import DEFAULT_CONFIG, load_config
 from migrator.errors import ConfigError
 from migrator.operations.context import database_errors, open_state
 from migrator.store.db import session_factory
-from migrator.store.inventory import get_snapshot, save_snapshot
+from migrator.store.inventory import get_snapshot, latest_snapshot, load_items, save_snapshot
 
 Progress = Callable[[str], None]
 
@@ -77,6 +77,16 @@ def source_settings(config: str | Path | None) -> SourceSettings:
     return SourceSettings(source.cloud, dict(source.tenant_credentials), source.lean_reads)
 
 
+def _known_images(factory: Any, cloud: str) -> dict[str, dict[str, Any]]:
+    """Image id -> attributes in the latest snapshot of ``cloud``: what their bytes were
+    read to be is kept for the images whose bytes did not change."""
+    previous = latest_snapshot(factory, cloud)
+    if previous is None:
+        return {}
+    return {item.source_id: item.attributes
+            for item in load_items(factory, previous.id, kinds=("image",))}
+
+
 @relaxed_gc()
 def discover(url: str, cloud: str | None, *, tenants: Sequence[str] | None = None,
              config: str | Path | None = None, clouds_yaml: str | Path | None = None,
@@ -102,7 +112,7 @@ def discover(url: str, cloud: str | None, *, tenants: Sequence[str] | None = Non
         try:
             say(f"connected to {cloud} ({handle.auth_url})")
             source = LegacySource(handle, tenant_credentials=creds, workers=workers,
-                                  progress=say)
+                                  progress=say, known_images=_known_images(factory, cloud))
             result = source.read(list(tenants) if tenants else None)
         finally:
             handle.close()

@@ -41,6 +41,9 @@ class Profile:
     neutron_tags: bool
     neutron_subnetpools: bool
     delays: Delays = field(default_factory=Delays)
+    # Glance: uploads whose bytes do not match disk_format are refused (Glance 29 and later,
+    # [image_format] require_image_format_match on by default).
+    glance_format_match: bool = False
 
 
 LIBERTY = Profile(
@@ -77,6 +80,7 @@ MODERN = Profile(
     neutron_project_id=True,
     neutron_tags=True,
     neutron_subnetpools=True,
+    glance_format_match=True,
 )
 
 PROFILES = {p.name: p for p in (LIBERTY, MODERN)}

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from migrator.sim import images
-from migrator.sim.cloud import SimCloud
+from migrator.sim.cloud import SERVICES, SimCloud
+from migrator.sim.content import GENERATED_FORMATS
 from migrator.sim.faults import FaultSpecError
 from migrator.sim.http import SimHTTPError
 from migrator.sim.nova_keypairs import ssh_fingerprint
@@ -79,8 +80,9 @@ class _Seeder:
 
     # -- apply -------------------------------------------------------------------------------
     def apply_faults(self) -> None:
-        """Faults, token lifetime and status delays: the seed's run-time behaviour, applied
-        again on every start (they are not part of the saved state)."""
+        """Faults, token lifetime, status delays and the services in the catalog: the seed's
+        run-time behaviour, applied again on every start (they are not part of the saved
+        state)."""
         delays = self.spec.get("delays")
         if delays:
             for key, value in delays.items():
@@ -88,6 +90,12 @@ class _Seeder:
                     raise self.fail(delays, f"delays.{key}", "must be >= 0")
             self.cloud.profile = replace(self.cloud.profile,
                                          delays=replace(self.cloud.profile.delays, **delays))
+        if "services" in self.spec:
+            unknown = sorted(set(self.spec["services"]) - set(SERVICES))
+            if unknown:
+                raise self.fail(self.spec, "services", f"unknown service {unknown[0]!r} "
+                                f"(known: {', '.join(SERVICES)})")
+            self.cloud.services = frozenset({"identity", *self.spec["services"]})
         if "token_ttl" in self.spec:
             if self.spec["token_ttl"] <= 0:
                 raise self.fail(self.spec, "token_ttl", "must be > 0")
@@ -371,8 +379,10 @@ class _Seeder:
             self._put_rule(group, r, remote)
 
     # -- images and volumes ------------------------------------------------------------------
-    def _content(self, node: dict[str, Any], where: str, default_seed: str, size: int
-                 ) -> dict[str, Any]:
+    def _content(self, node: dict[str, Any], where: str, default_seed: str, size: int,
+                 default_format: str | None = None) -> dict[str, Any]:
+        """The content spec; generated image bytes carry the header of their ``disk_format``
+        unless ``content.generated.format`` says otherwise (a mislabelled image)."""
         content = node.get("content") or {}
         if "file" in content:
             path = Path(content["file"])
@@ -385,7 +395,16 @@ class _Seeder:
         seed = gen.get("seed")
         if seed is None:
             seed = int(hashlib.sha256(default_seed.encode()).hexdigest()[:8], 16)
-        return {"kind": "generated", "seed": int(seed), "size": int(gen.get("size", size))}
+        spec: dict[str, Any] = {"kind": "generated", "seed": int(seed),
+                                "size": int(gen.get("size", size))}
+        fmt = gen.get("format", default_format if default_format in GENERATED_FORMATS
+                      else None)
+        if fmt is not None and fmt not in GENERATED_FORMATS:
+            raise self.fail(node, where + ".content.generated.format",
+                            f"unknown format {fmt!r} (known: {', '.join(GENERATED_FORMATS)})")
+        if fmt not in (None, "raw"):
+            spec["format"] = fmt
+        return spec
 
     def _image(self, t: dict[str, Any], img: dict[str, Any], where: str) -> None:
         project = self.projects[t["name"]]
@@ -395,7 +414,7 @@ class _Seeder:
                             f"{visibility!r} is not a visibility of a "
                             f"{self.cloud.profile.name} cloud")
         spec = self._content(img, where, f"{self.cloud.name}/{t['name']}/{img['name']}",
-                             1 << 20)
+                             1 << 20, img.get("disk_format", "qcow2"))
         rec = images.new_image(
             self.cloud, id=img.get("id") or _uid(self.cloud, "image", t["name"], img["name"]),
             name=img["name"], owner=project["id"], visibility=visibility,

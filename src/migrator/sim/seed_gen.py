@@ -3,7 +3,8 @@
 What an operator of an old cloud actually has: an admin-owned external network and a shared
 network, per-tenant IPv4 networks behind routers, security groups (one referring to another
 tenant's group), keypairs, AArch64 and x86_64 images where the AArch64 ones carry the legacy
-out-of-tree UEFI hack properties, private images shared with another tenant through members,
+out-of-tree UEFI hack properties (their bytes carry a qcow2 header, except a few mislabelled
+ones), private images shared with another tenant through members,
 volumes created from images and blank ones, and per-tenant quotas.
 """
 
@@ -34,6 +35,11 @@ class SeedShape:
     seed: int = 1
     # Tenants whose first user gets a clouds.yaml entry of its own (per-tenant credentials).
     own_credentials: int = 1
+    # The last N images of the inventory carry a disk_format label their bytes contradict,
+    # as old clouds have: alternately a qcow2 label on raw bytes (which modern Glance
+    # refuses) and a raw label on qcow2 bytes (which it lets through). The others' bytes
+    # carry the header of their label.
+    mislabelled: int = 2
 
 
 def tenant_name(i: int, count: int) -> str:
@@ -60,6 +66,11 @@ def _image(shape: SeedShape, t: int, j: int, name: str) -> dict[str, Any]:
         "visibility": "private", "properties": props,
         "content": {"generated": {"size": shape.image_size, "seed": content_seed}},
     }
+    from_end = shape.tenants * shape.images_per_tenant - 1 - serial
+    if from_end < shape.mislabelled:
+        label, content = ("qcow2", "raw") if from_end % 2 == 0 else ("raw", "qcow2")
+        image["disk_format"] = label
+        image["content"]["generated"]["format"] = content
     return image
 
 

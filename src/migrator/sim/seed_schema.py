@@ -83,10 +83,11 @@ RULE = {"direction": str, "ethertype": str, "protocol": (str, int, type(None)),
         "port_range_min": (int, type(None)), "port_range_max": (int, type(None)),
         "remote_ip_prefix": (str, type(None)), "remote_group": (str, type(None)),
         "description": str}
-CONTENT = {"generated": {"size": int, "seed": int}, "file": str}
+CONTENT = {"generated": {"size": int, "seed": int, "format": str}, "file": str}
 SCHEMA: Spec = {
     "clouds": {"*": {
         "faults": list,
+        "services": [str],
         "token_ttl": (int, float),
         "delays": {"volume_create": (int, float), "volume_delete": (int, float),
                    "volume_upload": (int, float), "image_upload": (int, float)},

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import requests
 from keystoneauth1 import exceptions as ks_exc
+from openstack import exceptions as sdk_exc
 
 from migrator.clouds.errors import cannot_connect
 from migrator.clouds.session import retry_policy_of
@@ -43,6 +44,11 @@ try:  # urllib3 raises its own errors from a body being read (ProtocolError, Rea
     NETWORK_ERRORS = (*NETWORK_ERRORS, _Urllib3Error)
 except ImportError:  # pragma: no cover
     pass
+
+# A service missing from the catalog (keystoneauth's and openstacksdk's way of saying so):
+# final, no retry can mend it.
+NOT_IN_CATALOG: tuple[type[BaseException], ...] = (ks_exc.EndpointNotFound,
+                                                   sdk_exc.ServiceDisabledException)
 
 UPLOAD_NO_RETRIES: dict[str, Any] = {
     # keystoneauth would otherwise send the same (already consumed) body again:
@@ -74,10 +80,16 @@ def describe(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+HTML_TAG = re.compile(r"<[^>]*>")
+
+
 def status_error(what: str, resp: requests.Response) -> TransferError:
     code = resp.status_code
-    try:  # Glance's error body is a short text; a streamed answer reads it here
-        body = " ".join(resp.text.split())[:200]
+    try:  # Glance's error body is a short text (or webob's HTML page); read here if streamed
+        text = resp.text
+        if "<html" in text[:200].lower():
+            text = HTML_TAG.sub(" ", text.split("</title>", 1)[-1])
+        body = " ".join(text.split())[:200]
     except NETWORK_ERRORS:
         body = ""
     detail = f": {body}" if body else ""
@@ -92,6 +104,9 @@ def call(what: str, send: Callable[[], requests.Response]) -> requests.Response:
         return send()
     except TransferError:
         raise
+    except NOT_IN_CATALOG as exc:
+        raise TransferError(f"{what}: the cloud's catalog has no such service: "
+                            f"{describe(exc)}", retryable=False) from exc
     except ks_exc.HttpError as exc:  # raised by keystoneauth while it fetched a token
         code = exc.http_status
         raise TransferError(f"{what}: authenticating: HTTP {code}: {describe(exc)}",
@@ -276,6 +291,15 @@ def upload(cloud: CloudLike, image_id: str, chunks: Iterable[bytes], size: int |
     return call(what, lambda: cloud.image.put(
         f"images/{image_id}/file", data=body, headers=headers, raise_exc=False,
         timeout=timeout, **UPLOAD_NO_RETRIES))
+
+
+def fresh_for_upload(record: dict[str, Any] | Any) -> bool:
+    """A queued image that never stored anything, so bytes can be sent into it. A queued
+    image with a size or a hash kept the data of a refused upload (Glance's ``_restore``
+    after its format check saves what storing set): its file stays in the store and every
+    later upload into it answers 500."""
+    return (record.get("status") == "queued" and record.get("size") is None
+            and not record.get("checksum") and not record.get("os_hash_value"))
 
 
 def get_image_record(cloud: CloudLike, image_id: str, timeout: float) -> dict[str, Any]:

@@ -84,7 +84,6 @@ class Api:
         """One call; the decoded JSON (None when empty, or for a 404 with ``missing_ok``).
         ``idempotent`` (default: by method) allows retries; ``data`` and ``headers`` send a
         body that is not JSON (a JSON patch)."""
-        proxy = getattr(self.conn, service)
         kwargs: dict[str, Any] = {"raise_exc": False}
         if body is not None:
             kwargs["json"] = body
@@ -101,7 +100,9 @@ class Api:
 
         def once() -> Any:
             try:
-                resp = call(label, lambda: proxy.request(path, method, **kwargs))
+                # The proxy inside call(): a service missing from the catalog is a final error.
+                resp = call(label, lambda: getattr(self.conn, service).request(
+                    path, method, **kwargs))
             except TransferError as exc:
                 return Failed(exc, retryable=retries and transient(exc))
             if resp.status_code == 404 and missing_ok:
