@@ -140,10 +140,13 @@ def test_offline_plan_is_refused_or_fails_fast(world: KgWorld) -> None:
     projects_before = len(list(world.target().identity.projects()))
     refused = world.cli("execute", str(plan_path))
     assert refused.exit_code == 7
-    line = refused.stderr.strip()
-    assert line.startswith(f"Error: {plan_path}: the target cloud target has no compute service "
-                           "in its catalog: ")
-    assert "of kind(s) quota, keypair need it" in line and "nothing was changed" in line
+    first, *problems = refused.stderr.strip().splitlines()
+    assert first == (f"Error: {plan_path}: 2 problems (each on a line below); nothing was "
+                     "changed on the target")
+    assert problems[0].startswith("  - the target cloud target has no compute service in its "
+                                  "catalog: ")
+    assert "of kind(s) quota, keypair need it" in problems[0]
+    assert problems[1].startswith("  - the target cloud target has no network service")
     assert len(list(world.target().identity.projects())) == projects_before
     # Run anyway (the catalog not checked, as if it changed after the check): each step that
     # needs a missing service fails at its first attempt, what needs it is blocked, the rest
