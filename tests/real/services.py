@@ -6,8 +6,10 @@
 - Keystone (gunicorn, tests/real/support/keystone_wsgi.py), Glance (gunicorn,
   ``glance.wsgi.api``) and cinder-api (gunicorn, support/cinder_wsgi.py), each on a socket
   this process bound to a free loopback port and handed over (``--bind fd://N``: no port race);
-- cinder-scheduler and cinder-volume, the latter with support/file_volume_driver.py (volumes
-  as sparse files, image <-> volume copies through Cinder's Glance client);
+- cinder-volume with support/file_volume_driver.py (volumes as sparse files, image <-> volume
+  copies through Cinder's Glance client), then cinder-scheduler once cinder-volume listens
+  (see _spawn_scheduler: started the other way round, or together, the scheduler may not
+  know the volume service for a minute);
 - Keystone, Glance and Cinder each on a database of their own on the local PostgreSQL
   (``migrator_real_<token>_<service>``, dropped by ``stop``); Cinder's RPC on the local
   RabbitMQ in a virtual host of its own (``migrator-real-<token>``, deleted by ``stop``), so
@@ -18,8 +20,8 @@ endpoint), then given over its API a ``service`` project, the ``glance`` and ``c
 service users and the catalog entries ``image`` and ``volumev3`` + ``block-storage`` (Cinder's
 URL without a project id, ``/v3``, as real deployments register it). ``start`` returns once a
 token is issued, Glance lists images and a probe volume could be scheduled, created and
-deleted (cinder-scheduler and cinder-volume race at start: until the scheduler has heard of
-the volume service, a volume goes to ``error``; the probe retries).
+deleted (until the scheduler has heard of the volume service a volume goes to ``error``: the
+probe retries).
 
 Every process is started in a session of its own and stopped by its id (SIGTERM to its
 process group, SIGKILL after a grace period) by ``stop``, which is also run when ``start``
@@ -38,6 +40,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -145,6 +148,10 @@ class RealServices:
     _sockets: dict[str, socket.socket] = field(default_factory=dict)
     _ports: dict[str, int] = field(default_factory=dict)
     _stopped: bool = False
+    # Spawning and stopping exclude each other: nothing is started once ``stop`` began.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _background: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(1))
 
     # -- addresses ---------------------------------------------------------------------------
     def url(self, service: str) -> str:
@@ -201,6 +208,8 @@ class RealServices:
             self.timings.prepared = time.monotonic() - began
             self._spawn_cinder()
             deadline = began + self.timeout
+            # cinder-scheduler waits for cinder-volume beside Keystone's start.
+            scheduler = self._background.submit(self._spawn_scheduler, deadline)
             token = self._wait_for_token(deadline, TEMPLATE_ADMIN_PASSWORD)
             self.timings.first_token = time.monotonic() - began
             self._take_over(token)
@@ -210,6 +219,7 @@ class RealServices:
             token = self._wait_for_token(deadline)  # scoped again: the catalog is in it now
             self._wait_for_glance(token, deadline)
             self.timings.glance = time.monotonic() - began
+            scheduler.result()
             self._wait_for_volume_service(token, deadline)
             self.timings.volume_scheduled = time.monotonic() - began
         except ServicesUnavailable:
@@ -422,11 +432,13 @@ class RealServices:
     def _spawn(self, name: str, cmd: list[str], *, pass_fds: tuple[int, ...] = (),
                stop_signal: signal.Signals = signal.SIGTERM) -> None:
         log = self.logs / f"{name}.log"
-        with open(log, "ab") as out:
+        with self._lock, open(log, "ab") as out:
+            if self._stopped:
+                raise ServicesError(f"{name} not started: the services are being stopped")
             popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=self._env(), cwd=self.root,
                                      pass_fds=pass_fds, start_new_session=True)
-        self.processes.append(Process(name, popen, log, stop_signal))
+            self.processes.append(Process(name, popen, log, stop_signal))
 
     def _gunicorn(self, name: str, app: str, threads: int) -> None:
         sock = self._sockets[name]
@@ -440,16 +452,43 @@ class RealServices:
         ], pass_fds=(sock.fileno(),), stop_signal=signal.SIGINT)
 
     def _spawn_cinder(self) -> None:
-        cinder = ["--config-file", str(self._conf("cinder.conf"))]
+        """cinder-api and cinder-volume; cinder-scheduler comes later (_spawn_scheduler)."""
         self._gunicorn("cinder", "cinder_wsgi:application", threads=8)
-        self._spawn("cinder-scheduler", [str(self.venv / "bin" / "cinder-scheduler"), *cinder])
-        self._spawn("cinder-volume", [str(self.venv / "bin" / "cinder-volume"), *cinder])
+        self._spawn("cinder-volume", [str(self.venv / "bin" / "cinder-volume"),
+                                      "--config-file", str(self._conf("cinder.conf"))])
         for sock in self._sockets.values():
             # The services own the listening sockets now; ours would keep the ports open
             # (and accept nothing) after they stop.
             sock.close()
 
+    def _wait_reported(self, binary: str, deadline: float) -> None:
+        """Until the Cinder service ``binary`` has reported its state once
+        (``services.report_count``, every ``report_interval``): it does so only after its RPC
+        server started, so from then on it hears what is sent to it."""
+        def reported() -> bool | None:
+            with psycopg.connect(self._pg_conninfo(self.databases["cinder"]),
+                                 autocommit=True) as conn:
+                row = conn.execute(
+                    'SELECT max(report_count) FROM services WHERE "binary" = %s '
+                    "AND NOT deleted", (binary,)).fetchone()
+            return True if row and row[0] else None
+        self._poll(f"{binary} reporting", deadline, reported)
+
+    def _spawn_scheduler(self, deadline: float) -> None:
+        """cinder-scheduler, once cinder-volume listens, and waited for until it listens too.
+        cinder-volume tells the schedulers what it has only when one asks (a scheduler asks
+        once, as it starts) or every 60 s (its periodic report, whose spacing no option
+        changes): a scheduler started before cinder-volume listened schedules nothing for up
+        to a minute. And a volume asked for before the scheduler listens is lost (RabbitMQ
+        drops a message no queue is bound for): it stays ``creating``."""
+        self._wait_reported("cinder-volume", deadline)
+        self._spawn("cinder-scheduler", [str(self.venv / "bin" / "cinder-scheduler"),
+                                         "--config-file", str(self._conf("cinder.conf"))])
+        self._wait_reported("cinder-scheduler", deadline)
+
     def _check_alive(self) -> None:
+        if self._stopped:
+            raise ServicesError("the services are being stopped")
         for proc in self.processes:
             code = proc.popen.poll()
             if code is not None:
@@ -463,7 +502,7 @@ class RealServices:
             self._check_alive()
             try:
                 result = attempt()
-            except (requests.RequestException, ServicesError) as exc:
+            except (requests.RequestException, ServicesError, psycopg.Error) as exc:
                 last, result = exc, None
             if result is not None:
                 return result
@@ -591,9 +630,11 @@ class RealServices:
     def stop(self, grace: float = 10.0) -> None:
         """Every process stopped by its id (SIGTERM to its group, then SIGKILL), the
         databases dropped, the virtual host deleted. Safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._background.shutdown(wait=True)  # its waits end: every process is checked
         began = time.monotonic()
         errors: list[str] = []
         for sock in self._sockets.values():

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from migrator.clouds.target import source_tag
-from migrator.sim.seed_gen import SeedShape, generate
+from migrator.sim.seed_gen import SeedShape
 from tests.e2e_support import id_map_rows, run_steps
 from tests.real.services import RealServices
-from tests.real.world import RealWorld, start_world
+from tests.real.world import RealWorld, start_world, tenant_seed
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 
@@ -29,14 +29,9 @@ IDENTITY_KINDS = ("project", "user", "role_assignment")
 
 
 def identity_seed() -> dict[str, Any]:
-    """Two tenants with two users each, nothing else a tenant holds."""
-    seed = generate(SeedShape(tenants=2, images_per_tenant=0, volumes_per_tenant=0,
-                              users_per_tenant=2, own_credentials=0))
-    for tenant in seed["clouds"]["legacy"]["tenants"]:
-        if tenant["name"] in TENANTS:
-            for kind in ("networks", "routers", "security_groups", "keypairs"):
-                tenant.pop(kind, None)
-    return seed
+    """Two tenants with two users each (and quotas), no images or volumes."""
+    return tenant_seed(SeedShape(tenants=2, images_per_tenant=0, volumes_per_tenant=0,
+                                 users_per_tenant=2, own_credentials=0))
 
 
 @pytest.fixture
