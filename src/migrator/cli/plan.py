@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from migrator.cli.context import CliContext, pass_cli
 from migrator.cli.output import Table, echo_json, echo_table
 from migrator.config import DEFAULT_CONFIG
-from migrator.operations.plan import PlanResult, make_plan
+
+if TYPE_CHECKING:
+    from migrator.operations.plan import PlanResult
 
 MAX_TENANT_ROWS = 50
 MAX_PROPERTY_ROWS = 60
@@ -38,6 +42,9 @@ def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
                  clouds_yaml: str | None, offline: bool, output_format: str) -> None:
     """Build the plan (steps, dependencies, translated resources) of the selected tenants from
     the latest inventory snapshot and write it for review."""
+    # Imported here: the planner, openstacksdk and SQLAlchemy are not for `--help`.
+    from migrator.operations.plan import make_plan
+
     result = make_plan(cli.db_url, config=config_path, tenants=list(tenants) or None,
                        include_dependencies=include_dependencies, output=output, name=name,
                        clouds_yaml=clouds_yaml, offline=offline)
