@@ -16,15 +16,10 @@ import pytest
 from migrator.sim.seed_gen import SeedShape
 from tests.real.checks import assert_images_migrated
 from tests.real.services import RealServices
-from tests.real.world import RealWorld, start_world, tenant_seed
+from tests.real.world import NEEDS_KINDS, RealWorld, start_world, tenant_seed
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 
-# Until plans leave out what a target without Nova and Neutron cannot take, every image step
-# waits on the compute and network quota steps, which fail there.
-NEEDS_KINDS = ("every image step depends on the compute and network quota steps, which a "
-               "target without Nova and Neutron fails (kind selection and real dependencies "
-               "only: issue 9 item 3, branch kinds-formats)")
 MiB = 1 << 20
 SHAPE = SeedShape(tenants=2, images_per_tenant=2, volumes_per_tenant=0, users_per_tenant=1,
                   image_size=MiB + 7, own_credentials=0)

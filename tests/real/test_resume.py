@@ -23,9 +23,7 @@ from migrator.sim.seed_gen import SeedShape
 from tests.e2e_support import id_map_rows, run_steps
 from tests.real.checks import assert_images_migrated, assert_volumes_migrated
 from tests.real.services import RealServices
-from tests.real.test_images import NEEDS_KINDS
-from tests.real.test_volumes import temporary_images
-from tests.real.world import RealWorld, kill, start_world, tenant_seed
+from tests.real.world import NEEDS_KINDS, RealWorld, kill, start_world, tenant_seed
 from tests.sim.conftest import Admin
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900),
@@ -128,7 +126,7 @@ def test_sigkill_in_a_volume_copy_then_resume(volume_world: RealWorld) -> None:
     projects = world.projects()
     assert assert_volumes_migrated(world.legacy, world.target, projects,
                                    world.services.volumes_dir, through_api=0) == 1
-    assert temporary_images(world) == {"legacy": [], "target": []}
+    assert world.temporary_images() == {"legacy": [], "target": []}
     print(f"killed in phase after {volume.phase!r}, temporary image "
           f"{[(i['name'], i['status']) for i in killed]}")
 
@@ -166,6 +164,6 @@ def test_lost_state_database_then_the_same_plan_adopts_everything(
         assert len(assert_images_migrated(world.legacy, world.target, projects)) == 2
         assert assert_volumes_migrated(world.legacy, world.target, projects,
                                        world.services.volumes_dir, through_api=0) == 4
-        assert temporary_images(world) == {"legacy": [], "target": []}
+        assert world.temporary_images() == {"legacy": [], "target": []}
     finally:
         world.stop()

@@ -18,8 +18,7 @@ import pytest
 from migrator.sim.seed_gen import SeedShape
 from tests.real.checks import assert_images_migrated, assert_volumes_migrated
 from tests.real.services import RealServices
-from tests.real.test_images import NEEDS_KINDS
-from tests.real.world import RealWorld, start_world, tenant_seed
+from tests.real.world import NEEDS_KINDS, RealWorld, start_world, tenant_seed
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 
@@ -37,15 +36,6 @@ def world(tmp_path: Path, real_services: RealServices) -> Iterator[RealWorld]:
         w.stop()
 
 
-def temporary_images(world: RealWorld) -> dict[str, list[str]]:
-    """Images named migrator-tmp-* left on either cloud."""
-    out = {}
-    for name, conn in (("legacy", world.legacy), ("target", world.target)):
-        images = conn.image.get("/images", params={"limit": 1000}).json()["images"]
-        out[name] = [i["name"] for i in images if str(i.get("name")).startswith("migrator-tmp")]
-    return out
-
-
 @pytest.mark.xfail(strict=True, reason=NEEDS_KINDS)
 def test_volumes_arrive_in_real_cinder(world: RealWorld) -> None:
     plan = world.discover_and_plan("volumes")
@@ -58,5 +48,5 @@ def test_volumes_arrive_in_real_cinder(world: RealWorld) -> None:
     assert len(assert_images_migrated(world.legacy, world.target, projects)) == 1
     assert assert_volumes_migrated(world.legacy, world.target, projects,
                                    world.services.volumes_dir) == 2
-    assert temporary_images(world) == {"legacy": [], "target": []}
+    assert world.temporary_images() == {"legacy": [], "target": []}
     print(f"1 image and 2 volumes executed in {elapsed:.1f} s, read back from real Cinder")
