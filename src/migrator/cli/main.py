@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from migrator import __version__
+from migrator.cli.audit import audit_command
 from migrator.cli.context import CliContext
 from migrator.cli.db import db
 from migrator.cli.demo import demo_command
@@ -67,3 +68,4 @@ cli.add_command(sim)
 cli.add_command(discover_command)
 cli.add_command(plan_command)
 cli.add_command(demo_command)
+cli.add_command(audit_command)
