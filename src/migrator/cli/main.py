@@ -22,6 +22,7 @@ from migrator.cli.init import init
 from migrator.cli.plan import plan_command
 from migrator.cli.sim import sim
 from migrator.cli.status import status_command
+from migrator.cli.verify import verify_command
 from migrator.errors import MigratorError
 from migrator.store.db import DEFAULT_URL, ENV_VAR, resolve_url
 
@@ -69,3 +70,4 @@ cli.add_command(discover_command)
 cli.add_command(plan_command)
 cli.add_command(demo_command)
 cli.add_command(audit_command)
+cli.add_command(verify_command)
