@@ -20,6 +20,7 @@ from migrator.cli.discover import discover_command
 from migrator.cli.execute import execute_command
 from migrator.cli.init import init
 from migrator.cli.plan import plan_command
+from migrator.cli.report import report_command
 from migrator.cli.sim import sim
 from migrator.cli.status import status_command
 from migrator.cli.verify import verify_command
@@ -71,3 +72,4 @@ cli.add_command(plan_command)
 cli.add_command(demo_command)
 cli.add_command(audit_command)
 cli.add_command(verify_command)
+cli.add_command(report_command)

@@ -138,10 +138,12 @@ def iter_events(conn: Connection, flt: AuditFilter) -> Iterator[EventRow]:
                        row.pid, dict(row.detail or {}))
 
 
-def iter_id_map(conn: Connection, flt: AuditFilter) -> Iterator[IdMapRow]:
+def iter_id_map(conn: Connection, flt: AuditFilter, *, by_tenant: bool = False
+                ) -> Iterator[IdMapRow]:
     """Every step of ``flt.run_ids`` (tenant and kind filters applied; ``since`` keeps the
     steps completed since then) with the target id it recorded, its state, the bytes it
-    moved and when it completed; in plan order."""
+    moved and when it completed; in plan order (``by_tenant``: tenant by tenant, each in
+    plan order; the index on (run, tenant) gives that order without a sort)."""
     completed = (
         select(func.max(Event.at))
         .where(Event.run_id == Step.run_id, Event.step_id == Step.id,
@@ -156,7 +158,8 @@ def iter_id_map(conn: Connection, flt: AuditFilter) -> Iterator[IdMapRow]:
         .outerjoin(IdMap, and_(IdMap.run_id == Step.run_id, IdMap.kind == Step.kind,
                                IdMap.source_id == Step.source_id))
         .where(Step.run_id.in_(list(flt.run_ids)), *_step_filters(flt))
-        .order_by(Step.run_id, Step.id)
+        .order_by(*((Step.run_id, Step.tenant, Step.id) if by_tenant
+                    else (Step.run_id, Step.id)))
     )
     if flt.since is not None:
         query = query.where(completed >= flt.since)

@@ -40,12 +40,14 @@ def record_verification(conn: Connection, *, run_id: int, tenant: str | None, de
         findings=findings).returning(VERIFICATIONS.c.id)).scalar_one())
 
 
-def latest_verification(conn: Connection, run_id: int) -> VerificationRow | None:
-    """The run's most recent verification (of every tenant or of one)."""
-    row = conn.execute(select(VERIFICATIONS).where(VERIFICATIONS.c.run_id == run_id)
-                       .order_by(VERIFICATIONS.c.id.desc()).limit(1)).mappings().first()
-    if row is None:
-        return None
+def verifications_of(conn: Connection, run_id: int) -> list[VerificationRow]:
+    """The run's verifications, the most recent first."""
+    rows = conn.execute(select(VERIFICATIONS).where(VERIFICATIONS.c.run_id == run_id)
+                        .order_by(VERIFICATIONS.c.id.desc())).mappings()
+    return [_row(row) for row in rows]
+
+
+def _row(row: Any) -> VerificationRow:
     started, finished = as_utc(row["started_at"]), as_utc(row["finished_at"])
     assert started is not None and finished is not None
     return VerificationRow(row["id"], row["run_id"], row["tenant"], bool(row["deep"]),
