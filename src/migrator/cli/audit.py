@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from migrator import jsoncodec
 from migrator.cli.context import CliContext, pass_cli
 from migrator.cli.output import StreamTable, echo_csv, echo_json_stream
 from migrator.operations.audit import (
@@ -72,12 +73,11 @@ def map_cells(row: IdMapRow) -> list[str]:
             table_time(row.completed_at)]
 
 
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        import json
-
-        return json.dumps(value, sort_keys=True)
-    return value
+def event_csv(event: EventRow) -> list[Any]:
+    """The CSV row of an event: :func:`event_record`'s values, the detail as compact JSON."""
+    return [event.id, iso_time(event.at), event.run, event.tenant, event.kind, event.name,
+            event.step, event.trigger, event.from_state, event.to_state, event.attempt,
+            event.actor, event.pid, event.error, jsoncodec.canonical(event.detail)]
 
 
 @click.command("audit")
@@ -115,8 +115,7 @@ def audit_command(cli: CliContext, run_name: str | None, tenant: str | None,
             echo_json_stream(log.scope(), sections)
         elif output_format == "csv":
             if section == "events":
-                echo_csv(EVENT_FIELDS, ([_csv_value(v) for v in event_record(e).values()]
-                                        for e in log.events()))
+                echo_csv(EVENT_FIELDS, (event_csv(e) for e in log.events()))
             else:
                 echo_csv(MAP_FIELDS, (list(map_record(r).values()) for r in log.id_map()))
         else:

@@ -78,8 +78,7 @@ def echo_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     out = sys.stdout
     writer = csv.writer(out)
     writer.writerow(headers)
-    for row in rows:
-        writer.writerow(["" if value is None else value for value in row])
+    writer.writerows(rows)  # None is written as an empty field
 
 
 def echo_json_stream(head: Mapping[str, Any],
