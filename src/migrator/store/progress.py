@@ -84,10 +84,11 @@ def kind_counts(conn: Connection, run_ids: Sequence[int], tenant: str | None
 
 def data_steps(conn: Connection, run_ids: Sequence[int], tenant: str | None
                ) -> list[DataStep]:
-    image_sent = Step.checkpoint["bytes"].as_integer()
-    volume_sent = Step.checkpoint[("copy", "copied", "bytes")].as_integer()
-    image_size = Step.spec[("lookup", "size")].as_integer()
-    volume_gib = Step.spec[("attrs", "size")].as_integer()
+    # As text: as_integer() casts to a 32-bit INTEGER on PostgreSQL, and bytes outgrow it.
+    image_sent = Step.checkpoint["bytes"].as_string()
+    volume_sent = Step.checkpoint[("copy", "copied", "bytes")].as_string()
+    image_size = Step.spec[("lookup", "size")].as_string()
+    volume_gib = Step.spec[("attrs", "size")].as_string()
     query = (select(Step.run_id, Step.tenant, Step.kind, Step.state, image_sent, volume_sent,
                     image_size, volume_gib, Step.updated_at)
              .where(Step.run_id.in_(list(run_ids)), Step.kind.in_(DATA_KINDS)))
@@ -97,11 +98,27 @@ def data_steps(conn: Connection, run_ids: Sequence[int], tenant: str | None
     for run_id, step_tenant, kind, state, isent, vsent, isize, vgib, updated in conn.execute(
             query):
         if kind == "image":
-            moved, planned = isent, isize
+            moved, planned = _int(isent), _int(isize)
         else:
-            moved, planned = vsent, vgib * GIB if vgib is not None else None
+            gib = _int(vgib)
+            moved, planned = _int(vsent), gib * GIB if gib is not None else None
         out.append(DataStep(run_id, step_tenant, kind, state, moved, planned, as_utc(updated)))
     return out
+
+
+def _int(value: object) -> int | None:
+    """A JSON number read out as text (None: absent, null or not a number)."""
+    if value is None:
+        return None
+    text = str(value)
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
 
 
 def finished_since(conn: Connection, run_id: int, since: datetime, tenant: str | None
