@@ -74,8 +74,14 @@ def cutover(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cutover]:
         url = world.url(root / "run")
         c = Cutover(world, url, root / "plans" / f"{RUN}.yaml", root, CliRunner())
         config = world.config(root)
-        result = c.cli("plan", "--config", str(config), "-o", str(c.plan))
+        graph = root / "plan.dot"
+        result = c.cli("plan", "--config", str(config), "-o", str(c.plan), "--graph",
+                       str(graph))
         assert result.exit_code == 0, result.output
+        steps = result.stdout.split(": ", 1)[1].split(" steps", 1)[0]
+        assert result.stdout.endswith(
+            f"Graph: {graph} ({steps} steps of 2 tenant(s), one node per step: {steps} nodes, "
+            f"{len(re.findall(r'(?m)^  s[0-9]+ -> s[0-9]+;$', graph.read_text()))} edges)\n")
         target = Admin(world.sim, "target")
         target.add_fault(match=KEYPAIR_CREATE, status=400, times=1)
         # Slower volume calls: the interrupted volume is still between phases.
@@ -313,3 +319,30 @@ def test_verify_finds_what_changed_on_the_target_and_drift_on_the_source(
         ("match", False, None, RUN), ("differences", False, None, RUN),
         ("differences", True, None, RUN), ("differences", True, "physics", RUN)]
     assert all(r[3] is not None for r in recorded)
+
+
+# -- report and status after the verifications --------------------------------------------------
+
+
+def test_report_and_status_after_the_verifications(cutover: Cutover) -> None:
+    out = cutover.root / "cutover.html"
+    result = cutover.cli("report", "--run", RUN, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    verification = html.split('<section id="verification">', 1)[1].split("</section>", 1)[0]
+    assert "property os_distro: wanted &#x27;centos&#x27;, target has &#x27;hacked&#x27;" \
+        in verification
+    # physics's latest verification (--tenant physics --no-drift) did not read the source.
+    assert "late-volume" not in verification
+    data = json.loads(cutover.cli("report", "--run", RUN, "--format", "json").stdout)
+    tenants = {t["tenant"]: t for t in data["tenants"]}
+    assert tenants["physics"]["verification"]["result"] == "differences"
+    assert data["error_count"] == 1 and data["failed_steps"] == 0
+    assert [e["to_state"] for e in data["timeline"]["events"]] == [
+        "created", "running", "interrupted", "running", "finished"]
+    assert data["bytes_moved"] > 0 and data["bytes_left"] == 0
+    status = cutover.cli("status", "--run", RUN, "--format", "json")
+    report = json.loads(status.stdout)
+    (run,) = report["runs"]
+    assert run["status"] == "finished" and run["data"]["left"] == 0
+    assert run["data"]["moved"] == data["bytes_moved"] and report["failed"] == []
