@@ -190,6 +190,8 @@ def _source(check: Checker, raw: Any) -> SourceConfig:
         cloud=str(check.string(data.get("cloud", default.cloud), (*p, "cloud"))),
         tenant_credentials=check.string_map(data.get("tenant_credentials"),
                                             (*p, "tenant_credentials")),
+        lean_reads=check.boolean(data.get("lean_reads", default.lean_reads),
+                                 (*p, "lean_reads")),
     )
 
 
@@ -328,6 +330,7 @@ source:
   # holding that tenant's own credentials.
   tenant_credentials: {}
   #   chemistry: legacy-chemistry-user0
+  lean_reads: true                 # discovery's own HTTP reads; false: through openstacksdk
 
 target:
   cloud: target                    # clouds.yaml entry of the modern (Kolla) cloud

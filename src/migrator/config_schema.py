@@ -31,6 +31,8 @@ class SourceConfig:
     cloud: str = "legacy"
     # tenant name or id -> clouds.yaml entry holding that tenant's own credentials
     tenant_credentials: dict[str, str] = field(default_factory=dict)
+    # Discovery's reads on its own kept-alive HTTP connections (False: through the SDK).
+    lean_reads: bool = True
 
 
 @dataclass(frozen=True)

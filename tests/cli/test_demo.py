@@ -64,3 +64,19 @@ def test_demo_target_holds_the_migrated_tenants(invoke: Invoke, tmp_path: Path) 
         nets = [n.name for n in conn.network.networks(project_id=project.id)]
         assert nets == ["physics-net"]
         handle.close()
+
+
+def test_demo_over_https(invoke: Invoke, tmp_path: Path) -> None:
+    """The whole story (discover, plan, execute, image and volume bytes, verification) with
+    both clouds served over HTTPS by the simulator's own CA."""
+    workdir = tmp_path / "demo"
+    result = invoke("demo", "--tenants", "1", "--interrupt-after", "0", "--tls", "--dir",
+                    str(workdir))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^legacy: liberty cloud at https://127\.0\.0\.1:\d+$", result.output,
+                     re.MULTILINE)
+    assert re.search(r"^Run demo: finished in", result.output, re.MULTILINE)
+    assert "2 images and 2 volumes moved; every one matches its legacy size and checksum." \
+        in result.output
+    clouds = yaml.safe_load((workdir / "sim" / "clouds.yaml").read_text())["clouds"]
+    assert clouds["target"]["cacert"] == str(workdir / "sim" / "tls" / "ca.pem")

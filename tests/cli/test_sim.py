@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,49 @@ def test_serve_writes_clouds_yaml_and_keeps_state(tmp_path: Path) -> None:
         assert [p.name for p in legacy.identity.projects()].count("physics") == 1
     finally:
         _stop(proc)
+
+
+def test_serve_tls_with_a_public_url(tmp_path: Path) -> None:
+    """--tls: a CA in the data dir, clouds.yaml naming it, HTTPS URLs; --public-url: the
+    target advertises localhost (a DNS name in front) instead of 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migrator.sim", "serve", "--cloud", "legacy:liberty:0",
+         "--cloud", f"target:modern:{port}", "--public-url",
+         f"target=https://localhost:{port}/", "--tls", "--data-dir", str(data),
+         "--format", "json"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    info = json.loads(proc.stdout.readline())
+    try:
+        assert info["cacert"] == str(data / "tls" / "ca.pem")
+        assert info["clouds"]["target"] == {"profile": "modern",
+                                            "url": f"https://localhost:{port}",
+                                            "listen": f"https://127.0.0.1:{port}"}
+        assert info["clouds"]["legacy"]["url"].startswith("https://127.0.0.1:")
+        clouds = yaml.safe_load(Path(info["clouds_yaml"]).read_text())["clouds"]
+        assert clouds["target"]["cacert"] == info["cacert"]
+        assert clouds["target"]["auth"]["auth_url"] == f"https://localhost:{port}/identity/v3"
+        os.environ["OS_CLIENT_CONFIG_FILE"] = str(info["clouds_yaml"])
+        target = openstack.connect(cloud="target")
+        assert target.network.get_endpoint().startswith(f"https://localhost:{port}/")
+        target.identity.create_project(name="over-tls", domain_id="default")
+        legacy = openstack.connect(cloud="legacy")
+        assert "admin" in [p.name for p in legacy.identity.projects()]
+    finally:
+        _stop(proc)
+
+
+def test_serve_refuses_a_bad_public_url(invoke: Invoke) -> None:
+    result = invoke("sim", "serve", "--cloud", "legacy:liberty:0", "--public-url",
+                    "target=https://x.example")
+    assert result.exit_code == 2
+    assert result.output == ("Error: --public-url 'target=https://x.example': expected "
+                             "NAME=URL with NAME one of the served clouds (legacy)\n")
+    result = invoke("sim", "serve", "--cloud", "legacy:liberty:0", "--public-url",
+                    "legacy=ftp://x.example")
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: --public-url 'legacy=ftp://x.example': expected "
+                                    "an http:// or https:// URL")

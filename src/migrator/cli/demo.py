@@ -116,13 +116,16 @@ class ConsoleReporter:
 @click.option("--dir", "workdir", type=click.Path(path_type=Path, file_okay=False),
               help="Keep everything (state database, plan, clouds, seed) in this folder "
                    "[default: a temporary folder, removed at the end].")
-def demo_command(tenants: int, workers: int, interrupt_after: int, workdir: Path | None) -> None:
+@click.option("--tls", is_flag=True, help="Serve both simulated clouds over HTTPS.")
+def demo_command(tenants: int, workers: int, interrupt_after: int, workdir: Path | None,
+                 tls: bool) -> None:
     """Migrate the tenants of a simulated Liberty cloud to a simulated modern one, with an
     interruption and a resume on the way."""
     reporter = ConsoleReporter()
     try:
         result = run_demo(DemoOptions(tenants=tenants, workers=workers,
-                                      interrupt_after=interrupt_after, workdir=workdir),
+                                      interrupt_after=interrupt_after, workdir=workdir,
+                                      tls=tls),
                           reporter)
     finally:
         reporter.run_ended_quietly()

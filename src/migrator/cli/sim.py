@@ -30,23 +30,34 @@ def sim() -> None:
                    "directory, removed on exit).")
 @click.option("--fault-seed", type=int, default=0, show_default=True,
               help="Seed of the fault generators, to replay a run.")
+@click.option("--tls", is_flag=True,
+              help="Serve over HTTPS with a CA and certificate made in DATA_DIR/tls "
+                   "(clouds.yaml names the CA as cacert).")
+@click.option("--public-url", "public_urls", multiple=True, metavar="NAME=URL",
+              help="The URL cloud NAME advertises (catalog, clouds.yaml, links) instead of "
+                   "where it listens: a proxy or a DNS name in front (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | None,
-                  fault_seed: int, fmt: str) -> None:
+                  fault_seed: int, tls: bool, public_urls: tuple[str, ...], fmt: str) -> None:
     """Serve simulated clouds until interrupted; writes DATA_DIR/clouds.yaml."""
     server = open_server(list(clouds), seed=seed, data_dir=data_dir, fault_seed=fault_seed,
-                         serving_process=True)
+                         serving_process=True, tls=tls, public_urls=list(public_urls))
 
     def ready(srv: SimServer) -> None:
         info = {"clouds_yaml": str(srv.clouds_yaml),
-                "clouds": {c.name: {"profile": c.profile.name, "url": c.base_url}
+                "cacert": str(srv.cacert) if srv.cacert else None,
+                "clouds": {c.name: {"profile": c.profile.name, "url": c.base_url,
+                                    "listen": c.listen_url}
                            for c in srv.clouds.values()}}
         if fmt == "json":
             click.echo(json.dumps(info), nl=True)
         else:
             for c in srv.clouds.values():
-                click.echo(f"{c.name}: {c.profile.name} cloud at {c.base_url}")
+                where = f" (listening on {c.listen_url})" if c.public_url else ""
+                click.echo(f"{c.name}: {c.profile.name} cloud at {c.base_url}{where}")
+            if srv.cacert:
+                click.echo(f"CA certificate: {srv.cacert}")
             click.echo(f"clouds.yaml: {srv.clouds_yaml}")
             click.echo(f"export OS_CLIENT_CONFIG_FILE={srv.clouds_yaml}")
         sys.stdout.flush()

@@ -67,7 +67,12 @@ from migrator.clouds.errors import (
     is_unreachable,
     translate,
 )
-from migrator.clouds.raw_reads import RawReader, RawResponse
+from migrator.clouds.raw_reads import (
+    RawReader,
+    RawResponse,
+    missing_tls_file,
+    session_trust,
+)
 from migrator.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -147,6 +152,9 @@ class CloudHandle:
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
     read_retries: int = READ_RETRIES
     api_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # get_json through clouds/raw_reads.py (False: every read through the SDK's session;
+    # the configuration's source.lean_reads).
+    lean_reads: bool = True
     _reader: RawReader | None = field(default=None, init=False, repr=False)
     _reader_lock: threading.Lock = field(default_factory=threading.Lock, init=False,
                                          repr=False)
@@ -172,13 +180,15 @@ class CloudHandle:
 
     def scoped_to(self, project_id: str) -> CloudHandle:
         """The same credentials with a token scoped to another project (one the user holds a
-        role on); the call counter is shared."""
-        return _open(self.name, config_file=self.config_file, role=self.role,
-                     api_overrides=self.api_overrides, timeout=self.timeout,
-                     wait_timeout=self.wait_timeout, counter=self.counter,
-                     auth_overrides={"project_id": project_id, "project_name": None,
-                                     "project_domain_id": None, "project_domain_name": None},
-                     check=True)
+        role on); the call counter and the read path are shared."""
+        handle = _open(self.name, config_file=self.config_file, role=self.role,
+                       api_overrides=self.api_overrides, timeout=self.timeout,
+                       wait_timeout=self.wait_timeout, counter=self.counter,
+                       auth_overrides={"project_id": project_id, "project_name": None,
+                                       "project_domain_id": None, "project_domain_name": None},
+                       check=True)
+        handle.lean_reads = self.lean_reads
+        return handle
 
     def proxy(self, service: str) -> Any:
         """The SDK proxy of a service: identity, image, block_storage, network, compute."""
@@ -233,13 +243,13 @@ class CloudHandle:
         """One GET attempt of ``path``: through the lean transport when it applies (see
         clouds/raw_reads.py), else through the service's SDK proxy."""
         reader = self._reader
-        if reader is None:
+        if reader is None and self.lean_reads:
             with self._reader_lock:
                 if self._reader is None:
                     self._reader = RawReader(self.conn, timeout=self.timeout,
                                              count=self.counter.count)
                 reader = self._reader
-        if reader.usable(service):
+        if reader is not None and reader.usable(service):
             return lambda path: reader.get(service, path, params=params,
                                            microversion=microversion)
         proxy = self.proxy(service)
@@ -316,6 +326,11 @@ def _open(name: str, *, config_file: str | Path | None, role: Role,
                           f"{' '.join(str(exc).split())}") from exc
     auth_url = str((region.config.get("auth") or {}).get("auth_url") or "?")
     conn = openstack.connection.Connection(config=region)
+    if auth_url.startswith("https://"):
+        missing = missing_tls_file(session_trust(conn.session, auth_url))
+        if missing:
+            raise ConfigError(f"cloud {name}: the {missing} does not exist (clouds.yaml "
+                              "cacert, cert, key; or REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)")
     conn.session.session.hooks.setdefault("response", []).append(counter.hook)
     handle = CloudHandle(name=name, role=role, conn=conn,
                          config_file=str(config_file) if config_file is not None else None,

@@ -158,6 +158,7 @@ class SourceBase:
                     handle = open_cloud(name, config_file=self.admin.config_file,
                                         role="source", timeout=self.admin.timeout,
                                         counter=self.admin.counter)
+                    handle.lean_reads = self.admin.lean_reads
                 elif tenant.id == self.admin.project_id:
                     handle = self.admin
                 elif tenant.id in self._operator_projects:

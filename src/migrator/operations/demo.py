@@ -81,6 +81,7 @@ class DemoOptions:
     # The run interrupts itself after this many steps are done (0: never).
     interrupt_after: int = 10
     workdir: Path | None = None
+    tls: bool = False  # both clouds over HTTPS (the simulator's own CA, cacert in clouds.yaml)
 
 
 @dataclass
@@ -152,7 +153,7 @@ def run_demo(options: DemoOptions, reporter: DemoReporter) -> DemoResult:
             tenants=options.tenants, image_size=256 << 10, volume_data_size=256 << 10))))
         reporter.section("Simulated clouds")
         with SimServer([CloudSpec("legacy", "liberty"), CloudSpec("target", "modern")],
-                       workdir / "sim", seed=seed) as server:
+                       workdir / "sim", seed=seed, tls=options.tls) as server:
             _prepare_target(server)
             for cloud in server.clouds.values():
                 reporter.note(f"{cloud.name}: {cloud.profile.name} cloud at {cloud.base_url}")

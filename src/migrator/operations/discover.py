@@ -63,6 +63,7 @@ class DiscoverResult:
 class SourceSettings:
     cloud: str | None
     tenant_credentials: dict[str, str]
+    lean_reads: bool = True  # source.lean_reads: discovery's reads off the SDK's session
 
 
 def source_settings(config: str | Path | None) -> SourceSettings:
@@ -81,9 +82,11 @@ def source_settings(config: str | Path | None) -> SourceSettings:
     if isinstance(loaded, Mapping):
         source = loaded.get("source")
     if isinstance(source, Mapping):
-        return SourceSettings(source.get("cloud"), dict(source.get("tenant_credentials") or {}))
+        return SourceSettings(source.get("cloud"), dict(source.get("tenant_credentials") or {}),
+                              source.get("lean_reads") is not False)
     return SourceSettings(getattr(source, "cloud", None),
-                          dict(getattr(source, "tenant_credentials", None) or {}))
+                          dict(getattr(source, "tenant_credentials", None) or {}),
+                          getattr(source, "lean_reads", True) is not False)
 
 
 def _read_source_section(path: Path) -> SourceSettings:
@@ -132,6 +135,7 @@ def discover(url: str, cloud: str | None, *, tenants: Sequence[str] | None = Non
     with open_state(url) as engine:  # the schema is checked before any cloud call
         factory = session_factory(engine)
         handle = open_cloud(cloud, config_file=clouds_yaml, role="source")
+        handle.lean_reads = settings.lean_reads
         try:
             say(f"connected to {cloud} ({handle.auth_url})")
             source = LegacySource(handle, tenant_credentials=creds, workers=workers,

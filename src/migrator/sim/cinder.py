@@ -31,6 +31,7 @@ from migrator.sim.cloud import SimCloud
 from migrator.sim.http import (
     SimHTTPError,
     json_response,
+    origin,
     public,
     read_json,
     require,
@@ -57,7 +58,7 @@ class CinderAPI:
             "updated": UPDATED[version],
             "links": [{"rel": "describedby", "type": "text/html",
                        "href": "https://docs.openstack.org/"},
-                      {"rel": "self", "href": f"{request.url.origin()}{PREFIX}/{version}/"}],
+                      {"rel": "self", "href": f"{origin(request)}{PREFIX}/{version}/"}],
             "media-types": [{"base": "application/json",
                              "type": f"application/vnd.openstack.volume+json;version="
                                      f"{version[1:]}"}],

@@ -36,6 +36,7 @@ from migrator.sim.http import (
     SimHTTPError,
     json_response,
     next_href,
+    origin,
     page,
     read_json,
     require,
@@ -63,11 +64,11 @@ class VolumeAPI(VolumeActions):
 
     # -- rendering -------------------------------------------------------------------------
     def _links(self, request: web.Request, vid: str) -> list[dict[str, str]]:
-        origin = request.url.origin()
+        base = origin(request)
         pid = request.match_info.get("project_id", "")
         return [{"rel": "self",
-                 "href": f"{origin}{PREFIX}/{api_version(request)}/{pid}/volumes/{vid}"},
-                {"rel": "bookmark", "href": f"{origin}{PREFIX}/{pid}/volumes/{vid}"}]
+                 "href": f"{base}{PREFIX}/{api_version(request)}/{pid}/volumes/{vid}"},
+                {"rel": "bookmark", "href": f"{base}{PREFIX}/{pid}/volumes/{vid}"}]
 
     def _attachments(self, vol: Record) -> list[dict[str, Any]]:
         return [dict(a) for a in vol.get("attachments") or []]

@@ -32,11 +32,17 @@ class SimCloud:
         data_dir: Path,
         *,
         fault_seed: int = 0,
+        tls: bool = False,
+        public_url: str | None = None,
     ) -> None:
         self.name = name
         self.profile = profile
         self.host = host
         self.port = port
+        self.tls = tls
+        # What the catalog, clouds.yaml and every link advertise instead of the listening
+        # address (a proxy or a DNS name in front); None: the listening address.
+        self.public_url = public_url.rstrip("/") if public_url else None
         self.data_dir = data_dir
         self.blob_dir = data_dir / f"blobs-{name}"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
@@ -52,9 +58,14 @@ class SimCloud:
 
     # -- addresses ---------------------------------------------------------------------------
     @property
-    def base_url(self) -> str:
+    def listen_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The advertised address: the public URL when one is set, else the listening one."""
+        return self.public_url or self.listen_url
 
     def catalog_entries(self, project_id: str | None) -> list[dict[str, Any]]:
         """(type, name, url) of every service, as the catalog of a token scoped to a project."""

@@ -15,7 +15,14 @@ from typing import Any
 from aiohttp import web
 
 from migrator.sim.cloud import SimCloud
-from migrator.sim.http import SimHTTPError, auth_of, json_response, public, read_json
+from migrator.sim.http import (
+    SimHTTPError,
+    auth_of,
+    json_response,
+    origin,
+    public,
+    read_json,
+)
 from migrator.sim.neutron_common import (
     NETWORKS,
     PORTS,
@@ -37,21 +44,27 @@ from migrator.sim.neutron_secgroups import SecurityGroupHandlers
 TAGGABLE: dict[str, Kind] = {"networks": NETWORKS, "subnets": SUBNETS, "ports": PORTS,
                              "routers": ROUTERS, "security-groups": SECURITY_GROUPS,
                              "subnetpools": SUBNETPOOLS}
+# Only what the simulator serves: attributes it renders and accepts, routes it answers.
+# Liberty's real list also had agents, the L3/DHCP agent schedulers, RBAC policies and
+# multi-provider networks; none of them is simulated, so none is advertised. Subnet pools
+# (subnet_allocation) existed in Liberty but are simulated on the modern profile only.
 LIBERTY_EXTENSIONS = (
-    ("security-group", "security-group"), ("l3_agent_scheduler", "L3 Agent Scheduler"),
-    ("net-mtu", "Network MTU"), ("ext-gw-mode", "Neutron L3 Configurable external gateway "
-                                                 "mode"),
-    ("binding", "Port Binding"), ("agent", "agent"), ("quotas", "Quota management support"),
-    ("dhcp_agent_scheduler", "DHCP Agent Scheduler"), ("external-net", "Neutron external "
-                                                                        "network"),
-    ("router", "Neutron L3 Router"), ("allowed-address-pairs", "Allowed Address Pairs"),
-    ("extra_dhcp_opt", "Neutron Extra DHCP opts"), ("provider", "Provider Network"),
-    ("extraroute", "Neutron Extra Route"), ("subnet_allocation", "Subnet Allocation"),
-    ("port-security", "Port Security"), ("multi-provider", "Multi Provider Network"),
-    ("rbac-policies", "RBAC Policies"),
+    ("security-group", "security-group"),
+    ("net-mtu", "Network MTU"),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode"),
+    ("binding", "Port Binding"),
+    ("quotas", "Quota management support"),
+    ("external-net", "Neutron external network"),
+    ("router", "Neutron L3 Router"),
+    ("allowed-address-pairs", "Allowed Address Pairs"),
+    ("extra_dhcp_opt", "Neutron Extra DHCP opts"),
+    ("provider", "Provider Network"),
+    ("extraroute", "Neutron Extra Route"),
+    ("port-security", "Port Security"),
 )
 MODERN_EXTENSIONS = (
     *LIBERTY_EXTENSIONS,
+    ("subnet_allocation", "Subnet Allocation"),
     ("standard-attr-tag", "Tag support for resources with standard attribute"),
     ("standard-attr-description", "standard-attr-description"),
     ("standard-attr-timestamp", "Resource timestamps"),
@@ -76,7 +89,7 @@ class NeutronAPI:
     # -- documents ---------------------------------------------------------------------------
     @public
     async def versions(self, request: web.Request) -> web.Response:
-        href = f"{request.url.origin()}{V2}/"
+        href = f"{origin(request)}{V2}/"
         return json_response({"versions": [{"status": "CURRENT", "id": "v2.0",
                                             "links": [{"href": href, "rel": "self"}]}]})
 
@@ -85,7 +98,7 @@ class NeutronAPI:
         names = [("network", "networks"), ("subnet", "subnets"), ("port", "ports")]
         if not self.liberty:
             names.append(("subnetpool", "subnetpools"))
-        base = f"{request.url.origin()}{V2}"
+        base = f"{origin(request)}{V2}"
         return json_response({"resources": [
             {"links": [{"href": f"{base}/{plural}", "rel": "self"}], "name": name,
              "collection": plural} for name, plural in names]})

@@ -18,7 +18,14 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from migrator.sim.cloud import SimCloud
-from migrator.sim.http import AuthContext, SimHTTPError, auth_of, json_response, read_json
+from migrator.sim.http import (
+    AuthContext,
+    SimHTTPError,
+    auth_of,
+    json_response,
+    origin,
+    read_json,
+)
 from migrator.sim.state import GenerationMemo, Record, new_id, now_iso
 
 PREFIX = "/network"
@@ -618,7 +625,7 @@ class NeutronCore:
             params.append(("marker", page[index]["id"]))
         if reverse:
             params.append(("page_reverse", "True"))
-        return f"{request.url.origin()}{request.path}?{urlencode(params)}"
+        return f"{origin(request)}{request.path}?{urlencode(params)}"
 
 
 def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:

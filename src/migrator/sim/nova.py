@@ -21,6 +21,7 @@ from migrator.sim.http import (
     SimHTTPError,
     json_response,
     next_href,
+    origin,
     page,
     public,
     read_json,
@@ -62,7 +63,7 @@ class NovaAPI:
     def _version_doc(self, request: web.Request) -> dict[str, Any]:
         return {"id": "v2.1", "status": "CURRENT", "version": self.range.maximum,
                 "min_version": self.range.minimum, "updated": "2013-07-23T11:33:21Z",
-                "links": [{"rel": "self", "href": f"{request.url.origin()}{PREFIX}/v2.1/"},
+                "links": [{"rel": "self", "href": f"{origin(request)}{PREFIX}/v2.1/"},
                           {"rel": "describedby", "type": "text/html",
                            "href": "https://docs.openstack.org/"}],
                 "media-types": [{"base": "application/json",
@@ -83,12 +84,12 @@ class NovaAPI:
 
     # -- flavors ---------------------------------------------------------------------------
     def _flavor_links(self, request: web.Request, fid: str) -> list[dict[str, str]]:
-        origin = request.url.origin()
+        base = origin(request)
         pid = request.match_info.get("project_id")
         versioned = f"{PREFIX}/v2.1/{pid}" if pid else f"{PREFIX}/v2.1"
         bookmark = f"{PREFIX}/{pid}" if pid else PREFIX
-        return [{"rel": "self", "href": f"{origin}{versioned}/flavors/{fid}"},
-                {"rel": "bookmark", "href": f"{origin}{bookmark}/flavors/{fid}"}]
+        return [{"rel": "self", "href": f"{base}{versioned}/flavors/{fid}"},
+                {"rel": "bookmark", "href": f"{base}{bookmark}/flavors/{fid}"}]
 
     def _render_flavor(self, request: web.Request, flavor: Record, *, detail: bool
                        ) -> dict[str, Any]:

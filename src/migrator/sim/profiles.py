@@ -22,6 +22,9 @@ class Profile:
     # Keystone: v2.0 served beside v3 on Liberty.
     keystone_v2: bool
     keystone_v3_version: str
+    # A top-level project's parent_id: null on Liberty; its domain from Mitaka on (projects
+    # acting as domains: keystone/resource/core.py create_project).
+    keystone_domain_parent: bool
     # Glance: versions listed by GET /image/, newest first; v1 is served only on Liberty.
     glance_versions: tuple[str, ...]
     glance_v1: bool
@@ -44,6 +47,7 @@ LIBERTY = Profile(
     name="liberty",
     keystone_v2=True,
     keystone_v3_version="v3.4",
+    keystone_domain_parent=False,
     glance_versions=("v2.3", "v2.2", "v2.1", "v2.0", "v1.1", "v1.0"),
     glance_v1=True,
     glance_multihash=False,
@@ -61,6 +65,7 @@ MODERN = Profile(
     name="modern",
     keystone_v2=False,
     keystone_v3_version="v3.14",
+    keystone_domain_parent=True,
     glance_versions=("v2.16", "v2.15", "v2.9", "v2.7", "v2.6", "v2.5", "v2.0"),
     glance_v1=False,
     glance_multihash=True,
@@ -75,6 +80,11 @@ MODERN = Profile(
 )
 
 PROFILES = {p.name: p for p in (LIBERTY, MODERN)}
+
+
+def top_level_parent(profile: Profile, domain_id: str) -> str | None:
+    """The parent_id of a project made directly in ``domain_id``."""
+    return domain_id if profile.keystone_domain_parent else None
 
 
 def microversion_tuple(value: str) -> tuple[int, int]:

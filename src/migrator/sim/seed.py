@@ -20,6 +20,7 @@ from migrator.sim.cloud import SimCloud
 from migrator.sim.faults import FaultSpecError
 from migrator.sim.http import SimHTTPError
 from migrator.sim.nova_keypairs import ssh_fingerprint
+from migrator.sim.profiles import top_level_parent
 from migrator.sim.seed_schema import SeedError, load_yaml, validate
 from migrator.sim.state import Record, now_iso
 
@@ -162,7 +163,8 @@ class _Seeder:
         project = existing or {
             "id": _hex(self.cloud, "project", domain_id, t["name"]), "name": t["name"],
             "domain_id": domain_id, "description": t.get("description", ""),
-            "enabled": t.get("enabled", True), "parent_id": domain_id, "is_domain": False}
+            "enabled": t.get("enabled", True),
+            "parent_id": top_level_parent(self.cloud.profile, domain_id), "is_domain": False}
         if self.cloud.profile.name != "liberty":
             project.setdefault("tags", [])
         self.state.put("projects", project)
