@@ -5,21 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from migrator import jsoncodec
 from migrator.cli.context import CliContext, pass_cli
 from migrator.cli.output import StreamTable, echo_csv, echo_json_stream
-from migrator.operations.audit import (
-    AuditLog,
-    EventRow,
-    IdMapRow,
-    detail_text,
-    open_audit,
-    parse_since,
-)
+
+if TYPE_CHECKING:
+    from migrator.operations.audit import AuditLog, EventRow, IdMapRow
 
 EVENT_HEADERS = ["TIME", "RUN", "TENANT", "KIND", "NAME", "EVENT", "FROM", "TO", "ATTEMPT",
                  "ACTOR", "PID", "DETAIL"]
@@ -99,6 +94,9 @@ def audit_command(cli: CliContext, run_name: str | None, tenant: str | None,
     """Show the event log (every transition: time, actor user@host and pid, attempt, detail,
     error) and the source -> target id map with the bytes and checksums of moved data.
     Rows are streamed from the state database as they are read."""
+    # Imported here: SQLAlchemy is not for `--help`.
+    from migrator.operations.audit import open_audit, parse_since
+
     since_at = parse_since(since) if since else None
     if section is None:
         section = "events" if output_format == "csv" else "all"
@@ -148,3 +146,28 @@ def _tables(log: AuditLog, section: str) -> None:
         table.start()
         for row in log.id_map():
             table.row(map_cells(row))
+
+
+def detail_text(event: EventRow) -> str:
+    """An event's detail in one line: the error first, then what the engine recorded."""
+    detail = dict(event.detail)
+    parts: list[str] = []
+    error = detail.pop("error", None)
+    if error is not None:
+        parts.append(f"error: {error}" + (" (final)" if detail.pop("final", False) else ""))
+    if event.trigger == "checkpoint":
+        phase = detail.pop("phase", None)
+        data = detail.pop("data", None) or {}
+        text = ", ".join(f"{k}={_short(v)}" for k, v in data.items())
+        parts.append(f"phase {phase}" + (f": {text}" if text else ""))
+    detail.pop("attempt", None)  # the ATTEMPT column
+    parts.extend(f"{k}={_short(v)}" for k, v in detail.items())
+    return "; ".join(parts)
+
+
+def _short(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from migrator.cli.context import CliContext, pass_cli
 from migrator.cli.output import Table, echo_json, echo_table
-from migrator.operations.discover import DiscoverResult, discover
+
+if TYPE_CHECKING:
+    from migrator.operations.discover import DiscoverResult
 
 
 @click.command("discover")
@@ -34,6 +37,9 @@ def discover_command(cli: CliContext, cloud: str | None, tenants: tuple[str, ...
                      output_format: str) -> None:
     """Read every project, user, quota, network, router, security group, keypair, flavor,
     image and volume of the source cloud into a new inventory snapshot."""
+    # Imported here: openstacksdk and SQLAlchemy are not for `--help`.
+    from migrator.operations.discover import discover
+
     with progress_lines(quiet=output_format == "json") as progress:
         result = discover(cli.db_url, cloud, tenants=list(tenants) or None,
                           config=config_path, clouds_yaml=clouds_yaml, workers=workers,

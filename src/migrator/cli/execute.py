@@ -5,31 +5,20 @@ name (runs built by tests or registered earlier)."""
 from __future__ import annotations
 
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.engine.executor import Progress, RunResult
+from migrator.cli.progress import progress_display
 from migrator.errors import PlanError, StepFailedError
-from migrator.operations.execute import DryRunReport, execute_existing_run, execute_plan
+
+if TYPE_CHECKING:
+    from migrator.engine.executor import RunResult
+    from migrator.operations.execute import DryRunReport
 
 EXIT_INTERRUPTED = 130
-# Events worth a line in plain output (starts would double the noise).
-_PLAIN_EVENTS = {
-    "step-done": "done",
-    "step-skipped": "skipped",
-    "step-retry": "retry",
-    "step-failed": "FAILED",
-    "step-blocked": "blocked",
-    "step-requeued": "requeued",
-    "stopping": "stopping",
-}
 
 
 @click.command("execute")
@@ -91,6 +80,10 @@ def execute_command(
     --replan), checked against the target, registered as a run, executed. PLAN may also be the
     name of an existing run. Ctrl-C stops gracefully (resume later with --resume); a second
     Ctrl-C exits at once."""
+    # Imported here, not at the top: the engine, SQLAlchemy and openstacksdk cost a second of
+    # CPU that `migrator --help` should not pay.
+    from migrator.operations.execute import execute_existing_run, execute_plan
+
     if not is_plan_file(plan_or_run):
         if wave or dry_run or replan:
             raise PlanError(f"no plan file {plan_or_run}: --wave, --dry-run and --replan need a "
@@ -170,166 +163,3 @@ def report(result: RunResult, resume_hint: str) -> None:
             f"({failed}), {result.counts.get('blocked', 0)} blocked; fix the cause and use "
             "--resume"
         )
-
-
-class Display:
-    """The observer of step events (callable) plus ``transfers``, the byte progress of image
-    and volume copies (handlers.data.TransferProgress)."""
-
-    def __init__(self, on_event: Callable[[Progress], None], transfers: Any) -> None:
-        self._on_event = on_event
-        self.transfers = transfers
-
-    def __call__(self, event: Progress) -> None:
-        self._on_event(event)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
-
-
-class PlainTransfers:
-    """One line per transfer every 10% or every 10 s (and at its end), plus the total."""
-
-    EVERY_S = 10.0
-
-    def __init__(self, echo: Callable[[str], None] = click.echo) -> None:
-        self.echo = echo
-        self._lock = threading.Lock()
-        self._t: dict[str, dict[str, Any]] = {}
-        self.total_done = 0
-
-    def started(self, key: str, label: str, total: int | None) -> None:
-        with self._lock:
-            self._t[key] = {"label": label, "total": total, "done": 0, "began": time.monotonic(),
-                            "said": time.monotonic(), "tenth": 0}
-        self.echo(f"transfer {label}: started ({_size(total) if total is not None else '?'})")
-
-    def advanced(self, key: str, done: int) -> None:
-        with self._lock:
-            t = self._t.get(key)
-            if t is None:
-                return
-            self.total_done += done - t["done"]
-            t["done"] = done
-            now = time.monotonic()
-            tenth = done * 10 // t["total"] if t["total"] else 0
-            if tenth <= t["tenth"] and now - t["said"] < self.EVERY_S:
-                return
-            t["tenth"], t["said"] = tenth, now
-            line = self._line(t, now)
-        self.echo(line)
-
-    def _line(self, t: dict[str, Any], now: float) -> str:
-        rate = t["done"] / max(now - t["began"], 1e-6)
-        pct = f"{t['done'] * 100 // t['total']}% " if t["total"] else ""
-        return (f"transfer {t['label']}: {pct}{_size(t['done'])} at {_size(rate)}/s"
-                f" (all transfers: {_size(self.total_done)})")
-
-    def ended(self, key: str, ok: bool) -> None:
-        with self._lock:
-            t = self._t.pop(key, None)
-        if t is not None:
-            state = "done" if ok else "stopped"
-            self.echo(f"transfer {t['label']}: {state}, {_size(t['done'])} in "
-                      f"{time.monotonic() - t['began']:.1f} s")
-
-
-class RichTransfers:
-    """A bar per active transfer (bytes, rate, ETA) and an overall bytes bar."""
-
-    def __init__(self, bar: Any) -> None:
-        self.bar = bar
-        self._lock = threading.Lock()
-        self._tasks: dict[str, tuple[Any, int]] = {}
-        self._overall: Any = None
-        self._total = 0
-
-    def started(self, key: str, label: str, total: int | None) -> None:
-        with self._lock:
-            if self._overall is None:
-                self._overall = self.bar.add_task("all transfers", total=0, detail="")
-            self._total += total or 0
-            self.bar.update(self._overall, total=self._total)
-            task = self.bar.add_task(label, total=total, detail="")
-            self._tasks[key] = (task, 0)
-
-    def advanced(self, key: str, done: int) -> None:
-        with self._lock:
-            found = self._tasks.get(key)
-            if found is None:
-                return
-            task, before = found
-            self._tasks[key] = (task, done)
-            self.bar.update(task, completed=done)
-            self.bar.advance(self._overall, done - before)
-
-    def ended(self, key: str, ok: bool) -> None:
-        with self._lock:
-            found = self._tasks.pop(key, None)
-            if found is not None:
-                self.bar.remove_task(found[0])
-
-
-@contextmanager
-def progress_display() -> Iterator[Display]:
-    """A rich progress bar on a terminal (steps, plus a bar per active transfer with rate and
-    ETA and an overall bytes bar), one plain line per notable event otherwise."""
-    if not sys.stdout.isatty():
-        yield Display(_plain_line, PlainTransfers())
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-    from rich.progress import Progress as RichProgress
-
-    with RichProgress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    ) as bar, RichProgress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=bar.console,
-    ) as bytes_bar:
-        task = bar.add_task("executing", total=None, detail="")
-
-        def update(event: Progress) -> None:
-            done = event.counts.get("done", 0) + event.counts.get("skipped", 0)
-            detail = ", ".join(
-                f"{event.counts[s]} {s}"
-                for s in ("running", "failed", "blocked")
-                if event.counts.get(s)
-            )
-            bar.update(task, total=event.total, completed=done, detail=detail)
-            if event.event in ("step-failed", "step-retry"):
-                what = event.label or event.step
-                bar.console.print(f"{_PLAIN_EVENTS[event.event]} {what}: {event.message}")
-
-        yield Display(update, RichTransfers(bytes_bar))
-
-
-def _plain_line(event: Progress) -> None:
-    label = _PLAIN_EVENTS.get(event.event)
-    if label is None:
-        return
-    done = event.counts.get("done", 0) + event.counts.get("skipped", 0)
-    line = f"[{done}/{event.total}] {label} {event.label or event.step or ''}".rstrip()
-    if event.message and event.event not in ("step-done",):
-        line += f": {event.message}"
-    click.echo(line)

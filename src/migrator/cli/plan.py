@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from migrator.cli.context import CliContext, pass_cli
 from migrator.cli.output import Table, echo_json, echo_table
 from migrator.config import DEFAULT_CONFIG
-from migrator.operations.graph import GraphResult, plan_steps, run_steps, write_graph
-from migrator.operations.plan import PlanResult, make_plan
+
+if TYPE_CHECKING:
+    from migrator.operations.graph import GraphResult
+    from migrator.operations.plan import PlanResult
 
 MAX_TENANT_ROWS = 50
 MAX_PROPERTY_ROWS = 60
@@ -46,6 +50,10 @@ def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
                  graph: str | None, graph_run: str | None) -> None:
     """Build the plan (steps, dependencies, translated resources) of the selected tenants from
     the latest inventory snapshot and write it for review."""
+    # Imported here: the planner, openstacksdk and SQLAlchemy are not for `--help`.
+    from migrator.operations.graph import plan_steps, run_steps, write_graph
+    from migrator.operations.plan import make_plan
+
     if graph_run is not None:
         if graph is None:
             raise click.UsageError("--run draws a run's graph: give --graph FILE too")

@@ -7,16 +7,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from migrator.cli.audit import map_record
 from migrator.cli.context import CliContext, pass_cli
-from migrator.cli.report_html import write_report
 from migrator.errors import ConfigError
-from migrator.operations.report import RunReport, open_report
-from migrator.operations.verify import latest_run_name
+
+if TYPE_CHECKING:
+    from migrator.operations.report import RunReport
 
 
 @click.command("report")
@@ -32,6 +32,10 @@ def report_command(cli: CliContext, run_name: str | None, tenant: str | None,
     """Write the run's report: summary, per-tenant table (resources by kind and state, bytes,
     durations, verification), failures with their errors, timeline, and per tenant the id
     map. The HTML needs no network to open; every name is escaped."""
+    # Imported here: SQLAlchemy is not for `--help`.
+    from migrator.operations.report import open_report
+    from migrator.operations.verify import latest_run_name
+
     fmt = output_format or ("json" if output and output.suffix.lower() == ".json" else "html")
     if fmt == "html" and output is None:
         raise click.UsageError("an HTML report needs a file: -o FILE.html")
@@ -48,6 +52,8 @@ def report_command(cli: CliContext, run_name: str | None, tenant: str | None,
 
 def _write(out: TextIO, report: RunReport, fmt: str) -> None:
     if fmt == "html":
+        from migrator.cli.report_html import write_report
+
         write_report(out, report)
     else:
         write_json(out, report)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from migrator.operations.sim import open_server, parse_size, serve, write_seed
-from migrator.sim.seed_gen import SeedShape
-from migrator.sim.server import SimServer
+if TYPE_CHECKING:
+    from migrator.sim.server import SimServer
 
 
 @click.group()
@@ -41,6 +41,9 @@ def sim() -> None:
 def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | None,
                   fault_seed: int, tls: bool, public_urls: tuple[str, ...], fmt: str) -> None:
     """Serve simulated clouds until interrupted; writes DATA_DIR/clouds.yaml."""
+    # Imported here, as below: the simulator (aiohttp) is not for `--help`.
+    from migrator.operations.sim import open_server, serve
+
     server = open_server(list(clouds), seed=seed, data_dir=data_dir, fault_seed=fault_seed,
                          serving_process=True, tls=tls, public_urls=list(public_urls))
 
@@ -90,6 +93,9 @@ def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
                  content_pool: int, own_credentials: int, rng_seed: int, cloud: str,
                  output: Path, fmt: str) -> None:
     """Generate a realistic Liberty-era inventory as a seed file."""
+    from migrator.operations.sim import parse_size, write_seed
+    from migrator.sim.seed_gen import SeedShape
+
     shape = SeedShape(
         tenants=tenants, images_per_tenant=images_per_tenant,
         volumes_per_tenant=volumes_per_tenant, users_per_tenant=users_per_tenant,

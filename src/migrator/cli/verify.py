@@ -3,11 +3,15 @@ what the run migrated; recorded as a verification of the run."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from migrator.cli.context import CliContext, pass_cli
 from migrator.cli.output import Table, echo_json, echo_table
-from migrator.operations.verify import Finding, VerifyReport, latest_run_name, verify_run
+
+if TYPE_CHECKING:
+    from migrator.operations.verify import Finding, VerifyReport
 
 # Exit status when the target differs from the plan (as diff(1): 0 same, 1 different).
 DIFFERENCES_EXIT = 1
@@ -31,6 +35,9 @@ def verify_command(cli: CliContext, run_name: str | None, tenant: str | None, de
     sizes, checksums and properties of images, volume sizes and types, security group rules,
     role assignments); report drift on the source since planning. Exit status 1 when the
     target differs."""
+    # Imported here: SQLAlchemy and openstacksdk are not for `--help`.
+    from migrator.operations.verify import latest_run_name, verify_run
+
     run = run_name or latest_run_name(cli.db_url)
     report = verify_run(cli.db_url, run, tenant=tenant, deep=deep, drift=not no_drift,
                         clouds_yaml=clouds_yaml)

@@ -26,8 +26,8 @@ from migrator.store import audit as queries
 from migrator.store.audit import AuditFilter, EventRow, IdMapRow, MovedData, Widths
 from migrator.store.db import redact
 
-__all__ = ["AuditLog", "EventRow", "IdMapRow", "MovedData", "Widths", "detail_text",
-           "open_audit", "parse_since"]
+__all__ = ["AuditLog", "EventRow", "IdMapRow", "MovedData", "Widths", "open_audit",
+           "parse_since"]
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -95,28 +95,3 @@ def open_audit(url: str, *, run: str | None = None, tenant: str | None = None,
         flt = AuditFilter(run_ids, tenant, kind, since)
         yield AuditLog(redact(url), [name for _, name in runs], tenant, kind, since,
                        queries.column_widths(conn, flt), conn, flt)
-
-
-def detail_text(event: EventRow) -> str:
-    """An event's detail in one line: the error first, then what the engine recorded."""
-    detail = dict(event.detail)
-    parts: list[str] = []
-    error = detail.pop("error", None)
-    if error is not None:
-        parts.append(f"error: {error}" + (" (final)" if detail.pop("final", False) else ""))
-    if event.trigger == "checkpoint":
-        phase = detail.pop("phase", None)
-        data = detail.pop("data", None) or {}
-        text = ", ".join(f"{k}={_short(v)}" for k, v in data.items())
-        parts.append(f"phase {phase}" + (f": {text}" if text else ""))
-    detail.pop("attempt", None)  # the ATTEMPT column
-    parts.extend(f"{k}={_short(v)}" for k, v in detail.items())
-    return "; ".join(parts)
-
-
-def _short(value: object) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_short(v) for v in value) + "]"
-    return str(value)

@@ -7,7 +7,6 @@ URL (``postgresql+psycopg://...``) when several workers on several hosts share a
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,23 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from migrator import jsoncodec
 from migrator.errors import DatabaseError
 
-DEFAULT_URL = "sqlite:///state/migrator.db"
-ENV_VAR = "MIGRATOR_DB"
+# Re-exported: the URL is resolved in store/url.py, which the CLI imports without SQLAlchemy.
+from migrator.store.url import DEFAULT_URL as DEFAULT_URL
+from migrator.store.url import ENV_VAR as ENV_VAR
+from migrator.store.url import resolve_url as resolve_url
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def resolve_url(cli_value: str | None = None) -> str:
-    """The database URL: ``--db``, else ``$MIGRATOR_DB``, else ``sqlite:///state/migrator.db``.
-
-    A bare path (no ``://``) is taken as a SQLite file.
-    """
-    url = cli_value or os.environ.get(ENV_VAR) or DEFAULT_URL
-    if "://" not in url:
-        url = f"sqlite:///{url}"
-    if url.startswith("postgresql://"):
-        # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
 
 
 # "//user:password@" in a URL that SQLAlchemy cannot parse (a typo in the port, say).

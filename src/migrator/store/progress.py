@@ -8,68 +8,24 @@ and spec) by the database, so no step's whole JSON reaches Python.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
 from migrator.engine.steps import as_utc
 from migrator.store.models import Run, RunLock, Step
-
-# Kinds whose steps move bytes, and where they record them (handlers/image.py: the upload
-# phase's checkpoint; handlers/volume.py: the copy's checkpoint).
-DATA_KINDS = ("image", "volume")
-GIB = 1 << 30
-FINISHED_STATES = ("done", "skipped")
-WORKING_STATES = ("running", "verifying")
-
-
-@dataclass(frozen=True, slots=True)
-class KindCount:
-    run_id: int
-    tenant: str | None
-    kind: str
-    state: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class DataStep:
-    run_id: int
-    tenant: str | None
-    kind: str
-    state: str
-    moved: int | None  # bytes recorded as sent (None: not yet)
-    planned: int | None  # bytes expected: an image's legacy size, a volume's GiB
-    updated_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class FailedStep:
-    run: str
-    tenant: str | None
-    kind: str
-    name: str | None
-    key: str
-    attempts: int
-    last_error: str | None
-    failed_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerRow:
-    run: str
-    owner: str  # host:pid of the executor holding the steps
-    steps: int  # steps it is running or verifying
-    last_change: datetime | None  # the latest change it made to one of them
-
-
-@dataclass(frozen=True, slots=True)
-class LockRow:
-    run: str
-    host: str
-    pid: int
-    since: datetime | None
+from migrator.store.progress_rows import (
+    DATA_KINDS,
+    FINISHED_STATES,
+    GIB,
+    WORKING_STATES,
+    DataStep,
+    FailedStep,
+    KindCount,
+    LockRow,
+    WorkerRow,
+    json_int,
+)
 
 
 def kind_counts(conn: Connection, run_ids: Sequence[int], tenant: str | None
@@ -98,27 +54,12 @@ def data_steps(conn: Connection, run_ids: Sequence[int], tenant: str | None
     for run_id, step_tenant, kind, state, isent, vsent, isize, vgib, updated in conn.execute(
             query):
         if kind == "image":
-            moved, planned = _int(isent), _int(isize)
+            moved, planned = json_int(isent), json_int(isize)
         else:
-            gib = _int(vgib)
-            moved, planned = _int(vsent), gib * GIB if gib is not None else None
+            gib = json_int(vgib)
+            moved, planned = json_int(vsent), gib * GIB if gib is not None else None
         out.append(DataStep(run_id, step_tenant, kind, state, moved, planned, as_utc(updated)))
     return out
-
-
-def _int(value: object) -> int | None:
-    """A JSON number read out as text (None: absent, null or not a number)."""
-    if value is None:
-        return None
-    text = str(value)
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return int(float(text))
-    except ValueError:
-        return None
 
 
 def finished_since(conn: Connection, run_id: int, since: datetime, tenant: str | None
