@@ -115,8 +115,10 @@ def test_db_history_lists_every_revision(invoke: Invoke) -> None:
     result = invoke("db", "history")
     assert (result.exit_code, result.stdout) == (
         0,
-        "<base> -> 0001_initial (head): Initial schema: plans, runs, steps and their "
-        "dependencies, events, id map, inventory, locks.\n",
+        "<base> -> 0001_initial: Initial schema: plans, runs, steps and their "
+        "dependencies, events, id map, inventory, locks.\n"
+        "0001_initial -> 0002_verifications (head): Verifications: what each 'migrator "
+        "verify' of a run found, with its time.\n",
     )
 
 

@@ -82,7 +82,8 @@ def test_database_downgraded_to_base_is_refused_and_left_alone(
 def test_database_behind_the_code_is_refused_and_left_alone(
     invoke: Invoke, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    known = [*schema.history(), Revision("0099_next", schema.head(), "next", True)]
+    current = schema.head()
+    known = [*schema.history(), Revision("0099_next", current, "next", True)]
     monkeypatch.setattr(schema, "history", lambda: known)
     monkeypatch.setattr(schema, "head", lambda: "0099_next")
     # status reads the code's head from the revision files when it can skip Alembic.
@@ -92,7 +93,7 @@ def test_database_behind_the_code_is_refused_and_left_alone(
     assert (result.exit_code, result.stdout, result.stderr) == (
         3,
         "",
-        f"Error: the state database at {db_url} is at revision 0001_initial but this migrator "
+        f"Error: the state database at {db_url} is at revision {current} but this migrator "
         "needs 0099_next; run 'migrator init' (or 'migrator db upgrade')\n",
     )
     assert sqlite_schema(tmp_path / "state.db") == before

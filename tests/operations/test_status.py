@@ -72,3 +72,36 @@ def test_no_schema_and_no_file_get_the_usual_errors(empty_sqlite_url: str,
     sqlite3.connect(tmp_path / "state.db").close()  # an empty SQLite file
     with pytest.raises(SchemaBehindError, match="has no schema yet; run 'migrator init'"):
         status(empty_sqlite_url)
+
+
+def test_both_paths_read_the_same_bytes_failures_and_executors(db_url: str) -> None:
+    """The data steps' bytes (read out of their JSON), the steps finished since the start,
+    the failed steps and the executors holding steps: the same on both paths."""
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from migrator.store.db import make_engine
+    from migrator.store.models import Run, RunLock, Step
+    from tests.cli.test_status import STARTED, seed_data_run
+
+    seed(db_url)
+    seed_data_run(db_url)
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        run = session.query(Run).filter(Run.name == "data").one()
+        run.status, run.finished_at = "running", None
+        session.add(RunLock(run_id=run.id, host="vm-a", pid=41, started_at=STARTED))
+        step = session.query(Step).filter(Step.key == "i2").one()
+        step.state, step.lease_owner = "running", "vm-a:41"
+        session.commit()
+    engine.dispose()
+    now = STARTED + timedelta(seconds=80)
+    for run_name, tenant in [(None, None), ("data", None), ("data", "chemistry")]:
+        quick = status(db_url, run=run_name, tenant=tenant, now=now)
+        slow = status(through_sqlalchemy(db_url), run=run_name, tenant=tenant, now=now)
+        assert quick == replace(slow, database=db_url)
+    report = status(db_url, run="data", now=now)
+    assert report.runs[0].data.moved == 5 << 30 and report.runs[0].data.eta_s is not None
+    assert [w.owner for w in report.workers] == ["vm-a:41"]
+    assert [(f.tenant, f.kind) for f in report.failed] == [("chemistry", "volume")]

@@ -98,6 +98,7 @@ def test_check_current_refuses_an_older_revision(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Pretend the code has moved on by one revision.
+    current = schema.head()
     known = [*schema.history(), Revision("0099_next", schema.head(), "next", True)]
     monkeypatch.setattr(schema, "history", lambda: known)
     monkeypatch.setattr(schema, "head", lambda: "0099_next")
@@ -105,7 +106,7 @@ def test_check_current_refuses_an_older_revision(
     with pytest.raises(SchemaBehindError) as caught:
         schema.check_current(engine)
     assert str(caught.value) == (
-        f"the state database at {db_url} is at revision 0001_initial but this migrator needs "
+        f"the state database at {db_url} is at revision {current} but this migrator needs "
         "0099_next; run 'migrator init' (or 'migrator db upgrade')"
     )
     engine.dispose()

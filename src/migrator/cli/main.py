@@ -31,6 +31,9 @@ COMMANDS = {
     "discover": "migrator.cli.discover:discover_command",
     "plan": "migrator.cli.plan:plan_command",
     "demo": "migrator.cli.demo:demo_command",
+    "audit": "migrator.cli.audit:audit_command",
+    "verify": "migrator.cli.verify:verify_command",
+    "report": "migrator.cli.report:report_command",
 }
 
 

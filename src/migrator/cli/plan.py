@@ -11,6 +11,7 @@ from migrator.cli.output import Table, echo_json, echo_table, format_option
 from migrator.config import DEFAULT_CONFIG
 
 if TYPE_CHECKING:
+    from migrator.operations.graph import GraphResult
     from migrator.operations.plan import PlanResult
 
 MAX_TENANT_ROWS = 50
@@ -42,24 +43,49 @@ MAX_PROPERTY_ROWS = 60
               help="Do not read the target (no clash detection, names resolved at run time; "
                    "execute checks the target before it starts).")
 @format_option()
+@click.option("--graph", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also draw the plan's DAG, grouped by tenant: FILE.dot (always), FILE.svg "
+                   "or FILE.png (Graphviz's dot); above 500 steps one node per tenant.")
+@click.option("--run", "graph_run", metavar="NAME",
+              help="With --graph: draw this run's steps coloured by state instead of "
+                   "planning.")
 @pass_cli
 def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
                  kinds: tuple[str, ...], exclude_kinds: tuple[str, ...],
                  include_dependencies: bool, output: str | None, name: str | None,
-                 clouds_yaml: str | None, offline: bool, output_format: str) -> None:
+                 clouds_yaml: str | None, offline: bool, output_format: str,
+                 graph: str | None, graph_run: str | None) -> None:
     """Build the plan (steps, dependencies, translated resources) of the selected tenants from
     the latest inventory snapshot and write it for review."""
     # Imported here: the planner, openstacksdk and SQLAlchemy are not for `--help`.
+    from migrator.operations.graph import plan_steps, run_steps, write_graph
     from migrator.operations.plan import make_plan
 
+    if graph_run is not None:
+        if graph is None:
+            raise click.UsageError("--run draws a run's graph: give --graph FILE too")
+        echo_graph(write_graph(run_steps(cli.db_url, graph_run), graph,
+                               title=f"run {graph_run}"))
+        return
     result = make_plan(cli.db_url, config=config_path, tenants=list(tenants) or None,
                        include_dependencies=include_dependencies, output=output, name=name,
                        clouds_yaml=clouds_yaml, offline=offline, kinds=list(kinds) or None,
                        exclude_kinds=list(exclude_kinds) or None)
+    drawn = write_graph(plan_steps(result.plan), graph, title=f"plan {result.plan.name}") \
+        if graph else None
     if output_format == "json":
-        echo_json(result.as_dict())
+        echo_json({**result.as_dict(), **({"graph": str(drawn.path)} if drawn else {})})
         return
     render(result)
+    if drawn is not None:
+        echo_graph(drawn)
+
+
+def echo_graph(drawn: GraphResult) -> None:
+    how = "one node per tenant" if drawn.summarised else "one node per step"
+    click.echo(f"Graph: {drawn.path} ({drawn.steps} steps of {drawn.tenants} tenant(s), "
+               f"{how}: {drawn.nodes} nodes, {drawn.edges} edges"
+               + (", drawn by Graphviz" if drawn.drawn_by else "") + ")")
 
 
 def render(result: PlanResult) -> None:

@@ -235,8 +235,19 @@ class ResourceHandler(Handler):
         target_id = step.checkpoint.get("target_id")
         if not target_id:
             raise StepFailedError(f"step {step.key!r} has no target id to verify")
-        attrs = resolve_attrs(ctx, step)
-        resource = self.read(tc, str(target_id), step, attrs)
+        problems = self.differences(tc, step, str(target_id), resolve_attrs(ctx, step))
+        if problems:
+            raise StepFailedError(
+                f"step {step.key!r}: target {step.kind} {target_id} differs: "
+                + "; ".join(problems)
+            )
+
+    def differences(self, tc: TargetCloud, step: StepSnapshot, target_id: str,
+                    attrs: dict[str, Any]) -> list[str]:
+        """How the target resource differs from the plan's ``attrs`` (references resolved),
+        in words; empty when it matches. A resource that is gone raises NotFoundError (the
+        adapter's 404). Also what ``migrator verify`` asks, long after the run."""
+        resource = self.read(tc, target_id, step, attrs)
         if step.checkpoint.get("adopted") == "decision":
             problems = mismatches(attrs, resource, ("name",))
         else:
@@ -245,11 +256,7 @@ class ResourceHandler(Handler):
         if self.is_marked(step) and migrated_source_id(resource) != source_id_of(step):
             problems.append(f"source id mark: wanted {source_id_of(step)!r}, target has "
                             f"{migrated_source_id(resource)!r}")
-        if problems:
-            raise StepFailedError(
-                f"step {step.key!r}: target {step.kind} {target_id} differs: "
-                + "; ".join(problems)
-            )
+        return problems
 
     def reconcile(self, ctx: StepContext, step: StepSnapshot) -> Reconciliation:
         """In doubt after a crash: trust a recorded target id, else look on the target by the
