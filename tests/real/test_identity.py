@@ -149,10 +149,6 @@ def test_tenants_users_and_roles_arrive_in_real_keystone(world: RealWorld) -> No
         assert result.exit_code == 0, result.output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a target without Nova and Neutron: every plan holds compute and network quota steps, "
-    "which fail (kind selection and real dependencies only: issue 9 item 3, branch "
-    "kinds-formats)"))
 def test_a_plan_for_a_target_without_nova_and_neutron_runs_to_the_end(
         world: RealWorld) -> None:
     plan = world.discover_and_plan("identity-only")

@@ -16,7 +16,7 @@ import pytest
 from migrator.sim.seed_gen import SeedShape
 from tests.real.checks import assert_images_migrated
 from tests.real.services import RealServices
-from tests.real.world import NEEDS_KINDS, RealWorld, start_world, tenant_seed
+from tests.real.world import RealWorld, start_world, tenant_seed
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 
@@ -34,7 +34,6 @@ def world(tmp_path: Path, real_services: RealServices) -> Iterator[RealWorld]:
         w.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_KINDS)
 def test_images_arrive_in_real_glance(world: RealWorld) -> None:
     plan = world.discover_and_plan("images")
     began = time.monotonic()
@@ -56,10 +55,6 @@ def qcow2_world(tmp_path: Path, real_services: RealServices) -> Iterator[RealWor
         w.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    f"{NEEDS_KINDS}; and the seeded images are labelled qcow2 over bytes that are not, which "
-    "Glance 33 refuses ([image_format] require_image_format_match): content whose header "
-    "matches its label and format detection (issue 9 item 4, branch kinds-formats)"))
 def test_qcow2_labelled_images_arrive_in_real_glance(qcow2_world: RealWorld) -> None:
     plan = qcow2_world.discover_and_plan("qcow2")
     result = qcow2_world.cli("execute", str(plan))

@@ -23,11 +23,10 @@ from migrator.sim.seed_gen import SeedShape
 from tests.e2e_support import id_map_rows, run_steps
 from tests.real.checks import assert_images_migrated, assert_volumes_migrated
 from tests.real.services import RealServices
-from tests.real.world import NEEDS_KINDS, RealWorld, kill, start_world, tenant_seed
+from tests.real.world import RealWorld, kill, start_world, tenant_seed
 from tests.sim.conftest import Admin
 
-pytestmark = [pytest.mark.real, pytest.mark.timeout(900),
-              pytest.mark.xfail(strict=True, reason=NEEDS_KINDS)]
+pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 
 MiB = 1 << 20
 BIG = 16 * MiB  # at 2 MiB/s: eight seconds of upload to kill in
@@ -132,7 +131,7 @@ def test_sigkill_in_a_volume_copy_then_resume(volume_world: RealWorld) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    f"{NEEDS_KINDS}; and the same plan is refused as stale against the new state database: "
+    "the same plan is refused as stale against the new state database: "
     "the source inventory's hash covers each legacy volume's updated_at, which migrator's own "
     "os-volume_upload_image changed"))
 def test_lost_state_database_then_the_same_plan_adopts_everything(

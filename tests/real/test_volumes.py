@@ -18,7 +18,7 @@ import pytest
 from migrator.sim.seed_gen import SeedShape
 from tests.real.checks import assert_images_migrated, assert_volumes_migrated
 from tests.real.services import RealServices
-from tests.real.world import NEEDS_KINDS, RealWorld, start_world, tenant_seed
+from tests.real.world import RealWorld, start_world, tenant_seed
 
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 
@@ -36,7 +36,6 @@ def world(tmp_path: Path, real_services: RealServices) -> Iterator[RealWorld]:
         w.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_KINDS)
 def test_volumes_arrive_in_real_cinder(world: RealWorld) -> None:
     plan = world.discover_and_plan("volumes")
     began = time.monotonic()

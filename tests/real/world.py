@@ -35,10 +35,6 @@ REPO = Path(__file__).resolve().parents[2]
 VOLUME_TYPES = {"standard": "__DEFAULT__", "ssd": "__DEFAULT__"}
 # Until plans leave out what a target without Nova and Neutron cannot take, every image and
 # volume step waits on the compute and network quota steps, which fail there.
-NEEDS_KINDS = ("every image step depends on the compute and network quota steps, which a "
-               "target without Nova and Neutron fails (kind selection and real dependencies "
-               "only: issue 9 item 3, branch kinds-formats)")
-
 
 def connect(clouds_yaml: Path, cloud: str) -> openstack.connection.Connection:
     config = openstack.config.loader.OpenStackConfig(

@@ -15,14 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from migrator.plan.model import KINDS
-from migrator.store.inventory import Item
+from migrator.store.inventory import VOLATILE, Item
 
-# What changes by itself on a living cloud, without anything to migrate again.
-VOLATILE = frozenset({
-    "updated_at", "status", "attachments", "links", "self", "file", "schema",
-    "os-vol-host-attr:host", "os-vol-mig-status-attr:migstat",
-    "os-vol-mig-status-attr:name_id", "migration_status", "replication_status",
-})
 DRIFT_KINDS = frozenset(KINDS)
 
 
