@@ -130,10 +130,6 @@ def test_sigkill_in_a_volume_copy_then_resume(volume_world: RealWorld) -> None:
           f"{[(i['name'], i['status']) for i in killed]}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the same plan is refused as stale against the new state database: "
-    "the source inventory's hash covers each legacy volume's updated_at, which migrator's own "
-    "os-volume_upload_image changed"))
 def test_lost_state_database_then_the_same_plan_adopts_everything(
         tmp_path: Path, real_services: RealServices) -> None:
     seed = tenant_seed(SeedShape(tenants=2, images_per_tenant=1, volumes_per_tenant=2,
