@@ -220,12 +220,16 @@ class TargetBase:
         microversion: str | None = None,
         ok: tuple[int, ...] = (200, 201, 202, 204),
         missing_ok: bool = False,
+        secret: bool = False,
     ) -> Any:
         """One API call; returns the decoded JSON body (None for an empty one, or for a 404
         when ``missing_ok``). ``op`` and ``what`` name the operation and the resource in
-        error messages (``create network``, ``'physics-net'``)."""
+        error messages (``create network``, ``'physics-net'``). ``secret``: the body holds a
+        secret, so keystoneauth must not log the call (its DEBUG log prints request bodies)."""
         proxy = self._proxy(service)
         kwargs: dict[str, Any] = {"raise_exc": False}
+        if secret:
+            kwargs["log"] = False
         if json is not None:
             kwargs["json"] = json
         if params:
