@@ -140,7 +140,14 @@ class Compute:
         self.ports = RouterHandlers(core)
         self.volumes = VolumeAPI(cloud)
         self.tasks: set[asyncio.Task[None]] = set()
+        self._seq = max((int(s.get("_seq") or 0) for s in self.state.values("servers")),
+                        default=0)
         self._recover()
+
+    def next_seq(self) -> int:
+        """The next server's creation number (Nova's integer row id, its listing order)."""
+        self._seq += 1
+        return self._seq
 
     def _recover(self) -> None:
         """What Nova's compute service does with its instances when it starts again

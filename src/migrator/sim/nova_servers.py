@@ -84,7 +84,9 @@ SORT_KEYS = {"created_at": "created_at", "updated_at": "updated_at", "display_na
              "uuid": "id", "vm_state": "vm_state", "task_state": "task_state",
              "power_state": "power_state", "launched_at": "launched_at", "key_name": "key_name",
              "project_id": "project_id", "user_id": "user_id", "host": "host",
-             "availability_zone": "availability_zone"}
+             "availability_zone": "availability_zone",
+             # Nova's own tie-breaker: the database row's integer id, in creation order.
+             "id": "_seq"}
 
 
 def schema_error(field: str, value: Any, reason: str) -> SimHTTPError:
@@ -233,10 +235,10 @@ class ServerAPI:
         keys = [k for k in request.query.getall("sort_key", []) if k in SORT_KEYS]
         dirs = request.query.getall("sort_dir", [])
         if not keys:
-            keys, dirs = ["created_at", "uuid"], ["desc", "desc"]
+            keys, dirs = ["created_at", "id"], ["desc", "desc"]
         pairs = [(k, dirs[i] if i < len(dirs) else "desc") for i, k in enumerate(keys)]
-        if "uuid" not in keys:
-            pairs.append(("uuid", pairs[0][1]))
+        if "id" not in keys:
+            pairs.append(("id", pairs[0][1]))
         for key, direction in reversed(pairs):
             items = sorted(items, key=_sort_value(SORT_KEYS[key]),
                            reverse=direction == "desc")
@@ -363,7 +365,8 @@ class ServerAPI:
             "access_ipv6": spec.get("accessIPv6") or "", "locked": False,
             "tags": list(spec.get("tags") or []), "user_data": spec.get("user_data"),
             "ports": [], "_nova_ports": [], "block_devices": [],
-            "root_device_name": ROOT_DEVICE, "fault": None, "progress": 0, "_content": None}
+            "root_device_name": ROOT_DEVICE, "fault": None, "progress": 0, "_content": None,
+            "_seq": self.compute.next_seq()}
 
     def _metadata(self, raw: Any, ctx: AuthContext) -> dict[str, str]:
         if raw is None:
@@ -749,7 +752,9 @@ class ServerAPI:
                 "owner_user_name": str(user.get("name") or "")}
 
 
-def _sort_value(field: str) -> Callable[[Record], tuple[bool, str]]:
+def _sort_value(field: str) -> Callable[[Record], tuple[bool, Any]]:
+    if field == "_seq":
+        return lambda server: (False, int(server.get("_seq") or 0))
     return lambda server: (server.get(field) is None, str(server.get(field) or ""))
 
 
