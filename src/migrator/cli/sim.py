@@ -73,6 +73,9 @@ def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | N
 @click.option("--images-per-tenant", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--volumes-per-tenant", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--users-per-tenant", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--servers-per-tenant", type=click.IntRange(0), default=4, show_default=True,
+              help="Servers per tenant, in a cycle: AArch64 with a floating IP, "
+                   "volume-backed x86 with a data volume, SHUTOFF x86, AArch64.")
 @click.option("--image-size", default="4MiB", show_default=True,
               help="Bytes of each generated image (512, 4MiB, 2GiB...).")
 @click.option("--volume-data-size", default="4MiB", show_default=True,
@@ -89,7 +92,7 @@ def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | N
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
-                 users_per_tenant: int, image_size: str, volume_data_size: str,
+                 users_per_tenant: int, servers_per_tenant: int, image_size: str, volume_data_size: str,
                  content_pool: int, own_credentials: int, rng_seed: int, cloud: str,
                  output: Path, fmt: str) -> None:
     """Generate a realistic Liberty-era inventory as a seed file."""
@@ -101,7 +104,8 @@ def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
         volumes_per_tenant=volumes_per_tenant, users_per_tenant=users_per_tenant,
         image_size=parse_size(image_size, "--image-size"),
         volume_data_size=parse_size(volume_data_size, "--volume-data-size"),
-        content_pool=content_pool, seed=rng_seed, own_credentials=own_credentials)
+        content_pool=content_pool, seed=rng_seed, own_credentials=own_credentials,
+        servers_per_tenant=servers_per_tenant)
     counts = write_seed(output, shape, cloud)
     if fmt == "json":
         click.echo(json.dumps({"output": str(output), **counts}))

@@ -112,6 +112,11 @@ SCHEMA: Spec = {
             "volumes": [{"name": str, "size": int, "volume_type": (str, type(None)),
                          "bootable": bool, "image": (str, type(None)), "metadata": dict,
                          "description": str, "content": CONTENT}],
+            "servers": [{"name": str, "flavor": str, "image": str, "boot_volume": str,
+                         "delete_on_termination": bool, "volumes": [str],
+                         "networks": [str], "security_groups": [str], "key_name": str,
+                         "user": str, "metadata": dict, "floating_ip": bool, "status": str,
+                         "fault": str, "description": str}],
         }],
     }},
 }
@@ -119,7 +124,7 @@ REQUIRED = {
     "tenants": ("name",), "users": ("name",), "networks": ("name",), "subnets": ("cidr",),
     "routers": ("name",), "security_groups": ("name",), "keypairs": ("name", "user"),
     "images": ("name",), "volumes": ("name", "size"), "flavors": ("name",),
-    "volume_types": ("name",), "domains": ("name",),
+    "volume_types": ("name",), "domains": ("name",), "servers": ("name", "flavor"),
 }
 
 
