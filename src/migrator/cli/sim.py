@@ -92,7 +92,8 @@ def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | N
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
-                 users_per_tenant: int, servers_per_tenant: int, image_size: str, volume_data_size: str,
+                 users_per_tenant: int, servers_per_tenant: int, image_size: str,
+                 volume_data_size: str,
                  content_pool: int, own_credentials: int, rng_seed: int, cloud: str,
                  output: Path, fmt: str) -> None:
     """Generate a realistic Liberty-era inventory as a seed file."""
