@@ -278,3 +278,19 @@ def test_servers_survive_a_restart_and_a_build_in_flight_fails(tmp_path: Path) -
         assert again.addresses == kept.addresses
         # Nova's compute, started again, puts an instance stuck in building in ERROR.
         assert admin.compute.get_server(stuck.id).status == "ERROR"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_snapshot_by_an_admin_of_another_project(worlds: dict[str, World], cloud: str) -> None:
+    world = worlds[cloud]
+    server = boot(world, "admin-snap", image=world.image_x86)
+    image = wait_image(world.admin, world.admin.compute.create_server_image(server, "by-admin").id)
+    admin_project = world.admin.current_project_id
+    assert image.owner == admin_project  # the caller's project owns it, as in Nova
+    if cloud == "target":  # modern Nova shares it with the server's project
+        assert image.visibility == "shared"
+        members = world.admin.image.get(f"/images/{image.id}/members").json()["members"]
+        assert [(m["member_id"], m["status"]) for m in members] == [(world.project_id,
+                                                                     "pending")]
+    else:
+        assert image.visibility == "private"
