@@ -294,3 +294,44 @@ def test_snapshot_by_an_admin_of_another_project(worlds: dict[str, World], cloud
                                                                      "pending")]
     else:
         assert image.visibility == "private"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_a_boot_volume_is_reserved_until_the_build_ends(sim: SimServer,
+                                                        worlds: dict[str, World],
+                                                        cloud: str) -> None:
+    world = worlds[cloud]
+    member = world.member
+    volume = member.block_storage.create_volume(size=1, image_id=world.image_x86["id"],
+                                                name=f"reserved-{cloud}")
+    volume = wait_volume(member, volume, "available")
+    bdm = [{"boot_index": 0, "uuid": volume.id, "source_type": "volume",
+            "destination_type": "volume"}]
+    sim_cloud = sim.cloud(cloud)
+    quick = sim_cloud.profile
+    sim_cloud.profile = replace(quick, delays=replace(quick.delays, server_build=3600))
+    try:
+        slow = boot(world, "slow", block_device_mapping=bdm, wait=False)
+        # Nova's API reserves the volume at once: a second boot from it is refused.
+        reserved = "attaching" if cloud == "legacy" else "reserved"
+        assert member.block_storage.get_volume(volume).status == reserved
+        with pytest.raises(openstack.exceptions.BadRequestException, match="status must be"):
+            boot(world, "second", block_device_mapping=bdm, wait=False)
+        member.compute.delete_server(slow)  # deleted while it builds: the volume is free
+        member.compute.wait_for_delete(slow, interval=INTERVAL, wait=WAIT)
+    finally:
+        sim_cloud.profile = quick
+    assert wait_volume(member, volume, "available").attachments == []
+    # A build that fails frees it too.
+    world.admin.compute.update_quota_set(world.project_id, cores=-1, ram=-1)
+    huge = world.admin.compute.create_flavor(name=f"giant-{cloud}", ram=1 << 20, vcpus=4096,
+                                             disk=1)
+    failed = boot(world, "giant", flavor_id=huge.id, block_device_mapping=bdm, wait=False)
+    member.compute.wait_for_server(failed, status="ERROR", interval=INTERVAL, wait=WAIT)
+    assert wait_volume(member, volume, "available").attachments == []
+    # An ERROR server still holds its quota, as in Nova, until it is deleted.
+    with pytest.raises(openstack.exceptions.BadRequestException, match="already used"):
+        world.admin.compute.update_quota_set(world.project_id, cores=20)
+    member.compute.delete_server(failed)
+    member.compute.wait_for_delete(failed, interval=INTERVAL, wait=WAIT)
+    world.admin.compute.update_quota_set(world.project_id, cores=20, ram=51200)

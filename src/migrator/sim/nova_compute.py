@@ -230,6 +230,7 @@ class Compute:
             return
         host = self.pick_host(server)
         if host is None:
+            self.unreserve(plan)
             self.fail(server, NO_VALID_HOST,
                       "  File \"nova/conductor/manager.py\", in build_instances\n"
                       "    raise exception.NoValidHost(reason=\"\")\n")
@@ -239,6 +240,7 @@ class Compute:
             self._allocate_ports(server, plan)
         except SimHTTPError as exc:
             self._release_ports(server)
+            self.unreserve(plan)
             self.fail(server, f"Build of instance {server['id']} aborted: Failed to allocate "
                               "the network(s), not rescheduling.", exc.message)
             return
@@ -247,6 +249,7 @@ class Compute:
             await self._prepare_block_devices(server, plan)
         except (SimHTTPError, BuildFailed, OSError) as exc:
             self._release_ports(server)
+            self.unreserve(plan)
             self.fail(server, f"Build of instance {server['id']} aborted: Failure prepping "
                               "block device.", str(getattr(exc, "message", exc)))
             return
@@ -320,14 +323,39 @@ class Compute:
         self.state.delete("ports", port["id"])
 
     # -- block devices ---------------------------------------------------------------------
+    def reserve(self, server: Record, plan: BuildPlan) -> None:
+        """The volumes a boot names are reserved when the API accepts it, as Nova's API
+        does (``reserved`` on modern Cinder's attachment API, ``attaching`` on Liberty)."""
+        status = "attaching" if self.cloud.profile.cinder_max_microversion is None else (
+            "reserved")
+        for bdm in plan.block_devices:
+            vol = self.state.get("volumes", str(bdm.get("uuid")))
+            if bdm["source_type"] == "volume" and vol is not None:
+                self.volumes._touch(vol, status=status)
+                server.setdefault("_reserved", []).append(vol["id"])
+
+    def unreserve(self, plan: BuildPlan) -> None:
+        for bdm in plan.block_devices:
+            vol = self.state.get("volumes", str(bdm.get("uuid")))
+            if (bdm["source_type"] == "volume" and vol is not None
+                    and vol.get("status") in ("attaching", "reserved")):
+                self.volumes._touch(vol, status="available")
+
     async def _prepare_block_devices(self, server: Record, plan: BuildPlan) -> None:
         for bdm in plan.block_devices:
             if bdm["source_type"] == "volume":
                 vol = self.state.get("volumes", bdm["uuid"])
-                if vol is None or vol.get("status") not in ("available", "reserved"):
+                if vol is None or vol.get("status") not in ("attaching", "reserved"):
                     raise BuildFailed(f"Volume {bdm['uuid']} is not available")
             else:
                 vol = await self._new_volume(server, bdm)
+                if not self.alive(server) or server.get("task_state") == "deleting":
+                    # Deleted while its volume was made: the volume is left as Nova
+                    # leaves it, unattached (deleted if the mapping said so).
+                    if bdm.get("delete_on_termination"):
+                        self.volumes._begin_delete(vol)
+                    self.unreserve(plan)
+                    return
             self._attach_now(server, vol, bdm)
 
     async def _new_volume(self, server: Record, bdm: dict[str, Any]) -> Record:
@@ -541,6 +569,10 @@ class Compute:
                                 status="in-use" if remaining else "available")
             if bdm.get("delete_on_termination") and not remaining:
                 self.volumes._begin_delete(vol)
+        for vid in server.get("_reserved") or []:  # reserved, never attached
+            vol = self.state.get("volumes", vid)
+            if vol is not None and vol.get("status") in ("attaching", "reserved"):
+                self.volumes._touch(vol, status="available")
         forget_server_bytes(self.cloud, server)
         self.state.delete("servers", server["id"])
 

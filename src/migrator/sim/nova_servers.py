@@ -328,6 +328,7 @@ class ServerAPI:
         server = self._new_server(request, spec, ctx, flavor, image_ref, image_meta,
                                   metadata, groups)
         self.state.put("servers", server)
+        self.compute.reserve(server, plan)
         self.compute.start_build(server, plan)
         requested = spec.get("security_groups")
         out = {"id": server["id"], "links": server_links(request, server["id"]),
