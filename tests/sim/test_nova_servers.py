@@ -165,6 +165,10 @@ def test_listing_all_tenants_filters_and_pages(worlds: dict[str, World], cloud: 
     assert sorted(paged) == sorted(own_ids) and len(paged) == len(own_ids)
     newest = raw(world.member, "GET", "/servers?limit=1").json()
     assert newest["servers"][0]["id"] == mine[-1].id and "servers_links" in newest
+    gone = raw(world.member, "GET", "/servers?marker=9e2b7c1e-0000-4000-8000-000000000001")
+    assert gone.status_code == 400
+    assert gone.json()["badRequest"]["message"] == (
+        "marker [9e2b7c1e-0000-4000-8000-000000000001] not found")
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)

@@ -247,6 +247,9 @@ class ServerAPI:
     def _list(self, request: web.Request, *, detail: bool) -> web.Response:
         ctx = check_url_project(request)
         items = self._listed(request, ctx, detail=detail)
+        wanted = request.query.get("marker")
+        if wanted and not any(s["id"] == wanted for s in items):
+            raise SimHTTPError(400, f"marker [{wanted}] not found")
         chunk, marker = page(items, request, default_limit=1000)
         rendered = [self.view.detail(request, s, ctx) if detail else
                     self.view.summary(request, s) for s in chunk]
