@@ -21,9 +21,11 @@ from tests.timing import scaled
 def test_seed_writes_a_loadable_file(invoke: Invoke, tmp_path: Path) -> None:
     out = tmp_path / "seed.yaml"
     result = invoke("sim", "seed", "--tenants", "2", "--images-per-tenant", "1",
-                    "--image-size", "64KiB", "-o", str(out))
+                    "--image-size", "64KiB", "--servers-per-tenant", "4", "-o", str(out))
     assert result.exit_code == 0, result.output
-    assert result.output == f"wrote {out}: 2 tenants, 2 images, 4 volumes, 4 networks\n"
+    # Each tenant's second server boots from a volume and has a data volume: 2 more each.
+    assert result.output == (f"wrote {out}: 2 tenants, 2 images, 8 volumes, 4 networks, "
+                             "8 servers\n")
     doc = yaml.safe_load(out.read_text())
     tenants = [t["name"] for t in doc["clouds"]["legacy"]["tenants"]]
     assert tenants == ["admin", "physics", "chemistry"]
@@ -44,11 +46,21 @@ def test_seed_mislabels_the_last_images(invoke: Invoke, tmp_path: Path) -> None:
 
 def test_seed_json_output(invoke: Invoke, tmp_path: Path) -> None:
     out = tmp_path / "seed.json"
-    result = invoke("sim", "seed", "--tenants", "1", "-o", str(out), "--format", "json")
+    result = invoke("sim", "seed", "--tenants", "1", "--servers-per-tenant", "4", "-o",
+                    str(out), "--format", "json")
     assert result.exit_code == 0
     assert json.loads(result.output) == {"output": str(out), "tenants": 1, "images": 2,
-                                         "volumes": 2, "networks": 3}
+                                         "volumes": 4, "networks": 3, "servers": 4}
     assert json.loads(out.read_text())["clouds"]["legacy"]["tenants"][1]["name"] == "physics"
+
+
+def test_seed_without_servers_by_default(invoke: Invoke, tmp_path: Path) -> None:
+    out = tmp_path / "seed.json"
+    result = invoke("sim", "seed", "--tenants", "1", "-o", str(out), "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["servers"] == 0
+    assert json.loads(result.output)["volumes"] == 2
+    assert "servers" not in json.loads(out.read_text())["clouds"]["legacy"]["tenants"][1]
 
 
 def test_bad_size_is_one_line(invoke: Invoke, tmp_path: Path) -> None:

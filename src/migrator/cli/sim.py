@@ -73,6 +73,10 @@ def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | N
 @click.option("--images-per-tenant", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--volumes-per-tenant", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--users-per-tenant", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--servers-per-tenant", type=click.IntRange(0), default=0, show_default=True,
+              help="Servers per tenant (none by default: servers do not migrate yet), in a "
+                   "cycle: AArch64 with a floating IP, "
+                   "volume-backed x86 with a data volume, SHUTOFF x86, AArch64.")
 @click.option("--image-size", default="4MiB", show_default=True,
               help="Bytes of each generated image (512, 4MiB, 2GiB...).")
 @click.option("--volume-data-size", default="4MiB", show_default=True,
@@ -92,9 +96,9 @@ def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | N
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
-                 users_per_tenant: int, image_size: str, volume_data_size: str,
-                 content_pool: int, own_credentials: int, mislabelled: int, rng_seed: int,
-                 cloud: str, output: Path, fmt: str) -> None:
+                 users_per_tenant: int, servers_per_tenant: int, image_size: str,
+                 volume_data_size: str, content_pool: int, own_credentials: int,
+                 mislabelled: int, rng_seed: int, cloud: str, output: Path, fmt: str) -> None:
     """Generate a realistic Liberty-era inventory as a seed file."""
     from migrator.operations.sim import parse_size, write_seed
     from migrator.sim.seed_gen import SeedShape
@@ -105,7 +109,7 @@ def seed_command(tenants: int, images_per_tenant: int, volumes_per_tenant: int,
         image_size=parse_size(image_size, "--image-size"),
         volume_data_size=parse_size(volume_data_size, "--volume-data-size"),
         content_pool=content_pool, seed=rng_seed, own_credentials=own_credentials,
-        mislabelled=mislabelled)
+        mislabelled=mislabelled, servers_per_tenant=servers_per_tenant)
     counts = write_seed(output, shape, cloud)
     if fmt == "json":
         click.echo(json.dumps({"output": str(output), **counts}))

@@ -114,4 +114,5 @@ def write_seed(output: Path, shape: SeedShape, cloud: str = "legacy") -> dict[st
         "images": sum(len(t.get("images", [])) for t in tenants),
         "volumes": sum(len(t.get("volumes", [])) for t in tenants),
         "networks": sum(len(t.get("networks", [])) for t in tenants),
+        "servers": sum(len(t.get("servers", [])) for t in tenants),
     }

@@ -1,5 +1,6 @@
 """Neutron v2.0: version documents, extensions, networks, subnets, subnet pools (modern),
-routers and their interfaces, ports, security groups and rules, quotas, and tags (modern).
+routers and their interfaces, ports, floating IPs, security groups and rules, quotas, and tags
+(modern).
 
 openstacksdk does no discovery for the network service: it appends ``v2.0`` to the catalog
 URL and calls ``/network/v2.0/<resources>`` straight away. Liberty renders ``tenant_id`` only
@@ -24,6 +25,7 @@ from migrator.sim.http import (
     read_json,
 )
 from migrator.sim.neutron_common import (
+    FLOATINGIPS,
     NETWORKS,
     PORTS,
     PREFIX,
@@ -36,6 +38,7 @@ from migrator.sim.neutron_common import (
     NeutronCore,
     bad_request,
 )
+from migrator.sim.neutron_floatingips import FloatingIPHandlers
 from migrator.sim.neutron_networks import NetworkHandlers
 from migrator.sim.neutron_routers import RouterHandlers
 from migrator.sim.neutron_secgroups import SecurityGroupHandlers
@@ -43,7 +46,7 @@ from migrator.sim.neutron_secgroups import SecurityGroupHandlers
 # URL segment of each taggable resource, as the tag API and the SDK spell it.
 TAGGABLE: dict[str, Kind] = {"networks": NETWORKS, "subnets": SUBNETS, "ports": PORTS,
                              "routers": ROUTERS, "security-groups": SECURITY_GROUPS,
-                             "subnetpools": SUBNETPOOLS}
+                             "subnetpools": SUBNETPOOLS, "floatingips": FLOATINGIPS}
 # Only what the simulator serves: attributes it renders and accepts, routes it answers.
 # Liberty's real list also had agents, the L3/DHCP agent schedulers, RBAC policies and
 # multi-provider networks; none of them is simulated, so none is advertised. Subnet pools
@@ -315,6 +318,11 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
     _crud(router, "routers", {"list": routers.list_routers, "create": routers.create_router,
                               "get": routers.get_router, "update": routers.update_router,
                               "delete": routers.delete_router})
+    fips = FloatingIPHandlers(api.core, routers)
+    _crud(router, "floatingips", {"list": fips.list_floatingips,
+                                  "create": fips.create_floatingip,
+                                  "get": fips.get_floatingip, "update": fips.update_floatingip,
+                                  "delete": fips.delete_floatingip})
     router.add_put(f"{V2}/routers/{{id}}/add_router_interface", routers.add_interface)
     router.add_put(f"{V2}/routers/{{id}}/remove_router_interface", routers.remove_interface)
     _crud(router, "security-groups", {"list": groups.list_groups, "create": groups.create_group,

@@ -1,5 +1,6 @@
 """Nova 2.1: version discovery, microversions, flavors, quota sets and limits; keypairs live
-in nova_keypairs.py. Servers are not simulated.
+in nova_keypairs.py, servers in nova_servers.py (their attachments and interfaces in
+nova_server_children.py, what runs after the API's answer in nova_compute.py).
 
 Liberty serves ``/compute/v2.1/{project_id}/...`` up to 2.12 and reads only the
 ``X-OpenStack-Nova-API-Version`` header; modern serves ``/compute/v2.1/...`` up to the
@@ -37,7 +38,10 @@ from migrator.sim.nova_common import (
     policy_error,
     quota_limits,
 )
+from migrator.sim.nova_compute import Compute, server_usage
 from migrator.sim.nova_keypairs import KeypairAPI, add_keypair_routes
+from migrator.sim.nova_server_children import ServerChildrenAPI, add_children_routes
+from migrator.sim.nova_servers import ServerAPI, add_server_routes
 from migrator.sim.state import Record, new_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -347,6 +351,7 @@ class NovaAPI:
         # Keypairs count per user: a project-wide view has none in use (as Nova reports).
         if user_id:
             used["key_pairs"] = len(self.state.grouped("keypairs", "user_id").get(user_id, []))
+        used.update(server_usage(self.cloud, project_id))
         return used
 
     async def show_quotas(self, request: web.Request) -> web.Response:
@@ -421,12 +426,14 @@ class NovaAPI:
         target = request.query.get("tenant_id") if ctx.is_admin else None
         project_id = target or ctx.project_id or ""
         q = quota_limits(self.cloud, project_id)
+        used = server_usage(self.cloud, project_id)
         absolute: dict[str, int] = {
             "maxTotalInstances": q["instances"], "maxTotalCores": q["cores"],
             "maxTotalRAMSize": q["ram"], "maxServerMeta": q["metadata_items"],
             "maxTotalKeypairs": q["key_pairs"], "maxServerGroups": q["server_groups"],
             "maxServerGroupMembers": q["server_group_members"],
-            "totalInstancesUsed": 0, "totalCoresUsed": 0, "totalRAMUsed": 0,
+            "totalInstancesUsed": used["instances"], "totalCoresUsed": used["cores"],
+            "totalRAMUsed": used["ram"],
             "totalServerGroupsUsed": 0}
         if not at_least(request, "2.39"):
             absolute["maxImageMeta"] = q["metadata_items"]
@@ -481,3 +488,7 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
     router.add_get(f"{flavor}/os-flavor-access", wrap(api.flavor_access))
     router.add_post(f"{flavor}/action", wrap(api.flavor_action))
     router.add_get(f"{base}/limits", wrap(api.limits))
+    compute = Compute(cloud)
+    servers = ServerAPI(cloud, compute)
+    add_server_routes(router, base, servers, wrap)
+    add_children_routes(router, base, ServerChildrenAPI(servers, compute), wrap)

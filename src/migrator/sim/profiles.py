@@ -14,6 +14,11 @@ class Delays:
     volume_upload: float = 0.0
     # An upload (PUT .../file) stays ``saving`` this long before it answers, as a slow store.
     image_upload: float = 0.0
+    # A server stays BUILD this long; a stop or start takes this long (task_state
+    # powering-off/-on); a snapshot of an image-backed server uploads for this long.
+    server_build: float = 0.0
+    server_power: float = 0.0
+    server_snapshot: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from migrator.sim.http import SimHTTPError
 from migrator.sim.nova_keypairs import ssh_fingerprint
 from migrator.sim.profiles import top_level_parent
 from migrator.sim.seed_schema import SeedError, load_yaml, validate
+from migrator.sim.seed_servers import ServerSeeder
 from migrator.sim.state import Record, now_iso
 
 _NS = uuid.UUID("0b7c5a52-7f0e-4cbb-9a57-5b0f3e0f4d11")
@@ -155,6 +156,10 @@ class _Seeder:
                 self._keypair(t, k, f"{where}.keypairs[{j}]")
             for j, v in enumerate(t.get("volumes") or []):
                 self._volume(t, v, f"{where}.volumes[{j}]")
+        servers = ServerSeeder(self, _uid)
+        for i, t in enumerate(tenants):
+            for j, srv in enumerate(t.get("servers") or []):
+                servers.seed(t, srv, f"tenants[{i}].servers[{j}]")
 
     # -- identity ----------------------------------------------------------------------------
     def _domain_id(self, node: Any, where: str, name: str | None) -> str:

@@ -90,7 +90,9 @@ SCHEMA: Spec = {
         "services": [str],
         "token_ttl": (int, float),
         "delays": {"volume_create": (int, float), "volume_delete": (int, float),
-                   "volume_upload": (int, float), "image_upload": (int, float)},
+                   "volume_upload": (int, float), "image_upload": (int, float),
+                   "server_build": (int, float), "server_power": (int, float),
+                   "server_snapshot": (int, float)},
         "domains": [{"name": str, "description": str, "enabled": bool}],
         "roles": [str],
         "flavors": [{"name": str, "id": str, "vcpus": int, "ram": int, "disk": int,
@@ -121,6 +123,11 @@ SCHEMA: Spec = {
             "volumes": [{"name": str, "size": int, "volume_type": (str, type(None)),
                          "bootable": bool, "image": (str, type(None)), "metadata": dict,
                          "description": str, "content": CONTENT}],
+            "servers": [{"name": str, "flavor": str, "image": str, "boot_volume": str,
+                         "delete_on_termination": bool, "volumes": [str],
+                         "networks": [str], "security_groups": [str], "key_name": str,
+                         "user": str, "metadata": dict, "floating_ip": bool, "status": str,
+                         "fault": str, "description": str}],
         }],
     }},
 }
@@ -128,7 +135,7 @@ REQUIRED = {
     "tenants": ("name",), "users": ("name",), "networks": ("name",), "subnets": ("cidr",),
     "routers": ("name",), "security_groups": ("name",), "keypairs": ("name", "user"),
     "images": ("name",), "volumes": ("name", "size"), "flavors": ("name",),
-    "volume_types": ("name",), "domains": ("name",),
+    "volume_types": ("name",), "domains": ("name",), "servers": ("name", "flavor"),
 }
 
 
