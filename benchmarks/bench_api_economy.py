@@ -36,7 +36,7 @@ from benchmarks.harness import Metric, benchmark
 from migrator.config import SAMPLE
 from migrator.operations.db import init_state
 from migrator.operations.discover import discover
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.operations.plan import make_plan
 from migrator.sim.seed_gen import SeedShape, generate
 from migrator.sim.server import CloudSpec, SimServer
@@ -184,14 +184,15 @@ def _measure(server: SimServer, tmp: Path, tenants: int) -> list[Metric]:
     kinds = Counter(s.kind for s in steps)
 
     sim.reset()
-    rehearsal = execute_plan(url, planned.path, dry_run=True, clouds_yaml=clouds_yaml,
-                             handle_sigint=False)
+    rehearsal = execute_plan(url, planned.path,
+        ExecuteOptions(dry_run=True, clouds_yaml=clouds_yaml, handle_sigint=False))
     assert rehearsal.dry_run is not None and rehearsal.dry_run.ok, rehearsal.dry_run
     rehearsal_calls = sim.calls("target")
     checks = sum(rehearsal_calls.values())
 
     sim.reset()
-    done = execute_plan(url, planned.path, clouds_yaml=clouds_yaml, handle_sigint=False)
+    done = execute_plan(url, planned.path,
+        ExecuteOptions(clouds_yaml=clouds_yaml, handle_sigint=False))
     assert done.run is not None and done.run.status == "finished", done.run
     target = sim.calls("target")
     target_total = sum(target.values())

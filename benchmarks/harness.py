@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Prose about a benchmark's figures (what they mean, where the time goes), one file per
+# benchmark, appended below the table so that a new run of the table keeps it.
+NOTES = Path(__file__).resolve().parent / "notes"
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ def write_table() -> Path:
         "| benchmark | metric | value | target | result | machine | date |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
+    for note in sorted(NOTES.glob("*.md")):
+        text += "\n" + note.read_text()
     path = RESULTS / "README.md"
     path.write_text(text)
     return path

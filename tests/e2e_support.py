@@ -131,7 +131,7 @@ class World:
         self.sim.stop()
 
 
-def start_world(root: Path, *, tenants: int = 3) -> World:
+def start_world(root: Path, *, tenants: int = 3, tls: bool = False) -> World:
     """Both clouds served, the legacy one prepared (operator, shared-net interface), the
     target's external and shared networks created, the state database and config written."""
     root.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def start_world(root: Path, *, tenants: int = 3) -> World:
                               own_credentials=tenants))
     (root / "seed.json").write_text(json.dumps(seed))
     sim = SimServer([CloudSpec("legacy", "liberty"), CloudSpec("target", "modern")],
-                    root / "sim", seed=root / "seed.json").start()
+                    root / "sim", seed=root / "seed.json", tls=tls).start()
     try:
         add_operator(sim, member_of=["physics", "chemistry"], home="physics")
         legacy = connect(sim.clouds_yaml, "legacy")
@@ -439,7 +439,8 @@ def assert_migrated(world: World, plan: Plan, url: str, run_name: str) -> Report
             auth_url=auth_url.rstrip("/"),
             username=name, password=passwords[name], project_id=projects[project],
             user_domain_id="default", project_domain_id="default", identity_api_version="3",
-            load_yaml_config=False, load_envvars=False)
+            load_yaml_config=False, load_envvars=False,
+            cacert=str(world.sim.cacert) if world.sim.cacert else None)
         assert login.session.get_project_id() == projects[project]
 
     # Quotas: the policy applied (scale x2, instances fixed at 7) to every key both sides

@@ -21,7 +21,8 @@ def test_the_sample_is_valid_and_documents_every_key(tmp_path: Path) -> None:
     for section, cls in (("source", config.source), ("target", config.target),
                          ("selection", config.selection), ("mappings", config.mappings),
                          ("address_plan", config.address_plan), ("quotas", config.quotas),
-                         ("users", config.users), ("conflicts", config.conflicts)):
+                         ("users", config.users), ("conflicts", config.conflicts),
+                         ("retries", config.retries)):
         for key in cls.__dataclass_fields__:
             assert f"`{section}.{key}`" in docs, f"{section}.{key} is not documented"
 
@@ -103,6 +104,29 @@ def test_transfer_and_image_properties_sections() -> None:
             ("image_properties:\n  rules:\n    - set_if_architecture: {architecture: arm, "
              "set: {a: b}}", "m.yaml:3: image_properties.rules[0].set_if_architecture: "
                              "unknown architecture 'arm'")):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, "m.yaml")
+        assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_retries_section() -> None:
+    config = parse_config("retries:\n  step_attempts: 5\n  call_backoff: 0.5\n  budget: 20\n",
+                          "m.yaml")
+    retries = config.retries
+    assert (retries.step_attempts, retries.step_backoff, retries.call_retries) == (5, 2.0, 4)
+    policy = retries.call_policy("target")
+    assert (policy.retries, policy.backoff.base, policy.backoff.cap) == (4, 0.5, 5.0)
+    assert (policy.budget.capacity, policy.budget.refill, policy.budget.name) == (
+        20.0, 0.2, "target")
+    assert retries.call_policy("target").budget is not policy.budget  # one per cloud
+    assert parse_config("", "m.yaml").retries.step_attempts == 3
+    for text, message in (
+            ("retries: {step_attempts: 0}", "m.yaml:1: retries.step_attempts: expected a "
+                                           "whole number >= 1, got 0"),
+            ("retries: {call_retries: 1.5}", "m.yaml:1: retries.call_retries: expected a "
+                                            "whole number >= 0, got 1.5"),
+            ("retries:\n  budget: lots\n", "m.yaml:2: retries.budget: expected a number >= 0"),
+            ("retries: {attempts: 3}", "m.yaml:1: retries.attempts: unknown key")):
         with pytest.raises(ConfigError) as caught:
             parse_config(text, "m.yaml")
         assert str(caught.value).startswith(message), str(caught.value)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.operations.plan import load_plan
 from tests.e2e_support import (
     TENANTS,
@@ -38,6 +38,7 @@ from tests.e2e_support import (
     start_world,
     target_inventory,
 )
+from tests.timing import replay_seed, scaled
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,9 +113,7 @@ def event_count(url: str) -> int:
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_then_resume(world: World) -> None:
-    seed = int(os.environ.get("MIGRATOR_CRASH_SEED", random.randrange(2**32)))
-    print(f"seed {seed} (replay: MIGRATOR_CRASH_SEED={seed})")
-    rng = random.Random(seed)
+    rng = random.Random(replay_seed("MIGRATOR_CRASH_SEED", 4_231))
     plan_path = discover_and_plan(world, "killed")
     plan = load_plan(plan_path)
     # A slower target, so that kills land mid-run and mid-step.
@@ -123,7 +122,7 @@ def test_sigkill_at_random_points_then_resume(world: World) -> None:
     while kills < 5:
         proc = execute_process(world, plan_path, resume=kills > 0)
         before = event_count(world.db_url)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         # Killed after a random number of new events (not a random time: how many steps a
         # second holds depends on the machine, and a fast one finished the run before the fifth
         # kill). The first kill waits for the run to be registered (so --resume has a run).
@@ -142,7 +141,7 @@ def test_sigkill_at_random_points_then_resume(world: World) -> None:
         moments.append(dict(Counter(s.state for s in steps.values())))
     world.admin("target").clear_faults()
     proc = execute_process(world, plan_path, resume=True)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=scaled(120))
     assert proc.returncode == 0, (out, err[-3000:])
     assert "Run killed: finished" in out
     print(f"kills {kills} in {time.monotonic() - began:.1f} s; step states at each kill: "
@@ -179,8 +178,9 @@ def test_faults_on_the_target_are_retried_and_audited(world: World) -> None:
     for rule in FAULTS:
         admin.add_fault(**rule)
     admin.reset_calls()
-    outcome = execute_plan(world.db_url, plan_path, clouds_yaml=world.clouds_yaml,
-                           handle_sigint=False, backoff_base=0.05, workers=4)
+    outcome = execute_plan(world.db_url, plan_path,
+        ExecuteOptions(clouds_yaml=world.clouds_yaml, handle_sigint=False, backoff_base=0.05,
+                       workers=4))
     fired = [r["fired"] for r in requests.get(f"{admin.base}/faults",
                                               timeout=10).json()["faults"]]
     calls = sum(admin.calls().values())

@@ -19,9 +19,18 @@ from typing import Any
 
 import yaml
 
+from migrator.bounded_yaml import (
+    MAX_CONFIG_BYTES,
+    YamlProblem,
+    check_yaml,
+    decode_text,
+    read_bytes,
+    yaml_problem,
+)
 from migrator.config_schema import (
     CONFLICT_DECISIONS,
     DEFAULT_ROLE_MAP,
+    IMAGE_FORMAT_POLICIES,
     IPV6_MODES,
     MEMBERS_OUTSIDE,
     PASSWORD_POLICIES,
@@ -34,6 +43,7 @@ from migrator.config_schema import (
     MappingsConfig,
     Path,
     QuotaConfig,
+    RetriesConfig,
     SelectionConfig,
     SourceConfig,
     TargetConfig,
@@ -47,7 +57,7 @@ from migrator.transfer.properties import RulesError, parse_image_properties
 DEFAULT_CONFIG = "migrator.yaml"
 
 SECTIONS = ("source", "target", "selection", "mappings", "address_plan", "quotas", "users",
-            "conflicts", "image_properties", "transfer")
+            "conflicts", "image_properties", "image_formats", "transfer", "retries")
 
 __all__ = ["DEFAULT_CONFIG", "SAMPLE", "Config", "load_config", "parse_bytes",
            "parse_config", "write_sample"]
@@ -57,26 +67,28 @@ def load_config(path: str | FilePath) -> Config:
     """Read and validate the configuration file at ``path``."""
     file = FilePath(path)
     try:
-        text = file.read_text()
+        text = decode_text(read_bytes(file, MAX_CONFIG_BYTES))
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such configuration file (create one with "
                           "'migrator init')") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the configuration: {exc.strerror}") from exc
+    except YamlProblem as exc:
+        raise ConfigError(exc.at(file)) from None
     return parse_config(text, str(file))
 
 
 def parse_config(text: str, file: str = "<config>") -> Config:
-    """Validate configuration text (``file`` names it in errors)."""
+    """Validate configuration text (``file`` names it in errors). Aliases are allowed within
+    a budget, nesting within a depth (bounded_yaml.check_yaml)."""
     try:
+        check_yaml(text)
         data = yaml.safe_load(text)
         lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+    except YamlProblem as exc:
+        raise ConfigError(exc.at(file)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark is not None else file
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(problem).split())}"
-                          ) from None
+        raise ConfigError(yaml_problem(exc, text).at(file)) from None
     check = Checker(file, lines)
     top = check.mapping(data, (), dict.fromkeys(SECTIONS))
     return Config(
@@ -91,7 +103,10 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         conflicts=_conflicts(check, top.get("conflicts")),
         image_properties=check.mapping(top.get("image_properties"), ("image_properties",)),
         transfer=_transfer(check, top.get("transfer")),
+        retries=_retries(check, top.get("retries")),
         image_rules=_image_rules(check, top.get("image_properties")),
+        image_formats=check.choice(top.get("image_formats", "detect"), ("image_formats",),
+                                   IMAGE_FORMAT_POLICIES),
     )
 
 
@@ -162,6 +177,27 @@ def _transfer(check: Checker, raw: Any) -> TransferConfig:
     )
 
 
+def _retries(check: Checker, raw: Any) -> RetriesConfig:
+    p: Path = ("retries",)
+    data = check.mapping(raw, p, _fields(RetriesConfig))
+    default = RetriesConfig()
+
+    def whole(key: str, minimum: int) -> int:
+        value = data.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise check.fail((*p, key), f"expected a whole number >= {minimum}, got {value!r}")
+        return value
+
+    def number(key: str, minimum: float = 0.0) -> float:
+        return check.number(data.get(key, getattr(default, key)), (*p, key), minimum=minimum)
+
+    return RetriesConfig(
+        step_attempts=whole("step_attempts", 1), step_backoff=number("step_backoff"),
+        step_backoff_max=number("step_backoff_max"), call_retries=whole("call_retries", 0),
+        call_backoff=number("call_backoff"), call_backoff_max=number("call_backoff_max"),
+        budget=number("budget"), budget_refill=number("budget_refill"))
+
+
 def _key_lines(node: Any, path: Path = ()) -> dict[Path, int]:
     """1-based line of every mapping key and list entry, by key path."""
     out: dict[Path, int] = {}
@@ -190,6 +226,8 @@ def _source(check: Checker, raw: Any) -> SourceConfig:
         cloud=str(check.string(data.get("cloud", default.cloud), (*p, "cloud"))),
         tenant_credentials=check.string_map(data.get("tenant_credentials"),
                                             (*p, "tenant_credentials")),
+        lean_reads=check.boolean(data.get("lean_reads", default.lean_reads),
+                                 (*p, "lean_reads")),
     )
 
 
@@ -228,7 +266,22 @@ def _selection(check: Checker, raw: Any) -> SelectionConfig:
         waves=waves,
         members_outside=check.choice(data.get("members_outside", "refuse"),
                                      (*p, "members_outside"), MEMBERS_OUTSIDE),
+        kinds=_kinds(check, data.get("kinds"), (*p, "kinds")),
+        exclude_kinds=_kinds(check, data.get("exclude_kinds"), (*p, "exclude_kinds")),
     )
+
+
+def _kinds(check: Checker, raw: Any, path: Path) -> list[str]:
+    names = check.string_list(raw, path)
+    if not names:
+        return names
+    # Imported here: commands that only read the configuration's help stay light.
+    from migrator.plan.model import KINDS
+
+    for i, name in enumerate(names):
+        if name not in KINDS:
+            raise check.fail((*path, i), f"unknown kind {name!r} (known: {', '.join(KINDS)})")
+    return names
 
 
 def _mappings(check: Checker, raw: Any) -> MappingsConfig:
@@ -328,6 +381,7 @@ source:
   # holding that tenant's own credentials.
   tenant_credentials: {}
   #   chemistry: legacy-chemistry-user0
+  lean_reads: true                 # discovery's own HTTP reads; false: through openstacksdk
 
 target:
   cloud: target                    # clouds.yaml entry of the modern (Kolla) cloud
@@ -338,6 +392,10 @@ selection:
   exclude: [admin, service]        # never migrated
   waves: []                        # e.g. [[physics], [chemistry, biology]]
   members_outside: refuse          # an image shared with a tenant not selected: refuse | skip
+  kinds: []                        # step kinds to plan, e.g. [project, user, image, volume]
+                                   # (with what they need); empty: every kind the target has
+                                   # the services for
+  exclude_kinds: []                # kinds left out (and the kinds that need them)
 
 mappings:
   domains: {}                      # legacy domain name -> target domain name
@@ -380,6 +438,10 @@ image_properties:                  # image (and volume image metadata) property 
                                    # legacy UEFI hack keys are dropped; architecture kept
   rules: []                        # more rules, applied after the defaults
 
+# An image whose disk_format label contradicts its bytes (read at discovery): detect (the
+# target image gets the format of its bytes) | trust_legacy (the label is kept)
+image_formats: detect
+
 transfer:
   parallel_transfers: 4            # image and volume byte copies at a time
   metadata_workers: 8              # steps at a time (execute --workers overrides)
@@ -390,6 +452,17 @@ transfer:
     image_active: 21600            # legacy volume upload until its image is active (s)
     volume_available: 21600        # target volume until available (s)
     poll_interval: 2               # between status reads while waiting (s)
+
+retries:                           # transient faults (5xx, dropped connections, expired tokens)
+  step_attempts: 3                 # tries of a step before it fails (execute --max-attempts)
+  step_backoff: 2                  # seconds before a step's first retry, doubled each time
+  step_backoff_max: 300
+  call_retries: 4                  # more tries of one API call (idempotent, or a create that
+                                   # looks up by source id first)
+  call_backoff: 0.2                # seconds before a call's first retry, doubled each time
+  call_backoff_max: 5
+  budget: 100                      # retries per cloud; each successful call gives back
+  budget_refill: 0.2               # this much: a cloud that is down is not hammered
 """
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.errors import ConfigError
+from migrator.retry import Backoff, RetryBudget, RetryPolicy
 from migrator.transfer.properties import DEFAULT_RULES, RuleSet
 from migrator.values import describe
 
@@ -23,6 +24,7 @@ QUOTA_SERVICES = ("compute", "volume", "network")
 PASSWORD_POLICIES = ("random", "fixed", "external")
 CONFLICT_DECISIONS = ("adopt", "rename", "fail")
 MEMBERS_OUTSIDE = ("refuse", "skip")
+IMAGE_FORMAT_POLICIES = ("detect", "trust_legacy")
 DEFAULT_ROLE_MAP = {"_member_": "member"}
 
 
@@ -31,6 +33,8 @@ class SourceConfig:
     cloud: str = "legacy"
     # tenant name or id -> clouds.yaml entry holding that tenant's own credentials
     tenant_credentials: dict[str, str] = field(default_factory=dict)
+    # Discovery's reads on its own kept-alive HTTP connections (False: through the SDK).
+    lean_reads: bool = True
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,9 @@ class SelectionConfig:
     waves: list[list[str]] = field(default_factory=list)
     # An image member (a tenant it is shared with) that is not selected: refuse | skip
     members_outside: str = "refuse"
+    # Step kinds to plan (empty: all) and kinds left out (with what needs them).
+    kinds: list[str] = field(default_factory=list)
+    exclude_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,26 @@ class TransferConfig:
 
 
 @dataclass(frozen=True)
+class RetriesConfig:
+    """How failures are retried (migrator/retry.py): a step, and one API call of a cloud."""
+
+    step_attempts: int = 3  # tries of a step before it fails for good (execute --max-attempts)
+    step_backoff: float = 2.0  # seconds before a step's first retry, doubled each time
+    step_backoff_max: float = 300.0
+    call_retries: int = 4  # more tries of one API call (429/5xx, dropped connection)
+    call_backoff: float = 0.2  # seconds before a call's first retry, doubled each time
+    call_backoff_max: float = 5.0
+    budget: float = 100.0  # retries per cloud (calls and create phases together)
+    budget_refill: float = 0.2  # given back to the budget by each call that succeeds
+
+    def call_policy(self, cloud: str) -> RetryPolicy:
+        """The retry policy of one cloud's calls, with a budget of its own."""
+        return RetryPolicy(retries=self.call_retries,
+                           backoff=Backoff(self.call_backoff, self.call_backoff_max),
+                           budget=RetryBudget(self.budget, self.budget_refill, name=cloud))
+
+
+@dataclass(frozen=True)
 class Config:
     path: str | None
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -125,7 +152,11 @@ class Config:
     # image_properties as given (the raw mapping) and as parsed rules (image_rules)
     image_properties: dict[str, Any] = field(default_factory=dict)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    retries: RetriesConfig = field(default_factory=RetriesConfig)
     image_rules: RuleSet = field(default_factory=lambda: DEFAULT_RULES)
+    # An image whose disk_format label contradicts its bytes (read at discovery): detect
+    # (the target image gets the format of the bytes) or trust_legacy (the label is kept).
+    image_formats: str = "detect"
 
 
 # -- validation helpers ---------------------------------------------------------------------

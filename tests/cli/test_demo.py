@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -10,6 +12,7 @@ import yaml
 from migrator.clouds.connection import open_cloud
 from migrator.sim.server import CloudSpec, SimServer
 from tests.cli.conftest import Invoke
+from tests.cli.terminal import run_on_terminal
 
 
 def test_demo_runs_the_story_and_resumes(invoke: Invoke, tmp_path: Path) -> None:
@@ -64,3 +67,37 @@ def test_demo_target_holds_the_migrated_tenants(invoke: Invoke, tmp_path: Path) 
         nets = [n.name for n in conn.network.networks(project_id=project.id)]
         assert nets == ["physics-net"]
         handle.close()
+
+
+def test_demo_over_https(invoke: Invoke, tmp_path: Path) -> None:
+    """The whole story (discover, plan, execute, image and volume bytes, verification) with
+    both clouds served over HTTPS by the simulator's own CA."""
+    workdir = tmp_path / "demo"
+    result = invoke("demo", "--tenants", "1", "--interrupt-after", "0", "--tls", "--dir",
+                    str(workdir))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^legacy: liberty cloud at https://127\.0\.0\.1:\d+$", result.output,
+                     re.MULTILINE)
+    assert re.search(r"^Run demo: finished in", result.output, re.MULTILINE)
+    assert "2 images and 2 volumes moved; every one matches its legacy size and checksum." \
+        in result.output
+    clouds = yaml.safe_load((workdir / "sim" / "clouds.yaml").read_text())["clouds"]
+    assert clouds["target"]["cacert"] == str(workdir / "sim" / "tls" / "ca.pem")
+
+
+def test_demo_on_a_terminal_draws_each_run_once(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "MIGRATOR_DB")}
+    drawn = run_on_terminal([sys.executable, "-c", "from migrator.cli.main import main; main()",
+                             "demo", "--tenants", "1", "--interrupt-after", "5"],
+                            cwd=tmp_path, env={**env, "TERM": "xterm-256color"})
+    assert drawn.exit_code == 0, drawn.text
+    assert "Traceback" not in drawn.text, drawn.text
+    # Each run's display left its last frame: the interrupted run's, then the resumed one's.
+    steps = [line for line in drawn.screen if line.startswith("executing ")]
+    assert len(steps) == 2, drawn.text
+    first, last = (re.search(r" (\d+)/(\d+) ", row) for row in steps)
+    assert first and last and first[2] == last[1] == last[2] and first[1] != first[2], steps
+    runs = [line.split(" in ")[0] for line in drawn.screen if line.startswith("Run demo: ")]
+    assert runs == ["Run demo: interrupted", "Run demo: finished"], drawn.text
+    assert "every one matches its legacy size and checksum." in drawn.text

@@ -24,8 +24,8 @@ TENANTS = ["physics", "chemistry", "biology"]
 OPERATOR_PASSWORD = "operator-secret-pw"
 
 
-def start_legacy(data_dir: Path, *, tenants: int = 3, faults: list[dict[str, Any]] | None = None
-                 ) -> SimServer:
+def start_legacy(data_dir: Path, *, tenants: int = 3, faults: list[dict[str, Any]] | None = None,
+                 tls: bool = False) -> SimServer:
     seed = generate(SeedShape(tenants=tenants, image_size=1024, volume_data_size=1024,
                               own_credentials=tenants))
     if faults:
@@ -33,7 +33,8 @@ def start_legacy(data_dir: Path, *, tenants: int = 3, faults: list[dict[str, Any
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "seed.json"
     path.write_text(json.dumps(seed))
-    return SimServer([CloudSpec("legacy", "liberty")], data_dir / "sim", seed=path).start()
+    return SimServer([CloudSpec("legacy", "liberty")], data_dir / "sim", seed=path,
+                     tls=tls).start()
 
 
 def admin_connection(sim: SimServer) -> openstack.connection.Connection:
@@ -73,17 +74,21 @@ class SimAdmin:
     """The simulator's unauthenticated admin endpoint (/_sim/...) of the legacy cloud."""
 
     def __init__(self, sim: SimServer) -> None:
-        self.base = f"{sim.cloud('legacy').base_url}/_sim"
+        self.base = f"{sim.cloud('legacy').listen_url}/_sim"
+        # A simulator serving HTTPS is trusted through its own CA.
+        self.verify: bool | str = str(sim.cacert) if sim.cacert else True
 
     def calls(self) -> dict[str, int]:
-        calls: dict[str, int] = requests.get(f"{self.base}/calls", timeout=10).json()["calls"]
+        calls: dict[str, int] = requests.get(f"{self.base}/calls",
+                                             timeout=10, verify=self.verify).json()["calls"]
         return calls
 
     def reset_calls(self) -> None:
-        requests.delete(f"{self.base}/calls", timeout=10).raise_for_status()
+        requests.delete(f"{self.base}/calls", timeout=10, verify=self.verify).raise_for_status()
 
     def add_fault(self, **rule: Any) -> None:
-        requests.post(f"{self.base}/faults", json=rule, timeout=10).raise_for_status()
+        requests.post(f"{self.base}/faults", json=rule,
+                      timeout=10, verify=self.verify).raise_for_status()
 
     def clear_faults(self) -> None:
-        requests.delete(f"{self.base}/faults", timeout=10).raise_for_status()
+        requests.delete(f"{self.base}/faults", timeout=10, verify=self.verify).raise_for_status()

@@ -12,6 +12,7 @@ import yaml
 from migrator.clouds.connection import open_cloud
 from migrator.clouds.errors import CloudCallError
 from migrator.errors import CloudError, ConfigError
+from migrator.retry import Backoff, RetryPolicy
 from migrator.sim.server import CloudSpec, SimServer
 from tests.clouds.legacy_sim import SimAdmin
 
@@ -49,10 +50,12 @@ def test_dead_endpoint_is_a_cloud_error_naming_the_url(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"clouds": {"dead": {"auth": {
         "auth_url": url, "username": "u", "password": "very-secret-pw",
         "project_name": "p", "user_domain_id": "default", "project_domain_id": "default"}}}}))
+    policy = RetryPolicy(backoff=Backoff(0.01))
     with pytest.raises(CloudError) as info:
-        open_cloud("dead", config_file=path)
+        open_cloud("dead", config_file=path, retry=policy)
     message = str(info.value)
     assert message == f"cloud dead: cannot reach {url}: Connection refused"
+    assert policy.budget.spent == 4  # refused connections are retried (a restarting proxy)
     assert "very-secret-pw" not in message
 
 
@@ -103,7 +106,7 @@ def test_every_request_is_counted(sim: SimServer) -> None:
 def test_reads_retry_transient_errors_then_fail_in_one_line(sim: SimServer) -> None:
     api = SimAdmin(sim)
     handle = open_cloud("legacy", config_file=sim.clouds_yaml)
-    handle.read_retries = 2
+    handle.retry = RetryPolicy(retries=2, backoff=Backoff(base=0.01))
     api.add_fault(match="GET /network/v2.0/networks", status=503, retry_after=0, times=2)
     try:
         assert "networks" in handle.get_json("network", "/networks")

@@ -12,6 +12,7 @@ import requests
 
 from migrator.clouds.connection import open_cloud
 from migrator.clouds.raw_reads import RawReader
+from migrator.retry import Backoff, RetryPolicy
 from migrator.sim.server import CloudSpec, SimServer
 from tests.clouds.legacy_sim import SimAdmin, start_legacy
 
@@ -101,7 +102,9 @@ def test_a_proxy_keeps_the_sdk_path(sim: SimServer, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
-    handle = open_cloud("legacy", config_file=sim.clouds_yaml, check=False)
+    # (proxy.invalid does not resolve: the token request's retries are made short)
+    handle = open_cloud("legacy", config_file=sim.clouds_yaml, check=False,
+                        retry=RetryPolicy(backoff=Backoff(0.01)))
     reader = RawReader(handle.conn, timeout=10, count=lambda method: None)
     assert not reader.usable("network")
 

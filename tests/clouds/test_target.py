@@ -19,8 +19,12 @@ from migrator.clouds.target import (
     source_tag,
 )
 from migrator.errors import CloudError, ConfigError, NotFoundError
+from migrator.retry import Backoff, RetryPolicy
 from migrator.sim.server import SimServer
 from tests.sim.conftest import Admin, admin_api, sim  # noqa: F401 - fixtures
+from tests.timing import scaled
+
+FAST_RETRY = RetryPolicy(backoff=Backoff(base=0.01))
 
 
 def hexid() -> str:
@@ -36,7 +40,7 @@ def handle(sim: SimServer) -> Iterator[CloudHandle]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def tc(handle: CloudHandle) -> TargetCloud:
-    return TargetCloud(handle, retry_delay=0.01)
+    return TargetCloud(handle, retry=FAST_RETRY)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,7 @@ def test_network_resources_carry_tag_and_description(tc: TargetCloud,
     assert tc.get_network(net["id"])["tags"] == [source_tag(sid)]
     assert tc.find_network_by_source(sid)["id"] == net["id"]
     assert tc.find_network_by_name(net["name"], project["id"])["id"] == net["id"]
-    tc.wait_for_network_active(net["id"], timeout=5)
+    tc.wait_for_network_active(net["id"], timeout=scaled(5))
     tc.delete_network(net["id"])
     assert tc.find_network_by_source(sid) is None
     tc.delete_network(net["id"])  # already gone: fine
@@ -225,7 +229,7 @@ def test_untagged_leftover_of_a_crash_is_found_and_tagged(handle: CloudHandle,
                                                          project: dict[str, Any]) -> None:
     # On a Neutron without the tag-creation extension create and tag are two calls, and a
     # crash between them leaves a resource marked only by its description (made here by hand).
-    tc = OlderNeutronTarget(handle, retry_delay=0.01)
+    tc = OlderNeutronTarget(handle, retry=FAST_RETRY)
     sid = hexid()
     attrs = {"name": f"left-{sid[:6]}", "project_id": project["id"]}
     body = {**attrs, "description": f"migrated from legacy {sid}"}

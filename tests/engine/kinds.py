@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from migrator.clouds.errors import CloudCallError
 from migrator.engine.handlers import Handler, Reconciliation, StepContext
 from migrator.engine.runs import StepSpec
 from migrator.engine.steps import StepSnapshot
@@ -66,6 +67,7 @@ class FlakyHandler(Handler):
         self.always: set[str] = set()
         self.times: dict[str, int] = {}
         self.final: set[str] = set()  # fail with an error marked final (retrying cannot help)
+        self.gone: set[str] = set()  # fail as a call to a cloud that cannot be connected to
         self.runs: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -76,6 +78,11 @@ class FlakyHandler(Handler):
             self.runs[step.key] += 1
             if step.key in self.final:
                 raise TransferError(f"{step.key}: the volume is attached", retryable=False)
+            if step.key in self.gone:
+                raise CloudCallError(f"cloud target: create {step.key}: cannot connect: "
+                                     "Connection refused", cloud="target",
+                                     operation=f"create {step.key}", retryable=True,
+                                     unreachable=True)
             if step.key in self.always:
                 raise RuntimeError(f"{step.key} cannot be created: quota exceeded")
             if self.times.get(step.key, 0) > 0:

@@ -34,20 +34,28 @@ from tests.engine.helpers import (
     steps_by_key,
 )
 from tests.engine.kinds import chains_with_fan_in, read_effects
+from tests.timing import replay_seed, scaled
 
 Factory = sessionmaker[Session]
 REPO = Path(__file__).resolve().parents[2]
 
 
 def start_runner(
-    url: str, effects: Path, *, resume: bool, workers: int = 8
+    url: str, effects: Path, *, resume: bool, workers: int = 8, log: Path | None = None
 ) -> subprocess.Popen[str]:
+    """The runner in a child process; its stderr piped, or written to ``log`` (which the
+    test can read while the child runs)."""
     cmd = [sys.executable, "-m", "tests.engine.runner", url, "run", str(effects)]
     cmd += ["--workers", str(workers)] + (["--resume"] if resume else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
-    return subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    if log is None:
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    with log.open("w") as err:
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True
+        )
 
 
 def event_count(engine: Engine, trigger: str | None = None) -> int:
@@ -59,16 +67,27 @@ def event_count(engine: Engine, trigger: str | None = None) -> int:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+    """Until ``predicate()``; at most ``timeout`` seconds on an idle machine (scaled)."""
+    limit = scaled(timeout)
+    deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.01)
-    raise AssertionError(f"condition not met within {timeout} s")
+    raise AssertionError(f"condition not met within {limit:g} s")
+
+
+INTERRUPTED = "interrupt: finishing the running phases"
+
+
+def acknowledged(log: Path) -> Callable[[], bool]:
+    """Whether the child's SIGINT handler has run (it logs as it asks the executor to
+    stop): what the test measures from, not the moment the signal was sent."""
+    return lambda: INTERRUPTED in log.read_text()
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, object]:
-    out, err = proc.communicate(timeout=timeout)
+    out, err = proc.communicate(timeout=scaled(timeout))
     assert proc.returncode == 0, f"runner exited {proc.returncode}: {err[-2000:]}"
     result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     return result
@@ -78,8 +97,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, object
 def test_sigkill_at_random_moments_then_resume(
     db_url: str, factory: Factory, tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("MIGRATOR_CRASH_SEED", random.randrange(2**32)))
-    print(f"crash test seed: {seed} (replay: MIGRATOR_CRASH_SEED={seed})")
+    seed = replay_seed("MIGRATOR_CRASH_SEED", 4_231)
     rng = random.Random(seed)
     steps, deps = chains_with_fan_in(20, 15, sleep_ms=(20, 120), seed=seed)
     assert len(steps) >= 300
@@ -147,16 +165,19 @@ def test_ctrl_c_stops_taking_steps_and_resume_finishes(
     run_id = slow_run(factory, 24, 400)
     engine = make_engine(db_url)
     effects = tmp_path / "effects.log"
-    proc = start_runner(db_url, effects, resume=False, workers=4)
+    log = tmp_path / "runner.log"
+    proc = start_runner(db_url, effects, resume=False, workers=4, log=log)
     wait_for(lambda: event_count(engine, "complete") >= 4, 20)
 
-    interrupted_at = datetime.now(UTC)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    wait_for(acknowledged(log), 10)
+    interrupted_at = datetime.now(UTC)
+    out, _ = proc.communicate(timeout=scaled(10))
+    err = log.read_text()
 
     assert proc.returncode == 3, err
     assert json.loads(out)["status"] == "interrupted"
-    assert "interrupt: finishing the running phases" in err
+    assert INTERRUPTED in err
     assert run_status(engine, run_id) == "interrupted"
     got = states(engine, run_id)
     assert "running" not in got.values() and "verifying" not in got.values()
@@ -180,21 +201,25 @@ def test_ctrl_c_stops_taking_steps_and_resume_finishes(
 def test_second_ctrl_c_exits_at_once_and_the_database_stays_consistent(
     db_url: str, factory: Factory, tmp_path: Path
 ) -> None:
-    run_id = slow_run(factory, 2, 4000)
+    # Phases far longer than the test: whatever the machine's speed, both workers are
+    # inside their first phase when the second Ctrl-C comes.
+    phase_s = scaled(20)
+    run_id = slow_run(factory, 2, int(phase_s * 2000))
     engine = make_engine(db_url)
     effects = tmp_path / "effects.log"
-    proc = start_runner(db_url, effects, resume=False, workers=2)
+    log = tmp_path / "runner.log"
+    proc = start_runner(db_url, effects, resume=False, workers=2, log=log)
     wait_for(lambda: event_count(engine, "start") == 2, 20)
-    time.sleep(0.3)  # both workers are inside their first phase (2 s long) by now
 
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.2)
+    # Two signals before the handler runs would count as one: wait until the first is in.
+    wait_for(acknowledged(log), 10)
     began = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=5)
+    proc.communicate(timeout=phase_s)
 
-    assert proc.returncode == 130
-    assert time.monotonic() - began < 1.0  # not waiting for the 2 s phases to end
+    assert proc.returncode == 130, log.read_text()
+    assert time.monotonic() - began < phase_s / 2  # not waiting for the phases to end
     assert set(states(engine, run_id).values()) == {"running"}  # in doubt, for resume
     assert_event_chains(engine, run_id, final_state=None)
     # Left behind by a process that is gone: its leases are taken over on resume.

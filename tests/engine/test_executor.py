@@ -85,6 +85,36 @@ def test_a_failing_step_blocks_exactly_its_descendants_then_resume_finishes(
     assert_event_chains(engine, run_id)
 
 
+def test_a_cloud_that_cannot_be_reached_stops_the_run_without_failing_steps(
+    db_url: str, factory: Factory, engine: Engine
+) -> None:
+    flaky = FlakyHandler()
+    flaky.gone = {"b"}
+    run_id, registry = flaky_run(factory, flaky)
+
+    result = execute_run(db_url, "r", workers=1, registry=registry, backoff_base=0.01,
+                         max_attempts=2)
+
+    # b spent its attempts on a cloud that was not there: the run stopped, nothing failed.
+    assert result.status == "interrupted"
+    assert result.stopped_by is not None and result.stopped_by.stops_run
+    assert str(result.stopped_by) == ("cloud target: create b: cannot connect: Connection "
+                                      "refused")
+    assert result.failed_steps == []
+    got = states(engine, run_id)
+    assert "failed" not in got.values() and "blocked" not in got.values()
+    b = steps_by_key(engine, run_id)["b"]
+    assert (b["state"], b["attempts"], flaky.runs["b"]) == ("pending", 0, 2)  # a fresh budget
+    assert triggers(engine, run_id, "b") == ["start", "fail", "retry"] * 2
+    assert run_status(engine, run_id) == "interrupted"
+
+    flaky.gone.clear()  # the cloud is back
+    result = execute_run(db_url, "r", resume=True, workers=3, registry=registry)
+    assert result.status == "finished" and result.stopped_by is None
+    assert set(states(engine, run_id).values()) == {"done"}
+    assert_event_chains(engine, run_id)
+
+
 def test_transient_failures_are_retried_with_backoff(
     db_url: str, factory: Factory, engine: Engine
 ) -> None:

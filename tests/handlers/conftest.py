@@ -13,6 +13,7 @@ import pytest
 
 from migrator.clouds.connection import CloudHandle, open_cloud
 from migrator.clouds.target import TargetCloud
+from migrator.retry import Backoff, RetryPolicy
 from migrator.sim.server import SimServer
 from tests.handlers.helpers import Runner
 from tests.sim.conftest import Admin, admin_api, sim  # noqa: F401 - fixtures
@@ -30,7 +31,7 @@ def target_handle(sim: SimServer) -> Iterator[CloudHandle]:  # noqa: F811
 @pytest.fixture(scope="module")
 def tc(target_handle: CloudHandle) -> TargetCloud:
     # Short backoffs: the tests inject 503s with Retry-After 0.
-    return TargetCloud(target_handle, retry_delay=0.01)
+    return TargetCloud(target_handle, retry=RetryPolicy(backoff=Backoff(base=0.01)))
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from migrator.clouds.target import TargetCloud
 from migrator.engine.handlers import HandlerRegistry
 from migrator.handlers import register_handlers, services_for
 from migrator.operations.execute import execute_run
+from migrator.retry import Backoff, RetryPolicy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     result = execute_run(
         args.url, args.run, workers=args.workers, resume=args.resume,
         registry=register_handlers(HandlerRegistry()),
-        services=services_for(TargetCloud(handle, retry_delay=0.01)), backoff_base=0.05,
+        services=services_for(TargetCloud(handle, retry=RetryPolicy(backoff=Backoff(0.01)))),
+        backoff_base=0.05,
     )
     sys.stdout.write(json.dumps({"status": result.status, "counts": result.counts}) + "\n")
     return {"finished": 0, "interrupted": 3}.get(result.status, 1)

@@ -24,6 +24,7 @@ from migrator.sim.server import SimServer
 from migrator.store.models import Event
 from tests.handlers.helpers import Runner, hexid, tenant_steps
 from tests.sim.conftest import Admin
+from tests.timing import replay_seed, scaled
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,9 +46,7 @@ def events(runner: Runner) -> int:
 def test_sigkill_then_resume_duplicates_nothing(
         runner: Runner, sim: SimServer, conn: openstack.connection.Connection,
         public_net: dict[str, Any], admin_api: dict[str, Admin], tmp_path: Path) -> None:
-    seed = int(os.environ.get("MIGRATOR_CRASH_SEED", random.randrange(2**32)))
-    print(f"seed {seed} (replay: MIGRATOR_CRASH_SEED={seed})")
-    rng = random.Random(seed)
+    rng = random.Random(replay_seed("MIGRATOR_CRASH_SEED", 4_231))
     tenants = [tenant_steps(f"k{i}-{hexid()[:6]}", external=public_net,
                             password_file=str(tmp_path / "pw.yaml")) for i in range(4)]
     steps = [s for t in tenants for s in t.steps]
@@ -59,7 +58,7 @@ def test_sigkill_then_resume_duplicates_nothing(
     while kills < 5:
         proc = start(runner.db_url, run, sim.clouds_yaml, resume=kills > 0)
         before = events(runner)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while events(runner) <= before + 2 and proc.poll() is None:
             assert time.monotonic() < deadline, "no progress"
             time.sleep(0.01)
@@ -71,7 +70,7 @@ def test_sigkill_then_resume_duplicates_nothing(
         kills += 1
     admin_api["target"].clear_faults()
     proc = start(runner.db_url, run, sim.clouds_yaml, resume=True)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=scaled(120))
     failed = {k: (s.state, s.last_error) for k, s in runner.steps(run_id).items()
               if s.state != "done"}
     assert proc.returncode == 0, f"{out} {err[-2000:]} {failed}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.operations.plan import make_plan
 from migrator.store.db import make_engine
 from migrator.store.models import Step
@@ -45,15 +45,17 @@ def test_volume_resumed_from_a_middle_phase(world: DataWorld, tmp_path: Path,
     assert boot.spec["attrs"]["volume_type"] == "__DEFAULT__"
     assert f"image:{boot.spec['attrs']['volume_image_metadata']['image_id']}" in boot.depends_on
     faults["target"].add_fault(match=CREATE, status=500, times=100)
-    first = execute_plan(url, plan_path := tmp_path / "p.yaml", clouds_yaml=world.sim.clouds_yaml,
-                         handle_sigint=False, backoff_base=0.01, max_attempts=1)
+    first = execute_plan(url, plan_path := tmp_path / "p.yaml",
+        ExecuteOptions(clouds_yaml=world.sim.clouds_yaml, handle_sigint=False, backoff_base=0.01,
+                       max_attempts=1))
     assert first.run is not None and first.run.status == "failed"
     reached = checkpoints(url)
     assert {v["phase"] for v in reached.values()} == {"copy_temp_image"}, reached
     copied = {k: v["copy"]["copied"] for k, v in reached.items()}  # type: ignore[index]
     faults["target"].clear_faults()
-    resumed = execute_plan(url, plan_path, resume=True, clouds_yaml=world.sim.clouds_yaml,
-                           handle_sigint=False, backoff_base=0.01)
+    resumed = execute_plan(url, plan_path,
+        ExecuteOptions(resume=True, clouds_yaml=world.sim.clouds_yaml, handle_sigint=False,
+                       backoff_base=0.01))
     assert resumed.run is not None and resumed.run.status == "finished", resumed.run
     done = checkpoints(url)
     for key, cp in done.items():

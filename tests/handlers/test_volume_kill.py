@@ -42,7 +42,7 @@ from sqlalchemy import select
 
 from migrator.operations.db import init_state
 from migrator.operations.discover import discover
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.operations.plan import make_plan
 from migrator.sim.seed_gen import NAMES, SeedShape, generate
 from migrator.sim.server import CloudSpec, SimServer
@@ -52,6 +52,7 @@ from migrator.transfer.volume import PHASE_NAMES
 from migrator.transfer.volume_copy import SOURCE_KEY
 from tests.handlers.data_world import DataWorld
 from tests.sim.conftest import Admin
+from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = 64 * 1024  # bytes of every image and volume: a copy of it at 16 KiB/s takes 4 s
@@ -295,13 +296,13 @@ def test_volume_killed_inside_a_phase_then_resumed(world: KillWorld, tmp_path: P
     try:
         proc = execute_process(url, plan.path, world.sim.clouds_yaml)
         try:
-            kill = kill_inside(stretch, proc, url, admins, time.monotonic() + 40)
+            kill = kill_inside(stretch, proc, url, admins, time.monotonic() + scaled(40))
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
         # Whatever the killed process started settles meanwhile.
-        time.sleep(stretch.in_flight + 0.2)
+        time.sleep(scaled(stretch.in_flight + 0.2))
     finally:
         for admin in admins.values():
             admin.clear_faults()
@@ -323,8 +324,9 @@ def test_volume_killed_inside_a_phase_then_resumed(world: KillWorld, tmp_path: P
             "target_volumes": len(target_volumes(world.sim, str(step.source_id)))}
     print(f"{stretch.phase}: the killed run left {left}")
     before = made_calls(admins)
-    resumed = execute_plan(url, plan.path, resume=True, clouds_yaml=world.sim.clouds_yaml,
-                           handle_sigint=False, backoff_base=0.01)
+    resumed = execute_plan(url, plan.path,
+        ExecuteOptions(resume=True, clouds_yaml=world.sim.clouds_yaml, handle_sigint=False,
+                       backoff_base=0.01))
     assert resumed.run is not None and resumed.run.status == "finished", resumed.run
     row = volume_row(url)
     assert row is not None and row[0] == "done" and row[1] == "verify", row

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from migrator.errors import PlanError
+from migrator.errors import PlanChangedError, PlanError
 from migrator.operations.plan import make_plan
 from migrator.plan.model import plan_hash
-from migrator.plan.planfile import fast_load, read_plan
+from migrator.plan.planfile import _NotFast, fast_load, read_plan, write_plan
 
 
 @pytest.fixture
@@ -104,3 +104,36 @@ def test_tampered_malformed_and_inconsistent_plans(plan_path: Path) -> None:
 
     with pytest.raises(PlanError, match="format: unsupported plan format 2"):
         read_plan(resigned(plan_path, wrong_format))
+
+
+def test_edited_plan_is_a_plan_changed_error(plan_path: Path) -> None:
+    bad = plan_path.with_name("edited.yaml")
+    bad.write_text(plan_path.read_text().replace('"physics department"', '"physics dept"'))
+    with pytest.raises(PlanChangedError):
+        read_plan(bad)
+
+
+def nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_deep_values_in_the_fast_layout(plan_path: Path) -> None:
+    """A value nested past half the depth limit leaves the fast reader for the YAML one, which
+    reads it when the whole document stays within MAX_DEPTH and names its line otherwise."""
+    plan = read_plan(plan_path)
+    plan.steps[0].spec["attrs"]["deep"] = nested(40)
+    fine = write_plan(plan, plan_path.with_name("deep-40.yaml"))
+    text = fine.read_text()
+    with pytest.raises(_NotFast):
+        fast_load(text)
+    assert read_plan(fine).steps[0].spec["attrs"]["deep"] == nested(40)
+    plan.steps[0].spec["attrs"]["deep"] = nested(300)  # beyond orjson's 255 for encoding
+    deep = write_plan(plan, plan_path.with_name("deep-300.yaml"))
+    line = deep.read_text().splitlines().index(next(
+        s for s in deep.read_text().splitlines() if "bottom" in s)) + 1
+    with pytest.raises(PlanError, match=rf"deep-300.yaml:{line}: nested deeper than 64 "
+                                        r"levels$"):
+        read_plan(deep)

@@ -52,23 +52,28 @@ class Admin:
     """The simulator's admin endpoint (/_sim/...) of one cloud."""
 
     def __init__(self, sim: SimServer, cloud: str) -> None:
-        self.base = f"{sim.cloud(cloud).base_url}/_sim"
+        self.base = f"{sim.cloud(cloud).listen_url}/_sim"
+        # A simulator serving HTTPS is trusted through its own CA.
+        self.verify: bool | str = str(sim.cacert) if sim.cacert else True
 
     def calls(self) -> dict[str, int]:
-        return requests.get(f"{self.base}/calls", timeout=10).json()["calls"]  # type: ignore[no-any-return]
+        return requests.get(f"{self.base}/calls",
+                            timeout=10, verify=self.verify).json()["calls"]  # type: ignore[no-any-return]
 
     def reset_calls(self) -> None:
-        requests.delete(f"{self.base}/calls", timeout=10).raise_for_status()
+        requests.delete(f"{self.base}/calls", timeout=10, verify=self.verify).raise_for_status()
 
     def add_fault(self, **rule: Any) -> None:
-        requests.post(f"{self.base}/faults", json=rule, timeout=10).raise_for_status()
+        requests.post(f"{self.base}/faults", json=rule,
+                      timeout=10, verify=self.verify).raise_for_status()
 
     def clear_faults(self) -> None:
-        requests.delete(f"{self.base}/faults", timeout=10).raise_for_status()
+        requests.delete(f"{self.base}/faults", timeout=10, verify=self.verify).raise_for_status()
 
     def expire_tokens(self, ttl: float | None = None) -> None:
         body = {} if ttl is None else {"ttl": ttl}
-        requests.post(f"{self.base}/tokens/expire", json=body, timeout=10).raise_for_status()
+        requests.post(f"{self.base}/tokens/expire", json=body,
+                      timeout=10, verify=self.verify).raise_for_status()
 
 
 @pytest.fixture

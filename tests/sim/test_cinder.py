@@ -16,6 +16,7 @@ from migrator.sim import images
 from migrator.sim.server import SimServer
 from migrator.sim.state import Record
 from tests.sim.conftest import Admin, connect, make_member, member_connection
+from tests.timing import scaled
 
 CLOUDS = ["legacy", "target"]
 
@@ -44,13 +45,14 @@ def seed_generated_image(sim: SimServer, cloud: str, name: str, *, size: int, se
 def wait_volume(conn: openstack.connection.Connection, vid: str, status: str) -> Any:
     volume = conn.block_storage.get_volume(vid)
     return conn.block_storage.wait_for_status(volume, status, failures=["error"],
-                                              interval=0.05, wait=30)
+                                              interval=0.05, wait=scaled(60))
 
 
 def wait_image(conn: openstack.connection.Connection, image_id: str) -> Any:
     image = conn.image.get_image(image_id)
+    # A blank volume's upload hashes a whole GiB in the simulator: seconds on a busy machine.
     return conn.image.wait_for_status(image, "active", failures=["killed"], interval=0.05,
-                                      wait=30)
+                                      wait=scaled(60))
 
 
 def volume_url(conn: openstack.connection.Connection, path: str = "") -> str:
@@ -158,7 +160,7 @@ def test_volume_lifecycle(sim: SimServer, cloud: str) -> None:
     again = bs.get_volume(vol.id)
     assert (again.size, again.is_bootable) == (2, True)
     bs.delete_volume(vol)
-    bs.wait_for_delete(vol, interval=0.05, wait=30)
+    bs.wait_for_delete(vol, interval=0.05, wait=scaled(30))
     with pytest.raises(openstack.exceptions.NotFoundException):
         bs.get_volume(vol.id)
 
@@ -202,7 +204,7 @@ def test_a_change_between_pages_is_seen(sim: SimServer, cloud: str) -> None:
     assert [v["id"] for v in first] == [made[3], made[2]]  # newest first
     doomed = conn.block_storage.get_volume(made[1])
     conn.block_storage.delete_volume(doomed)
-    conn.block_storage.wait_for_delete(doomed, interval=0.05, wait=30)
+    conn.block_storage.wait_for_delete(doomed, interval=0.05, wait=scaled(30))
     second = conn.block_storage.get(path, params={"limit": 2, "marker": made[2]}).json()
     assert [v["id"] for v in second["volumes"]] == [made[0]]
 
@@ -311,7 +313,7 @@ def test_upload_to_image_carries_the_bytes(sim: SimServer, cloud: str, tmp_path:
     assert wait_volume(conn, vol.id, "available").status == "available"
     # The new image's bytes are its own: deleting the volume leaves them readable.
     conn.block_storage.delete_volume(vol)
-    conn.block_storage.wait_for_delete(vol, interval=0.05, wait=30)
+    conn.block_storage.wait_for_delete(vol, interval=0.05, wait=scaled(30))
     assert download_md5(conn, image) == raw["checksum"]
 
 

@@ -13,6 +13,7 @@ import requests
 
 from migrator.sim.server import CloudSpec, SimServer
 from tests.sim.conftest import Admin, connect
+from tests.timing import scaled
 
 
 def test_latency_is_added(sim: SimServer, admin_api: dict[str, Admin]) -> None:
@@ -67,7 +68,8 @@ def test_expired_token_makes_the_client_authenticate_again(
 
 
 def test_short_token_lifetime(sim: SimServer, admin_api: dict[str, Admin]) -> None:
-    admin_api["legacy"].expire_tokens(ttl=0.5)
+    ttl = scaled(2.0)  # long enough for the token's first use, on a busy machine too
+    admin_api["legacy"].expire_tokens(ttl=ttl)
     try:
         base = sim.cloud("legacy").base_url
         password = sim.cloud("legacy").state.find_one("users", name="admin")["password"]  # type: ignore[index]
@@ -79,7 +81,7 @@ def test_short_token_lifetime(sim: SimServer, admin_api: dict[str, Admin]) -> No
         ok = requests.get(f"{base}/network/v2.0/networks", headers={"X-Auth-Token": token},
                           timeout=10)
         assert ok.status_code == 200
-        time.sleep(0.6)
+        time.sleep(ttl + 0.1)
         expired = requests.get(f"{base}/network/v2.0/networks",
                                headers={"X-Auth-Token": token}, timeout=10)
         assert expired.status_code == 401

@@ -26,12 +26,13 @@ from migrator.transfer.volume import (
     run_volume_copy,
     temp_image_name,
 )
-from migrator.transfer.volume_copy import SOURCE_KEY
+from migrator.transfer.volume_copy import SOURCE_KEY, TEMP_TAG
 from tests.sim.conftest import Admin
+from tests.timing import scaled
 
 Conn = openstack.connection.Connection
-FAST = VolumeOptions(poll_interval=0.02, image_timeout=30, volume_timeout=30,
-                     request_timeout=30)
+FAST = VolumeOptions(poll_interval=0.02, image_timeout=scaled(30), volume_timeout=scaled(30),
+                     request_timeout=scaled(30))
 ACTION = "POST /volume/v2/*/volumes/*/action"
 TARGET_PUT = "PUT /image/v2/images/*/file"
 _serial = itertools.count()
@@ -52,7 +53,7 @@ def ssd(legacy: Conn, target: Conn) -> str:
 def wait_status(conn: Conn, vid: str, status: str) -> Any:
     vol = conn.block_storage.get_volume(vid)
     return conn.block_storage.wait_for_status(vol, status, failures=["error"], interval=0.02,
-                                              wait=30)
+                                              wait=scaled(30))
 
 
 def raw_volume(conn: Conn, vid: str) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def volume_from_image(legacy: Conn, *, size: int = 5000) -> dict[str, Any]:
         allow_duplicates=True, architecture="aarch64", hw_boot_mode="uefi",
         hw_loader_path="/usr/share/AAVMF/AAVMF_CODE.fd", os_distro="ubuntu")
     legacy.image.wait_for_status(legacy.image.get_image(image.id), "active", interval=0.02,
-                                 wait=30)
+                                 wait=scaled(30))
     vol = legacy.block_storage.create_volume(size=1, name=f"boot-{n}", description="boot disk",
                                              image_id=image.id,
                                              metadata={"purpose": "boot", "n": str(n)})
@@ -209,11 +210,15 @@ def test_killed_legacy_image_rewinds_to_the_upload(sim: SimServer, legacy: Conn,
     source = volume_from_image(legacy)
     ctx = copier(legacy, target, source, ssd)
     cp = run_phase(ctx, {}, "upload_to_image")
-    # Liberty fails an upload asynchronously by deleting the image.
+    # Liberty fails an upload asynchronously by deleting the image, and frees the volume.
     legacy.image.delete_image(cp["source_temp_image_id"])
     with pytest.raises(PhaseRewind) as info:
         run_phase(ctx, cp, "wait_temp_image_active")
     assert info.value.checkpoint == {}
+    # The simulator frees the volume when its (asynchronous) writer ends: until then it is
+    # "uploading", which upload_to_image refuses as a retryable error (the step's retry, or
+    # the handler's, comes back later). Once it is free, the copy starts over from there.
+    wait_status(legacy, source["id"], "available")
     saved: list[dict[str, Any]] = []
     final = run_volume_copy(ctx, cp, save=saved.append)
     assert saved[0] == {} and final["source_temp_image_id"] != cp["source_temp_image_id"]
@@ -236,12 +241,16 @@ def test_target_volume_in_error_is_made_again(sim: SimServer, legacy: Conn, targ
     assert_migrated(sim, target, source, ssd)
 
 
-def test_broken_copy_reuses_the_queued_target_image(sim: SimServer, legacy: Conn, target: Conn,
-                                                    ssd: str, admin_api: dict[str, Admin]
-                                                    ) -> None:
+def test_broken_copy_sends_into_a_new_target_image(sim: SimServer, legacy: Conn,
+                                                   target: Conn, ssd: str,
+                                                   admin_api: dict[str, Admin]) -> None:
+    # Real Glance may keep the bytes of an upload that did not complete in its store (then
+    # every later upload into that image answers 500): the broken image is deleted and the
+    # retry sends into a new one.
     source = volume_from_image(legacy, size=300_000)
     ctx = copier(legacy, target, source, ssd, options=VolumeOptions(
-        poll_interval=0.02, image_timeout=30, volume_timeout=30, request_timeout=30,
+        poll_interval=0.02, image_timeout=scaled(30), volume_timeout=scaled(30),
+        request_timeout=scaled(30),
         chunk_size=64 << 10))
     cp: dict[str, Any] = {}
     for name in PHASE_NAMES[:2]:
@@ -250,10 +259,36 @@ def test_broken_copy_reuses_the_queued_target_image(sim: SimServer, legacy: Conn
     with pytest.raises(TransferError) as info:
         run_phase(ctx, cp, "copy_temp_image")
     assert info.value.retryable
-    [queued] = temp_images(sim, "target", source["id"])
-    assert queued["status"] == "queued"
+    assert temp_images(sim, "target", source["id"]) == []
     cp = run_phase(ctx, cp, "copy_temp_image")
-    assert cp["target_temp_image_id"] == queued["id"] and cp["copied"]["bytes"] == 300_000
+    assert cp["copied"]["bytes"] == 300_000
+    run_volume_copy(ctx, cp)
+    assert_migrated(sim, target, source, ssd)
+
+
+def test_queued_target_image_is_used_only_when_it_holds_nothing(
+        sim: SimServer, legacy: Conn, target: Conn, ssd: str) -> None:
+    # What a killed run leaves: one fresh queued temporary image (used again) and one that
+    # kept a refused upload's bytes (deleted: every upload into it would answer 500).
+    source = volume_from_image(legacy, size=200_000)
+    ctx = copier(legacy, target, source, ssd)
+    cp: dict[str, Any] = {}
+    for name in PHASE_NAMES[:2]:
+        cp = run_phase(ctx, cp, name)
+    tags = [TEMP_TAG, f"migrator-src-{source['id']}"]
+    poisoned = target.image.create_image(temp_image_name(source["id"]), disk_format="qcow2",
+                                         container_format="bare", tags=tags)
+    refused = target.session.request(
+        f"{sim.cloud('target').base_url}/image/v2/images/{poisoned.id}/file", "PUT",
+        data=b"raw bytes, not qcow2", raise_exc=False,
+        headers={"Content-Type": "application/octet-stream"})
+    assert refused.status_code == 415
+    fresh = target.image.create_image(temp_image_name(source["id"]), disk_format="raw",
+                                      container_format="bare", tags=tags,
+                                      allow_duplicates=True)
+    cp = run_phase(ctx, cp, "copy_temp_image")
+    assert cp["target_temp_image_id"] == fresh.id
+    assert [i["id"] for i in temp_images(sim, "target", source["id"])] == [fresh.id]
     run_volume_copy(ctx, cp)
     assert_migrated(sim, target, source, ssd)
 
@@ -270,7 +305,8 @@ def test_in_use_volume_needs_force(sim: SimServer, legacy: Conn, target: Conn,
     assert not info.value.retryable and source["id"] in str(info.value)
     assert temp_images(sim, "legacy", source["id"]) == []
     forced = copier(legacy, target, source, ssd, options=VolumeOptions(
-        allow_force_upload=True, poll_interval=0.02, image_timeout=30, volume_timeout=30))
+        allow_force_upload=True, poll_interval=0.02, image_timeout=scaled(30),
+        volume_timeout=scaled(30)))
     run_volume_copy(forced, {})
     assert_migrated(sim, target, source, ssd)
     assert raw_volume(legacy, source["id"])["status"] == "in-use"

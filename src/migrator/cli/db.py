@@ -1,17 +1,19 @@
-"""``migrator db ...``: the state database's schema revision."""
+"""``migrator db ...``: the state database's schema revision.
+
+The operations (SQLAlchemy, Alembic) are imported inside the commands, so that listing the
+commands costs none of that.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.operations.db import (
-    SchemaAction,
-    UpgradeResult,
-    current_revision,
-    revision_history,
-    upgrade_db,
-)
+
+if TYPE_CHECKING:
+    from migrator.operations.db import UpgradeResult
 
 
 @click.group()
@@ -23,6 +25,8 @@ def db() -> None:
 @pass_cli
 def upgrade(cli: CliContext) -> None:
     """Upgrade an existing state database to this migrator's schema."""
+    from migrator.operations.db import upgrade_db
+
     click.echo(upgrade_message(upgrade_db(cli.db_url)))
 
 
@@ -30,6 +34,8 @@ def upgrade(cli: CliContext) -> None:
 @pass_cli
 def current(cli: CliContext) -> None:
     """Show the state database's schema revision and the one this migrator needs."""
+    from migrator.operations.db import current_revision
+
     found = current_revision(cli.db_url)
     if found.is_current:
         state = f"{found.revision} (head)"
@@ -43,6 +49,8 @@ def current(cli: CliContext) -> None:
 @db.command()
 def history() -> None:
     """List the schema revisions this migrator knows, oldest first."""
+    from migrator.operations.db import revision_history
+
     for revision in revision_history():
         down = revision.down_revision or "<base>"
         mark = " (head)" if revision.is_head else ""
@@ -50,6 +58,8 @@ def history() -> None:
 
 
 def upgrade_message(result: UpgradeResult) -> str:
+    from migrator.operations.db import SchemaAction
+
     if result.action is SchemaAction.CREATED:
         return f"Created the state database at {result.database} (schema {result.revision})."
     if result.action is SchemaAction.UPGRADED:

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from migrator.cli import discover as discover_cli
 from migrator.cli import plan as plan_cli
 from migrator.cli.db import upgrade_message
-from migrator.cli.execute import Display, progress_display, run_summary
+from migrator.cli.execute import run_summary
 from migrator.cli.output import Table, echo_table
+from migrator.cli.progress import Display, progress_display
 from migrator.cli.status import status_tables
-from migrator.engine.executor import Progress, RunResult
 from migrator.errors import MigratorError
-from migrator.operations.db import InitResult
-from migrator.operations.demo import DemoOptions, Verification, run_demo
-from migrator.operations.discover import DiscoverResult
-from migrator.operations.plan import PlanResult
-from migrator.operations.status import StatusReport
+
+if TYPE_CHECKING:
+    from migrator.engine.executor import Progress, RunResult
+    from migrator.operations.db import InitResult
+    from migrator.operations.demo import Verification
+    from migrator.operations.discover import DiscoverResult
+    from migrator.operations.plan import PlanResult
+    from migrator.operations.status import StatusReport
 
 
 class _Transfers:
@@ -116,13 +120,19 @@ class ConsoleReporter:
 @click.option("--dir", "workdir", type=click.Path(path_type=Path, file_okay=False),
               help="Keep everything (state database, plan, clouds, seed) in this folder "
                    "[default: a temporary folder, removed at the end].")
-def demo_command(tenants: int, workers: int, interrupt_after: int, workdir: Path | None) -> None:
+@click.option("--tls", is_flag=True, help="Serve both simulated clouds over HTTPS.")
+def demo_command(tenants: int, workers: int, interrupt_after: int, workdir: Path | None,
+                 tls: bool) -> None:
     """Migrate the tenants of a simulated Liberty cloud to a simulated modern one, with an
     interruption and a resume on the way."""
+    # Imported here: the simulator, the engine and openstacksdk are not for `--help`.
+    from migrator.operations.demo import DemoOptions, run_demo
+
     reporter = ConsoleReporter()
     try:
         result = run_demo(DemoOptions(tenants=tenants, workers=workers,
-                                      interrupt_after=interrupt_after, workdir=workdir),
+                                      interrupt_after=interrupt_after, workdir=workdir,
+                                      tls=tls),
                           reporter)
     finally:
         reporter.run_ended_quietly()

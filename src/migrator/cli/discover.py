@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.cli.output import Table, echo_json, echo_table
-from migrator.operations.discover import DiscoverResult, discover
+from migrator.cli.output import Table, echo_json, echo_table, format_option
+
+if TYPE_CHECKING:
+    from migrator.operations.discover import DiscoverResult
 
 
 @click.command("discover")
@@ -19,21 +22,23 @@ from migrator.operations.discover import DiscoverResult, discover
 @click.option("--tenant", "tenants", metavar="TENANT", multiple=True,
               help="Only this tenant (name or id; repeatable). Default: every tenant.")
 @click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
-              help="migrator.yaml (source.cloud, source.tenant_credentials).")
+              help="migrator.yaml (source.cloud, source.tenant_credentials) [default: "
+                   "./migrator.yaml when there is one].")
 @click.option("--clouds-yaml", metavar="FILE", type=click.Path(dir_okay=False),
               help="clouds.yaml to read [default: $OS_CLIENT_CONFIG_FILE, then the usual "
                    "places].")
 @click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Parallel per-tenant reads (quotas, keypairs, image members).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
-              default="table", show_default=True,
-              help="table: drawn on a terminal, plain text in a pipe; json: for scripts.")
+@format_option()
 @pass_cli
 def discover_command(cli: CliContext, cloud: str | None, tenants: tuple[str, ...],
                      config_path: str | None, clouds_yaml: str | None, workers: int,
                      output_format: str) -> None:
     """Read every project, user, quota, network, router, security group, keypair, flavor,
     image and volume of the source cloud into a new inventory snapshot."""
+    # Imported here: openstacksdk and SQLAlchemy are not for `--help`.
+    from migrator.operations.discover import discover
+
     with progress_lines(quiet=output_format == "json") as progress:
         result = discover(cli.db_url, cloud, tenants=list(tenants) or None,
                           config=config_path, clouds_yaml=clouds_yaml, workers=workers,

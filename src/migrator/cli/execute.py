@@ -5,34 +5,27 @@ name (runs built by tests or registered earlier)."""
 from __future__ import annotations
 
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.engine.executor import Progress, RunResult
-from migrator.errors import PlanError, StepFailedError
-from migrator.operations.execute import DryRunReport, execute_existing_run, execute_plan
+from migrator.cli.output import echo_json, format_option
+from migrator.cli.progress import progress_display
+from migrator.errors import PlanError, RunStoppedError, StepFailedError
+
+if TYPE_CHECKING:
+    from migrator.engine.executor import RunResult
+    from migrator.operations.execute import DryRunReport, ExecuteOptions
 
 EXIT_INTERRUPTED = 130
-# Events worth a line in plain output (starts would double the noise).
-_PLAIN_EVENTS = {
-    "step-done": "done",
-    "step-skipped": "skipped",
-    "step-retry": "retry",
-    "step-failed": "FAILED",
-    "step-blocked": "blocked",
-    "step-requeued": "requeued",
-    "step-lost": "taken over",
-    "progress": "progress",
-    "paused": "paused",
-    "stopping": "stopping",
-}
+# The default of --max-plan-size: planfile.DEFAULT_MAX_PLAN_BYTES, written here so that
+# `migrator --help` does not import the plan code (a test checks that they agree).
+DEFAULT_MAX_PLAN_SIZE = "512MiB"
 
 
 @click.command("execute")
@@ -64,9 +57,9 @@ _PLAIN_EVENTS = {
 @click.option(
     "--max-attempts",
     type=click.IntRange(1, 100),
-    default=3,
-    show_default=True,
-    help="Tries per step before it fails for good and blocks its dependents.",
+    default=None,
+    help="Tries per step before it fails for good and blocks its dependents "
+         "[default: retries.step_attempts, 3].",
 )
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Local worker processes (each with --workers threads); more processes on "
@@ -77,6 +70,12 @@ _PLAIN_EVENTS = {
     hidden=True,
     help="Obsolete: a dead executor's steps are taken over when its leases expire.",
 )
+@click.option("--max-plan-size", metavar="SIZE", envvar="MIGRATOR_MAX_PLAN_SIZE",
+              default=DEFAULT_MAX_PLAN_SIZE, show_default=True,
+              help="Refuse a bigger plan file unread (a plan of 10,000 tenants is about "
+                   "190 MiB) [env: MIGRATOR_MAX_PLAN_SIZE].")
+@format_option("table: progress and summary as text; json: the outcome (or the error) as "
+               "JSON, no progress lines.")
 @pass_cli
 def execute_command(
     cli: CliContext,
@@ -91,51 +90,70 @@ def execute_command(
     workers: int | None,
     parallel_transfers: int | None,
     bandwidth: str | None,
-    max_attempts: int,
+    max_attempts: int | None,
     processes: int,
     force_unlock: bool,
+    max_plan_size: str,
+    output_format: str,
 ) -> None:
     """Execute the plan file PLAN, checkpointed: verified (refused when stale unless
     --replan), checked against the target, registered as a run, executed. PLAN may also be the
     name of an existing run. Ctrl-C stops gracefully (resume later with --resume); a second
     Ctrl-C exits at once."""
+    # Imported here, not at the top: the engine, SQLAlchemy and openstacksdk cost a second of
+    # CPU that `migrator --help` should not pay.
+    from migrator.operations.execute import (
+        ExecuteOptions,
+        execute_existing_run,
+        execute_plan,
+    )
+
+    as_json = output_format == "json"
+    options = ExecuteOptions(
+        wave=wave, resume=resume, replan=replan, dry_run=dry_run, run_name=run_name,
+        workers=workers, max_attempts=max_attempts, force_unlock=force_unlock,
+        clouds_yaml=clouds_yaml, config=config_path, parallel_transfers=parallel_transfers,
+        bandwidth=None if bandwidth is None else _size_option(bandwidth, "--bandwidth"),
+        max_plan_bytes=_size_option(max_plan_size, "--max-plan-size"), processes=processes)
     if not is_plan_file(plan_or_run):
         if wave or dry_run or replan:
             raise PlanError(f"no plan file {plan_or_run}: --wave, --dry-run and --replan need a "
                             "plan file")
-        with progress_display() as observer:
-            result = execute_existing_run(cli.db_url, plan_or_run, workers=workers or 8,
-                                          resume=resume, force_unlock=force_unlock,
-                                          max_attempts=max_attempts, observer=observer,
-                                          clouds_yaml=clouds_yaml)
-        report(result, plan_or_run)
+        with _progress(options, as_json) as observed:
+            result = execute_existing_run(cli.db_url, plan_or_run, observed)
+        report(result, plan_or_run, as_json)
         return
-    rate: int | None = None
-    if bandwidth is not None:
-        from migrator.config import parse_bytes
-
-        try:
-            rate = parse_bytes(bandwidth)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--bandwidth") from None
-    with progress_display() as observer:
-        outcome = execute_plan(cli.db_url, plan_or_run, wave=wave, resume=resume,
-                               replan=replan, dry_run=dry_run, run_name=run_name,
-                               workers=workers or 8, workers_given=workers is not None,
-                               parallel_transfers=parallel_transfers, bandwidth=rate,
-                               transfer_progress=observer.transfers,
-                               max_attempts=max_attempts, force_unlock=force_unlock,
-                               clouds_yaml=clouds_yaml, config=config_path,
-                               observer=observer, processes=processes)
-    if outcome.replanned:
+    with _progress(options, as_json) as observed:
+        outcome = execute_plan(cli.db_url, plan_or_run, observed)
+    if outcome.replanned and not as_json:
         click.echo(f"Replanned: {outcome.path} now holds plan {outcome.plan.content_hash[:12]} "
                    f"({len(outcome.plan.steps)} steps)")
     if outcome.dry_run is not None:
-        render_dry_run(outcome.dry_run)
+        render_dry_run(outcome.dry_run, as_json)
         return
     assert outcome.run is not None
     resume_hint = f"{plan_or_run}{f' --wave {wave}' if wave else ''}"
-    report(outcome.run, resume_hint)
+    report(outcome.run, resume_hint, as_json)
+
+
+@contextmanager
+def _progress(options: ExecuteOptions, quiet: bool) -> Iterator[ExecuteOptions]:
+    """``options`` with the progress display as observer (none with ``--format json``: stdout
+    holds the one JSON document)."""
+    if quiet:
+        yield options
+        return
+    with progress_display() as observer:
+        yield replace(options, observer=observer, transfer_progress=observer.transfers)
+
+
+def _size_option(value: str, name: str) -> int:
+    from migrator.config import parse_bytes
+
+    try:
+        return parse_bytes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
 
 
 def is_plan_file(argument: str) -> bool:
@@ -143,19 +161,26 @@ def is_plan_file(argument: str) -> bool:
     return Path(argument).is_file() or argument.endswith((".yaml", ".yml"))
 
 
-def render_dry_run(report_: DryRunReport) -> None:
-    click.echo(f"Dry run of plan {report_.plan}: {report_.steps} steps in wave(s) "
-               f"{', '.join(map(str, report_.waves))}; nothing was written.")
-    click.echo("Checked:")
-    for check in report_.checks:
-        click.echo(f"  - {check}")
+def render_dry_run(report_: DryRunReport, as_json: bool = False) -> None:
+    if as_json:
+        if report_.ok:
+            echo_json({"dry_run": {"plan": report_.plan, "steps": report_.steps,
+                                   "waves": report_.waves, "checks": list(report_.checks),
+                                   "problems": []}})
+    else:
+        click.echo(f"Dry run of plan {report_.plan}: {report_.steps} steps in wave(s) "
+                   f"{', '.join(map(str, report_.waves))}; nothing was written.")
+        click.echo("Checked:")
+        for check in report_.checks:
+            click.echo(f"  - {check}")
+        if report_.ok:
+            click.echo("Result: ready to execute.")
     if report_.ok:
-        click.echo("Result: ready to execute.")
         return
-    for problem in report_.problems:
-        click.echo(f"Problem: {problem}", err=True)
-    raise PlanError(f"dry run of plan {report_.plan}: {len(report_.problems)} problem(s), "
-                    f"first: {report_.problems[0]}")
+    count = len(report_.problems)
+    raise PlanError(report_.problems[0] if count == 1 else
+                    f"dry run of plan {report_.plan}: {count} problems (each on a line below)",
+                    report_.problems)
 
 
 def run_summary(result: RunResult) -> str:
@@ -164,8 +189,20 @@ def run_summary(result: RunResult) -> str:
     return f"Run {result.run_name}: {result.status} in {result.elapsed_s:.1f} s ({counts})"
 
 
-def report(result: RunResult, resume_hint: str) -> None:
-    click.echo(run_summary(result))
+def report(result: RunResult, resume_hint: str, as_json: bool = False) -> None:
+    cause = result.stopped_by
+    if as_json:
+        echo_json({"run": {"name": result.run_name, "status": result.status,
+                           "elapsed_s": round(result.elapsed_s, 3), "counts": result.counts,
+                           "completed": result.completed, "failed_steps": result.failed_steps,
+                           "stopped_by": cause.message if cause is not None else None}})
+    else:
+        click.echo(run_summary(result))
+    if cause is not None:
+        raise RunStoppedError(
+            f"{cause.message}; run {result.run_name} stopped (nothing is lost: "
+            f"{_waiting(result)} wait); once it answers again: migrator execute "
+            f"{resume_hint} --resume", cause)
     if result.status == "interrupted":
         click.echo(f"Resume with: migrator execute {resume_hint} --resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -180,164 +217,6 @@ def report(result: RunResult, resume_hint: str) -> None:
         )
 
 
-class Display:
-    """The observer of step events (callable) plus ``transfers``, the byte progress of image
-    and volume copies (handlers.data.TransferProgress)."""
-
-    def __init__(self, on_event: Callable[[Progress], None], transfers: Any) -> None:
-        self._on_event = on_event
-        self.transfers = transfers
-
-    def __call__(self, event: Progress) -> None:
-        self._on_event(event)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
-
-
-class PlainTransfers:
-    """One line per transfer every 10% or every 10 s (and at its end), plus the total."""
-
-    EVERY_S = 10.0
-
-    def __init__(self, echo: Callable[[str], None] = click.echo) -> None:
-        self.echo = echo
-        self._lock = threading.Lock()
-        self._t: dict[str, dict[str, Any]] = {}
-        self.total_done = 0
-
-    def started(self, key: str, label: str, total: int | None) -> None:
-        with self._lock:
-            self._t[key] = {"label": label, "total": total, "done": 0, "began": time.monotonic(),
-                            "said": time.monotonic(), "tenth": 0}
-        self.echo(f"transfer {label}: started ({_size(total) if total is not None else '?'})")
-
-    def advanced(self, key: str, done: int) -> None:
-        with self._lock:
-            t = self._t.get(key)
-            if t is None:
-                return
-            self.total_done += done - t["done"]
-            t["done"] = done
-            now = time.monotonic()
-            tenth = done * 10 // t["total"] if t["total"] else 0
-            if tenth <= t["tenth"] and now - t["said"] < self.EVERY_S:
-                return
-            t["tenth"], t["said"] = tenth, now
-            line = self._line(t, now)
-        self.echo(line)
-
-    def _line(self, t: dict[str, Any], now: float) -> str:
-        rate = t["done"] / max(now - t["began"], 1e-6)
-        pct = f"{t['done'] * 100 // t['total']}% " if t["total"] else ""
-        return (f"transfer {t['label']}: {pct}{_size(t['done'])} at {_size(rate)}/s"
-                f" (all transfers: {_size(self.total_done)})")
-
-    def ended(self, key: str, ok: bool) -> None:
-        with self._lock:
-            t = self._t.pop(key, None)
-        if t is not None:
-            state = "done" if ok else "stopped"
-            self.echo(f"transfer {t['label']}: {state}, {_size(t['done'])} in "
-                      f"{time.monotonic() - t['began']:.1f} s")
-
-
-class RichTransfers:
-    """A bar per active transfer (bytes, rate, ETA) and an overall bytes bar."""
-
-    def __init__(self, bar: Any) -> None:
-        self.bar = bar
-        self._lock = threading.Lock()
-        self._tasks: dict[str, tuple[Any, int]] = {}
-        self._overall: Any = None
-        self._total = 0
-
-    def started(self, key: str, label: str, total: int | None) -> None:
-        with self._lock:
-            if self._overall is None:
-                self._overall = self.bar.add_task("all transfers", total=0, detail="")
-            self._total += total or 0
-            self.bar.update(self._overall, total=self._total)
-            task = self.bar.add_task(label, total=total, detail="")
-            self._tasks[key] = (task, 0)
-
-    def advanced(self, key: str, done: int) -> None:
-        with self._lock:
-            found = self._tasks.get(key)
-            if found is None:
-                return
-            task, before = found
-            self._tasks[key] = (task, done)
-            self.bar.update(task, completed=done)
-            self.bar.advance(self._overall, done - before)
-
-    def ended(self, key: str, ok: bool) -> None:
-        with self._lock:
-            found = self._tasks.pop(key, None)
-            if found is not None:
-                self.bar.remove_task(found[0])
-
-
-@contextmanager
-def progress_display() -> Iterator[Display]:
-    """A rich progress bar on a terminal (steps, plus a bar per active transfer with rate and
-    ETA and an overall bytes bar), one plain line per notable event otherwise."""
-    if not sys.stdout.isatty():
-        yield Display(_plain_line, PlainTransfers())
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-    from rich.progress import Progress as RichProgress
-
-    with RichProgress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    ) as bar, RichProgress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=bar.console,
-    ) as bytes_bar:
-        task = bar.add_task("executing", total=None, detail="")
-
-        def update(event: Progress) -> None:
-            done = event.counts.get("done", 0) + event.counts.get("skipped", 0)
-            detail = ", ".join(
-                f"{event.counts[s]} {s}"
-                for s in ("running", "failed", "blocked")
-                if event.counts.get(s)
-            )
-            bar.update(task, total=event.total, completed=done, detail=detail)
-            if event.event in ("step-failed", "step-retry"):
-                what = event.label or event.step
-                bar.console.print(f"{_PLAIN_EVENTS[event.event]} {what}: {event.message}")
-
-        yield Display(update, RichTransfers(bytes_bar))
-
-
-def _plain_line(event: Progress) -> None:
-    label = _PLAIN_EVENTS.get(event.event)
-    if label is None:
-        return
-    done = event.counts.get("done", 0) + event.counts.get("skipped", 0)
-    line = f"[{done}/{event.total}] {label} {event.label or event.step or ''}".rstrip()
-    if event.message and event.event not in ("step-done",):
-        line += f": {event.message}"
-    click.echo(line)
+def _waiting(result: RunResult) -> str:
+    left = sum(n for state, n in result.counts.items() if state not in ("done", "skipped"))
+    return f"{left} step{'s' if left != 1 else ''}"

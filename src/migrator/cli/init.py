@@ -7,8 +7,7 @@ import click
 
 from migrator.cli.context import CliContext, pass_cli
 from migrator.cli.db import upgrade_message
-from migrator.config import DEFAULT_CONFIG, write_sample
-from migrator.operations.db import init_state
+from migrator.config import DEFAULT_CONFIG
 
 
 @click.command()
@@ -19,6 +18,9 @@ from migrator.operations.db import init_state
 def init(cli: CliContext, config_path: str) -> None:
     """Create the state database (and its folder), or upgrade it, and write a commented sample
     configuration unless one exists. Safe to run again."""
+    from migrator.config import write_sample
+    from migrator.operations.db import init_state
+
     click.echo(upgrade_message(init_state(cli.db_url)))
     if write_sample(config_path):
         click.echo(f"Wrote a sample configuration to {config_path}: edit it, then "

@@ -1,11 +1,16 @@
 """The ``migrator`` command: top-level options, the error boundary, command registration.
 
-Command groups live one per module (which must not import this one); adding one is an import
-at the top and an ``add_command`` line at the bottom of this file.
+Commands live one per module (which must not import this one) and are imported only when
+used: ``COMMANDS`` names where each lives, so that ``migrator status`` does not import the
+simulator and ``migrator --version`` imports no command at all. ``--help`` imports every
+command module (click asks each for its short help), so those modules import their
+operations inside the command function, not at the top. Adding a command is one line in
+``COMMANDS``.
 """
 
 from __future__ import annotations
 
+import importlib
 import traceback
 from typing import Any
 
@@ -13,22 +18,42 @@ import click
 
 from migrator import __version__
 from migrator.cli.context import CliContext
-from migrator.cli.db import db
-from migrator.cli.demo import demo_command
-from migrator.cli.discover import discover_command
-from migrator.cli.execute import execute_command
-from migrator.cli.init import init
-from migrator.cli.plan import plan_command
-from migrator.cli.run import run_group
-from migrator.cli.sim import sim
-from migrator.cli.status import status_command
-from migrator.cli.worker import worker_command
 from migrator.errors import MigratorError
-from migrator.store.db import DEFAULT_URL, ENV_VAR, resolve_url
+from migrator.store.url import DEFAULT_URL, ENV_VAR, resolve_url
+
+# Command name -> "module:attribute" of its click command.
+COMMANDS = {
+    "init": "migrator.cli.init:init",
+    "db": "migrator.cli.db:db",
+    "status": "migrator.cli.status:status_command",
+    "execute": "migrator.cli.execute:execute_command",
+    "sim": "migrator.cli.sim:sim",
+    "discover": "migrator.cli.discover:discover_command",
+    "plan": "migrator.cli.plan:plan_command",
+    "demo": "migrator.cli.demo:demo_command",
+    "audit": "migrator.cli.audit:audit_command",
+    "verify": "migrator.cli.verify:verify_command",
+    "report": "migrator.cli.report:report_command",
+    "worker": "migrator.cli.worker:worker_command",
+    "run": "migrator.cli.run:run_group",
+}
 
 
 class MigratorGroup(click.Group):
-    """The one place where MigratorErrors become ``Error: <message>`` and an exit code."""
+    """Loads its commands on first use, and is the one place where MigratorErrors become
+    ``Error: <message>`` and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = where.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command), where
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,9 +61,22 @@ class MigratorGroup(click.Group):
         except MigratorError as exc:
             if ctx.params.get("debug"):
                 traceback.print_exc()
-            message = " ".join(str(exc).splitlines())
+            message = _one_line(str(exc))
             click.echo(f"Error: {message}", err=True)
+            # Several problems found together: every one, one per line.
+            problems = [_one_line(p) for p in exc.problems] if len(exc.problems) > 1 else []
+            for problem in problems:
+                click.echo(f"  - {problem}", err=True)
+            from migrator.cli.output import JSON_OUTPUT, JSON_PRINTED, echo_json
+
+            if ctx.meta.get(JSON_OUTPUT) and not ctx.meta.get(JSON_PRINTED):
+                echo_json({"error": {"message": message, "exit_code": exc.exit_code,
+                                     "problems": problems or [message]}})
             ctx.exit(exc.exit_code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
 
 
 @click.group(cls=MigratorGroup)
@@ -58,16 +96,3 @@ def cli(ctx: click.Context, db_url: str | None, debug: bool) -> None:
 
 def main() -> None:
     cli(prog_name="migrator")
-
-
-# Command groups: one import (above) and one add_command each.
-cli.add_command(init)
-cli.add_command(db)
-cli.add_command(status_command)
-cli.add_command(execute_command)
-cli.add_command(sim)
-cli.add_command(discover_command)
-cli.add_command(plan_command)
-cli.add_command(demo_command)
-cli.add_command(worker_command)
-cli.add_command(run_group)

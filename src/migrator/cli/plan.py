@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.cli.output import Table, echo_json, echo_table
+from migrator.cli.output import Table, echo_json, echo_table, format_option
 from migrator.config import DEFAULT_CONFIG
-from migrator.operations.plan import PlanResult, make_plan
+
+if TYPE_CHECKING:
+    from migrator.operations.graph import GraphResult
+    from migrator.operations.plan import PlanResult
 
 MAX_TENANT_ROWS = 50
 MAX_PROPERTY_ROWS = 60
@@ -18,6 +23,13 @@ MAX_PROPERTY_ROWS = 60
               default=DEFAULT_CONFIG, show_default=True, help="The configuration file.")
 @click.option("--tenant", "tenants", metavar="TENANT", multiple=True,
               help="Plan this tenant (name or id; repeatable) [default: selection.tenants].")
+@click.option("--kinds", "kinds", metavar="KIND[,KIND]", multiple=True,
+              help="Plan only these step kinds, with the kinds they need (repeatable) "
+                   "[default: selection.kinds, else every kind the target has the services "
+                   "for].")
+@click.option("--exclude-kinds", "exclude_kinds", metavar="KIND[,KIND]", multiple=True,
+              help="Leave these kinds out, with the kinds that need them (repeatable) "
+                   "[default: selection.exclude_kinds].")
 @click.option("--include-dependencies", is_flag=True,
               help="Pull in the tenants whose resources the selection refers to (a remote "
                    "security group, a subnet) instead of refusing.")
@@ -30,21 +42,50 @@ MAX_PROPERTY_ROWS = 60
 @click.option("--offline", is_flag=True,
               help="Do not read the target (no clash detection, names resolved at run time; "
                    "execute checks the target before it starts).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
-              default="table", show_default=True)
+@format_option()
+@click.option("--graph", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also draw the plan's DAG, grouped by tenant: FILE.dot (always), FILE.svg "
+                   "or FILE.png (Graphviz's dot); above 500 steps one node per tenant.")
+@click.option("--run", "graph_run", metavar="NAME",
+              help="With --graph: draw this run's steps coloured by state instead of "
+                   "planning.")
 @pass_cli
 def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
+                 kinds: tuple[str, ...], exclude_kinds: tuple[str, ...],
                  include_dependencies: bool, output: str | None, name: str | None,
-                 clouds_yaml: str | None, offline: bool, output_format: str) -> None:
+                 clouds_yaml: str | None, offline: bool, output_format: str,
+                 graph: str | None, graph_run: str | None) -> None:
     """Build the plan (steps, dependencies, translated resources) of the selected tenants from
     the latest inventory snapshot and write it for review."""
+    # Imported here: the planner, openstacksdk and SQLAlchemy are not for `--help`.
+    from migrator.operations.graph import plan_steps, run_steps, write_graph
+    from migrator.operations.plan import make_plan
+
+    if graph_run is not None:
+        if graph is None:
+            raise click.UsageError("--run draws a run's graph: give --graph FILE too")
+        echo_graph(write_graph(run_steps(cli.db_url, graph_run), graph,
+                               title=f"run {graph_run}"))
+        return
     result = make_plan(cli.db_url, config=config_path, tenants=list(tenants) or None,
                        include_dependencies=include_dependencies, output=output, name=name,
-                       clouds_yaml=clouds_yaml, offline=offline)
+                       clouds_yaml=clouds_yaml, offline=offline, kinds=list(kinds) or None,
+                       exclude_kinds=list(exclude_kinds) or None)
+    drawn = write_graph(plan_steps(result.plan), graph, title=f"plan {result.plan.name}") \
+        if graph else None
     if output_format == "json":
-        echo_json(result.as_dict())
+        echo_json({**result.as_dict(), **({"graph": str(drawn.path)} if drawn else {})})
         return
     render(result)
+    if drawn is not None:
+        echo_graph(drawn)
+
+
+def echo_graph(drawn: GraphResult) -> None:
+    how = "one node per tenant" if drawn.summarised else "one node per step"
+    click.echo(f"Graph: {drawn.path} ({drawn.steps} steps of {drawn.tenants} tenant(s), "
+               f"{how}: {drawn.nodes} nodes, {drawn.edges} edges"
+               + (", drawn by Graphviz" if drawn.drawn_by else "") + ")")
 
 
 def render(result: PlanResult) -> None:
@@ -59,6 +100,9 @@ def render(result: PlanResult) -> None:
         click.echo(f"Pulled in by --include-dependencies: {', '.join(pulled)}")
     if not plan.target.get("checked"):
         click.echo("The target was not read (--offline): execute checks it before starting.")
+    left_out = plan.selection.get("kinds_left_out") or {}
+    if left_out:
+        click.echo("Kinds left out: " + ", ".join(f"{k} ({why})" for k, why in left_out.items()))
     kinds = Table("Steps by kind", ["KIND", "STEPS"], numeric={1})
     kinds.rows = [[k, str(n)] for k, n in summary["per_kind"].items()]
     click.echo()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from migrator.cli.context import CliContext, pass_cli
-from migrator.cli.execute import progress_display, report
+from migrator.cli.execute import report
+from migrator.cli.progress import progress_display
 
 
 @click.command("worker")
@@ -20,8 +21,9 @@ from migrator.cli.execute import progress_display, report
 @click.option("--lease", type=click.FloatRange(min=1), metavar="SECONDS",
               help="Lease of the steps this worker holds: another worker takes them over "
                    "when this one has not renewed them for so long [default: 30].")
-@click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="Tries per step before it fails for good and blocks its dependents.")
+@click.option("--max-attempts", type=click.IntRange(1, 100),
+              help="Tries per step before it fails for good and blocks its dependents "
+                   "[default: retries.step_attempts, 3].")
 @click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Configuration (transfer settings) [default: the one the run's plan names].")
 @click.option("--clouds-yaml", metavar="FILE", type=click.Path(dir_okay=False),
@@ -29,7 +31,7 @@ from migrator.cli.execute import progress_display, report
                    "places].")
 @pass_cli
 def worker_command(cli: CliContext, run_name: str | None, slots: int, wait: float | None,
-                   lease: float | None, max_attempts: int, config_path: str | None,
+                   lease: float | None, max_attempts: int | None, config_path: str | None,
                    clouds_yaml: str | None) -> None:
     """Execute steps of a run beside its other workers. Ctrl-C or SIGTERM hands the running
     steps back at their next checkpoint and leaves; the run goes on with the others."""

@@ -34,20 +34,26 @@ Reads: :meth:`CloudHandle.get_json` is the idempotent read path (raw JSON from t
 endpoint as the SDK resolves it: catalog, endpoint discovery and microversion headers are the
 SDK's; the request itself goes through a lean urllib3 pool, clouds/raw_reads.py, because the
 SDK's per-request overhead dominated discoveries of thousands of tenants). It retries
-429/500/502/503/504 answers and dropped connections a bounded number of times with a short
-backoff (Retry-After honoured, capped), because a GET can be repeated safely; writes are never
+429/500/502/503/504 answers and dropped connections under the handle's
+:class:`~migrator.retry.RetryPolicy` (a few times, a short backoff, Retry-After honoured and
+capped, the cloud's retry budget), because a GET can be repeated safely; writes are never
 retried here (see clouds/target_base.py). Failures become one-line CloudErrors
 (clouds/errors.py).
+
+Retries and re-authentication: the handle's keystoneauth session is a
+:class:`~migrator.clouds.session.CloudSession` (token requests retried, a 401 re-authenticates
+whichever worker thread meets it), keystoneauth's own status-code and connect retries are off
+for every service, and one :class:`~migrator.retry.RetryPolicy` (with one retry budget) serves
+the handle and every handle scoped from it: the budget is per cloud.
 
 Nothing here logs a password or a token: log lines name the cloud, the method and the path.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +66,7 @@ from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 from openstack.config import loader
 
+from migrator.clouds.clouds_yaml import check_clouds_files
 from migrator.clouds.errors import (
     CloudCallError,
     cloud_errors,
@@ -67,8 +74,15 @@ from migrator.clouds.errors import (
     is_unreachable,
     translate,
 )
-from migrator.clouds.raw_reads import RawReader, RawResponse
+from migrator.clouds.raw_reads import (
+    RawReader,
+    RawResponse,
+    missing_tls_file,
+    session_trust,
+)
+from migrator.clouds.session import CloudSession
 from migrator.errors import ConfigError
+from migrator.retry import Failed, RetryBudget, RetryPolicy, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +90,9 @@ Role = Literal["source", "target"]
 
 DEFAULT_TIMEOUT = 60.0  # seconds per HTTP request
 DEFAULT_WAIT_TIMEOUT = 600.0  # seconds for a wait_for_* (status polling)
-READ_RETRIES = 4  # extra attempts of an idempotent read
-RETRY_BASE_DELAY = 0.2
-RETRY_MAX_DELAY = 5.0
+# keystoneauth's own re-sends, off for every service: the retries are ours (module doc).
+NO_KEYSTONEAUTH_RETRIES = {"connect_retries": 0, "status_code_retries": 0,
+                           "image_status_code_retries": 0}
 
 ROLE_DEFAULTS: dict[str, dict[str, str]] = {
     "source": {
@@ -145,8 +159,11 @@ class CloudHandle:
     counter: CallCounter = field(default_factory=CallCounter)
     timeout: float = DEFAULT_TIMEOUT
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT
-    read_retries: int = READ_RETRIES
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     api_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # get_json through clouds/raw_reads.py (False: every read through the SDK's session;
+    # the configuration's source.lean_reads).
+    lean_reads: bool = True
     _reader: RawReader | None = field(default=None, init=False, repr=False)
     _reader_lock: threading.Lock = field(default_factory=threading.Lock, init=False,
                                          repr=False)
@@ -172,13 +189,16 @@ class CloudHandle:
 
     def scoped_to(self, project_id: str) -> CloudHandle:
         """The same credentials with a token scoped to another project (one the user holds a
-        role on); the call counter is shared."""
-        return _open(self.name, config_file=self.config_file, role=self.role,
-                     api_overrides=self.api_overrides, timeout=self.timeout,
-                     wait_timeout=self.wait_timeout, counter=self.counter,
-                     auth_overrides={"project_id": project_id, "project_name": None,
-                                     "project_domain_id": None, "project_domain_name": None},
-                     check=True)
+        role on); the call counter, the retry policy (its budget) and the read path are
+        shared."""
+        handle = _open(self.name, config_file=self.config_file, role=self.role,
+                       api_overrides=self.api_overrides, timeout=self.timeout,
+                       wait_timeout=self.wait_timeout, counter=self.counter, retry=self.retry,
+                       auth_overrides={"project_id": project_id, "project_name": None,
+                                       "project_domain_id": None, "project_domain_name": None},
+                       check=True)
+        handle.lean_reads = self.lean_reads
+        return handle
 
     def proxy(self, service: str) -> Any:
         """The SDK proxy of a service: identity, image, block_storage, network, compute."""
@@ -193,26 +213,23 @@ class CloudHandle:
         None when ``allow_404``; any other failure raises a one-line CloudCallError.
         """
         send = self._raw_get(service, params, microversion)
-        attempt = 0
-        while True:
+        where = resource or service
+
+        def once() -> Any:
             try:
                 response = send(path)
             except (ksa_exc.ConnectionError, ksa_exc.HttpError, sdk_exc.SDKException) as exc:
-                error = translate(exc, self.name, describe("GET", path), resource or service)
                 if isinstance(exc, ksa_exc.ConnectionError):
                     self.counter.add_failed("GET")
-                if error.retryable and attempt < self.read_retries:
-                    attempt += 1
-                    self.counter.add_retry()
-                    self._sleep(attempt, None, error)
-                    continue
-                raise error from exc
+                error = translate(exc, self.name, describe("GET", path), where)
+                error.__cause__ = exc
+                return Failed(error, retryable=error.retryable)
             status = response.status_code
             if status < 400:
                 try:
                     return response.json()
                 except ValueError as exc:
-                    what = f"{describe('GET', response.url)} ({resource or service})"
+                    what = f"{describe('GET', response.url)} ({where})"
                     raise CloudCallError(
                         f"cloud {self.name}: {what}: the answer is not JSON",
                         cloud=self.name, operation="GET", status=status) from exc
@@ -220,26 +237,24 @@ class CloudHandle:
                 return None
             answer = response.as_requests() if isinstance(response, RawResponse) else response
             error = translate(sdk_exc.HttpException(response=answer), self.name,
-                              describe("GET", response.url), resource or service)
-            if error.retryable and attempt < self.read_retries:
-                attempt += 1
-                self.counter.add_retry()
-                self._sleep(attempt, response.headers.get("Retry-After"), error)
-                continue
-            raise error
+                              describe("GET", response.url), where)
+            return Failed(error, retryable=error.retryable,
+                          retry_after=response.headers.get("Retry-After"))
+
+        return call_with_retries(once, self.retry, on_retry=self._note_retry)
 
     def _raw_get(self, service: str, params: Mapping[str, Any] | None,
                  microversion: str | None) -> Callable[[str], Any]:
         """One GET attempt of ``path``: through the lean transport when it applies (see
         clouds/raw_reads.py), else through the service's SDK proxy."""
         reader = self._reader
-        if reader is None:
+        if reader is None and self.lean_reads:
             with self._reader_lock:
                 if self._reader is None:
                     self._reader = RawReader(self.conn, timeout=self.timeout,
                                              count=self.counter.count)
                 reader = self._reader
-        if reader.usable(service):
+        if reader is not None and reader.usable(service):
             return lambda path: reader.get(service, path, params=params,
                                            microversion=microversion)
         proxy = self.proxy(service)
@@ -248,13 +263,9 @@ class CloudHandle:
             kwargs["microversion"] = microversion
         return lambda path: proxy.get(path, **kwargs)
 
-    def _sleep(self, attempt: int, retry_after: str | None, error: CloudCallError) -> None:
-        delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
-        if retry_after:
-            with contextlib.suppress(ValueError):
-                delay = min(RETRY_MAX_DELAY, max(delay, float(retry_after)))
-        log.info("%s; retry %d/%d in %.1f s", error.message, attempt, self.read_retries, delay)
-        time.sleep(delay)
+    def _note_retry(self, attempt: int, delay: float, error: BaseException) -> None:
+        self.counter.add_retry()
+        log.info("%s; retry %d/%d in %.1f s", error, attempt, self.retry.retries, delay)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -268,24 +279,28 @@ class CloudHandle:
 def open_cloud(name: str, *, config_file: str | Path | None = None, role: Role = "source",
                api_overrides: Mapping[str, Any] | None = None,
                timeout: float = DEFAULT_TIMEOUT, wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
-               check: bool = True, counter: CallCounter | None = None) -> CloudHandle:
+               check: bool = True, counter: CallCounter | None = None,
+               retry: RetryPolicy | None = None) -> CloudHandle:
     """Connect to the cloud ``name`` of clouds.yaml with the API versions of ``role``.
 
     ``check`` authenticates at once, so that a wrong name, a dead endpoint or bad credentials
     fail here (ConfigError / CloudError) rather than in the middle of a command. ``counter``
-    shares another handle's call counter (per-tenant credentials of one discovery).
+    shares another handle's call counter (per-tenant credentials of one discovery). ``retry``
+    is how the cloud's calls are retried (default: :class:`~migrator.retry.RetryPolicy`'s
+    defaults, with a budget of its own).
     """
     if role not in ROLE_DEFAULTS:
         raise ConfigError(f"cloud {name}: unknown role {role!r} (source or target)")
     return _open(name, config_file=config_file, role=role, api_overrides=api_overrides or {},
                  timeout=timeout, wait_timeout=wait_timeout, counter=counter or CallCounter(),
+                 retry=retry or RetryPolicy(budget=RetryBudget(name=name)),
                  auth_overrides=None, check=check)
 
 
 def _open(name: str, *, config_file: str | Path | None, role: Role,
           api_overrides: Mapping[str, Any], timeout: float, wait_timeout: float,
-          counter: CallCounter, auth_overrides: Mapping[str, Any] | None,
-          check: bool) -> CloudHandle:
+          counter: CallCounter, retry: RetryPolicy,
+          auth_overrides: Mapping[str, Any] | None, check: bool) -> CloudHandle:
     config = _load_config(config_file)
     clouds = config.cloud_config.get("clouds") or {}
     entry = clouds.get(name)
@@ -300,6 +315,7 @@ def _open(name: str, *, config_file: str | Path | None, role: Role,
             continue  # the operator's clouds.yaml decides
         kwargs[key] = value
     kwargs.update(api_overrides)
+    kwargs.update(NO_KEYSTONEAUTH_RETRIES)
     kwargs["api_timeout"] = timeout
     if auth_overrides:
         auth = dict(entry.get("auth") or {})
@@ -315,12 +331,20 @@ def _open(name: str, *, config_file: str | Path | None, role: Role,
         raise ConfigError(f"cloud {name} in {config.config_filename}: "
                           f"{' '.join(str(exc).split())}") from exc
     auth_url = str((region.config.get("auth") or {}).get("auth_url") or "?")
+    region.set_session_constructor(
+        functools.partial(CloudSession, retry=retry, cloud=name))  # type: ignore[arg-type]
     conn = openstack.connection.Connection(config=region)
+    if auth_url.startswith("https://"):
+        missing = missing_tls_file(session_trust(conn.session, auth_url))
+        if missing:
+            raise ConfigError(f"cloud {name}: the {missing} does not exist (clouds.yaml "
+                              "cacert, cert, key; or REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE)")
     conn.session.session.hooks.setdefault("response", []).append(counter.hook)
     handle = CloudHandle(name=name, role=role, conn=conn,
                          config_file=str(config_file) if config_file is not None else None,
                          auth_url=auth_url, counter=counter, timeout=timeout,
-                         wait_timeout=wait_timeout, api_overrides=dict(api_overrides))
+                         wait_timeout=wait_timeout, retry=retry,
+                         api_overrides=dict(api_overrides))
     if check:
         _authenticate(handle)
     return handle
@@ -332,9 +356,11 @@ def _load_config(config_file: str | Path | None) -> loader.OpenStackConfig:
             path = Path(config_file)
             if not path.is_file():
                 raise ConfigError(f"clouds.yaml file {path} does not exist")
+            check_clouds_files(path)  # before the SDK, which would skip a broken file
             # Only that file: $OS_CLIENT_CONFIG_FILE would otherwise be read first.
             return loader.OpenStackConfig(config_files=[str(path)], secure_files=[],
                                           load_envvars=False)
+        check_clouds_files(None)
         return loader.OpenStackConfig()
     except sdk_exc.ConfigException as exc:
         raise ConfigError(f"clouds.yaml: {' '.join(str(exc).split())}") from exc

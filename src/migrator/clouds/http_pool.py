@@ -14,17 +14,23 @@ What a client must do is kept: an idle connection the server has closed meanwhil
 answer ends at the end of the stream, is not reused; a body is delimited by Content-Length or
 chunked transfer coding, and a short one raises ``http.client.IncompleteRead``; URLs and header
 values with control characters are refused (as ``http.client`` refuses them).
+
+HTTPS: the connection trusts what :class:`Trust` says, which clouds/raw_reads.py takes from the
+SDK's session, so that these reads trust exactly what the SDK's own requests trust (a CA file
+or directory, or requests' CA bundle, or nothing at all), present the same client certificate,
+and check the host name as requests does. Only the standard library's public ``ssl`` API.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import select
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
@@ -33,6 +39,45 @@ MAX_LINE = 65536  # longest status or header line accepted (as http.client)
 MAX_HEADERS = 100  # most header lines accepted in an answer (as http.client)
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")  # not allowed in a request target
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")  # not allowed in a header value
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What an HTTPS connection verifies the server with, and what it presents.
+
+    ``verify``: False (or empty) checks nothing; True, the CA bundle ``ca_bundle`` (raw_reads
+    gives requests' own, ``requests.certs.where()``; None: the system's store); a path, that
+    CA file or, when a directory, that hashed CA directory (requests' rules). ``cert``: a
+    client certificate file (the key in it), or (certificate, key).
+    """
+
+    verify: bool | str = True
+    cert: str | tuple[str, str] | None = None
+    ca_bundle: str | None = field(default=None, compare=False)
+
+    def context(self) -> ssl.SSLContext:
+        """A client context; raises OSError for a CA, certificate or key file that is not
+        there, ssl.SSLError for one that is not valid."""
+        if not self.verify:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif self.verify is True and self.ca_bundle is None:
+            context = ssl.create_default_context()
+        else:
+            location = self.ca_bundle if self.verify is True else self.verify
+            if not location or not os.path.exists(location):
+                raise FileNotFoundError(f"Could not find a suitable TLS CA certificate bundle, "
+                                        f"invalid path: {location}")
+            if os.path.isdir(location):
+                context = ssl.create_default_context(capath=location)
+            else:
+                context = ssl.create_default_context(cafile=location)
+        if self.cert:
+            certfile, keyfile = (self.cert if isinstance(self.cert, tuple)
+                                 else (self.cert, None))
+            context.load_cert_chain(certfile, keyfile)
+        return context
 
 
 @dataclass(frozen=True)
@@ -63,23 +108,18 @@ Key = tuple[str, str, int]
 class Pool:
     """Idle keep-alive connections per (scheme, host, port); thread-safe."""
 
-    def __init__(self, *, timeout: float, verify: bool | str = True) -> None:
+    def __init__(self, *, timeout: float, trust: Trust | None = None) -> None:
         self._timeout = timeout
         self._idle: dict[Key, list[_Connection]] = {}
         self._lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
-        self._verify = verify
+        self._trust = trust or Trust()
 
     def _context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            if self._verify is False:
-                context = ssl._create_unverified_context()
-            elif isinstance(self._verify, str):
-                context = ssl.create_default_context(cafile=self._verify)
-            else:
-                context = ssl.create_default_context()
-            self._ssl = context
-        return self._ssl
+        with self._lock:  # made once: loading a CA bundle costs milliseconds
+            if self._ssl is None:
+                self._ssl = self._trust.context()
+            return self._ssl
 
     def get(self, url: str, headers: dict[str, str]) -> Answer:
         """GET ``url``; raises OSError or http.client.HTTPException when no full answer came."""

@@ -10,10 +10,13 @@ decides the wall time.
 What stays the SDK's: the endpoint of each service (``Adapter.get_endpoint``: catalog, version
 discovery, endpoint overrides), the token (the session's auth plugin: its headers are fetched
 again every few seconds, so a renewal by the plugin is picked up, and after a 401 the plugin is
-invalidated and the request sent once more, as keystoneauth does), and the microversion
-headers (keystoneauth's own helper). What is not taken over: proxies from the environment or
-the session, and client certificates; a handle with either keeps using the SDK path
-(:meth:`RawReader.usable` says so).
+invalidated and the request sent once more, as keystoneauth does), the microversion
+headers (keystoneauth's own helper), and what HTTPS trusts: the session's ``verify`` and
+``cert`` (clouds.yaml ``cacert``, ``verify: false``/``insecure``, ``cert``/``key``) as requests
+merges them with its environment (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) and defaults (its
+CA bundle), through requests' public ``Session.merge_environment_settings`` (see
+:func:`session_trust`). What is not taken over: proxies from the environment or the session;
+a handle with one keeps using the SDK path (:meth:`RawReader.usable` says so).
 
 Every answer received is counted through ``count`` (as the session's response hook counts
 them); a request that got no full answer raises, and the caller counts it as failed. Failures
@@ -24,6 +27,7 @@ SSLError), so that ``clouds.errors.translate`` words and classifies them the sam
 from __future__ import annotations
 
 import http.client
+import os
 import ssl
 import threading
 import time
@@ -39,7 +43,7 @@ from openstack import exceptions as sdk_exc
 from requests.structures import CaseInsensitiveDict
 
 from migrator import jsoncodec
-from migrator.clouds.http_pool import Answer, Pool
+from migrator.clouds.http_pool import Answer, Pool, Trust
 
 AUTH_REFRESH_S = 5.0  # how long fetched auth headers are reused before asking the plugin
 
@@ -57,8 +61,8 @@ class RawReader:
         self._usable: dict[str, bool] = {}
         self._auth: tuple[float, dict[str, str]] | None = None
         self._lock = threading.Lock()
-        verify = self._session.verify
-        self._pool = Pool(timeout=timeout, verify=verify)
+        self._timeout = timeout
+        self._pool: Pool | None = None
         self._header_sets: dict[tuple[str, str | None], dict[str, str]] = {}
         self._agent = f"migrator {self._session.user_agent or ''}".strip()
 
@@ -68,7 +72,7 @@ class RawReader:
         decided = self._usable.get(service)
         if decided is None:
             decided = False
-            if not (self._session.cert or self._session.session.proxies):
+            if not self._session.session.proxies:
                 try:
                     decided = not requests.utils.get_environ_proxies(self.base(service))
                 except (ksa_exc.ClientException, sdk_exc.SDKException):
@@ -141,7 +145,7 @@ class RawReader:
     def _send(self, url: str, headers: dict[str, str]) -> RawResponse:
         # A request that got no full answer raises; the caller counts it as a failure.
         try:
-            answer = self._pool.get(url, headers)
+            answer = self._pool_for(url).get(url, headers)
         except ssl.SSLError as exc:
             raise ksa_exc.SSLError(f"SSL exception connecting to {url}: {exc}") from exc
         except TimeoutError as exc:
@@ -152,8 +156,35 @@ class RawReader:
         self._count("GET")
         return RawResponse(answer, url)
 
+    def _pool_for(self, url: str) -> Pool:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = Pool(timeout=self._timeout,
+                                      trust=session_trust(self._session, url))
+                pool = self._pool
+        return pool
+
     def close(self) -> None:
-        self._pool.close()
+        if self._pool is not None:
+            self._pool.close()
+
+
+def session_trust(session: ksa_session.Session, url: str) -> Trust:
+    """What the SDK's requests to ``url`` verify and present: keystoneauth passes its
+    ``verify`` and ``cert`` to requests, which merges them with the environment (a CA bundle
+    variable when verify is True) and its session's defaults, then uses its own CA bundle for
+    a plain True. The URL only matters to requests for proxies, so one answer serves every
+    endpoint of the session."""
+    merged = session.session.merge_environment_settings(
+        url, {}, None, session.verify, session.cert or None)
+    verify = merged["verify"]
+    cert = merged["cert"]
+    if isinstance(cert, list):
+        cert = tuple(cert)
+    return Trust(verify=verify if isinstance(verify, bool | str) else bool(verify),
+                 cert=cert or None, ca_bundle=requests.certs.where())
 
 
 class RawResponse:
@@ -187,3 +218,15 @@ class RawResponse:
         request.url = self.url
         response.request = request
         return response
+
+
+def missing_tls_file(trust: Trust) -> str | None:
+    """The CA bundle, certificate or key ``trust`` names that does not exist (requests
+    raises a bare OSError for it on the first HTTPS request), as ``what path``."""
+    if trust.verify and trust.verify is not True and not os.path.exists(trust.verify):
+        return f"CA bundle {trust.verify}"
+    cert, key = trust.cert if isinstance(trust.cert, tuple) else (trust.cert, None)
+    for what, path in (("client certificate", cert), ("client key", key)):
+        if path and not os.path.exists(path):
+            return f"{what} {path}"
+    return None

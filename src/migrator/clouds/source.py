@@ -10,6 +10,10 @@ what the APIs offer per owner alone is read per owner, in a thread pool:
   call per user of the selected tenants;
 - image members: per image, but only for images that have members (Liberty's admin
   ``visibility=shared`` listing returns exactly those);
+- image formats: the first bytes of each active image (one ranged GET, a second one of its
+  last 512 bytes only when the head shows no format), except for images whose id, size and
+  checksum are those of the previous snapshot, whose result is kept
+  (clouds/image_formats.py);
 - flavors: extra specs per flavor, access lists per private flavor (cloud-wide, a constant).
 
 Liberty quirks handled: Neutron's owner is the raw ``tenant_id`` (the SDK's ``project_id`` is
@@ -113,6 +117,8 @@ class LegacySource(IdentityReads, ComputeReads, NetworkReads, StorageReads):
         out.merge(per_owner)
         self._read_members(out)
         self.progress(f"image members read ({self.admin.calls} calls)")
+        probed = self._read_image_formats(out, limited)
+        self.progress(f"image formats read ({probed} images, {self.admin.calls} calls)")
         return ReadResult(items=_in_kind_order(out.items.values()),
                           tenants=sorted(selected, key=lambda t: t.name),
                           unreadable=out.unreadable, mode="limited" if limited else "admin")

@@ -99,8 +99,11 @@ class SourceBase:
     def __init__(self, admin: CloudHandle, *,
                  tenant_credentials: Mapping[str, str] | None = None,
                  workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_PAGE_SIZE,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 known_images: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.admin = admin
+        # image id -> its attributes in the previous snapshot (what its bytes were)
+        self.known_images = dict(known_images or {})
         self.tenant_credentials = dict(tenant_credentials or {})
         self.workers = max(1, workers)
         self.page_size = page_size
@@ -158,6 +161,7 @@ class SourceBase:
                     handle = open_cloud(name, config_file=self.admin.config_file,
                                         role="source", timeout=self.admin.timeout,
                                         counter=self.admin.counter)
+                    handle.lean_reads = self.admin.lean_reads
                 elif tenant.id == self.admin.project_id:
                     handle = self.admin
                 elif tenant.id in self._operator_projects:

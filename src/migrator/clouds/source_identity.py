@@ -86,8 +86,10 @@ class IdentityReads(SourceBase):
         if not name:
             return None
         try:
-            return open_cloud(name, config_file=self.admin.config_file, role="source",
-                              timeout=self.admin.timeout, counter=self.admin.counter)
+            handle = open_cloud(name, config_file=self.admin.config_file, role="source",
+                                timeout=self.admin.timeout, counter=self.admin.counter)
+            handle.lean_reads = self.admin.lean_reads
+            return handle
         except CloudError as exc:
             self._handle_errors[tenant.id] = exc.message
             return None

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from migrator.clouds.errors import CloudCallError
+from migrator.clouds.image_formats import Probe, known_probe, probe_image, wants_probe
 from migrator.clouds.source_base import (
     DENIED,
     GIB,
@@ -76,6 +77,58 @@ class StorageReads(SourceBase):
         for item in out.items.values():
             if item.kind == "image":
                 item.attributes.setdefault("members", [])
+
+    def _read_image_formats(self, out: Collector, limited: bool) -> int:
+        """Record what each active image's bytes are (``content_format``); returns how many
+        images were read (the others kept the previous snapshot's result, or hold none)."""
+        # Images with the same md5 and size hold the same bytes (copies of one image in
+        # many tenants are common): one read for them all.
+        todo: dict[tuple[Any, Any], list[Item]] = {}
+        for item in out.items.values():
+            if item.kind != "image" or item.attributes.get("status") != "active":
+                continue
+            attrs = item.attributes
+            if not wants_probe(attrs):
+                Probe("raw", "no bytes").record(attrs)
+                continue
+            known = known_probe(attrs, self.known_images.get(item.source_id))
+            if known is not None:
+                known.record(attrs)
+            else:
+                same = (attrs.get("checksum") or item.source_id, attrs.get("size"))
+                todo.setdefault(same, []).append(item)
+
+        def tenant_handle(item: Item) -> Any:
+            if not item.tenant:
+                return None
+            return self._tenant_handle(Tenant(item.tenant, self._names.get(item.tenant, "")))
+
+        def read(item: Item) -> Probe:
+            # The admin's token first, then the owner's (the only one in limited mode).
+            handle = tenant_handle(item) if limited else self.admin
+            size = int(item.attributes["size"])
+            result = Probe(None, "no credentials can download it")
+            if handle is not None:
+                result = probe_image(handle.proxy("image"), item.source_id, size,
+                                     timeout=handle.timeout)
+            if result.format is None and not limited:
+                owner = tenant_handle(item)
+                if owner is not None and owner is not self.admin:
+                    result = probe_image(owner.proxy("image"), item.source_id, size,
+                                         timeout=owner.timeout)
+            return result
+
+        def one(items: list[Item]) -> None:
+            result = Probe(None)
+            for item in items:  # the next copy only when this one could not be read
+                result = read(item)
+                if result.format is not None:
+                    break
+            for item in items:
+                result.record(item.attributes)
+
+        self._map(one, list(todo.values()))
+        return len(todo)
 
     def _read_volumes(self, selected: Sequence[Tenant], limited: bool,
                       out: Collector) -> None:

@@ -16,6 +16,8 @@ Every resource it creates carries its source id (how a re-run or an in-doubt ste
 - keypairs: adopted by (user, name, same public key fingerprint);
 - quotas and role assignments: idempotent PUTs, nothing to mark.
 
+``list_<kind>s`` read every resource of a kind at once (clouds/target_listing.py).
+
 Calls, retries and errors: see ``clouds/target_base.py``.
 """
 
@@ -32,17 +34,24 @@ from migrator.clouds.target_base import (
 )
 from migrator.clouds.target_compute import ComputeMixin, QuotaResult, fingerprint
 from migrator.clouds.target_identity import IdentityMixin
+from migrator.clouds.target_listing import ListedMixin, ListingMixin
 from migrator.clouds.target_network import NetworkMixin, same_rule
 
 
-class TargetCloud(IdentityMixin, NetworkMixin, ComputeMixin):
+class TargetCloud(IdentityMixin, NetworkMixin, ComputeMixin, ListingMixin):
     """The modern cloud, as the handlers use it (thread-safe: shared by every worker)."""
+
+
+class ListedTarget(ListedMixin, TargetCloud):
+    """The target whose ``get_<kind>`` answer from one listing per kind (``migrator
+    verify``; clouds/target_listing.py)."""
 
 
 __all__ = [
     "RULE_DESCRIPTION_PREFIX",
     "SOURCE_TAG_PREFIX",
     "USER_SOURCE_ATTRIBUTE",
+    "ListedTarget",
     "QuotaResult",
     "TargetCloud",
     "TargetCloudError",

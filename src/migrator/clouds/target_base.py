@@ -5,8 +5,10 @@ through the openstacksdk proxy of the service (so the SDK's authentication, cata
 endpoint discovery are used as they are), with
 
 - idempotent methods (GET, HEAD, PUT, DELETE) retried on 429/500/502/503/504 and on dropped
-  connections, a few times with a short backoff (Retry-After honoured, capped); the retries are
-  counted per thread so that a handler can record them in its step's audit trail;
+  connections under the cloud's :class:`~migrator.retry.RetryPolicy` (a few times, a short
+  backoff, Retry-After honoured and capped, the cloud's retry budget: the handle's policy,
+  shared by every handle of that cloud); the retries are counted per thread so that a handler
+  can record them in its step's audit trail;
 - POST never retried here: a create that may or may not have happened is retried by the
   caller after looking the resource up by its source id (see the handlers);
 - every failure turned into a one-line :class:`TargetCloudError` by clouds/errors.py's
@@ -26,14 +28,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 
 from migrator.clouds.errors import CloudCallError, translate
+from migrator.clouds.session import retry_policy_of
 from migrator.errors import CloudError, NotFoundError
+from migrator.retry import TRANSIENT_STATUSES, Failed, RetryPolicy, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,6 @@ SOURCE_TAG_PREFIX = "migrator-src-"
 RULE_DESCRIPTION_PREFIX = "migrator-src:"
 USER_SOURCE_ATTRIBUTE = "migrator_source_id"
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
@@ -89,18 +92,21 @@ class TargetCloudError(CloudCallError):
         retryable: bool = False,
         error_type: str | None = None,
         server_message: str = "",
+        unreachable: bool = False,
     ) -> None:
         super().__init__(message, cloud=cloud, operation=operation, status=status,
-                         retryable=retryable)
+                         retryable=retryable, unreachable=unreachable)
         self.error_type = error_type
         self.server_message = server_message
 
     @classmethod
     def from_call_error(cls, error: CloudCallError, *, error_type: str | None = None,
                         server_message: str = "") -> TargetCloudError:
-        return cls(error.message, cloud=error.cloud, operation=error.operation,
-                   status=error.status, retryable=error.retryable, error_type=error_type,
-                   server_message=server_message)
+        out = cls(error.message, cloud=error.cloud, operation=error.operation,
+                  status=error.status, retryable=error.retryable, error_type=error_type,
+                  server_message=server_message, unreachable=error.stops_run)
+        out.final = error.final
+        return out
 
     @property
     def transient(self) -> bool:
@@ -144,9 +150,7 @@ class TargetBase:
         *,
         name: str | None = None,
         source_cloud: str = "legacy",
-        retries: int = 4,
-        retry_delay: float = 0.25,
-        max_retry_delay: float = 5.0,
+        retry: RetryPolicy | None = None,
         timeout: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -155,9 +159,8 @@ class TargetBase:
         self.conn = getattr(conn, "conn", None) or getattr(conn, "connection", None) or conn
         self.name = name or str(getattr(conn, "name", None) or "target")
         self.source_cloud = source_cloud
-        self.retries = retries
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
+        # The handle's policy (its cloud's retry budget) unless one is given.
+        self.retry = retry if retry is not None else retry_policy_of(conn)
         # Upper bound of every wait_for_* (seconds).
         self.timeout = timeout
         self._sleep = sleep
@@ -217,51 +220,57 @@ class TargetBase:
         microversion: str | None = None,
         ok: tuple[int, ...] = (200, 201, 202, 204),
         missing_ok: bool = False,
+        secret: bool = False,
     ) -> Any:
         """One API call; returns the decoded JSON body (None for an empty one, or for a 404
         when ``missing_ok``). ``op`` and ``what`` name the operation and the resource in
-        error messages (``create network``, ``'physics-net'``)."""
+        error messages (``create network``, ``'physics-net'``). ``secret``: the body holds a
+        secret, so keystoneauth must not log the call (its DEBUG log prints request bodies)."""
         proxy = self._proxy(service)
         kwargs: dict[str, Any] = {"raise_exc": False}
+        if secret:
+            kwargs["log"] = False
         if json is not None:
             kwargs["json"] = json
         if params:
             kwargs["params"] = dict(params)
         if microversion:
             kwargs["microversion"] = microversion
-        attempts = self.retries + 1 if method in IDEMPOTENT_METHODS else 1
-        for attempt in range(1, attempts + 1):
+        idempotent = method in IDEMPOTENT_METHODS
+
+        def once() -> Any:
             self._counter.calls += 1
             error: TargetCloudError
             try:
                 response = proxy.request(path, method, **kwargs)
-            except (ksa_exc.ConnectionError, sdk_exc.SDKException) as exc:
-                # refused, dropped or timed out: one line from clouds/errors.py
+            except (ksa_exc.ConnectionError, ksa_exc.HttpError, sdk_exc.SDKException) as exc:
+                # refused, dropped or timed out (or a token request that failed for good):
+                # one line from clouds/errors.py
                 if isinstance(exc, ksa_exc.ConnectionError):
                     self._count_failed(method)
                 error = TargetCloudError.from_call_error(translate(exc, self.name, op, what))
-                retry_after = None
-            else:
-                status = response.status_code
-                if status in ok:
-                    return _decoded(response)
-                if status == 404 and missing_ok:
-                    return None
-                message, error_type = server_message(response)
-                cls = TargetNotFoundError if status == 404 else TargetCloudError
-                error = cls.from_call_error(
-                    translate(sdk_exc.HttpException(response=response), self.name, op, what),
-                    error_type=error_type, server_message=message,
-                )
-                retry_after = response.headers.get("Retry-After")
-            if not error.transient or attempt == attempts:
-                raise error
-            delay = self._backoff(attempt, retry_after)
+                error.__cause__ = exc
+                return Failed(error, retryable=idempotent and error.transient)
+            status = response.status_code
+            if status in ok:
+                return _decoded(response)
+            if status == 404 and missing_ok:
+                return None
+            message, error_type = server_message(response)
+            cls = TargetNotFoundError if status == 404 else TargetCloudError
+            error = cls.from_call_error(
+                translate(sdk_exc.HttpException(response=response), self.name, op, what),
+                error_type=error_type, server_message=message,
+            )
+            return Failed(error, retryable=idempotent and error.transient,
+                          retry_after=response.headers.get("Retry-After"))
+
+        def note(attempt: int, delay: float, error: BaseException) -> None:
             self._counter.retries += 1
             self._count_retry()
-            log.info("%s (retry %d/%d in %.2fs)", error.message, attempt, attempts - 1, delay)
-            self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+            log.info("%s (retry %d/%d in %.2fs)", error, attempt, self.retry.retries, delay)
+
+        return call_with_retries(once, self.retry, on_retry=note)
 
     def note_retry(self) -> None:
         """Count a retry made above this adapter (a create retried after a fresh lookup)."""
@@ -277,13 +286,6 @@ class TargetBase:
         counter = getattr(self.handle, "counter", None)
         if counter is not None and hasattr(counter, "add_failed"):
             counter.add_failed(method)
-
-    def _backoff(self, attempt: int, retry_after: str | None) -> float:
-        delay = self.retry_delay * 2 ** (attempt - 1)
-        if retry_after:
-            with suppress(ValueError):
-                delay = max(delay, float(retry_after))
-        return min(delay, self.max_retry_delay)
 
     def wait_until(
         self, what: str, probe: Callable[[], Any], *, timeout: float | None = None,
@@ -313,3 +315,15 @@ def _decoded(response: Any) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def catalog_types(conn: Any) -> set[str]:
+    """The service types in the catalog of the connection's token (``compute``,
+    ``block-storage``...): a target without Nova or Neutron has none for them."""
+    session = conn.session
+    try:
+        access = session.auth.get_access(session)
+    except (ksa_exc.ClientException, sdk_exc.SDKException) as exc:
+        raise TargetCloudError.from_call_error(
+            translate(exc, "target", "read the catalog")) from exc
+    return {str(t) for t in access.service_catalog.get_endpoints()}

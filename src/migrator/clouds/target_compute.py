@@ -10,7 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from migrator.clouds.target_base import TargetBase
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as sdk_exc
+
+from migrator.clouds.errors import translate
+from migrator.clouds.target_base import TargetBase, TargetCloudError
 from migrator.errors import ConfigError
 
 # Keypairs of another user need 2.10 (user_id in the body and in the query).
@@ -57,7 +61,12 @@ class ComputeMixin(TargetBase):
         endpoint announces none (legacy v2.0 API)."""
 
         def read() -> tuple[int, int]:
-            data = self._proxy("compute").get_endpoint_data()
+            try:
+                data = self._proxy("compute").get_endpoint_data()
+            except (ksa_exc.EndpointNotFound, sdk_exc.ServiceDisabledException) as exc:
+                # no compute service in the catalog: final (clouds/errors.py), no retry
+                raise TargetCloudError.from_call_error(
+                    translate(exc, self.name, "read the compute API version")) from exc
             version = getattr(data, "max_microversion", None) if data else None
             if not version:
                 return (2, 0)

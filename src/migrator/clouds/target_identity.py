@@ -106,7 +106,7 @@ class IdentityMixin(TargetBase):
             body["password"] = password
         out = self.request(
             "identity", "POST", "/users", op="create user", what=repr(body.get("name")),
-            json={"user": body},
+            json={"user": body}, secret=password is not None,
         )
         return dict(out["user"])
 

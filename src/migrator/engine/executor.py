@@ -44,6 +44,7 @@ from migrator.engine.workers import (
     stop_worker,
 )
 from migrator.errors import ConcurrencyError, ConfigError, MigratorError
+from migrator.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,9 @@ class RunResult:
     completed: int
     elapsed_s: float
     failed_steps: list[str] = field(default_factory=list)
+    # The error that stopped the run although no step was at fault (MigratorError.stops_run:
+    # a cloud that cannot be reached); the run is then "interrupted", to be resumed.
+    stopped_by: MigratorError | None = None
 
 
 class Executor:
@@ -153,6 +157,7 @@ class Executor:
         self._busy = 0
         self._exhausted = False
         self._fatal: BaseException | None = None
+        self._stopped_by: MigratorError | None = None
 
     def request_stop(self) -> None:
         """Start nothing new; running steps stop at their next phase boundary."""
@@ -218,7 +223,8 @@ class Executor:
         counts = runs.state_counts(self.factory, run.id)
         failed = [s.key for s in runs.steps_in_states(self.factory, run.id, [machine.FAILED])]
         result = RunResult(
-            run.id, run.name, final, counts, self._completed, time.monotonic() - began, failed
+            run.id, run.name, final, counts, self._completed, time.monotonic() - began, failed,
+            self._stopped_by,
         )
         self._notify("run-finished", None, final)
         return result
@@ -501,7 +507,7 @@ class Executor:
             lease_expires_at=None,
         )
         if attempts < self.config.max_attempts and not final:
-            delay = min(self.config.backoff_base * 2 ** (attempts - 1), self.config.backoff_max)
+            delay = Backoff(self.config.backoff_base, self.config.backoff_max).delay(attempts)
             snap = advance(
                 self.factory,
                 snap,
@@ -510,6 +516,23 @@ class Executor:
                 not_before=utcnow() + timedelta(seconds=delay),
             )
             self._moved(step.state, machine.PENDING, "step-retry", snap, message)
+            return
+        if isinstance(exc, MigratorError) and exc.stops_run and not final:
+            # Not the step's fault (a cloud that cannot be reached, every attempt): it goes
+            # back to pending with a fresh budget, and the run stops as on Ctrl-C instead of
+            # failing every other step the same way; --resume continues it.
+            snap = advance(
+                self.factory,
+                snap,
+                "retry",
+                detail={"attempt": attempts, "stopped_run": True},
+                attempts=0,
+                not_before=None,
+            )
+            self._moved(step.state, machine.PENDING, "step-retry", snap, message)
+            with self._wake:
+                self._stopped_by = self._stopped_by or exc
+            self.request_stop()
             return
         self._moved(step.state, machine.FAILED, "step-failed", snap, message)
         for blocked in runs.block_descendants(self.factory, step.id, step.key):

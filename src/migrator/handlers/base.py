@@ -13,7 +13,8 @@ The first phase of every handler finds the resource on the target by the source 
 map and in the checkpoint (``target_id``, ``adopted``, and the ``calls``/``retries`` the phase
 made, which the checkpoint event keeps in the audit trail). A create that fails with a
 transient error (5xx, dropped connection: it may or may not have happened) is retried after
-looking the resource up again, so a retry never duplicates.
+looking the resource up again, so a retry never duplicates (under the target cloud's retry
+policy: its retries per call, its backoff, its budget; migrator/retry.py).
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ from migrator.engine.handlers import Handler, Reconciliation, StepContext
 from migrator.engine.steps import StepSnapshot
 from migrator.errors import ConfigError, StepFailedError
 from migrator.handlers import idmap
-
-# Attempts of find-then-create when the create call fails transiently.
-CREATE_ATTEMPTS = 3
+from migrator.retry import Failed, call_with_retries
 
 _WRAPPED: dict[int, TargetCloud] = {}
 _WRAPPED_LOCK = threading.Lock()
@@ -204,26 +203,26 @@ class ResourceHandler(Handler):
     def _create_or_adopt(self, ctx: StepContext, tc: TargetCloud, step: StepSnapshot,
                          attrs: dict[str, Any]) -> Mapping[str, Any]:
         source_id = source_id_of(step)
-        adopted = ""
-        for attempt in range(1, CREATE_ATTEMPTS + 1):
-            resource = self.find(tc, step, source_id, attrs)
-            adopted = "source" if resource is not None else ""
-            if resource is None:
-                resource = self.adopt_by_decision(tc, step, source_id, attrs)
-                adopted = "decision" if resource is not None else ""
-            if resource is not None:
-                break
+
+        def once() -> tuple[dict[str, Any], str] | Failed:
+            found = self.find(tc, step, source_id, attrs)
+            if found is not None:
+                return found, "source"
+            found = self.adopt_by_decision(tc, step, source_id, attrs)
+            if found is not None:
+                return found, "decision"
             try:
-                resource = self.create(ctx, tc, step, source_id, attrs)
-                adopted = ""
-                break
+                return self.create(ctx, tc, step, source_id, attrs), ""
             except TargetCloudError as exc:
-                if not exc.transient or attempt == CREATE_ATTEMPTS:
-                    raise
-                tc.note_retry()
-                ctx.log.info("step %s: create failed (%s); looking again before retrying",
-                             step.key, exc.message)
-        assert resource is not None
+                # It may or may not have happened: the next try looks it up first.
+                return Failed(exc, retryable=exc.transient)
+
+        def note(attempt: int, delay: float, error: BaseException) -> None:
+            tc.note_retry()
+            ctx.log.info("step %s: create failed (%s); looking again before retrying",
+                         step.key, error)
+
+        resource, adopted = call_with_retries(once, tc.retry, on_retry=note)
         target_id = self.target_id_of(resource, attrs)
         idmap.record_step_target(ctx.factory, step, source_id, target_id)
         data: dict[str, Any] = {"target_id": target_id, **self.notes(resource)}
@@ -236,8 +235,19 @@ class ResourceHandler(Handler):
         target_id = step.checkpoint.get("target_id")
         if not target_id:
             raise StepFailedError(f"step {step.key!r} has no target id to verify")
-        attrs = resolve_attrs(ctx, step)
-        resource = self.read(tc, str(target_id), step, attrs)
+        problems = self.differences(tc, step, str(target_id), resolve_attrs(ctx, step))
+        if problems:
+            raise StepFailedError(
+                f"step {step.key!r}: target {step.kind} {target_id} differs: "
+                + "; ".join(problems)
+            )
+
+    def differences(self, tc: TargetCloud, step: StepSnapshot, target_id: str,
+                    attrs: dict[str, Any]) -> list[str]:
+        """How the target resource differs from the plan's ``attrs`` (references resolved),
+        in words; empty when it matches. A resource that is gone raises NotFoundError (the
+        adapter's 404). Also what ``migrator verify`` asks, long after the run."""
+        resource = self.read(tc, target_id, step, attrs)
         if step.checkpoint.get("adopted") == "decision":
             problems = mismatches(attrs, resource, ("name",))
         else:
@@ -246,11 +256,7 @@ class ResourceHandler(Handler):
         if self.is_marked(step) and migrated_source_id(resource) != source_id_of(step):
             problems.append(f"source id mark: wanted {source_id_of(step)!r}, target has "
                             f"{migrated_source_id(resource)!r}")
-        if problems:
-            raise StepFailedError(
-                f"step {step.key!r}: target {step.kind} {target_id} differs: "
-                + "; ".join(problems)
-            )
+        return problems
 
     def reconcile(self, ctx: StepContext, step: StepSnapshot) -> Reconciliation:
         """In doubt after a crash: trust a recorded target id, else look on the target by the

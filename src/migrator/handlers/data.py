@@ -8,6 +8,14 @@ token). ``services["source"]`` is the legacy cloud's handle (a CloudHandle or a 
 
 Progress goes through :class:`TransferProgress` (bytes per transfer): the CLI draws bars or
 prints lines; nothing here imports rich.
+
+:func:`run_again_on_transient` runs a phase again when it failed on something that may pass
+(a 5xx or a dropped connection on a create): only phases that look up what an earlier try
+made before they make anything (by the source id tag, the temporary image's name, the
+``migrator_source_id`` metadata), so a second try does not duplicate. It uses the target
+cloud's retry policy and budget (migrator/retry.py). Byte copies are not run again here: a
+failed copy fails the step, whose retry streams the bytes afresh (never a half-consumed body
+sent again), after the step backoff, within the step's attempts (``retries`` settings).
 """
 
 from __future__ import annotations
@@ -15,15 +23,25 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from migrator.engine.handlers import StepContext
+from migrator.engine.handlers import StepContext, StepInterrupted
 from migrator.errors import ConfigError
+from migrator.retry import Failed, RetryPolicy, call_with_retries
+from migrator.transfer.errors import TransferError, TransferInterrupted
 from migrator.transfer.limits import BandwidthLimiter, TransferSlots
-from migrator.transfer.volume_copy import VolumeOptions
+from migrator.transfer.volume_copy import PhaseRewind, VolumeOptions
 
-# The role migrator's target user gets on a migrated project to create volumes in it.
-SCOPE_ROLE = "admin"
+T = TypeVar("T")
+
+# The role migrator's target user gets on a migrated project to create volumes in it (a
+# volume is made in the project of the token). Not admin: with their default policies, Cinder
+# (29) and Glance (33) allow every call of the volume path to a member of the project
+# (role:member and project_id match: volume:create, create_from_image, get/get_all through
+# member's implied reader, update for os-set_bootable, create_volume_metadata,
+# volume_image_metadata:set/remove; Glance add_image for an image it owns, upload_image,
+# get_image, delete_image), and member is a role every modern Keystone bootstraps.
+SCOPE_ROLE = "member"
 
 
 class TransferProgress(Protocol):
@@ -111,7 +129,7 @@ def source_cloud(ctx: StepContext) -> Any:
 
 def scoped_target(ctx: StepContext, project_id: str) -> Any:
     """The target handle with a token scoped to ``project_id`` (the migrated project): the
-    target user gets the ``admin`` role there first (an idempotent grant)."""
+    target user gets the :data:`SCOPE_ROLE` role there first (an idempotent grant)."""
     from migrator.handlers.base import target_cloud
 
     tc = target_cloud(ctx)
@@ -128,3 +146,26 @@ def scoped_target(ctx: StepContext, project_id: str) -> Any:
         return handle.connect_as_project(project_id)
 
     return data_services(ctx).scoped(project_id, make)
+
+
+def run_again_on_transient(ctx: StepContext, phase: str, run: Callable[[], T],
+                           policy: RetryPolicy) -> T:
+    """``run()`` (a phase that is safe to run again, see the module doc), again after a
+    backoff when it raises a retryable TransferError, under ``policy`` (its retries and its
+    budget). A rewind, an interruption or a stopping run is never retried here."""
+
+    def once() -> T | Failed:
+        try:
+            return run()
+        except (PhaseRewind, TransferInterrupted):
+            raise
+        except TransferError as exc:
+            if ctx.stop_event.is_set():
+                raise StepInterrupted(ctx.step.key) from exc
+            return Failed(exc, retryable=exc.retryable)
+
+    def note(attempt: int, delay: float, error: BaseException) -> None:
+        ctx.log.info("step %s: %s failed (%s); running it again (%d/%d) in %.2f s",
+                     ctx.step.key, phase, error, attempt, policy.retries, delay)
+
+    return call_with_retries(once, policy, on_retry=note)

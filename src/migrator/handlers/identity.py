@@ -9,9 +9,9 @@ Specs (see handlers/base.py for the common shape):
   target refuses (microversion) or does not know are left out and listed in the checkpoint.
 - user: attrs {name, domain_id, email, enabled, description}; refs {default_project_id?};
   lookup {password_policy: random|fixed|external, password_file (random), password_env
-  (fixed), adopt_id?}. A random password is written to the password file (mode 0600) before
-  the user is created, and reused if the create is retried; it never reaches a log, the
-  state database or the plan.
+  (fixed), adopt_id?}. A random password is appended to the password file (mode 0600,
+  handlers/passwords.py) before the user is created, and reused if the create is retried or
+  resumed; it never reaches a log, the state database or the plan.
 - role_assignment: source id ``<user>:<project>:<role>``; refs {user_id, project_id};
   lookup {role_id} (resolved at plan time) or {role_name} (resolved at run time).
 """
@@ -19,13 +19,9 @@ Specs (see handlers/base.py for the common shape):
 from __future__ import annotations
 
 import os
-import secrets
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from migrator.clouds.target import TargetCloud
 from migrator.engine.handlers import Reconciliation, StepContext
@@ -39,6 +35,7 @@ from migrator.handlers.base import (
     spec_part,
     target_cloud,
 )
+from migrator.handlers.passwords import random_password
 
 # -- project ---------------------------------------------------------------------------------
 
@@ -123,41 +120,11 @@ class QuotaHandler(ResourceHandler):
 
 # -- user ------------------------------------------------------------------------------------
 
-_PASSWORD_LOCK = threading.Lock()
-PASSWORD_FILE_HEADER = (
-    "# Initial passwords of the users migrator created on the target (mode 0600).\n"
-    "# Hand them over securely, then delete this file.\n"
-)
-
 
 def password_key(attrs: Mapping[str, Any]) -> str:
     domain = attrs.get("domain_id") or "default"
     name = str(attrs.get("name"))
     return name if domain == "default" else f"{name}@{domain}"
-
-
-def random_password(path: Path, key: str) -> str:
-    """The password recorded for ``key`` in the password file, or a new random one written
-    there first (atomically, mode 0600), so that a retried create reuses it."""
-    with _PASSWORD_LOCK:
-        entries: dict[str, str] = {}
-        if path.exists():
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ConfigError(f"password file {path} is not a mapping of user -> password")
-            entries = {str(k): str(v) for k, v in loaded.items()}
-        if key in entries:
-            return entries[key]
-        entries[key] = secrets.token_urlsafe(18)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(PASSWORD_FILE_HEADER)
-            out.write(yaml.safe_dump(entries, default_flow_style=False, sort_keys=True))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-        return entries[key]
 
 
 def user_password(step: StepSnapshot, attrs: Mapping[str, Any]) -> str | None:

@@ -4,13 +4,20 @@
   refs {owner}; lookup {size, checksum} (the legacy bytes). Phases:
 
   * ``create``: the target image carrying the tag ``migrator-src-<source id>``: one found by
-    that tag is adopted (an active one holding the right bytes, or a queued one; any other is
-    deleted), else a queued image is created with the planned fields. The id map is recorded.
+    that tag is adopted (an active one holding the right bytes, or a fresh queued one; any
+    other is deleted), else a queued image is created with the planned fields. The id map is
+    recorded.
   * ``upload``: the bytes streamed from the legacy cloud (``copy_image_data``: md5/sha512
     while streaming, the run's bandwidth cap, one of the run's transfer slots). An image
-    already active with the legacy size and checksum is adopted, not sent again. A
-    retryable TransferError fails the phase: the executor retries the step (a target image
-    that can no longer take an upload is deleted first, so the retry makes a new one).
+    already active with the legacy size and checksum is adopted, not sent again. Bytes are
+    only ever sent into a fresh image: real Glance keeps the file of a refused upload in its
+    store (the image stays ``queued`` but every later upload into it answers 500), so an
+    image that is not ``queued``, holds data (a size or a checksum), or received an upload
+    that did not complete (``upload_into`` in the checkpoint, written before the bytes go) is
+    deleted and a new one created; the id map follows. A retryable TransferError fails the
+    phase: the executor retries the step. A refusal of the bytes (HTTP 415, Glance's
+    ``require_image_format_match``) is reported with its cause: the label sent and the
+    format discovery read from the bytes.
   * verify: status active, size and md5 as on the legacy cloud, sha512 as sent (when the
     target has multihash), every planned field and property, the source tag.
 
@@ -31,10 +38,11 @@ from migrator.engine.steps import StepSnapshot
 from migrator.errors import StepFailedError
 from migrator.handlers import idmap
 from migrator.handlers.base import resolve_attrs, same_value, source_id_of, spec_part, target_cloud
-from migrator.handlers.data import data_services, source_cloud
+from migrator.handlers.data import data_services, run_again_on_transient, source_cloud
 from migrator.transfer.errors import TransferError, TransferInterrupted
+from migrator.transfer.glance_io import fresh_for_upload
 from migrator.transfer.stream import copy_image_data
-from migrator.transfer.volume_api import Api, answer_error, as_connection
+from migrator.transfer.volume_api import Api, as_connection
 
 SOURCE_TAG_PREFIX = "migrator-src-"
 # Fields of the create body the target echoes as they were sent.
@@ -67,11 +75,16 @@ class ImageHandler(Handler):
 
     def run_phase(self, ctx: StepContext, step: StepSnapshot, phase: str
                   ) -> Mapping[str, Any] | None:
-        api = Api(target_cloud(ctx).handle)
+        tc = target_cloud(ctx)
+        api = Api(tc.handle)
         attrs = resolve_attrs(ctx, step)
         source_id = source_id_of(step)
         if phase == "create":
-            record, adopted = self._find_or_create(ctx, api, step, source_id, attrs)
+            # Looks the image up by its source tag first: safe to run again when the create
+            # failed on the way. The upload is retried by the step (a fresh stream each time).
+            record, adopted = run_again_on_transient(
+                ctx, phase, lambda: self._find_or_create(ctx, api, step, source_id, attrs),
+                tc.retry)
             out: dict[str, Any] = {"target_id": record["id"], "status": record.get("status")}
             if adopted:
                 out["adopted"] = adopted
@@ -85,12 +98,16 @@ class ImageHandler(Handler):
         found = list(api.pages("image", "images", "images",
                                f"listing images tagged {source_tag(source_id)}",
                                {"tag": source_tag(source_id), "visibility": "all"}))
+        # An image that received an upload that did not complete may hold its bytes in the
+        # store although its record does not show them: never sent into again.
+        tainted = str(step.checkpoint.get("upload_into") or "")
         keep: dict[str, Any] | None = None
         adopted = ""
         for rec in sorted(found, key=lambda r: (not holds_bytes(r, size, md5),
                                                 r.get("status") != "queued",
                                                 str(r.get("created_at")), str(r.get("id")))):
-            usable = holds_bytes(rec, size, md5) or rec.get("status") == "queued"
+            usable = holds_bytes(rec, size, md5) or (fresh_for_upload(rec)
+                                                     and rec.get("id") != tainted)
             if keep is None and usable:
                 keep, adopted = rec, "complete" if rec.get("status") == "active" else "queued"
             else:
@@ -114,13 +131,25 @@ class ImageHandler(Handler):
         known = step.checkpoint.get("target_id")
         if known:
             record = api.image(str(known))
-        if record is None or not (record.get("status") == "queued"
-                                  or holds_bytes(record, size, md5)):
+        tainted = step.checkpoint.get("upload_into")
+        if record is not None and not holds_bytes(record, size, md5) and (
+                not fresh_for_upload(record) or record.get("id") == tainted):
+            ctx.log.info("step %s: target image %s is %s%s: deleted, the bytes go into a new "
+                         "one", step.key, record["id"], record.get("status"),
+                         " after an upload that did not complete"
+                         if record.get("id") == tainted else " holding data")
+            api.delete_image(str(record["id"]))
+            record = None
+        if record is None:
             record, _adopted = self._find_or_create(ctx, api, step, source_id, attrs)
         target_id = str(record["id"])
         if holds_bytes(record, size, md5):
             return {"target_id": target_id, "bytes": record.get("size"),
                     "sha512": record.get("os_hash_value"), "sent": False}
+        # Written before the first byte goes: a crash or a refusal leaves the mark, and the
+        # next attempt sends into a new image.
+        ctx.checkpoint(step.phase or "create", {"target_id": target_id,
+                                                "upload_into": target_id})
         services = data_services(ctx)
         stop = ctx.stop_event
         if not services.slots.acquire(stop):
@@ -138,16 +167,19 @@ class ImageHandler(Handler):
         except TransferInterrupted:
             raise StepInterrupted(step.key) from None
         except TransferError as exc:
-            if exc.needs_new_image:
+            if exc.needs_new_image or exc.status_code in REFUSED_BYTES:
                 ctx.log.info("step %s: target image %s is %s: deleted, the retry makes a new "
                              "one", step.key, target_id, exc.target_status)
                 api.delete_image(target_id)
+            if exc.status_code == 415:
+                raise refused_bytes(step, attrs, exc) from exc
             raise
         finally:
             services.slots.release()
             services.done(step.key, ok)
-        return {"target_id": target_id, "bytes": result.bytes, "md5": result.md5,
-                "sha512": result.sha512, "seconds": round(result.seconds, 3), "sent": True}
+        return {"target_id": target_id, "upload_into": None, "bytes": result.bytes,
+                "md5": result.md5, "sha512": result.sha512,
+                "seconds": round(result.seconds, 3), "sent": True}
 
     # -- verify ------------------------------------------------------------------------------
     def verify(self, ctx: StepContext, step: StepSnapshot) -> None:
@@ -166,6 +198,35 @@ class ImageHandler(Handler):
 
 
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+# Answers after which the target image keeps what it stored: a format refusal (415) and the
+# 500 of an image that already holds a refused upload's file.
+REFUSED_BYTES = frozenset({415, 500})
+
+
+def refused_bytes(step: StepSnapshot, attrs: Mapping[str, Any], exc: TransferError
+                  ) -> TransferError:
+    """A 415 on the upload, with the cause migrator can know (Glance's page names none): the
+    ``disk_format`` sent and the format discovery read from the bytes. Final: the same bytes
+    under the same label are refused again."""
+    lookup = spec_part(step, "lookup")
+    label = attrs.get("disk_format")
+    content = lookup.get("content_format")
+    name = step.name or source_id_of(step)
+    if content and content != label:
+        cause = (f"its bytes are {content} (read at discovery) but the plan labels them "
+                 f"{label}: plan again with image_formats: detect to correct the label")
+    elif content:
+        cause = (f"the bytes are {content} as labelled (read at discovery): the target's format "
+                 "inspector does not recognise them (a fixed VHD reads as raw, a VHDX needs "
+                 "its full 256 KiB header)")
+    else:
+        cause = (f"the plan labels the bytes {label} and their format was not read at "
+                 "discovery: discover again (it reads each image's first bytes), then plan")
+    error = TransferError(f"the target refused the bytes of image {name!r} (HTTP 415: Glance "
+                          f"checks that they match disk_format, [image_format] "
+                          f"require_image_format_match): {cause}", retryable=False,
+                          status_code=415, target_status=exc.target_status)
+    return error
 
 
 def update_image(api: Api, record: dict[str, Any], attrs: Mapping[str, Any]
@@ -183,12 +244,9 @@ def update_image(api: Api, record: dict[str, Any], attrs: Mapping[str, Any]
                         "value": want})
     if not ops:
         return record
-    what = f"updating image {record['id']} on cloud {api.name}"
-    resp = api.conn.image.patch(f"images/{record['id']}", data=json.dumps(ops),
-                                headers={"Content-Type": PATCH_TYPE}, raise_exc=False)
-    if resp.status_code != 200:
-        raise answer_error(what, resp)
-    updated = resp.json()
+    updated = api.request("image", "PATCH", f"images/{record['id']}",
+                          f"updating image {record['id']}", data=json.dumps(ops),
+                          headers={"Content-Type": PATCH_TYPE}, ok=(200,))
     return updated if isinstance(updated, dict) else record
 
 
@@ -232,8 +290,10 @@ class ImageMemberHandler(Handler):
         path = f"images/{image_id}/members"
         if phase == "add":
             try:
+                # 409 says "already a member": sending it twice is safe.
                 api.request("image", "POST", path, f"adding member {member_id} to image "
-                            f"{image_id}", body={"member": member_id}, ok=(200, 201))
+                            f"{image_id}", body={"member": member_id}, ok=(200, 201),
+                            idempotent=True)
             except TransferError as exc:
                 if exc.status_code != 409:  # 409: already a member
                     raise

@@ -22,8 +22,13 @@ from migrator.engine.handlers import Handler, StepContext, StepInterrupted
 from migrator.engine.steps import StepSnapshot
 from migrator.errors import StepFailedError
 from migrator.handlers import idmap
-from migrator.handlers.base import resolve_attrs, source_id_of
-from migrator.handlers.data import data_services, scoped_target, source_cloud
+from migrator.handlers.base import resolve_attrs, source_id_of, target_cloud
+from migrator.handlers.data import (
+    data_services,
+    run_again_on_transient,
+    scoped_target,
+    source_cloud,
+)
 from migrator.transfer.errors import TransferInterrupted
 from migrator.transfer.properties_rules import RuleSet
 from migrator.transfer.volume import (
@@ -37,6 +42,11 @@ from migrator.transfer.volume import (
 from migrator.transfer.volume_api import Api
 
 COPY_PHASE = "copy_temp_image"
+# The phases that create something without copying bytes (the legacy temporary image, the
+# target volume): each looks for what an earlier try made first, so a transient failure runs
+# it again at once (handlers/data.py) instead of failing the step. The byte copy is retried
+# by the step (a fresh stream each time), as are the waits and verify.
+RUN_AGAIN = frozenset({"upload_to_image", "create_target_volume"})
 
 
 class VolumeHandler(Handler):
@@ -91,6 +101,14 @@ class VolumeHandler(Handler):
 
     def _phase(self, ctx: StepContext, vc: VolumeCopy, cp: dict[str, Any], name: str,
                services: Any) -> dict[str, Any]:
+        if name in RUN_AGAIN:
+            policy = target_cloud(ctx).retry
+            return run_again_on_transient(
+                ctx, name, lambda: self._one_phase(ctx, vc, cp, name, services), policy)
+        return self._one_phase(ctx, vc, cp, name, services)
+
+    def _one_phase(self, ctx: StepContext, vc: VolumeCopy, cp: dict[str, Any], name: str,
+                   services: Any) -> dict[str, Any]:
         if name != COPY_PHASE or cp.get("target_volume_id"):
             return run_phase(vc, cp, name)
         if not services.slots.acquire(ctx.stop_event):

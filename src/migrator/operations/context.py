@@ -17,7 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from migrator.errors import DatabaseError
 from migrator.store import schema
-from migrator.store.db import make_engine, redact
+from migrator.store.db import make_engine, redact, sqlite_path, storage_problem
 
 
 @contextmanager
@@ -26,8 +26,14 @@ def database_errors(url: str) -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
+        path = sqlite_path(url)
+        reason = _reason(url, exc)
+        found = storage_problem(path, full="disk is full" in reason) if path else None
+        if found is not None:
+            raise DatabaseError(f"cannot write the state database {path}: {found.problem} "
+                                f"(SQLite: {reason}); {found.advice}") from exc
         raise DatabaseError(
-            f"cannot use the state database at {redact(url)}: {_reason(url, exc)}"
+            f"cannot use the state database at {redact(url)}: {reason}"
         ) from exc
 
 
@@ -45,10 +51,12 @@ def _reason(url: str, exc: DBAPIError) -> str:
 
 
 @contextmanager
-def open_engine(url: str, *, create_dir: bool = False) -> Iterator[Engine]:
-    """An engine for ``url`` without any schema check, disposed on exit."""
+def open_engine(url: str, *, create_dir: bool = False, read_only: bool = False
+                ) -> Iterator[Engine]:
+    """An engine for ``url`` without any schema check, disposed on exit (``read_only``: see
+    store.db.make_engine)."""
     with database_errors(url):
-        engine = make_engine(url, create_dir=create_dir)
+        engine = make_engine(url, create_dir=create_dir, read_only=read_only)
         try:
             yield engine
         finally:
@@ -56,8 +64,10 @@ def open_engine(url: str, *, create_dir: bool = False) -> Iterator[Engine]:
 
 
 @contextmanager
-def open_state(url: str) -> Iterator[Engine]:
-    """An engine on a database whose schema is exactly what this code needs."""
-    with open_engine(url) as engine:
+def open_state(url: str, *, read_only: bool = False) -> Iterator[Engine]:
+    """An engine on a database whose schema is exactly what this code needs; ``read_only``
+    for commands that only read (a SQLite file that cannot be written is then opened
+    read-only instead of failing)."""
+    with open_engine(url, read_only=read_only) as engine:
         schema.check_current(engine)
         yield engine

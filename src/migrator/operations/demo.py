@@ -15,7 +15,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ from migrator.errors import ConfigError, MigratorError
 from migrator.operations.context import open_state
 from migrator.operations.db import InitResult, init_state
 from migrator.operations.discover import DiscoverResult, discover
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.operations.plan import PlanResult, make_plan
 from migrator.operations.status import StatusReport, status
 from migrator.sim.seed_gen import SeedShape, generate
@@ -81,6 +81,7 @@ class DemoOptions:
     # The run interrupts itself after this many steps are done (0: never).
     interrupt_after: int = 10
     workdir: Path | None = None
+    tls: bool = False  # both clouds over HTTPS (the simulator's own CA, cacert in clouds.yaml)
 
 
 @dataclass
@@ -152,7 +153,7 @@ def run_demo(options: DemoOptions, reporter: DemoReporter) -> DemoResult:
             tenants=options.tenants, image_size=256 << 10, volume_data_size=256 << 10))))
         reporter.section("Simulated clouds")
         with SimServer([CloudSpec("legacy", "liberty"), CloudSpec("target", "modern")],
-                       workdir / "sim", seed=seed) as server:
+                       workdir / "sim", seed=seed, tls=options.tls) as server:
             _prepare_target(server)
             for cloud in server.clouds.values():
                 reporter.note(f"{cloud.name}: {cloud.profile.name} cloud at {cloud.base_url}")
@@ -186,19 +187,18 @@ def _story(options: DemoOptions, reporter: DemoReporter, workdir: Path, clouds_y
     reporter.planned(planned)
     reporter.section("migrator execute plans/demo.yaml   (interrupts itself once)")
     transfers = getattr(reporter, "transfers", None)
-    first = execute_plan(url, planned.path, clouds_yaml=clouds_yaml, workers=options.workers,
-                         backoff_base=0.2, transfer_progress=transfers,
-                         observer=_InterruptAfter(options.interrupt_after, reporter.progress))
+    run_options = ExecuteOptions(clouds_yaml=clouds_yaml, workers=options.workers,
+                                 backoff_base=0.2, transfer_progress=transfers)
+    first = execute_plan(url, planned.path, replace(
+        run_options, observer=_InterruptAfter(options.interrupt_after, reporter.progress)))
     assert first.run is not None
     reporter.run_ended(first.run)
     interrupted: RunResult | None = first.run
     final = first.run
     if first.run.status != "finished":
         reporter.section("migrator execute plans/demo.yaml --resume")
-        resumed = execute_plan(url, planned.path, resume=True, clouds_yaml=clouds_yaml,
-                               workers=options.workers, backoff_base=0.2,
-                               transfer_progress=transfers,
-                               observer=reporter.progress)
+        resumed = execute_plan(url, planned.path, replace(
+            run_options, resume=True, observer=reporter.progress))
         assert resumed.run is not None
         final = resumed.run
         reporter.run_ended(final)

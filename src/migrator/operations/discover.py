@@ -11,7 +11,6 @@ name or id -> clouds.yaml name); ``tenant_credentials`` given here wins over the
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -22,10 +21,11 @@ from typing import Any
 from migrator.bulk_gc import relaxed_gc
 from migrator.clouds.connection import open_cloud
 from migrator.clouds.source import DEFAULT_WORKERS, LegacySource, Unreadable
+from migrator.config import DEFAULT_CONFIG, load_config
 from migrator.errors import ConfigError
 from migrator.operations.context import database_errors, open_state
 from migrator.store.db import session_factory
-from migrator.store.inventory import get_snapshot, save_snapshot
+from migrator.store.inventory import get_snapshot, latest_snapshot, load_items, save_snapshot
 
 Progress = Callable[[str], None]
 
@@ -63,55 +63,28 @@ class DiscoverResult:
 class SourceSettings:
     cloud: str | None
     tenant_credentials: dict[str, str]
+    lean_reads: bool = True  # source.lean_reads: discovery's reads off the SDK's session
 
 
 def source_settings(config: str | Path | None) -> SourceSettings:
-    """The source part of the configuration file (migrator.yaml)."""
+    """The source part of the configuration file: ``config``, else ./migrator.yaml when there
+    is one (as ``plan`` reads it), else nothing (``--cloud`` must then name the source)."""
     if config is None:
-        return SourceSettings(None, {})
-    try:
-        module = importlib.import_module("migrator.config")
-    except ImportError:
-        module = None
-    load_config = getattr(module, "load_config", None)
-    if load_config is None:
-        return _read_source_section(Path(config))
-    loaded: Any = load_config(config)
-    source: Any = getattr(loaded, "source", None)
-    if isinstance(loaded, Mapping):
-        source = loaded.get("source")
-    if isinstance(source, Mapping):
-        return SourceSettings(source.get("cloud"), dict(source.get("tenant_credentials") or {}))
-    return SourceSettings(getattr(source, "cloud", None),
-                          dict(getattr(source, "tenant_credentials", None) or {}))
+        if not Path(DEFAULT_CONFIG).is_file():
+            return SourceSettings(None, {})
+        config = DEFAULT_CONFIG
+    source = load_config(config).source
+    return SourceSettings(source.cloud, dict(source.tenant_credentials), source.lean_reads)
 
 
-def _read_source_section(path: Path) -> SourceSettings:
-    """A minimal reader of ``source.cloud`` and ``source.tenant_credentials``, used until the
-    full configuration module is present."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
-    source = data.get("source") if isinstance(data, dict) else None
-    if source is None:
-        return SourceSettings(None, {})
-    if not isinstance(source, dict):
-        raise ConfigError(f"{path}: source: expected a mapping")
-    creds = source.get("tenant_credentials") or {}
-    if not isinstance(creds, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in creds.items()
-    ):
-        raise ConfigError(f"{path}: source.tenant_credentials: expected a mapping of tenant "
-                          "name to clouds.yaml name")
-    cloud = source.get("cloud")
-    if cloud is not None and not isinstance(cloud, str):
-        raise ConfigError(f"{path}: source.cloud: expected a clouds.yaml name")
-    return SourceSettings(cloud, dict(creds))
+def _known_images(factory: Any, cloud: str) -> dict[str, dict[str, Any]]:
+    """Image id -> attributes in the latest snapshot of ``cloud``: what their bytes were
+    read to be is kept for the images whose bytes did not change."""
+    previous = latest_snapshot(factory, cloud)
+    if previous is None:
+        return {}
+    return {item.source_id: item.attributes
+            for item in load_items(factory, previous.id, kinds=("image",))}
 
 
 @relaxed_gc()
@@ -121,21 +94,25 @@ def discover(url: str, cloud: str | None, *, tenants: Sequence[str] | None = Non
              workers: int = DEFAULT_WORKERS, progress: Progress | None = None
              ) -> DiscoverResult:
     """Read ``cloud`` (a clouds.yaml name; default: the configuration's ``source.cloud``)
-    and store a snapshot. ``tenants`` (names or ids) restricts the read."""
+    and store a snapshot. ``config``: migrator.yaml (default: ./migrator.yaml when present).
+    ``tenants`` (names or ids) restricts the read."""
     started = time.monotonic()
     settings = source_settings(config)
     cloud = cloud or settings.cloud
     if not cloud:
-        raise ConfigError("no source cloud: give --cloud or source.cloud in the configuration")
+        raise ConfigError(f"no source cloud: give --cloud, or source.cloud in {DEFAULT_CONFIG} "
+                          "(there is none here: create one with 'migrator init', or give "
+                          "--config)")
     creds = {**settings.tenant_credentials, **dict(tenant_credentials or {})}
     say = progress or (lambda message: None)
     with open_state(url) as engine:  # the schema is checked before any cloud call
         factory = session_factory(engine)
         handle = open_cloud(cloud, config_file=clouds_yaml, role="source")
+        handle.lean_reads = settings.lean_reads
         try:
             say(f"connected to {cloud} ({handle.auth_url})")
             source = LegacySource(handle, tenant_credentials=creds, workers=workers,
-                                  progress=say)
+                                  progress=say, known_images=_known_images(factory, cloud))
             result = source.read(list(tenants) if tenants else None)
         finally:
             handle.close()

@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from migrator.config_schema import Config, RetriesConfig
 from migrator.engine.executor import Executor, ExecutorConfig, Observer, RunResult
 from migrator.engine.handlers import HandlerRegistry
 from migrator.engine.interrupt import graceful_sigint
 from migrator.engine.leases import DEFAULT_LEASE_SECONDS, ClaimLimits
 from migrator.engine.runs import find_run
 from migrator.engine.steps import read_connection
-from migrator.errors import PlanError
+from migrator.errors import PlanChangedError, PlanError, StalePlanError
 from migrator.operations.context import database_errors, open_state
 from migrator.operations.plan import (
     PLANS,
@@ -33,11 +34,12 @@ from migrator.operations.plan import (
     target_problems,
 )
 from migrator.plan.model import Plan
+from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, load_plan_data
 from migrator.plan.target_names import CloudTargetNames, TargetNames
 from migrator.store.db import session_factory
 
-__all__ = ["DryRunReport", "PlanExecution", "RunResult", "execute_existing_run",
-           "execute_plan", "execute_run"]
+__all__ = ["DryRunReport", "ExecuteOptions", "PlanExecution", "RunResult",
+           "execute_existing_run", "execute_plan", "execute_run"]
 
 
 def execute_run(
@@ -47,8 +49,8 @@ def execute_run(
     workers: int = 8,
     resume: bool = False,
     force_unlock: bool = False,
-    max_attempts: int = 3,
-    backoff_base: float = 2.0,
+    max_attempts: int | None = None,
+    backoff_base: float | None = None,
     observer: Observer | None = None,
     registry: HandlerRegistry | None = None,
     handle_sigint: bool = True,
@@ -56,6 +58,7 @@ def execute_run(
     join: bool = False,
     limits: ClaimLimits | None = None,
     lease_seconds: float | None = None,
+    retries: RetriesConfig | None = None,
 ) -> RunResult:
     """Execute the run ``run_name`` (a name or an id) in the state database at ``url``.
 
@@ -65,12 +68,18 @@ def execute_run(
     ``handle_sigint`` (and on the main thread) the first Ctrl-C stops gracefully and the run
     ends ``interrupted``; the second one exits the process at once. ``services`` (cloud
     handles by name, e.g. ``{"target": TargetCloud(...)}``) reach every handler through
-    ``StepContext.services``. With ``join`` this process takes part in a run other workers
-    are executing (``migrator worker``); ``limits`` hold across all of them.
+    ``StepContext.services``. ``retries`` (the configuration's ``retries`` section) gives the
+    attempts per step and the step backoff unless ``max_attempts``/``backoff_base`` do. With
+    ``join`` this process takes part in a run other workers are executing (``migrator
+    worker``); ``limits`` hold across all of them.
     """
-    config = ExecutorConfig(workers=workers, max_attempts=max_attempts, backoff_base=backoff_base,
-                            limits=limits or ClaimLimits(),
-                            lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
+    steps = retries or RetriesConfig()
+    config = ExecutorConfig(
+        workers=workers,
+        max_attempts=max_attempts if max_attempts is not None else steps.step_attempts,
+        backoff_base=backoff_base if backoff_base is not None else steps.step_backoff,
+        backoff_max=steps.step_backoff_max, limits=limits or ClaimLimits(),
+        lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
     with open_state(url) as engine, database_errors(url):
         executor = Executor(
             session_factory(engine),
@@ -130,105 +139,122 @@ class PlanExecution:
     replanned: bool = False
 
 
-def execute_plan(
-    url: str,
-    plan_path: str | Path,
-    *,
-    wave: int | None = None,
-    resume: bool = False,
-    replan: bool = False,
-    dry_run: bool = False,
-    run_name: str | None = None,
-    workers: int = 8,
-    max_attempts: int = 3,
-    backoff_base: float = 2.0,
-    force_unlock: bool = False,
-    clouds_yaml: str | Path | None = None,
-    config: str | Path | None = None,
-    observer: Observer | None = None,
-    registry: HandlerRegistry | None = None,
-    handle_sigint: bool = True,
-    services: Mapping[str, object] | None = None,
-    target_names: TargetNames | None = None,
-    parallel_transfers: int | None = None,
-    bandwidth: int | None = None,
-    transfer_progress: Any = None,
-    workers_given: bool = True,
-    processes: int = 1,
-) -> PlanExecution:
+@dataclass(frozen=True)
+class ExecuteOptions:
+    """How :func:`execute_plan` (and :func:`execute_existing_run`) run: what the command line
+    sets, then the hooks that tests and other programs pass in."""
+
+    wave: int | None = None  # run only this wave of the plan
+    resume: bool = False  # continue the plan's interrupted, crashed or failed run
+    replan: bool = False  # a stale or edited plan: plan again into the same file, go on
+    dry_run: bool = False  # check everything, write nothing anywhere
+    run_name: str | None = None  # default: the plan's name (-wave-N)
+    # Steps at a time; None: transfer.metadata_workers of the configuration for a plan with
+    # images or volumes, else 8. A plan with data adds parallel_transfers threads.
+    workers: int | None = None
+    # Tries per step and the first retry's delay (doubled each time); None: the
+    # configuration's retries.step_attempts and retries.step_backoff.
+    max_attempts: int | None = None
+    backoff_base: float | None = None
+    force_unlock: bool = False  # take the run from an executor that cannot be checked
+    clouds_yaml: str | Path | None = None  # default: openstacksdk's search
+    config: str | Path | None = None  # migrator.yaml; default: the one the plan names
+    parallel_transfers: int | None = None  # default: transfer.parallel_transfers
+    bandwidth: int | None = None  # bytes/s; default: transfer.bandwidth (0: unlimited)
+    max_plan_bytes: int = DEFAULT_MAX_PLAN_BYTES  # a bigger plan file is refused unread
+    # Hooks.
+    observer: Observer | None = None  # step events (progress display)
+    transfer_progress: Any = None  # byte progress of copies (handlers.data.TransferProgress)
+    registry: HandlerRegistry | None = None  # handlers; default: the tenant and data kinds
+    handle_sigint: bool = True  # Ctrl-C stops gracefully (main thread only)
+    services: Mapping[str, object] | None = None  # cloud handles; default: opened here
+    target_names: TargetNames | None = None  # the target's names; default: read from it
+    # Local worker processes (each with ``workers`` threads) instead of this process's threads.
+    processes: int = 1
+
+
+def execute_plan(url: str, plan_path: str | Path,
+                 options: ExecuteOptions = ExecuteOptions()) -> PlanExecution:
     """Execute (or rehearse, or resume) the plan file at ``plan_path``.
 
-    The plan is loaded and verified (hash, staleness: refused unless ``replan``, which plans
-    again with the same selection into the same file and goes on with the new plan), checked
-    against the target, registered as a run (``<plan name>`` or ``<plan name>-wave-N``; the
-    existing run of this plan with ``resume``) and executed with the tenant handlers, the
-    target cloud reaching them as ``services["target"]``. ``dry_run`` stops after the checks
-    and writes nothing anywhere.
+    The plan is loaded and verified (hash, staleness: refused unless ``options.replan``, which
+    plans again with the same selection into the same file and goes on with the new plan),
+    checked against the target (every problem found is listed in the PlanError), registered
+    as a run (``<plan name>`` or ``<plan name>-wave-N``; the existing run of this plan with
+    ``resume``) and executed with the tenant handlers, the target cloud reaching them as
+    ``services["target"]``. ``dry_run`` stops after the checks and writes nothing anywhere.
 
     A plan with images or volumes also opens the source cloud (``services["source"]``) and
     the run's data-path services (``services["transfer"]``: bandwidth cap, transfer slots,
     volume options, ``transfer_progress``) from the ``transfer`` section of the configuration
-    the plan names (or ``config``); ``parallel_transfers`` and ``bandwidth`` override it.
-    The executor then runs ``workers + parallel_transfers`` threads (``workers``: the
-    configuration's ``transfer.metadata_workers`` unless ``workers_given``); with
-    ``processes`` > 1, that many local worker processes of that many threads each.
+    the plan names (or ``options.config``); ``parallel_transfers`` and ``bandwidth`` override
+    it.
+    The same configuration's ``retries`` section sets how each cloud's calls are retried and,
+    unless ``options.max_attempts``/``backoff_base`` are given, the attempts per step and the
+    step backoff.
+    With ``options.processes`` > 1 the run is executed by that many local worker processes.
     """
     path = Path(plan_path)
+    o = options
     replanned = False
     try:
-        plan = load_plan(path)
-    except PlanError as exc:
-        if not (replan and "content hash mismatch" in exc.message):
+        plan = load_plan(path, max_bytes=o.max_plan_bytes)
+    except PlanChangedError:
+        if not o.replan:
             raise
-        plan, replanned = _replan(url, path, config, clouds_yaml, target_names), True
+        plan, replanned = _replan(url, path, o), True
     with open_state(url) as engine, database_errors(url):
         factory = session_factory(engine)
         try:
             check_fresh(factory, plan, path)
-        except PlanError:
-            if not replan or replanned:
+        except StalePlanError:
+            if not o.replan or replanned:
                 raise
-            plan, replanned = _replan(url, path, config, clouds_yaml, target_names), True
-        with _target(plan, clouds_yaml, services, target_names) as (svc, names), \
-                _data_services(plan, svc, clouds_yaml, config, parallel_transfers, bandwidth,
-                               transfer_progress) as (svc, settings):
+            plan, replanned = _replan(url, path, o), True
+        retries = _settings(plan, o.config).retries
+        with _target(plan, o.clouds_yaml, o.services, o.target_names, retries) as (svc, names), \
+                _data_services(plan, svc, o.clouds_yaml, o.config, o.parallel_transfers,
+                               o.bandwidth, o.transfer_progress, retries) as (svc, settings):
+            workers = o.workers
             if settings is not None:
-                if not workers_given:
-                    workers = settings.metadata_workers
-                workers += settings.parallel_transfers
+                workers = (settings.metadata_workers if workers is None else workers) \
+                    + settings.parallel_transfers
             problems = target_problems(plan, names)
-            problems += _run_problems(factory, plan, path, wave, resume)
-            if dry_run:
+            problems += _run_problems(factory, plan, path, o.wave, o.resume)
+            if o.dry_run:
                 report = DryRunReport(plan.name, len(plan.steps), plan.waves, DRY_RUN_CHECKS,
                                       problems, None)
                 return PlanExecution(plan, path, dry_run=report, replanned=replanned)
             if problems:
-                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-                raise PlanError(f"{path}: {problems[0]}{more}; nothing was changed on the "
-                                "target")
-            existing = find_plan_run(factory, plan, wave)
-            if existing is not None and (resume or existing.status == "created"):
+                found = problems[0] if len(problems) == 1 else (
+                    f"{len(problems)} problems (each on a line below)")
+                raise PlanError(f"{path}: {found}; nothing was changed on the target",
+                                problems)
+            existing = find_plan_run(factory, plan, o.wave)
+            if existing is not None and (o.resume or existing.status == "created"):
                 registered = existing
             else:
-                registered = register_plan(factory, plan, path, run_name=run_name, wave=wave)
-            if processes > 1:
+                registered = register_plan(factory, plan, path, run_name=o.run_name,
+                                           wave=o.wave)
+            if o.processes > 1:
                 from migrator.operations.worker import run_processes
 
                 result = run_processes(
-                    url, registered.run_name, processes, slots=workers,
-                    resume=resume and registered.status != "created", clouds_yaml=clouds_yaml,
-                    config=config, max_attempts=max_attempts, observer=observer,
-                    handle_sigint=handle_sigint)
+                    url, registered.run_name, o.processes, slots=workers or 8,
+                    resume=o.resume and registered.status != "created",
+                    clouds_yaml=o.clouds_yaml, config=o.config, max_attempts=o.max_attempts,
+                    observer=o.observer, handle_sigint=o.handle_sigint)
                 return PlanExecution(plan, path, run=result, registered=registered,
                                      replanned=replanned)
             from migrator.handlers import register_handlers
 
-            handlers = register_handlers(registry)
-            result = execute_run(url, registered.run_name, workers=workers,
-                                 resume=resume and registered.status != "created",
-                                 force_unlock=force_unlock, max_attempts=max_attempts,
-                                 backoff_base=backoff_base, observer=observer,
-                                 registry=handlers, handle_sigint=handle_sigint, services=svc,
+            handlers = register_handlers(o.registry)
+            result = execute_run(url, registered.run_name, workers=workers or 8,
+                                 resume=o.resume and registered.status != "created",
+                                 force_unlock=o.force_unlock, max_attempts=o.max_attempts,
+                                 backoff_base=o.backoff_base, observer=o.observer,
+                                 registry=handlers, handle_sigint=o.handle_sigint,
+                                 services=svc, retries=retries,
                                  limits=transfer_limits(settings))
     return PlanExecution(plan, path, run=result, registered=registered, replanned=replanned)
 
@@ -260,18 +286,15 @@ def _run_problems(factory: sessionmaker[Session], plan: Plan, path: Path, wave: 
     return problems
 
 
-def _replan(url: str, path: Path, config: str | Path | None, clouds_yaml: str | Path | None,
-            target_names: TargetNames | None) -> Plan:
+def _replan(url: str, path: Path, options: ExecuteOptions) -> Plan:
     """Plan again with what the plan file records (configuration, requested tenants)."""
-    import yaml
-
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        raw = load_plan_data(path, max_bytes=options.max_plan_bytes) or {}
+    except PlanError:
         raw = {}
     source = raw.get("source") if isinstance(raw, dict) else None
     selection = raw.get("selection") if isinstance(raw, dict) else None
-    config = config or (source or {}).get("config")
+    config = options.config or (source if isinstance(source, dict) else {}).get("config")
     if not config:
         raise PlanError(f"{path}: cannot replan: the plan does not name its configuration; "
                         "pass --config")
@@ -279,13 +302,14 @@ def _replan(url: str, path: Path, config: str | Path | None, clouds_yaml: str | 
     result = make_plan(url, config=config, tenants=selection.get("requested") or None,
                        include_dependencies=bool(selection.get("include_dependencies")),
                        output=path, name=str(raw.get("name") or path.stem),
-                       clouds_yaml=clouds_yaml, target_names=target_names)
+                       clouds_yaml=options.clouds_yaml, target_names=options.target_names)
     return result.plan
 
 
 @contextmanager
 def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, object] | None,
-            names: TargetNames | None) -> Iterator[tuple[Mapping[str, object], TargetNames]]:
+            names: TargetNames | None, retries: RetriesConfig
+            ) -> Iterator[tuple[Mapping[str, object], TargetNames]]:
     """The services for the handlers and the target's names: given, or opened from the
     plan's target cloud (closed afterwards)."""
     from migrator.clouds.target import TargetCloud
@@ -299,7 +323,8 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, o
     from migrator.clouds.connection import open_cloud
 
     cloud = str(plan.target.get("cloud"))
-    handle = open_cloud(cloud, config_file=clouds_yaml, role="target")
+    handle = open_cloud(cloud, config_file=clouds_yaml, role="target",
+                        retry=retries.call_policy(cloud))
     try:
         tc = TargetCloud(handle, name=cloud, source_cloud=str(plan.source.get("cloud")))
         yield {**(services or {}), **services_for(tc)}, names or CloudTargetNames(tc)
@@ -323,34 +348,34 @@ def transfer_limits(settings: Any) -> ClaimLimits:
 @contextmanager
 def run_services(plan: Plan, *, clouds_yaml: str | Path | None = None,
                  config: str | Path | None = None, transfer_progress: Any = None,
-                 ) -> Iterator[tuple[Mapping[str, object], Any]]:
+                 ) -> Iterator[tuple[Mapping[str, object], Any, RetriesConfig]]:
     """The services a worker of a run of ``plan`` needs (target, and source and transfers
-    when the plan moves data), opened from the plan's clouds and configuration; and the
-    transfer settings (None without data steps)."""
-    with _target(plan, clouds_yaml, None, None) as (svc, _names), \
-            _data_services(plan, svc, clouds_yaml, config, None, None, transfer_progress) \
-            as (svc, settings):
-        yield svc, settings
+    when the plan moves data), opened from the plan's clouds and configuration; the transfer
+    settings (None without data steps) and the retries settings."""
+    retries = _settings(plan, config).retries
+    with _target(plan, clouds_yaml, None, None, retries) as (svc, _names), \
+            _data_services(plan, svc, clouds_yaml, config, None, None, transfer_progress,
+                           retries) as (svc, settings):
+        yield svc, settings, retries
 
 
-def _transfer_settings(plan: Plan, config: str | Path | None) -> Any:
-    """The ``transfer`` section of the configuration (``config``, else the one the plan
-    names when that file still exists; defaults otherwise)."""
+def _settings(plan: Plan, config: str | Path | None) -> Config:
+    """The configuration (``config``, else the one the plan names when that file still
+    exists; defaults otherwise)."""
     from migrator.config import load_config
-    from migrator.config_schema import TransferConfig
 
     path = config or plan.source.get("config")
     if path and Path(str(path)).is_file():
-        return load_config(str(path)).transfer
+        return load_config(str(path))
     if config:
-        return load_config(config).transfer  # the error names the missing file
-    return TransferConfig()
+        return load_config(config)  # the error names the missing file
+    return Config(path=None)
 
 
 @contextmanager
 def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str | Path | None,
                    config: str | Path | None, parallel_transfers: int | None,
-                   bandwidth: int | None, progress: Any
+                   bandwidth: int | None, progress: Any, retries: RetriesConfig
                    ) -> Iterator[tuple[Mapping[str, object], Any]]:
     """``services`` plus the source handle and the data-path services when the plan moves
     images or volumes (opened here unless given, closed afterwards)."""
@@ -362,7 +387,7 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
     from migrator.handlers.data import data_services_for
     from migrator.transfer.volume_copy import VolumeOptions
 
-    settings = _transfer_settings(plan, config)
+    settings = _settings(plan, config).transfer
     if parallel_transfers is not None:
         settings = replace(settings, parallel_transfers=parallel_transfers)
     if bandwidth is not None:
@@ -384,8 +409,9 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
     if "source" not in out:
         from migrator.clouds.connection import open_cloud
 
-        source = open_cloud(str(plan.source.get("cloud")), config_file=clouds_yaml,
-                            role="source")
+        name = str(plan.source.get("cloud"))
+        source = open_cloud(name, config_file=clouds_yaml, role="source",
+                            retry=retries.call_policy(name))
         out["source"] = source
         opened.append(source)
     try:
@@ -395,10 +421,16 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
             item.close()
 
 
-def execute_existing_run(url: str, run_name: str, *, clouds_yaml: str | Path | None = None,
-                         **kwargs: Any) -> RunResult:
-    """``execute RUN``: a run by name; when it was registered from a plan, the handlers get
-    that plan's target cloud."""
+def execute_existing_run(url: str, run_name: str,
+                         options: ExecuteOptions = ExecuteOptions()) -> RunResult:
+    """``execute RUN``: a run by name (``options``: workers, resume, force_unlock,
+    max_attempts, backoff_base, clouds_yaml and the hooks); when it was registered from a
+    plan, the handlers get that plan's target cloud."""
+    o = options
+    run_options: dict[str, Any] = {
+        "workers": o.workers or 8, "resume": o.resume, "force_unlock": o.force_unlock,
+        "max_attempts": o.max_attempts, "backoff_base": o.backoff_base, "observer": o.observer,
+        "registry": o.registry, "handle_sigint": o.handle_sigint}
     with open_state(url) as engine, database_errors(url):
         factory = session_factory(engine)
         run = find_run(factory, run_name)
@@ -406,16 +438,16 @@ def execute_existing_run(url: str, run_name: str, *, clouds_yaml: str | Path | N
             cloud = conn.execute(
                 select(PLANS.c.target_cloud).join(RUNS, RUNS.c.plan_id == PLANS.c.id)
                 .where(RUNS.c.id == run.id)).scalar()
-    if not cloud or kwargs.get("services") is not None:
-        return execute_run(url, run_name, **kwargs)
+    if not cloud or o.services is not None:
+        return execute_run(url, run_name, services=o.services, **run_options)
     from migrator.clouds.connection import open_cloud
     from migrator.clouds.target import TargetCloud
     from migrator.handlers import register_handlers, services_for
 
-    handle = open_cloud(str(cloud), config_file=clouds_yaml, role="target")
+    handle = open_cloud(str(cloud), config_file=o.clouds_yaml, role="target")
     try:
-        kwargs["registry"] = register_handlers(kwargs.get("registry"))
+        run_options["registry"] = register_handlers(o.registry)
         return execute_run(url, run_name, services=services_for(TargetCloud(
-            handle, name=str(cloud))), **kwargs)
+            handle, name=str(cloud))), **run_options)
     finally:
         handle.close()

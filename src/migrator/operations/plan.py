@@ -29,11 +29,12 @@ from migrator.config import DEFAULT_CONFIG, load_config
 from migrator.config_schema import Config
 from migrator.engine.runs import create_run
 from migrator.engine.steps import read_connection, write_transaction
-from migrator.errors import ConfigError, PlanError
+from migrator.errors import ConfigError, PlanError, StalePlanError
 from migrator.operations.context import database_errors, open_state
 from migrator.plan.context import Inventory
+from migrator.plan.kinds import service_problems
 from migrator.plan.model import Plan
-from migrator.plan.planfile import read_plan, write_plan
+from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, read_plan, write_plan
 from migrator.plan.planner import INPUT_KINDS, build_plan
 from migrator.plan.target_names import CloudTargetNames, OfflineTarget, TargetNames
 from migrator.store.db import session_factory
@@ -82,16 +83,19 @@ def make_plan(url: str, *, config: str | Path | Config = DEFAULT_CONFIG,
               tenants: Sequence[str] | None = None, include_dependencies: bool = False,
               output: str | Path | None = None, name: str | None = None,
               clouds_yaml: str | Path | None = None, offline: bool = False,
-              target_names: TargetNames | None = None) -> PlanResult:
+              target_names: TargetNames | None = None, kinds: Sequence[str] | None = None,
+              exclude_kinds: Sequence[str] | None = None) -> PlanResult:
     """Plan the selected tenants from the latest snapshot of the source cloud and write the
-    plan file (default ``plans/<name>.yaml``; name default: the file's stem, else ``plan``)."""
+    plan file (default ``plans/<name>.yaml``; name default: the file's stem, else ``plan``).
+    ``kinds``/``exclude_kinds`` (names, comma-separated allowed) override the configuration's
+    ``selection.kinds``/``selection.exclude_kinds``."""
     timings: dict[str, float] = {}
     began = time.monotonic()
     cfg = config if isinstance(config, Config) else load_config(config)
     config_file = cfg.path
     out = Path(output) if output else Path("plans") / f"{name or 'plan'}.yaml"
     plan_name = name or out.stem
-    with open_state(url) as engine, database_errors(url):
+    with open_state(url, read_only=True) as engine, database_errors(url):
         factory = session_factory(engine)
         snapshot = latest_snapshot(factory, cfg.source.cloud)
         if snapshot is None:
@@ -102,16 +106,16 @@ def make_plan(url: str, *, config: str | Path | Config = DEFAULT_CONFIG,
     timings["load"] = time.monotonic() - began
     source_info = _source_info(snapshot, config_file)
     mark = time.monotonic()
+    options: dict[str, Any] = {
+        "source_info": source_info, "tenants": tenants, "kinds": kinds,
+        "exclude_kinds": exclude_kinds, "include_dependencies": include_dependencies,
+        "discovered": snapshot.selection.get("tenants") or ()}
     if target_names is not None or offline:
         plan = build_plan(cfg, inventory, target_names or OfflineTarget(), name=plan_name,
-                          source_info=source_info, tenants=tenants,
-                          include_dependencies=include_dependencies,
-                          discovered=snapshot.selection.get("tenants") or ())
+                          **options)
     else:
         with open_target_names(cfg.target.cloud, clouds_yaml) as names:
-            plan = build_plan(cfg, inventory, names, name=plan_name, source_info=source_info,
-                              tenants=tenants, include_dependencies=include_dependencies,
-                              discovered=snapshot.selection.get("tenants") or ())
+            plan = build_plan(cfg, inventory, names, name=plan_name, **options)
     timings["build"] = time.monotonic() - mark
     del inventory
     mark = time.monotonic()
@@ -129,9 +133,10 @@ def _source_info(snapshot: SnapshotInfo, config_file: str | None) -> dict[str, A
 
 
 @relaxed_gc()
-def load_plan(path: str | Path) -> Plan:
-    """Read and validate a plan file; PlanError naming the file, step and field otherwise."""
-    return read_plan(path)
+def load_plan(path: str | Path, *, max_bytes: int = DEFAULT_MAX_PLAN_BYTES) -> Plan:
+    """Read and validate a plan file (at most ``max_bytes``); PlanError naming the file, the
+    line or the step and field otherwise."""
+    return read_plan(path, max_bytes=max_bytes)
 
 
 def check_fresh(factory: sessionmaker[Session], plan: Plan, file: str | Path) -> None:
@@ -140,10 +145,10 @@ def check_fresh(factory: sessionmaker[Session], plan: Plan, file: str | Path) ->
     cloud = str(plan.source.get("cloud"))
     latest = latest_snapshot(factory, cloud)
     if latest is None:
-        raise PlanError(f"{file}: stale plan: the state database has no inventory snapshot of "
-                        f"{cloud} (was it made with another database?)")
+        raise StalePlanError(f"{file}: stale plan: the state database has no inventory "
+                             f"snapshot of {cloud} (was it made with another database?)")
     if (latest.content_hash or "") != plan.inventory_hash:
-        raise PlanError(
+        raise StalePlanError(
             f"{file}: stale plan: the inventory of {cloud} changed since planning (planned "
             f"from snapshot {plan.source.get('snapshot_id')}, latest is snapshot {latest.id} "
             f"taken {latest.taken_at:%Y-%m-%d %H:%M}); plan again or pass --replan")
@@ -153,15 +158,23 @@ def check_fresh(factory: sessionmaker[Session], plan: Plan, file: str | Path) ->
 
 
 def target_problems(plan: Plan, names: TargetNames) -> list[str]:
-    """What would make the plan fail on the target as it is now: mappings that do not
-    resolve, names taken since planning, quotas the planned resources do not fit in."""
+    """What would make the plan fail on the target as it is now: services its catalog lacks,
+    mappings that do not resolve, names taken since planning, quotas the planned resources
+    do not fit in."""
     problems: list[str] = []
+    services = names.services() if names.checked else None
+    if services is not None:
+        problems += service_problems(plan.steps, services,
+                                     str(plan.target.get("cloud") or "target"))
+    has_network = services is None or "network" in services
     roles = names.roles() if names.checked else {}
     projects: dict[str, Any] = {}
     for step in plan.steps:
         attrs, lookup = step.spec.get("attrs", {}), step.spec.get("lookup") or {}
         if not names.checked:
             break
+        if step.kind in ("router", "subnet") and not has_network:
+            continue
         source_id = step.spec.get("source", {}).get("id", step.source_id)
         if step.kind == "project" and not lookup.get("adopt_id"):
             domain = str(attrs.get("domain_id"))

@@ -7,7 +7,9 @@ import re
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -36,15 +38,36 @@ def parse_clouds(specs: list[str]) -> list[CloudSpec]:
         raise ConfigError(f"--cloud {exc}") from exc
 
 
+def parse_public_urls(specs: list[CloudSpec], texts: list[str]) -> list[CloudSpec]:
+    """``NAME=URL`` (``--public-url``): the URL cloud NAME's catalog and clouds.yaml
+    advertise."""
+    urls: dict[str, str] = {}
+    names = {spec.name for spec in specs}
+    for text in texts:
+        name, sep, url = text.partition("=")
+        parts = urlsplit(url)
+        if not sep or name not in names:
+            raise ConfigError(f"--public-url {text!r}: expected NAME=URL with NAME one of "
+                              f"the served clouds ({', '.join(sorted(names))})")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ConfigError(f"--public-url {text!r}: expected an http:// or https:// URL "
+                              "with a host (and no query)")
+        urls[name] = url.rstrip("/")
+    return [replace(spec, public_url=urls.get(spec.name, spec.public_url)) for spec in specs]
+
+
 def open_server(clouds: list[str], *, seed: Path | None, data_dir: Path | None,
-                fault_seed: int = 0, serving_process: bool = False) -> SimServer:
+                fault_seed: int = 0, serving_process: bool = False, tls: bool = False,
+                public_urls: list[str] | None = None) -> SimServer:
     """A SimServer for ``NAME:PROFILE[:PORT]`` specs, seeded; not yet started.
     ``serving_process``: this process does nothing else (its loaded state is frozen out of
-    the garbage collector's passes)."""
+    the garbage collector's passes). ``tls``: HTTPS with the simulator's own CA;
+    ``public_urls``: ``NAME=URL`` advertised instead of the listening address."""
     specs = parse_clouds(clouds or ["legacy:liberty:0", "target:modern:0"])
+    specs = parse_public_urls(specs, list(public_urls or []))
     try:
         return SimServer(specs, data_dir, seed=seed, fault_seed=fault_seed,
-                         freeze_loaded_state=serving_process)
+                         freeze_loaded_state=serving_process, tls=tls)
     except SeedError as exc:
         raise ConfigError(str(exc)) from exc
     except ValueError as exc:
@@ -91,4 +114,5 @@ def write_seed(output: Path, shape: SeedShape, cloud: str = "legacy") -> dict[st
         "images": sum(len(t.get("images", [])) for t in tenants),
         "volumes": sum(len(t.get("volumes", [])) for t in tenants),
         "networks": sum(len(t.get("networks", [])) for t in tenants),
+        "servers": sum(len(t.get("servers", [])) for t in tenants),
     }

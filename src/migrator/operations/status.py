@@ -1,20 +1,39 @@
-"""``status``: progress of runs and tenants, as step counts by state."""
+"""``status``: progress of runs and tenants: step counts by tenant, kind and state, the bytes
+of images and volumes moved and left, rate and ETA, failed steps, the executors at work.
+
+A SQLite database at the current schema is read through the standard library
+(store/sqlite_readonly.py), so that ``migrator status`` starts in a tenth of a second; any
+other database, or anything unusual about this one, goes through SQLAlchemy, which owns the
+error messages. Both paths return the same report (tests/operations/test_status.py).
+"""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Engine, Row, func, select
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from migrator.errors import NotFoundError
-from migrator.operations.context import open_state
-from migrator.store import schema
-from migrator.store.db import redact
-from migrator.store.models import Run, Step
+from migrator.kinds import KIND_ORDER
+from migrator.store import sqlite_readonly
+from migrator.store.progress_rows import (
+    DATA_KINDS,
+    FINISHED_STATES,
+    GIB,
+    WORKING_STATES,
+    DataStep,
+    FailedStep,
+    KindCount,
+    WorkerProcess,
+    WorkerRow,
+    json_int,
+)
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import Engine
 
 # Lifecycle order for display; states this list does not know (added later by the engine)
 # are shown after these, alphabetically, rather than hidden.
@@ -31,12 +50,30 @@ STATE_ORDER = (
 
 
 @dataclass(frozen=True)
+class Throughput:
+    """Bytes of data steps (images, volumes) and how fast they and the steps go.
+
+    ``moved``: bytes the steps recorded as sent; ``left``: bytes still to send (an image's
+    legacy size, a volume's size in GiB until its copy records the bytes). ``rate``: bytes
+    per second since the run's latest start (None when nothing moved); ``eta_s``: seconds
+    to the end of a running run, the longer of the estimates by steps and by bytes."""
+
+    moved: int = 0
+    left: int = 0
+    rate: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
 class RunSummary:
     name: str
     status: str
     dry_run: bool
     created_at: datetime
     steps: dict[str, int]  # state -> count, in lifecycle order
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    data: Throughput = field(default_factory=Throughput)
 
     @property
     def total(self) -> int:
@@ -47,23 +84,12 @@ class RunSummary:
 class TenantSummary:
     tenant: str | None  # None: steps that belong to no tenant
     steps: dict[str, int]
+    kinds: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> state -> count
+    data: Throughput = field(default_factory=Throughput)
 
     @property
     def total(self) -> int:
         return sum(self.steps.values())
-
-
-@dataclass(frozen=True)
-class WorkerSummary:
-    """An active worker of a listed run: where it runs and when it last heartbeat."""
-
-    name: str
-    run: str
-    host: str
-    pid: int
-    slots: int
-    steps_held: int
-    heartbeat_at: datetime
 
 
 @dataclass(frozen=True)
@@ -74,7 +100,10 @@ class StatusReport:
     tenant: str | None
     runs: list[RunSummary] = field(default_factory=list)
     tenants: list[TenantSummary] = field(default_factory=list)
-    workers: list[WorkerSummary] = field(default_factory=list)
+    failed: list[FailedStep] = field(default_factory=list)
+    # Steps held right now per lease owner, and the worker processes of the runs.
+    workers: list[WorkerRow] = field(default_factory=list)
+    processes: list[WorkerProcess] = field(default_factory=list)
 
     @property
     def states(self) -> list[str]:
@@ -82,16 +111,24 @@ class StatusReport:
         seen = {state for run in self.runs for state in run.steps}
         return order_states(seen)
 
+    @property
+    def has_data(self) -> bool:
+        return any(t.data.moved or t.data.left for t in self.tenants)
+
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON: datetimes as ISO 8601 strings, totals included."""
         data = asdict(self)
         for run_data, run in zip(data["runs"], self.runs, strict=True):
-            run_data["created_at"] = run.created_at.isoformat()
+            for key in ("created_at", "started_at", "finished_at"):
+                value = getattr(run, key)
+                run_data[key] = value.isoformat() if value is not None else None
             run_data["total"] = run.total
         for tenant_data, tenant in zip(data["tenants"], self.tenants, strict=True):
             tenant_data["total"] = tenant.total
-        for worker_data, worker in zip(data["workers"], self.workers, strict=True):
-            worker_data["heartbeat_at"] = worker.heartbeat_at.isoformat()
+        for row in [*data["failed"], *data["workers"], *data["processes"]]:
+            for key in ("failed_at", "last_change", "since", "heartbeat_at"):
+                if isinstance(row.get(key), datetime):
+                    row[key] = row[key].isoformat()
         return data
 
 
@@ -100,80 +137,268 @@ def order_states(states: set[str]) -> list[str]:
     return known + sorted(states - set(STATE_ORDER))
 
 
-def status(url: str, run: str | None = None, tenant: str | None = None) -> StatusReport:
-    """Runs with their step counts by state, and the same per tenant.
+# (id, name, status, dry run, created at, started at, finished at) of a run.
+_RunRow = tuple[int, str, str, bool, datetime, datetime | None, datetime | None]
 
-    ``run`` restricts both to one run (the per-tenant breakdown of that run); ``tenant`` to
-    one tenant's steps. A run name or tenant that matches nothing is a NotFoundError, so a
-    typo is not mistaken for "nothing to do".
+
+@dataclass
+class _Rows:
+    """What both paths read: the same rows, in the same order and types."""
+
+    runs: list[_RunRow]
+    counts: list[KindCount] = field(default_factory=list)
+    data: list[DataStep] = field(default_factory=list)
+    finished: dict[int, dict[str | None, int]] = field(default_factory=dict)
+    failed: list[FailedStep] = field(default_factory=list)
+    workers: list[WorkerRow] = field(default_factory=list)
+    processes: list[WorkerProcess] = field(default_factory=list)
+
+
+def status(url: str, run: str | None = None, tenant: str | None = None, *,
+           now: datetime | None = None) -> StatusReport:
+    """Runs with their step counts by state, and per tenant the counts by kind and state, the
+    bytes moved and left, the rate and the ETA; the failed steps with their last error; the
+    executors holding steps.
+
+    ``run`` restricts everything to one run (the per-tenant breakdown of that run);
+    ``tenant`` to one tenant's steps. A run name or tenant that matches nothing is a
+    NotFoundError, so a typo is not mistaken for "nothing to do". ``now`` is the clock
+    (rates and ETAs of running runs are measured up to it).
     """
-    with open_state(url) as engine:
-        runs = _runs(engine, run)
-        if run is not None and not runs:
-            raise NotFoundError(f"no run named {run!r} in the state database")
-        counts = _step_counts(engine, [r.id for r in runs], tenant)
-        if tenant is not None and not counts:
-            where = f" in run {run!r}" if run is not None else ""
-            raise NotFoundError(f"no steps for tenant {tenant!r}{where}")
-        per_run: dict[int, Counter[str]] = defaultdict(Counter)
-        per_tenant: dict[str | None, Counter[str]] = defaultdict(Counter)
-        for run_id, step_tenant, state, count in counts:
-            per_run[run_id][state] += count
-            per_tenant[step_tenant][state] += count
-        return StatusReport(
-            database=redact(url),
-            revision=schema.head(),
-            run=run,
-            tenant=tenant,
-            runs=[
-                RunSummary(r.name, r.status, r.dry_run, r.created_at, _ordered(per_run[r.id]))
-                for r in runs
-                # Filtered by tenant: only the runs that have steps for it.
-                if tenant is None or r.id in per_run
-            ],
-            tenants=[
-                TenantSummary(name, _ordered(per_tenant[name]))
-                for name in sorted(per_tenant, key=lambda t: (t is None, t or ""))
-            ],
-            workers=_workers(engine, {r.id: r.name for r in runs}),
-        )
+    found = sqlite_readonly.open_current(url)
+    if found is not None:
+        conn, revision = found
+        try:
+            rows = _read_sqlite(conn, run, tenant)
+        finally:
+            conn.close()
+        database = url  # a plain sqlite:/// URL: no password to hide
+    else:
+        from migrator.store.db import redact
+        from migrator.store.schema import head
+
+        rows = _read_sqlalchemy(url, run, tenant)
+        database, revision = redact(url), head()
+    return _report(database, revision, run, tenant, rows, now or datetime.now(UTC))
 
 
-def _workers(engine: Engine, runs: dict[int, str]) -> list[WorkerSummary]:
-    from migrator.engine.workers import list_workers
-    from migrator.store.db import session_factory
+def _report(database: str, revision: str, run: str | None, tenant: str | None,
+            rows: _Rows, clock: datetime) -> StatusReport:
+    runs = rows.runs
+    if run is not None and not runs:
+        raise NotFoundError(f"no run named {run!r} in the state database")
+    if tenant is not None and not rows.counts:
+        where = f" in run {run!r}" if run is not None else ""
+        raise NotFoundError(f"no steps for tenant {tenant!r}{where}")
+    per_run: dict[int, Counter[str]] = defaultdict(Counter)
+    per_tenant: dict[str | None, Counter[str]] = defaultdict(Counter)
+    per_kind: dict[str | None, dict[str, Counter[str]]] = defaultdict(
+        lambda: defaultdict(Counter))
+    per_run_tenant: dict[tuple[int, str | None], Counter[str]] = defaultdict(Counter)
+    for c in rows.counts:
+        per_run[c.run_id][c.state] += c.count
+        per_tenant[c.tenant][c.state] += c.count
+        per_kind[c.tenant][c.kind][c.state] += c.count
+        per_run_tenant[(c.run_id, c.tenant)][c.state] += c.count
+    run_data: dict[int, list[DataStep]] = defaultdict(list)
+    bucket_data: dict[tuple[int, str | None], list[DataStep]] = defaultdict(list)
+    for d in rows.data:
+        run_data[d.run_id].append(d)
+        bucket_data[(d.run_id, d.tenant)].append(d)
+    windows = {r[0]: _window(r, clock) for r in runs}
+    run_rows = []
+    for r in runs:
+        run_id, run_name, run_status, dry_run, created_at, started_at, finished_at = r
+        if tenant is not None and run_id not in per_run:
+            continue  # filtered by tenant: only the runs that have steps for it
+        done_recent = sum(rows.finished.get(run_id, {}).values())
+        run_rows.append(RunSummary(
+            run_name, run_status, dry_run, created_at, _ordered(per_run[run_id]),
+            _utc(started_at), _utc(finished_at),
+            _throughput(run_status, windows[run_id], _utc(started_at), per_run[run_id],
+                        run_data[run_id], done_recent)))
+    tenant_rows = []
+    for name in sorted(per_tenant, key=lambda t: (t is None, t or "")):
+        parts = [_throughput(r[2], windows[r[0]], _utc(r[5]), per_run_tenant[(r[0], name)],
+                             bucket_data[(r[0], name)],
+                             rows.finished.get(r[0], {}).get(name, 0))
+                 for r in runs if (r[0], name) in per_run_tenant]
+        tenant_rows.append(TenantSummary(
+            name, _ordered(per_tenant[name]),
+            {kind: _ordered(states) for kind, states in sorted(
+                per_kind[name].items(), key=lambda item: KIND_ORDER.get(item[0], 99))},
+            _combined(parts)))
+    return StatusReport(
+        database=database, revision=revision, run=run, tenant=tenant, runs=run_rows,
+        tenants=tenant_rows, failed=rows.failed, workers=rows.workers,
+        processes=rows.processes)
 
-    factory = session_factory(engine)
-    return [WorkerSummary(w.name, runs[w.run_id], w.host, w.pid, w.slots, w.steps_held,
-                          w.heartbeat_at)
-            for w in list_workers(factory) if w.run_id in runs]
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back without their zone; every timestamp we write is UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _window(run: _RunRow, now: datetime) -> float | None:
+    """Seconds since the run's latest start (to its end when it ended), None if never."""
+    started, finished = _utc(run[5]), _utc(run[6])
+    if started is None:
+        return None
+    end = finished if run[2] != "running" and finished is not None else now
+    return max((end - started).total_seconds(), 0.0)
+
+
+def _throughput(status: str, window: float | None, since: datetime | None,
+                states: Counter[str], data: list[DataStep], finished_recent: int
+                ) -> Throughput:
+    moved = sum(d.moved or 0 for d in data)
+    left = sum(d.planned or 0 for d in data
+               if d.moved is None and d.state not in FINISHED_STATES)
+    if not window or since is None:
+        return Throughput(moved, left)
+    # The rate counts the bytes of the data steps that changed since the run's latest start.
+    recent = sum(d.moved or 0 for d in data if d.moved and d.updated_at is not None
+                 and d.updated_at >= since)
+    rate = recent / window if recent else None
+    eta = None
+    if status == "running":
+        remaining = sum(states.get(s, 0) for s in ("pending", "running", "verifying"))
+        estimates = []
+        if remaining and finished_recent:
+            estimates.append(remaining * window / finished_recent)
+        if left and rate:
+            estimates.append(left / rate)
+        eta = max(estimates) if estimates else (0.0 if not remaining else None)
+    return Throughput(moved, left, rate, eta)
+
+
+def _combined(parts: list[Throughput]) -> Throughput:
+    if not parts:
+        return Throughput()
+    rates = [p.rate for p in parts if p.rate is not None]
+    etas = [p.eta_s for p in parts if p.eta_s is not None]
+    return Throughput(sum(p.moved for p in parts), sum(p.left for p in parts),
+                      sum(rates) if rates else None, max(etas) if etas else None)
 
 
 def _ordered(counts: Counter[str]) -> dict[str, int]:
     return {state: counts[state] for state in order_states(set(counts))}
 
 
-def _runs(engine: Engine, name: str | None) -> Sequence[Row[int, str, str, bool, datetime]]:
-    query = select(Run.id, Run.name, Run.status, Run.dry_run, Run.created_at).order_by(
-        Run.created_at, Run.id
-    )
+# -- SQLite through the standard library ---------------------------------------------------
+
+
+def _time(value: Any) -> datetime | None:
+    """SQLAlchemy's text of a DateTime on SQLite (ISO 8601, no zone) as its datetime."""
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def _read_sqlite(conn: sqlite3.Connection, run: str | None, tenant: str | None) -> _Rows:
+    """The rows ``_read_sqlalchemy`` reads, in the same order and types (SQLAlchemy stores a
+    DateTime on SQLite as ISO 8601 text, a Boolean as 0 or 1, JSON as text)."""
+    where = "WHERE name = ? " if run is not None else ""
+    runs: list[_RunRow] = [
+        (int(r[0]), str(r[1]), str(r[2]), bool(r[3]), datetime.fromisoformat(r[4]),
+         _time(r[5]), _time(r[6]))
+        for r in conn.execute("SELECT id, name, status, dry_run, created_at, started_at, "
+                              f"finished_at FROM runs {where}ORDER BY created_at, id",
+                              [run] if run is not None else [])]
+    if not runs:
+        return _Rows(runs)
+    ids = [r[0] for r in runs]
+    marks = ", ".join("?" * len(ids))
+    scope, params = f"s.run_id IN ({marks})", list[object](ids)
+    if tenant is not None:
+        scope += " AND s.tenant = ?"
+        params.append(tenant)
+    counts = [KindCount(int(r[0]), r[1], str(r[2]), str(r[3]), int(r[4])) for r in conn.execute(
+        "SELECT s.run_id, s.tenant, s.kind, s.state, count(*) FROM steps s "
+        f"WHERE {scope} GROUP BY s.run_id, s.tenant, s.kind, s.state", params)]
+    data = []
+    for run_id, step_tenant, kind, state, isent, vsent, isize, vgib, updated in conn.execute(
+            "SELECT s.run_id, s.tenant, s.kind, s.state, "
+            "json_extract(s.checkpoint, '$.bytes'), "
+            "json_extract(s.checkpoint, '$.copy.copied.bytes'), "
+            "json_extract(s.spec, '$.lookup.size'), json_extract(s.spec, '$.attrs.size'), "
+            f"s.updated_at FROM steps s WHERE {scope} AND s.kind IN "
+            f"({', '.join('?' * len(DATA_KINDS))})", [*params, *DATA_KINDS]):
+        data.append(_data_step(int(run_id), step_tenant, str(kind), str(state), isent, vsent,
+                               isize, vgib, _utc(_time(updated))))
+    finished: dict[int, dict[str | None, int]] = {}
+    for r in runs:
+        if r[5] is None:
+            continue
+        rows = conn.execute(
+            "SELECT s.tenant, count(*) FROM steps s WHERE s.run_id = ? AND s.state IN "
+            "(?, ?) AND s.updated_at >= ?" + (" AND s.tenant = ?" if tenant is not None else "")
+            + " GROUP BY s.tenant",
+            [r[0], *FINISHED_STATES, r[5].isoformat(sep=" "),
+             *([tenant] if tenant is not None else [])])
+        finished[r[0]] = {t: int(n) for t, n in rows}
+    failed = [FailedStep(str(r[0]), r[1], str(r[2]), r[3], str(r[4]), int(r[5] or 0), r[6],
+                         _utc(_time(r[7])))
+              for r in conn.execute(
+                  "SELECT r.name, s.tenant, s.kind, s.name, s.key, s.attempts, s.last_error, "
+                  "s.updated_at FROM steps s JOIN runs r ON r.id = s.run_id "
+                  f"WHERE {scope} AND s.state = 'failed' ORDER BY s.run_id, s.tenant, s.id",
+                  params)]
+    workers = [WorkerRow(str(r[0]), str(r[1]), int(r[2]), _utc(_time(r[3])))
+               for r in conn.execute(
+                   "SELECT r.name, s.lease_owner, count(*), max(s.updated_at) FROM steps s "
+                   f"JOIN runs r ON r.id = s.run_id WHERE s.run_id IN ({marks}) AND s.state "
+                   f"IN (?, ?) AND s.lease_owner IS NOT NULL GROUP BY r.name, s.lease_owner "
+                   "ORDER BY r.name, s.lease_owner", [*ids, *WORKING_STATES])]
+    processes = [WorkerProcess(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]),
+                               _utc(_time(r[5])), _utc(_time(r[6])))
+                 for r in conn.execute(
+                     "SELECT r.name, w.name, w.host, w.pid, w.slots, w.started_at, "
+                     "w.heartbeat_at FROM workers w JOIN runs r ON r.id = w.run_id WHERE "
+                     f"w.run_id IN ({marks}) AND w.status = 'active' ORDER BY r.name, w.id",
+                     ids)]
+    return _Rows(runs, counts, data, finished, failed, workers, processes)
+
+
+def _data_step(run_id: int, tenant: str | None, kind: str, state: str, image_sent: Any,
+               volume_sent: Any, image_size: Any, volume_gib: Any,
+               updated_at: datetime | None) -> DataStep:
+    if kind == "image":
+        return DataStep(run_id, tenant, kind, state, json_int(image_sent),
+                        json_int(image_size), updated_at)
+    gib = json_int(volume_gib)
+    return DataStep(run_id, tenant, kind, state, json_int(volume_sent),
+                    gib * GIB if gib is not None else None, updated_at)
+
+
+# -- any database, through SQLAlchemy ------------------------------------------------------
+
+
+def _read_sqlalchemy(url: str, run: str | None, tenant: str | None) -> _Rows:
+    from migrator.operations.context import open_state
+    from migrator.store import progress
+
+    # read_only: a SQLite file in a read-only folder or on a full device is still read (the
+    # standard-library path above cannot open it without its -shm file).
+    with open_state(url, read_only=True) as engine, engine.connect() as conn:
+        runs = _runs(engine, run)
+        if not runs:
+            return _Rows(runs)
+        ids = [r[0] for r in runs]
+        return _Rows(
+            runs, progress.kind_counts(conn, ids, tenant), progress.data_steps(conn, ids, tenant),
+            {r[0]: progress.finished_since(conn, r[0], started, tenant)
+             for r in runs if (started := _utc(r[5])) is not None},
+            progress.failed_steps(conn, ids, tenant), progress.workers(conn, ids),
+            progress.worker_processes(conn, ids))
+
+
+def _runs(engine: Engine, name: str | None) -> list[_RunRow]:
+    from sqlalchemy import select
+
+    from migrator.store.models import Run
+
+    query = select(Run.id, Run.name, Run.status, Run.dry_run, Run.created_at, Run.started_at,
+                   Run.finished_at).order_by(Run.created_at, Run.id)
     if name is not None:
         query = query.where(Run.name == name)
     with engine.connect() as conn:
-        return conn.execute(query).all()
-
-
-def _step_counts(
-    engine: Engine, run_ids: list[int], tenant: str | None
-) -> list[tuple[int, str | None, str, int]]:
-    if not run_ids:
-        return []
-    query = (
-        select(Step.run_id, Step.tenant, Step.state, func.count())
-        .where(Step.run_id.in_(run_ids))
-        .group_by(Step.run_id, Step.tenant, Step.state)
-    )
-    if tenant is not None:
-        query = query.where(Step.tenant == tenant)
-    with engine.connect() as conn:
-        return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(query)]

@@ -36,7 +36,7 @@ def run_worker(
     clouds_yaml: str | Path | None = None,
     config: str | Path | None = None,
     wait: float | None = None,
-    max_attempts: int = 3,
+    max_attempts: int | None = None,
     observer: Observer | None = None,
     transfer_progress: Any = None,
     lease_seconds: float | None = None,
@@ -66,11 +66,12 @@ def run_worker(
                         "this host: copy the plan file there (same path)")
     plan = load_plan(plan_file)
     with run_services(plan, clouds_yaml=clouds_yaml, config=config,
-                      transfer_progress=transfer_progress) as (services, settings):
+                      transfer_progress=transfer_progress) as (services, settings, retries):
         return execute_run(url, run.name, workers=slots, join=True, observer=observer,
                            registry=register_handlers(registry), services=services,
                            max_attempts=max_attempts, handle_sigint=handle_sigint,
-                           limits=transfer_limits(settings), lease_seconds=lease_seconds)
+                           limits=transfer_limits(settings), lease_seconds=lease_seconds,
+                           retries=retries)
 
 
 def _plan_file(factory: sessionmaker[Session], run_id: int) -> str | None:
@@ -112,7 +113,7 @@ def run_processes(
     resume: bool = False,
     clouds_yaml: str | Path | None = None,
     config: str | Path | None = None,
-    max_attempts: int = 3,
+    max_attempts: int | None = None,
     lease_seconds: float | None = None,
     observer: Observer | None = None,
     handle_sigint: bool = True,
@@ -145,7 +146,9 @@ def run_processes(
             runs.set_run_status(factory, run.id, RUNNING, started=True,
                                 detail={"resume": resume, "processes": processes})
         done_before = _satisfied(runs.state_counts(factory, run.id))
-        args = ["--run", run.name, "--slots", str(slots), "--max-attempts", str(max_attempts)]
+        args = ["--run", run.name, "--slots", str(slots)]
+        if max_attempts is not None:
+            args += ["--max-attempts", str(max_attempts)]
         if clouds_yaml:
             args += ["--clouds-yaml", str(clouds_yaml)]
         if config:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrator.config_schema import Config
+from migrator.plan.kinds import KindSelection, select_kinds
 from migrator.plan.model import KIND_ORDER, PlanStep, step_key
 from migrator.plan.target_names import TargetEntry, TargetNames
 from migrator.store.inventory import Item
@@ -60,6 +61,7 @@ class PlanState:
     tenants: dict[str, int]  # selected (and pulled-in) project ids -> wave
     pulled_in: set[str]
     include_dependencies: bool
+    kinds: KindSelection = field(default_factory=lambda: select_kinds((), ()))
     steps: dict[str, PlanStep] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

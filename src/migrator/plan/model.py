@@ -12,16 +12,12 @@ from typing import Any
 
 from migrator.jsoncodec import canonical_bytes
 
+# The step kinds (migrator/kinds.py), re-exported: the planner's modules import them from here.
+from migrator.kinds import KIND_ORDER as KIND_ORDER
+from migrator.kinds import KINDS as KINDS
+
 FORMAT = 1
 
-# The step kinds a plan may hold (issue 4), in the order steps are listed per tenant.
-KINDS = (
-    "project", "quota", "user", "role_assignment",
-    "network", "subnet", "router", "router_interface",
-    "security_group", "security_group_rule", "keypair",
-    "image", "image_member", "volume",
-)
-KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 STEP_FIELDS = ("key", "kind", "tenant", "source_id", "name", "wave", "depends_on", "spec")
 
 

@@ -13,14 +13,18 @@ YAML), one step a few lines::
         refs: {"network_id": "network:7823...", "project_id": "project:1f78..."}
 
 so that 200,000 steps are written in seconds (no YAML emitter), and a person can review the
-plan of one tenant. :func:`read_plan` checks, in this order: YAML syntax (``file:line``), the
-format and the header fields, every step's fields and kind, the content hash (a file edited
-after planning is refused), unique keys, dependencies and references naming known steps, and
-cycles. Every failure is a one-line :class:`PlanError` naming the file, the step and the field.
+plan of one tenant. :func:`read_plan` checks, in this order: the size (a file above
+``max_bytes`` is refused unread), the text (streamed line by line through the reader of this
+layout; any other layout through bounded_yaml's checks, then YAML: no anchors or aliases, at
+most MAX_DEPTH levels, ``file:line``), the format and the header fields, every step's fields
+and kind, the content hash (a file edited after planning is refused: PlanChangedError), unique
+keys, dependencies and references naming known steps, and cycles. Every failure is a one-line
+:class:`PlanError` naming the file and the line, or the step and the field.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -30,8 +34,9 @@ from typing import Any
 import networkx as nx
 import yaml
 
+from migrator.bounded_yaml import MAX_DEPTH, YamlProblem, check_yaml, open_regular, yaml_problem
 from migrator.dag import never_freed
-from migrator.errors import PlanError
+from migrator.errors import PlanChangedError, PlanError
 from migrator.jsoncodec import loads
 from migrator.plan.model import FORMAT, KINDS, Plan, PlanStep, plan_hash
 
@@ -128,28 +133,65 @@ def write_plan(plan: Plan, path: str | Path) -> Path:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def read_plan(path: str | Path) -> Plan:
+# 2.7 times the plan of 10,000 tenants (190 MiB): a bigger file is refused before it is read.
+DEFAULT_MAX_PLAN_BYTES = 512 << 20
+SIZE_HINT = " (a plan file of 10,000 tenants is about 190 MiB; give --max-plan-size to read a " \
+            "bigger one)"
+# A value nested this deep is left to the YAML reader, which names the line (MAX_DEPTH).
+_FAST_VALUE_DEPTH = MAX_DEPTH // 2
+
+
+def read_plan(path: str | Path, *, max_bytes: int = DEFAULT_MAX_PLAN_BYTES) -> Plan:
     """Load and validate a plan file (see the module docstring for what is checked)."""
     file = Path(path)
+    return plan_from_data(load_plan_data(file, max_bytes=max_bytes), str(file))
+
+
+def load_plan_data(path: str | Path, *, max_bytes: int = DEFAULT_MAX_PLAN_BYTES) -> Any:
+    """A plan file's content, not yet validated, read in bounded time and memory: a regular
+    file of at most ``max_bytes``, streamed line by line through :func:`fast_load`; anything
+    else is read as YAML once :func:`check_yaml` has found no anchor or alias and no nesting
+    deeper than MAX_DEPTH. PlanError ``FILE:LINE: problem`` otherwise."""
+    file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with open_regular(file, max_bytes, SIZE_HINT) as handle:
+            lines = io.TextIOWrapper(handle, encoding="utf-8")
+            try:
+                return fast_load(lines)
+            except (_NotFast, UnicodeDecodeError):
+                pass
+            finally:
+                lines.detach()  # the handle stays open for the YAML reader
+            try:
+                handle.seek(0)
+                check_yaml(handle, alias_budget=None, document="a plan file")
+                handle.seek(0)
+                return yaml.load(handle, Loader=_Loader)
+            except YamlProblem as exc:
+                if exc.line is None and exc.offset is not None:
+                    exc.line = _line_at(handle, exc.offset)
+                raise
     except FileNotFoundError:
         raise PlanError(f"{file}: no such plan file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{file}: cannot read the plan: {exc}") from exc
-    try:
-        data = fast_load(text)
-    except _NotFast:
-        data = None
-    try:
-        if data is None:
-            data = yaml.load(text, Loader=_Loader)
+    except YamlProblem as exc:
+        raise PlanError(exc.at(file)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark is not None else str(file)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PlanError(f"{where}: not valid YAML: {' '.join(str(problem).split())}") from None
-    return plan_from_data(data, str(file))
+        raise PlanError(yaml_problem(exc).at(file)) from None
+    except OSError as exc:
+        raise PlanError(f"{file}: cannot read the plan: {exc.strerror or exc}") from exc
+
+
+def _line_at(handle: Any, offset: int) -> int:
+    """The 1-based line holding byte ``offset`` (read again in blocks: bounded memory)."""
+    handle.seek(0)
+    line, left = 1, offset
+    while left > 0:
+        block = handle.read(min(left, 1 << 20))
+        if not block:
+            break
+        line += block.count(b"\n")
+        left -= len(block)
+    return line
 
 
 class _NotFast(Exception):
@@ -182,23 +224,47 @@ def _pair(stripped: str) -> tuple[str, str | None]:
 def _value(text: str) -> Any:
     try:
         # orjson via jsoncodec: about two million values in a 10,000-tenant plan.
-        return loads(text)
-    except ValueError:
+        value = loads(text)
+    except (ValueError, RecursionError):
         if _PLAIN_KEY.match(text) and text.lower() not in _YAML_WORDS:
             return text  # a plain word (the step kind)
         raise _NotFast from None
+    # Counting brackets is cheap; walking the value only happens for the rare long one.
+    if (len(text) > 2 * _FAST_VALUE_DEPTH
+            and text.count("[") + text.count("{") > _FAST_VALUE_DEPTH
+            and _depth(value) > _FAST_VALUE_DEPTH):
+        raise _NotFast
+    return value
 
 
-def fast_load(text: str) -> dict[str, Any]:
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and mappings, without recursion."""
+    deepest = 0
+    todo = [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def fast_load(text: str | Iterable[str]) -> dict[str, Any]:
     """Parse the exact layout :func:`render_plan` writes (every value JSON), about twenty
     times faster than a YAML parser; anything else raises _NotFast. The content hash is
-    checked on the result either way, so a file that reads differently is refused."""
+    checked on the result either way, so a file that reads differently is refused. ``text``:
+    the whole text, or its lines (a file read line by line: no copy of the whole text)."""
+    lines = io.StringIO(text, newline=None) if isinstance(text, str) else text
     out: dict[str, Any] = {}
     stack: list[tuple[int, dict[str, Any]]] = [(-1, out)]
     steps: list[dict[str, Any]] | None = None
     step: dict[str, Any] | None = None
     spec: dict[str, Any] | None = None
-    for line in text.splitlines():
+    for line in lines:
+        if line.endswith("\n"):
+            line = line[:-1]
         if not line or line.startswith("#"):
             continue
         if steps is not None and not line.startswith(("- ", "  ")):
@@ -241,6 +307,8 @@ def fast_load(text: str) -> dict[str, Any]:
         elif indent == 0 and key == "steps":
             steps = parent[key] = []
         else:
+            if len(stack) > _FAST_VALUE_DEPTH:
+                raise _NotFast
             child: dict[str, Any] = {}
             parent[key] = child
             stack.append((indent, child))
@@ -278,9 +346,9 @@ def plan_from_data(data: Any, file: str) -> Plan:
                 format=fmt, content_hash=data["content_hash"])
     actual = plan_hash(plan.header(), data["steps"])
     if actual != plan.content_hash:
-        raise PlanError(f"{file}: content hash mismatch: the file changed after planning "
-                        f"(recorded {plan.content_hash[:12]}..., content gives "
-                        f"{actual[:12]}...); plan again instead of editing it")
+        raise PlanChangedError(f"{file}: content hash mismatch: the file changed after "
+                               f"planning (recorded {plan.content_hash[:12]}..., content gives "
+                               f"{actual[:12]}...); plan again instead of editing it")
     check_graph(plan, file)
     return plan
 

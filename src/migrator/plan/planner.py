@@ -3,8 +3,7 @@
 :func:`build_plan` is pure (no database, no cloud calls except through the
 :class:`~migrator.plan.target_names.TargetNames` it is given, a few LIST calls in total).
 Problems are collected over the whole inventory and refused together in one
-:class:`PlanRefused` whose message names the first one and counts the others; ``problems``
-holds them all.
+:class:`PlanRefused` whose ``problems`` holds them all (the CLI prints one per line).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any
 from migrator.config_schema import Config
 from migrator.errors import PlanError
 from migrator.plan.context import Inventory, PlanState
+from migrator.plan.kinds import parse_kinds, select_kinds
 from migrator.plan.model import KINDS, Plan
 from migrator.plan.planfile import check_graph
 from migrator.plan.rules import apply_rules
@@ -33,11 +33,11 @@ class PlanRefused(PlanError):
     """The inventory cannot be planned as configured; ``problems`` lists every reason."""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        problems = list(dict.fromkeys(problems))
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        super().__init__(f"{first}{more}")
-        self.problems = list(problems)
+        unique = list(dict.fromkeys(problems))
+        message = unique[0] if len(unique) == 1 else (
+            f"the selection cannot be planned: {len(unique)} problems (each on a line below); "
+            "no plan file was written")
+        super().__init__(message, unique)
 
 
 def resolve_tenants(inventory: Inventory, requested: Sequence[str], exclude: Sequence[str],
@@ -96,10 +96,21 @@ def assign_waves(inventory: Inventory, tenants: Sequence[str], waves: Sequence[S
 def build_plan(config: Config, inventory: Inventory, names: TargetNames, *, name: str,
                source_info: dict[str, Any], tenants: Sequence[str] | None = None,
                include_dependencies: bool = False, discovered: Sequence[str] = (),
-               created_at: str | None = None) -> Plan:
+               created_at: str | None = None, kinds: Sequence[str] | None = None,
+               exclude_kinds: Sequence[str] | None = None) -> Plan:
     """The plan of the selected tenants (``tenants``, else ``selection.tenants``, else every
-    discovered tenant minus ``selection.exclude``)."""
+    discovered tenant minus ``selection.exclude``) and kinds (``kinds``/``exclude_kinds``,
+    else the configuration's; see plan/kinds.py)."""
     cloud = str(source_info.get("cloud"))
+    services = names.services() if names.checked else None
+    chosen = select_kinds(
+        parse_kinds(kinds if kinds is not None else config.selection.kinds,
+                    "--kinds" if kinds is not None else "selection.kinds"),
+        parse_kinds(exclude_kinds if exclude_kinds is not None
+                    else config.selection.exclude_kinds,
+                    "--exclude-kinds" if exclude_kinds is not None
+                    else "selection.exclude_kinds"),
+        services, cloud=config.target.cloud)
     requested = list(tenants or config.selection.tenants)
     selected = resolve_tenants(inventory, requested, config.selection.exclude, discovered,
                                cloud)
@@ -110,7 +121,8 @@ def build_plan(config: Config, inventory: Inventory, names: TargetNames, *, name
     pulled: set[str] = set()
     for _ in range(MAX_PASSES):
         state = PlanState(config=config, inventory=inventory, names=names, tenants=waves,
-                          pulled_in=pulled, include_dependencies=include_dependencies)
+                          pulled_in=pulled, include_dependencies=include_dependencies,
+                          kinds=chosen)
         apply_rules(state)
         new = state.needed_tenants - set(waves)
         if not new or state.errors:
@@ -129,12 +141,14 @@ def build_plan(config: Config, inventory: Inventory, names: TargetNames, *, name
         name=name,
         created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds"),
         source=dict(source_info),
-        target={"cloud": config.target.cloud, "checked": bool(names.checked)},
-        selection=_selection(inventory, requested, waves, pulled, include_dependencies),
+        target={"cloud": config.target.cloud, "checked": bool(names.checked),
+                **({"services": sorted(services)} if services is not None else {})},
+        selection={**_selection(inventory, requested, waves, pulled, include_dependencies),
+                   **chosen.as_dict()},
         mappings=_mappings(config, state),
         summary=summarise(steps),
         steps=steps,
-        warnings=sorted(state.warnings),
+        warnings=sorted([*state.warnings, *chosen.warnings()]),
     )
     check_graph(plan, f"plan {name}")
     return plan

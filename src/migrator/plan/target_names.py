@@ -3,10 +3,11 @@
 :class:`TargetNames` is the small interface the planner asks (a few LIST calls in total,
 whatever the plan's size): domains, projects, users and networks by name with the source id
 they carry when migrator created them (``None``: not ours, so a name clash), roles, subnet
-pools, subnets of a network. :class:`CloudTargetNames` answers it from the target cloud through
-:class:`~migrator.clouds.target.TargetCloud` (openstacksdk); :class:`OfflineTarget` answers
-"nothing there" for planning without the target (the plan records ``target.checked: false``
-and ``execute`` checks against the target before it starts).
+pools, subnets of a network, the services of its catalog. :class:`CloudTargetNames` answers
+it from the target cloud through :class:`~migrator.clouds.target.TargetCloud`
+(openstacksdk); :class:`OfflineTarget` answers "nothing there" for planning without the
+target (the plan records ``target.checked: false`` and ``execute`` checks against the target
+before it starts).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from migrator.clouds.target_base import migrated_source_id
+from migrator.clouds.target_base import catalog_types, migrated_source_id
+from migrator.plan.kinds import catalog_service
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class TargetNames(Protocol):
 
     def volume_types(self) -> dict[str, str]: ...
 
+    def services(self) -> set[str] | None: ...
+
 
 class OfflineTarget:
     """No target to ask: nothing exists, the default domain is ``default``, roles and pools
@@ -78,6 +82,9 @@ class OfflineTarget:
 
     def volume_types(self) -> dict[str, str]:
         return {}
+
+    def services(self) -> set[str] | None:
+        return None
 
 
 class CloudTargetNames:
@@ -133,6 +140,14 @@ class CloudTargetNames:
             if pool.get("name") == name:
                 return TargetEntry(str(pool["id"]), name, None)
         return None
+
+    def services(self) -> set[str] | None:
+        """The services of the target's catalog (identity, image, volume, compute,
+        network), read from the token once."""
+        if "services" not in self._cache:
+            types = catalog_types(getattr(self.tc, "conn", self.tc))
+            self._cache["services"] = {s for s in map(catalog_service, types) if s}
+        return set(self._cache["services"])
 
     def volume_types(self) -> dict[str, str]:
         """Volume type name -> id (the types the admin sees, private ones included)."""

@@ -18,7 +18,14 @@ import migrator.sim.neutron
 import migrator.sim.nova
 from migrator.sim.cloud import SimCloud
 from migrator.sim.faults import FaultSpecError
-from migrator.sim.http import DroppedConnection, SimHTTPError, error_response, json_response
+from migrator.sim.http import (
+    PUBLIC_URL,
+    DroppedConnection,
+    SimHTTPError,
+    error_response,
+    json_response,
+)
+from migrator.sim.request_id import add_request_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOUD: web.AppKey[SimCloud] = web.AppKey("cloud", SimCloud)
@@ -156,6 +163,9 @@ async def save(request: web.Request) -> web.Response:
 def build_app(cloud: SimCloud) -> web.Application:
     app = web.Application(middlewares=[core_middleware], client_max_size=1 << 30)
     app[CLOUD] = cloud
+    if cloud.public_url:
+        app[PUBLIC_URL] = cloud.public_url
+    app.on_response_prepare.append(add_request_id(cloud.profile))
     app.router.add_get("/_sim/calls", get_calls)
     app.router.add_delete("/_sim/calls", reset_calls)
     app.router.add_get("/_sim/faults", get_faults)

@@ -26,11 +26,13 @@ from migrator.sim.cinder_common import (
     quota_usage,
     type_visible,
 )
+from migrator.sim.cinder_snapshots import SnapshotAPI, add_snapshot_routes
 from migrator.sim.cinder_volumes import VolumeAPI, add_volume_routes
 from migrator.sim.cloud import SimCloud
 from migrator.sim.http import (
     SimHTTPError,
     json_response,
+    origin,
     public,
     read_json,
     require,
@@ -57,7 +59,7 @@ class CinderAPI:
             "updated": UPDATED[version],
             "links": [{"rel": "describedby", "type": "text/html",
                        "href": "https://docs.openstack.org/"},
-                      {"rel": "self", "href": f"{request.url.origin()}{PREFIX}/{version}/"}],
+                      {"rel": "self", "href": f"{origin(request)}{PREFIX}/{version}/"}],
             "media-types": [{"base": "application/json",
                              "type": f"application/vnd.openstack.volume+json;version="
                                      f"{version[1:]}"}],
@@ -317,7 +319,7 @@ class CinderAPI:
                     "maxTotalBackups": limits["backups"],
                     "maxTotalBackupGigabytes": limits["backup_gigabytes"],
                     "totalVolumesUsed": used["volumes"], "totalGigabytesUsed": used["gigabytes"],
-                    "totalSnapshotsUsed": 0, "totalBackupsUsed": 0,
+                    "totalSnapshotsUsed": used["snapshots"], "totalBackupsUsed": 0,
                     "totalBackupGigabytesUsed": 0}
         return json_response({"limits": {"rate": [], "absolute": absolute}})
 
@@ -326,6 +328,7 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
     ensure_default_type(cloud)
     api = CinderAPI(cloud)
     volumes = VolumeAPI(cloud)
+    snapshots = SnapshotAPI(cloud)
     router.add_get(PREFIX, api.versions)
     router.add_get(f"{PREFIX}/", api.versions)
     for version in cloud.profile.cinder_versions:
@@ -346,6 +349,7 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
         router.add_delete(quotas, wrap(api.delete_quotas))
         router.add_get(f"{quotas}/defaults", wrap(api.quota_defaults))
         add_volume_routes(router, base, volumes, wrap)
+        add_snapshot_routes(router, base, snapshots, wrap)
         router.add_get(f"{base}/types", wrap(api.list_types))
         router.add_post(f"{base}/types", wrap(api.create_type))
         router.add_get(f"{base}/types/{{type_id}}", wrap(api.show_type))

@@ -115,6 +115,10 @@ def quota_usage(cloud: SimCloud, project_id: str) -> dict[str, int]:
         if tname and f"volumes_{tname}" in used:
             used[f"volumes_{tname}"] += 1
             used[f"gigabytes_{tname}"] += size
+    # Snapshots hold their own quota and count in gigabytes, as Cinder reserves them.
+    for snap in cloud.state.grouped("snapshots", "project_id").get(project_id, []):
+        used["snapshots"] += 1
+        used["gigabytes"] += int(snap.get("size") or 0)
     return used
 
 

@@ -29,6 +29,7 @@ from migrator.sim.cinder_common import (
     mv_at_least,
     type_visible,
 )
+from migrator.sim.cinder_snapshots import delete_snapshot
 from migrator.sim.cinder_volume_actions import VolumeActions
 from migrator.sim.cloud import SimCloud
 from migrator.sim.http import (
@@ -36,6 +37,7 @@ from migrator.sim.http import (
     SimHTTPError,
     json_response,
     next_href,
+    origin,
     page,
     read_json,
     require,
@@ -63,14 +65,18 @@ class VolumeAPI(VolumeActions):
 
     # -- rendering -------------------------------------------------------------------------
     def _links(self, request: web.Request, vid: str) -> list[dict[str, str]]:
-        origin = request.url.origin()
+        base = origin(request)
         pid = request.match_info.get("project_id", "")
         return [{"rel": "self",
-                 "href": f"{origin}{PREFIX}/{api_version(request)}/{pid}/volumes/{vid}"},
-                {"rel": "bookmark", "href": f"{origin}{PREFIX}/{pid}/volumes/{vid}"}]
+                 "href": f"{base}{PREFIX}/{api_version(request)}/{pid}/volumes/{vid}"},
+                {"rel": "bookmark", "href": f"{base}{PREFIX}/{pid}/volumes/{vid}"}]
 
     def _attachments(self, vol: Record) -> list[dict[str, Any]]:
-        return [dict(a) for a in vol.get("attachments") or []]
+        out = [dict(a) for a in vol.get("attachments") or []]
+        if self.cloud.profile.cinder_max_microversion is None:
+            for item in out:  # Liberty's view has no attached_at yet
+                item.pop("attached_at", None)
+        return out
 
     def render(self, request: web.Request, vol: Record, ctx: AuthContext) -> dict[str, Any]:
         version = api_version(request)
@@ -201,6 +207,18 @@ class VolumeAPI(VolumeActions):
             raise SimHTTPError(404, f"Volume type with name {ref} could not be found.")
         return vtype
 
+    def _snapshot_source(self, ctx: AuthContext, ref: Any) -> Record | None:
+        """The snapshot a volume is created from (``snapshot_id``), available and visible."""
+        if not ref:
+            return None
+        snap = self.state.get("snapshots", str(ref))
+        if snap is None or not (ctx.is_admin or snap.get("project_id") == ctx.project_id):
+            raise SimHTTPError(404, f"Snapshot {ref} could not be found.")
+        if snap.get("status") != "available":
+            raise SimHTTPError(400, "Invalid snapshot: Originating snapshot status must be "
+                                    "one of 'available' values")
+        return snap
+
     def _resolve_image(self, ctx: AuthContext, ref: Any, size: int) -> Record:
         image = self.state.get("images", str(ref)) or None
         if image is None or not image_visible(ctx, self.cloud, image):
@@ -235,8 +253,15 @@ class VolumeAPI(VolumeActions):
             if source.get("status") not in ("available", "in-use"):
                 raise SimHTTPError(400, f"Invalid volume: Source volume {source['id']} status "
                                         f"must be available or in-use.")
+        snapshot = self._snapshot_source(ctx, body.get("snapshot_id"))
+        if snapshot is not None:
+            source = self.state.get("volumes", snapshot["volume_id"]) or {}
         size = self._size(body.get("size", source["size"] if source else None))
-        if source is not None and size < int(source["size"]):
+        if snapshot is not None and size < int(snapshot["size"]):
+            raise SimHTTPError(400, f"Invalid input received: Volume size '{size}'GB cannot be "
+                                    f"smaller than the snapshot size {snapshot['size']}GB. "
+                                    "They must be >= original snapshot size.")
+        if snapshot is None and source is not None and size < int(source["size"]):
             raise SimHTTPError(400, f"Invalid input received: Volume size '{size}'GB cannot be "
                                     f"smaller than original volume size  {source['size']}GB. "
                                     "They must be >= original volume size.")
@@ -267,12 +292,18 @@ class VolumeAPI(VolumeActions):
             "volume_image_metadata": dict(source.get("volume_image_metadata") or {})
             if source else {},
             "project_id": ctx.project_id, "user_id": ctx.user_id, "availability_zone": zone,
-            "attachments": [], "source_volid": source["id"] if source else None,
-            "snapshot_id": None, "created_at": stamp, "updated_at": stamp,
+            "attachments": [], "source_volid": source["id"] if source and not snapshot
+            else None, "snapshot_id": snapshot["id"] if snapshot else None,
+            "created_at": stamp, "updated_at": stamp,
             "_content": blank_spec(vid, size) if image is None and source is None else None,
         }
+        if snapshot is not None:
+            vol.update(bootable=bool(snapshot.get("_bootable")), volume_image_metadata=dict(
+                snapshot.get("_volume_image_metadata") or {}))
         self.state.put("volumes", vol)
-        if image is not None:
+        if snapshot is not None:
+            self._spawn(self._fill(vol, snapshot["_content"], None))
+        elif image is not None:
             self._spawn(self._fill(vol, image["_content"], image))
         elif source is not None:
             self._spawn(self._fill(vol, source["_content"], None))
@@ -341,13 +372,16 @@ class VolumeAPI(VolumeActions):
         ctx = check_url_project(request)
         vol = self._get(request, ctx)
         cascade = bool_param(request.query.get("cascade", "false"))
-        if vol.get("status") not in DELETABLE or vol.get("attachments"):
+        snapshots = self.state.find("snapshots", volume_id=vol["id"])
+        if vol.get("status") not in DELETABLE or vol.get("attachments") or (
+                snapshots and not cascade):
             raise SimHTTPError(
                 400, "Invalid volume: Volume status must be available or error or "
                      "error_restoring or error_extending or error_managing and must not be "
                      "migrating, attached, belong to a group, have snapshots or be "
                      "disassociated from snapshots after volume transfer.")
-        del cascade  # no snapshots are simulated, so a cascade deletes nothing more
+        for snap in snapshots:  # cascade: the snapshots go first, as Cinder deletes them
+            delete_snapshot(self.cloud, snap)
         self._begin_delete(vol)
         return web.Response(status=202)
 

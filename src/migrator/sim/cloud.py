@@ -17,6 +17,10 @@ from migrator.sim.profiles import Profile
 from migrator.sim.state import SimState
 
 DEFAULT_TOKEN_TTL = 3600.0
+# Catalog types -> the service names of SimCloud.services.
+CATALOG_SERVICES = {"volume": "volume", "volumev2": "volume", "volumev3": "volume",
+                    "block-storage": "volume"}
+SERVICES = ("identity", "image", "volume", "compute", "network")
 REGION = "RegionOne"
 
 
@@ -32,11 +36,17 @@ class SimCloud:
         data_dir: Path,
         *,
         fault_seed: int = 0,
+        tls: bool = False,
+        public_url: str | None = None,
     ) -> None:
         self.name = name
         self.profile = profile
         self.host = host
         self.port = port
+        self.tls = tls
+        # What the catalog, clouds.yaml and every link advertise instead of the listening
+        # address (a proxy or a DNS name in front); None: the listening address.
+        self.public_url = public_url.rstrip("/") if public_url else None
         self.data_dir = data_dir
         self.blob_dir = data_dir / f"blobs-{name}"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +55,9 @@ class SimCloud:
         self.calls: Counter[str] = Counter()
         # Monotonic time of the latest API request: the saver waits for a pause in traffic.
         self.last_request = 0.0
+        # The services its catalog lists (identity, image, volume, compute, network); None:
+        # all. A cloud of Keystone, Glance and Cinder only: {"identity", "image", "volume"}.
+        self.services: frozenset[str] | None = None
         self.tokens: dict[str, AuthContext] = {}
         self.token_ttl = DEFAULT_TOKEN_TTL
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -52,9 +65,14 @@ class SimCloud:
 
     # -- addresses ---------------------------------------------------------------------------
     @property
-    def base_url(self) -> str:
+    def listen_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The advertised address: the public URL when one is set, else the listening one."""
+        return self.public_url or self.listen_url
 
     def catalog_entries(self, project_id: str | None) -> list[dict[str, Any]]:
         """(type, name, url) of every service, as the catalog of a token scoped to a project."""
@@ -78,6 +96,9 @@ class SimCloud:
             if version == "v3":
                 entries.append({"type": "volumev3", "name": "cinderv3",
                                 "url": f"{base}/volume/{version}/{pid}"})
+        if self.services is not None:
+            entries = [e for e in entries if e["type"] == "identity"
+                       or CATALOG_SERVICES.get(e["type"], e["type"]) in self.services]
         return entries
 
     # -- tokens ------------------------------------------------------------------------------
@@ -111,8 +132,8 @@ class SimCloud:
             self._digest_cache[key] = digest_of(spec)
         return self._digest_cache[key]
 
-    def chunks(self, spec: dict[str, Any], offset: int = 0) -> Any:
-        return content_chunks(spec, offset)
+    def chunks(self, spec: dict[str, Any], offset: int = 0, stop: int | None = None) -> Any:
+        return content_chunks(spec, offset, stop)
 
     def blob_path(self, image_id: str) -> Path:
         return self.blob_dir / image_id

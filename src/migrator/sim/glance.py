@@ -48,6 +48,7 @@ from migrator.sim.http import (
     SimHTTPError,
     auth_of,
     json_response,
+    origin,
     parse_limit,
     public,
 )
@@ -73,7 +74,7 @@ class GlanceImages:
     # -- discovery -------------------------------------------------------------------------
     @public
     async def versions(self, request: web.Request) -> web.Response:
-        base = f"{request.url.origin()}{PREFIX}"
+        base = f"{origin(request)}{PREFIX}"
         versions = self.cloud.profile.glance_versions
         current = versions[0]
         docs = [{"id": v, "status": "CURRENT" if v == current else "SUPPORTED",

@@ -5,7 +5,16 @@ Bodies are streamed, never buffered: an upload goes chunk by chunk through the f
 download reads the content spec in a worker thread (``content.iter_async``) and writes through
 ``http.stream_response``. Following glance/api/v2/image_data.py: an upload needs a ``queued``
 image (409 otherwise), moves it to ``saving`` and then ``active``; a broken upload puts it back
-to ``queued`` (Glance's ``_restore``); an image without data downloads as 204.
+to ``queued`` (Glance's ``_restore``) and leaves no bytes behind; an image without data
+downloads as 204.
+
+The modern profile checks the bytes against ``disk_format`` as Glance 33 does with
+``[image_format] require_image_format_match`` (glance/location.py ``set_data``): the verdict
+comes after the bytes are in the store, so a refused upload (an HTML 415 page that does not
+name the cause) leaves the image ``queued`` with the size and hashes it saved and its file in
+the store; every later upload into it fails with a 500 (glance_store's Duplicate) until the
+image is deleted. Liberty reads a ``Content-Range`` request header on a download as the range
+to send (answering 200); modern Glance reads ``Range`` (answering 206).
 """
 
 from __future__ import annotations
@@ -16,14 +25,31 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from migrator.disk_formats import HEAD_BYTES, detect_head, glance_accepts
 from migrator.sim.cloud import SimCloud
-from migrator.sim.content import BlobWriter, iter_async
+from migrator.sim.content import BlobWriter, Digest, iter_async
 from migrator.sim.glance_access import PREFIX, GlanceRules, can_modify, visible_image
 from migrator.sim.http import SimHTTPError, auth_of, request_chunks, stream_response
 from migrator.sim.images import set_content
 from migrator.sim.state import Record, now_iso
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+# What webob renders for Glance's HTTPUnsupportedMediaType: the media type, not the cause.
+UNSUPPORTED_MEDIA_PAGE = """<html>
+ <head>
+  <title>415 Unsupported Media Type</title>
+ </head>
+ <body>
+  <h1>415 Unsupported Media Type</h1>
+  The request media type application/octet-stream is not supported by this server.<br /><br />
+
+
+
+ </body>
+</html>"""
+INTERNAL_ERROR = ("The server has either erred or is incapable of performing the requested "
+                  "operation.")
 
 
 class GlanceData:
@@ -52,11 +78,20 @@ class GlanceData:
         if status != "queued":
             raise SimHTTPError(409, f"Image status transition from {status} to saving is not "
                                     "allowed")
+        if image.get("_stored"):
+            # The store still holds the file of a refused upload: glance_store's Duplicate,
+            # a 500 from Glance's catch-all (the body is read first so the client hears it).
+            async for _piece in request_chunks(request):
+                pass
+            raise SimHTTPError(500, INTERNAL_ERROR)
         self._set_status(image, "saving")
         path = self.cloud.blob_path(image_id)
         writer = BlobWriter(path)
+        head = bytearray()
         try:
             async for piece in request_chunks(request):
+                if len(head) < HEAD_BYTES:
+                    head += piece[:HEAD_BYTES - len(head)]
                 await writer.write(piece)
             digest = await writer.finish()
         except BaseException:
@@ -74,8 +109,25 @@ class GlanceData:
                                     "up the chunks uploaded.")
         if self.cloud.profile.delays.image_upload > 0:
             await asyncio.sleep(self.cloud.profile.delays.image_upload)
+        if self.cloud.profile.glance_format_match and not glance_accepts(
+                image.get("disk_format"), image.get("container_format"),
+                detect_head(bytes(head)) or "raw"):
+            self._refuse_stored(image, digest, path)
+            return web.Response(status=415, text=UNSUPPORTED_MEDIA_PAGE,
+                                content_type="text/html")
         set_content(self.cloud, image, {"kind": "file", "path": str(path)}, digest)
         return web.Response(status=204)
+
+    def _refuse_stored(self, image: Record, digest: Digest, path: object) -> None:
+        """Glance's ``_restore`` after its inspector refused the bytes: back to queued, with
+        the size and hashes it had set while storing, and the stored file left in place."""
+        image["size"] = digest.size
+        image["checksum"] = digest.md5
+        if self.cloud.profile.glance_multihash:
+            image["os_hash_algo"] = "sha512"
+            image["os_hash_value"] = digest.sha512
+        image["_stored"] = str(path)
+        self._set_status(image, "queued")
 
     def _set_status(self, image: Record, status: str) -> None:
         image["status"] = status
@@ -99,12 +151,17 @@ class GlanceData:
             start, length = parse_range(request.headers["Range"], size)
             status = 206
             headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
+        elif not self.rules.modern and "Content-Range" in request.headers:
+            # Liberty: webob's get_content_range, the bytes from offset for stop - offset
+            # (status 200; Liberty also announced the whole size as Content-Length, which an
+            # aiohttp response cannot do, so the range's length is sent here).
+            start, length = parse_content_range(request.headers["Content-Range"], size)
         if image.get("checksum"):
             # Glance sends the whole image's md5 even for a range.
             headers["Content-MD5"] = str(image["checksum"])
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = length
-        chunks = iter_async(self.cloud.chunks(spec, start))
+        chunks = iter_async(self.cloud.chunks(spec, start, start + length))
         return await stream_response(request, response, limited(chunks, length))
 
 
@@ -125,6 +182,18 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
         raise SimHTTPError(416, "Requested range not satisfiable",
                            headers={"Content-Range": f"bytes */{size}"})
     return start, end - start + 1
+
+
+def parse_content_range(header: str, size: int) -> tuple[int, int]:
+    """(offset, length) of a ``Content-Range: bytes first-last/total`` request header as
+    Liberty's webob reads it; an unparsable one is ignored (the whole image)."""
+    match = CONTENT_RANGE_RE.match(header.strip())
+    if match is None:
+        return 0, size
+    first, last = int(match.group(1)), int(match.group(2))
+    if last < first or first >= size:
+        return 0, size
+    return first, min(last, size - 1) - first + 1
 
 
 async def limited(chunks: AsyncIterator[bytes], length: int) -> AsyncIterator[bytes]:

@@ -130,6 +130,17 @@ def require(body: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+# The cloud's advertised base URL when it is not the listening address (set by build_app).
+PUBLIC_URL: web.AppKey[str] = web.AppKey("public_url", str)
+
+
+def origin(request: web.Request) -> str:
+    """What links are built on: the cloud's public URL when it has one (a proxy or a DNS name
+    in front, as a real service's ``public_endpoint`` setting), else the address the request
+    reached, scheme included."""
+    return request.app.get(PUBLIC_URL) or str(request.url.origin())
+
+
 def public(handler: Any) -> Any:
     """Mark a route that answers without a token (version documents, token creation)."""
     handler._sim_public = True
@@ -212,7 +223,7 @@ def page(
 def next_href(request: web.Request, marker: str) -> str:
     query = {k: v for k, v in request.query.items() if k != "marker"}
     query["marker"] = marker
-    return f"{request.url.origin()}{request.path}?{urlencode(query)}"
+    return f"{origin(request)}{request.path}?{urlencode(query)}"
 
 
 # -- streaming bodies through the fault effects ------------------------------------------------

@@ -6,8 +6,9 @@ An image record is stored in the ``images`` collection in one internal form:
     protected, owner (project id), disk_format, container_format, min_disk, min_ram,
     size, virtual_size, checksum, os_hash_algo, os_hash_value, created_at, updated_at,
     tags (list), properties (dict of str -> str: every extra property, flat on the wire),
-    _content (where the bytes are: {"kind": "generated", "seed", "size"} or
+    _content (where the bytes are: {"kind": "generated", "seed", "size"[, "format"]} or
               {"kind": "file", "path"}; None until uploaded)
+    _stored (modern Glance: the path of a refused upload's file, still in the store)
 
 Members live in ``image_members`` keyed ``"<image_id>:<member_id>"``.
 """
@@ -67,11 +68,9 @@ def set_content(cloud: SimCloud, image: Record, spec: dict[str, Any], digest: Di
 
 
 def delete_image(cloud: SimCloud, image: Record) -> None:
-    content = image.get("_content") or {}
-    if content.get("kind") == "file":
-        path = cloud.blob_path(image["id"])
-        if str(path) == content.get("path"):
-            path.unlink(missing_ok=True)
+    # The image's own blob (uploaded, or left by a refused upload); seeded files elsewhere
+    # are never touched.
+    cloud.blob_path(image["id"]).unlink(missing_ok=True)
     cloud.state.delete("images", image["id"])
     for key in [k for k in cloud.state.coll("image_members") if k.startswith(image["id"] + ":")]:
         cloud.state.delete("image_members", key)

@@ -19,11 +19,13 @@ from migrator.sim.http import (
     SimHTTPError,
     auth_of,
     json_response,
+    origin,
     public,
     read_json,
     require,
     require_admin,
 )
+from migrator.sim.profiles import top_level_parent
 from migrator.sim.state import Record, new_hex_id
 
 PREFIX = "/identity"
@@ -41,7 +43,7 @@ class KeystoneAPI:
 
     # -- discovery -------------------------------------------------------------------------
     def _v3_doc(self, request: web.Request) -> dict[str, Any]:
-        base = f"{request.url.origin()}{PREFIX}"
+        base = f"{origin(request)}{PREFIX}"
         return {"id": self.cloud.profile.keystone_v3_version, "status": "stable",
                 "updated": "2015-03-30T00:00:00Z",
                 "links": [{"rel": "self", "href": f"{base}/v3/"}],
@@ -49,7 +51,7 @@ class KeystoneAPI:
                                  "type": "application/vnd.openstack.identity-v3+json"}]}
 
     def _v2_doc(self, request: web.Request) -> dict[str, Any]:
-        base = f"{request.url.origin()}{PREFIX}"
+        base = f"{origin(request)}{PREFIX}"
         return {"id": "v2.0", "status": "stable", "updated": "2014-04-17T00:00:00Z",
                 "links": [{"rel": "self", "href": f"{base}/v2.0/"}],
                 "media-types": [{"base": "application/json",
@@ -256,7 +258,7 @@ class KeystoneAPI:
 
     def _render(self, kind: str, rec: Record, request: web.Request) -> dict[str, Any]:
         out = {k: v for k, v in rec.items() if k != "password" and not k.startswith("_")}
-        out["links"] = {"self": f"{request.url.origin()}{PREFIX}/v3/{kind}/{rec['id']}"}
+        out["links"] = {"self": f"{origin(request)}{PREFIX}/v3/{kind}/{rec['id']}"}
         return out
 
     def _filter(self, records: list[Record], request: web.Request, keys: tuple[str, ...]
@@ -371,7 +373,8 @@ class KeystoneAPI:
                                         f"Duplicate entry found with name {rec['name']}.")
         if kind == "projects":
             rec.setdefault("description", "")
-            rec.setdefault("parent_id", rec["domain_id"])
+            if not rec.get("parent_id"):
+                rec["parent_id"] = top_level_parent(self.cloud.profile, rec["domain_id"])
             rec.setdefault("is_domain", False)
             if not self.cloud.profile.keystone_v2:
                 rec["tags"] = self._checked_tags(rec.get("tags", []))
@@ -472,23 +475,39 @@ class KeystoneAPI:
         return json_response({"projects": items, "links": self._links(request)})
 
     # -- role assignments ------------------------------------------------------------------
-    def _ra_render(self, ra: Record, include_names: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"role": {"id": ra["role_id"]}, "user": {"id": ra["user_id"]},
-                               "links": {"assignment": ""}}
+    def _domain_ref(self, domain_id: str | None) -> dict[str, Any]:
+        domain = self.state.get("domains", domain_id or "") or {}
+        return {"id": domain_id, "name": domain.get("name")}
+
+    def _ra_render(self, ra: Record, include_names: bool, request: web.Request
+                   ) -> dict[str, Any]:
+        """One assignment as Keystone formats it (keystone/api/role_assignments.py
+        ``_format_entity``; Liberty: assignment/controllers.py): the link to the grant, and
+        with ``include_names`` (Mitaka and later) every entity's name and its domain's id
+        and name (a role's domain only for a domain-specific role)."""
+        out: dict[str, Any] = {"role": {"id": ra["role_id"]}, "user": {"id": ra["user_id"]}}
         if ra.get("project_id"):
             out["scope"] = {"project": {"id": ra["project_id"]}}
+            link = f"/projects/{ra['project_id']}"
         else:
             out["scope"] = {"domain": {"id": ra.get("domain_id")}}
+            link = f"/domains/{ra.get('domain_id')}"
+        link += f"/users/{ra['user_id']}/roles/{ra['role_id']}"
+        out["links"] = {"assignment": f"{origin(request)}{PREFIX}/v3{link}"}
         if include_names:
             role = self.state.get("roles", ra["role_id"]) or {}
             user = self.state.get("users", ra["user_id"]) or {}
             out["role"]["name"] = role.get("name")
-            out["user"]["name"] = user.get("name")
-            out["user"]["domain"] = {"id": user.get("domain_id")}
+            if role.get("domain_id") is not None:
+                out["role"]["domain"] = self._domain_ref(role["domain_id"])
+            out["user"].update(name=user.get("name"),
+                               domain=self._domain_ref(user.get("domain_id")))
             if ra.get("project_id"):
                 project = self.state.get("projects", ra["project_id"]) or {}
-                out["scope"]["project"]["name"] = project.get("name")
-                out["scope"]["project"]["domain"] = {"id": project.get("domain_id")}
+                out["scope"]["project"].update(
+                    name=project.get("name"), domain=self._domain_ref(project.get("domain_id")))
+            else:
+                out["scope"]["domain"]["name"] = self._domain_ref(ra.get("domain_id"))["name"]
         return out
 
     async def list_role_assignments(self, request: web.Request) -> web.Response:
@@ -503,7 +522,8 @@ class KeystoneAPI:
         # Liberty has no include_names: the parameter is ignored there.
         names = not self.cloud.profile.keystone_v2 and "include_names" in q and q[
             "include_names"].lower() in ("true", "1", "")
-        return json_response({"role_assignments": [self._ra_render(ra, names) for ra in items],
+        return json_response({"role_assignments": [self._ra_render(ra, names, request)
+                                                    for ra in items],
                               "links": self._links(request)})
 
     def _grant_target(self, request: web.Request) -> tuple[str, str, str]:
@@ -551,16 +571,53 @@ class KeystoneAPI:
                 "enabled": p.get("enabled", True)}
 
     async def v2_tenants(self, request: web.Request) -> web.Response:
+        """Liberty's two v2 tenant listings on one URL: an admin gets the admin API's
+        (``resource/controllers.py`` ``get_all_projects``: every tenant of the default
+        domain, or with ``?name=`` that one tenant as ``{"tenant": ...}``), anyone else the
+        public API's (``get_projects_for_token``: their own tenants, ``name`` not a filter
+        there). Both take ``limit`` and ``marker`` (``format_project_list``)."""
         ctx = auth_of(request)
+        if ctx.is_admin and "name" in request.query:
+            name = request.query["name"]
+            found = self.state.find_one("projects", name=name, domain_id=DEFAULT_DOMAIN)
+            if found is None or found.get("is_domain"):
+                raise SimHTTPError(404, f"Could not find project: {name}.")
+            return json_response({"tenant": self._v2_tenant(found)})
         if ctx.is_admin:
             items = list(self.state.values("projects"))
         else:
             pids = {ra.get("project_id") for ra in self.state.values("role_assignments")
                     if ra["user_id"] == ctx.user_id}
             items = [p for p in self.state.values("projects") if p["id"] in pids]
-        items = [p for p in items if p.get("domain_id") == DEFAULT_DOMAIN]
-        return json_response({"tenants": [self._v2_tenant(p) for p in items],
+        items = [p for p in items
+                 if p.get("domain_id") == DEFAULT_DOMAIN and not p.get("is_domain")]
+        return json_response({"tenants": [self._v2_tenant(p) for p in
+                                          self._v2_page(items, request)],
                               "tenants_links": []})
+
+    @staticmethod
+    def _v2_page(items: list[Record], request: web.Request) -> list[Record]:
+        """``format_project_list``: after ``marker`` (400 when unknown), at most ``limit``;
+        no next link (``tenants_links`` stays empty)."""
+        start = 0
+        marker = request.query.get("marker")
+        if marker is not None:
+            for index, item in enumerate(items):
+                if item["id"] == marker:
+                    start = index + 1
+                    break
+            else:
+                raise SimHTTPError(400, "Marker could not be found")
+        end: int | None = None
+        if "limit" in request.query:
+            try:
+                limit = int(request.query["limit"])
+            except ValueError:
+                limit = -1
+            if limit < 0:
+                raise SimHTTPError(400, "Invalid limit value")
+            end = start + limit
+        return items[start:end]
 
     async def v2_tenant(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)

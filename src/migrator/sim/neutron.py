@@ -1,5 +1,6 @@
 """Neutron v2.0: version documents, extensions, networks, subnets, subnet pools (modern),
-routers and their interfaces, ports, security groups and rules, quotas, and tags (modern).
+routers and their interfaces, ports, floating IPs, security groups and rules, quotas, and tags
+(modern).
 
 openstacksdk does no discovery for the network service: it appends ``v2.0`` to the catalog
 URL and calls ``/network/v2.0/<resources>`` straight away. Liberty renders ``tenant_id`` only
@@ -15,8 +16,16 @@ from typing import Any
 from aiohttp import web
 
 from migrator.sim.cloud import SimCloud
-from migrator.sim.http import SimHTTPError, auth_of, json_response, public, read_json
+from migrator.sim.http import (
+    SimHTTPError,
+    auth_of,
+    json_response,
+    origin,
+    public,
+    read_json,
+)
 from migrator.sim.neutron_common import (
+    FLOATINGIPS,
     NETWORKS,
     PORTS,
     PREFIX,
@@ -29,6 +38,7 @@ from migrator.sim.neutron_common import (
     NeutronCore,
     bad_request,
 )
+from migrator.sim.neutron_floatingips import FloatingIPHandlers
 from migrator.sim.neutron_networks import NetworkHandlers
 from migrator.sim.neutron_routers import RouterHandlers
 from migrator.sim.neutron_secgroups import SecurityGroupHandlers
@@ -36,22 +46,28 @@ from migrator.sim.neutron_secgroups import SecurityGroupHandlers
 # URL segment of each taggable resource, as the tag API and the SDK spell it.
 TAGGABLE: dict[str, Kind] = {"networks": NETWORKS, "subnets": SUBNETS, "ports": PORTS,
                              "routers": ROUTERS, "security-groups": SECURITY_GROUPS,
-                             "subnetpools": SUBNETPOOLS}
+                             "subnetpools": SUBNETPOOLS, "floatingips": FLOATINGIPS}
+# Only what the simulator serves: attributes it renders and accepts, routes it answers.
+# Liberty's real list also had agents, the L3/DHCP agent schedulers, RBAC policies and
+# multi-provider networks; none of them is simulated, so none is advertised. Subnet pools
+# (subnet_allocation) existed in Liberty but are simulated on the modern profile only.
 LIBERTY_EXTENSIONS = (
-    ("security-group", "security-group"), ("l3_agent_scheduler", "L3 Agent Scheduler"),
-    ("net-mtu", "Network MTU"), ("ext-gw-mode", "Neutron L3 Configurable external gateway "
-                                                 "mode"),
-    ("binding", "Port Binding"), ("agent", "agent"), ("quotas", "Quota management support"),
-    ("dhcp_agent_scheduler", "DHCP Agent Scheduler"), ("external-net", "Neutron external "
-                                                                        "network"),
-    ("router", "Neutron L3 Router"), ("allowed-address-pairs", "Allowed Address Pairs"),
-    ("extra_dhcp_opt", "Neutron Extra DHCP opts"), ("provider", "Provider Network"),
-    ("extraroute", "Neutron Extra Route"), ("subnet_allocation", "Subnet Allocation"),
-    ("port-security", "Port Security"), ("multi-provider", "Multi Provider Network"),
-    ("rbac-policies", "RBAC Policies"),
+    ("security-group", "security-group"),
+    ("net-mtu", "Network MTU"),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode"),
+    ("binding", "Port Binding"),
+    ("quotas", "Quota management support"),
+    ("external-net", "Neutron external network"),
+    ("router", "Neutron L3 Router"),
+    ("allowed-address-pairs", "Allowed Address Pairs"),
+    ("extra_dhcp_opt", "Neutron Extra DHCP opts"),
+    ("provider", "Provider Network"),
+    ("extraroute", "Neutron Extra Route"),
+    ("port-security", "Port Security"),
 )
 MODERN_EXTENSIONS = (
     *LIBERTY_EXTENSIONS,
+    ("subnet_allocation", "Subnet Allocation"),
     ("standard-attr-tag", "Tag support for resources with standard attribute"),
     ("standard-attr-description", "standard-attr-description"),
     ("standard-attr-timestamp", "Resource timestamps"),
@@ -76,7 +92,7 @@ class NeutronAPI:
     # -- documents ---------------------------------------------------------------------------
     @public
     async def versions(self, request: web.Request) -> web.Response:
-        href = f"{request.url.origin()}{V2}/"
+        href = f"{origin(request)}{V2}/"
         return json_response({"versions": [{"status": "CURRENT", "id": "v2.0",
                                             "links": [{"href": href, "rel": "self"}]}]})
 
@@ -85,7 +101,7 @@ class NeutronAPI:
         names = [("network", "networks"), ("subnet", "subnets"), ("port", "ports")]
         if not self.liberty:
             names.append(("subnetpool", "subnetpools"))
-        base = f"{request.url.origin()}{V2}"
+        base = f"{origin(request)}{V2}"
         return json_response({"resources": [
             {"links": [{"href": f"{base}/{plural}", "rel": "self"}], "name": name,
              "collection": plural} for name, plural in names]})
@@ -302,6 +318,11 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
     _crud(router, "routers", {"list": routers.list_routers, "create": routers.create_router,
                               "get": routers.get_router, "update": routers.update_router,
                               "delete": routers.delete_router})
+    fips = FloatingIPHandlers(api.core, routers)
+    _crud(router, "floatingips", {"list": fips.list_floatingips,
+                                  "create": fips.create_floatingip,
+                                  "get": fips.get_floatingip, "update": fips.update_floatingip,
+                                  "delete": fips.delete_floatingip})
     router.add_put(f"{V2}/routers/{{id}}/add_router_interface", routers.add_interface)
     router.add_put(f"{V2}/routers/{{id}}/remove_router_interface", routers.remove_interface)
     _crud(router, "security-groups", {"list": groups.list_groups, "create": groups.create_group,

@@ -18,7 +18,14 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from migrator.sim.cloud import SimCloud
-from migrator.sim.http import AuthContext, SimHTTPError, auth_of, json_response, read_json
+from migrator.sim.http import (
+    AuthContext,
+    SimHTTPError,
+    auth_of,
+    json_response,
+    origin,
+    read_json,
+)
 from migrator.sim.state import GenerationMemo, Record, new_id, now_iso
 
 PREFIX = "/network"
@@ -153,8 +160,15 @@ SECURITY_GROUP_RULES = Kind(
      "normalized_cidr": None, "description": ""},
     not_found_text="does not exist",
 )
+FLOATINGIPS = Kind(
+    "floatingips", "floatingip", "Floating IP", "FloatingIPNotFound", "floatingip",
+    ("id", "floating_ip_address", "floating_network_id", "router_id", "port_id",
+     "fixed_ip_address", "status"),
+    STANDARD_ATTRS,
+    {"router_id": None, "port_id": None, "fixed_ip_address": None, "status": "DOWN"},
+)
 KINDS = (NETWORKS, SUBNETS, SUBNETPOOLS, ROUTERS, PORTS, SECURITY_GROUPS,
-         SECURITY_GROUP_RULES)
+         SECURITY_GROUP_RULES, FLOATINGIPS)
 LIBERTY_QUOTAS = {"network": 10, "subnet": 10, "subnetpool": -1, "port": 50, "router": 10,
                   "floatingip": 50, "security_group": 10, "security_group_rule": 100}
 MODERN_QUOTAS = {"network": 100, "subnet": 100, "subnetpool": -1, "port": 500, "router": 10,
@@ -618,7 +632,7 @@ class NeutronCore:
             params.append(("marker", page[index]["id"]))
         if reverse:
             params.append(("page_reverse", "True"))
-        return f"{request.url.origin()}{request.path}?{urlencode(params)}"
+        return f"{origin(request)}{request.path}?{urlencode(params)}"
 
 
 def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:

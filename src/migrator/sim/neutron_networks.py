@@ -162,6 +162,24 @@ class NetworkHandlers:
                                neutron_type="SubnetAllocationError")
         return cidr, pool
 
+    def _default_subnetpool_id(self, body: dict[str, Any], ip_version: int | None) -> str:
+        """``use_default_subnetpool`` (the default-subnetpools extension): the pool marked
+        ``is_default`` for the subnet's IP version (neutron db_base_plugin_v2
+        ``_get_subnetpool_id``)."""
+        if body.get("subnetpool_id"):
+            raise bad_request("Bad subnets request: subnetpool_id and use_default_subnetpool "
+                              "cannot both be specified.")
+        if body.get("cidr"):
+            ip_version = ipam.parse_cidr(str(body["cidr"])).version
+        if ip_version is None:
+            raise bad_request("Bad subnets request: ip_version must be specified in the "
+                              "absence of cidr and subnetpool_id.")
+        for pool in self.state.values("subnetpools"):
+            if pool.get("is_default") and int(pool.get("ip_version") or 0) == ip_version:
+                return str(pool["id"])
+        raise bad_request(f"Bad subnets request: No default subnetpool found for "
+                          f"IPv{ip_version}.")
+
     async def create_subnet(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         body = await self.core.body_of(request, SUBNETS)
@@ -175,6 +193,8 @@ class NetworkHandlers:
         network = self._subnet_network(body, project, ctx.is_admin)
         ip_version = int(body["ip_version"]) if body.get("ip_version") is not None else None
         pool: Record | None = None
+        if not self.core.liberty and parse_bool(body.get("use_default_subnetpool", False)):
+            body["subnetpool_id"] = self._default_subnetpool_id(body, ip_version)
         if body.get("subnetpool_id") and not self.core.liberty and not body.get("cidr"):
             cidr_text, pool = self._cidr_from_pool(body, ip_version)
             ip_version = int(pool["ip_version"])

@@ -26,7 +26,7 @@ from migrator.sim.state import Record
 ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
 L3_OWNERS = (ROUTER_INTERFACE, ROUTER_GATEWAY, "network:router_interface_distributed",
-             "network:ha_router_replicated_interface")
+             "network:ha_router_replicated_interface", "network:floatingip")
 PORT_ATTRS = {"name", "network_id", "admin_state_up", "mac_address", "fixed_ips", "device_id",
               "device_owner", "security_groups", "allowed_address_pairs", "extra_dhcp_opts",
               "port_security_enabled", "binding:vnic_type", "binding:host_id",
@@ -210,6 +210,10 @@ class RouterHandlers:
             raise SimHTTPError(409, f"Port {rec['id']} has owner {rec['device_owner']} and "
                                "therefore cannot be deleted directly via the port API.",
                                neutron_type="L3PortInUse")
+        # Neutron's l3 plugin disassociates the port's floating IPs first.
+        for fip in self.state.find("floatingips", port_id=rec["id"]):
+            fip.update(port_id=None, fixed_ip_address=None, router_id=None, status="DOWN")
+            self.core.touch(fip)
         self.state.delete("ports", rec["id"])
         return web.Response(status=204)
 

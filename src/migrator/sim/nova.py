@@ -1,5 +1,6 @@
 """Nova 2.1: version discovery, microversions, flavors, quota sets and limits; keypairs live
-in nova_keypairs.py. Servers are not simulated.
+in nova_keypairs.py, servers in nova_servers.py (their attachments and interfaces in
+nova_server_children.py, what runs after the API's answer in nova_compute.py).
 
 Liberty serves ``/compute/v2.1/{project_id}/...`` up to 2.12 and reads only the
 ``X-OpenStack-Nova-API-Version`` header; modern serves ``/compute/v2.1/...`` up to the
@@ -21,6 +22,7 @@ from migrator.sim.http import (
     SimHTTPError,
     json_response,
     next_href,
+    origin,
     page,
     public,
     read_json,
@@ -36,7 +38,10 @@ from migrator.sim.nova_common import (
     policy_error,
     quota_limits,
 )
+from migrator.sim.nova_compute import Compute, server_usage
 from migrator.sim.nova_keypairs import KeypairAPI, add_keypair_routes
+from migrator.sim.nova_server_children import ServerChildrenAPI, add_children_routes
+from migrator.sim.nova_servers import ServerAPI, add_server_routes
 from migrator.sim.state import Record, new_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -62,7 +67,7 @@ class NovaAPI:
     def _version_doc(self, request: web.Request) -> dict[str, Any]:
         return {"id": "v2.1", "status": "CURRENT", "version": self.range.maximum,
                 "min_version": self.range.minimum, "updated": "2013-07-23T11:33:21Z",
-                "links": [{"rel": "self", "href": f"{request.url.origin()}{PREFIX}/v2.1/"},
+                "links": [{"rel": "self", "href": f"{origin(request)}{PREFIX}/v2.1/"},
                           {"rel": "describedby", "type": "text/html",
                            "href": "https://docs.openstack.org/"}],
                 "media-types": [{"base": "application/json",
@@ -83,12 +88,12 @@ class NovaAPI:
 
     # -- flavors ---------------------------------------------------------------------------
     def _flavor_links(self, request: web.Request, fid: str) -> list[dict[str, str]]:
-        origin = request.url.origin()
+        base = origin(request)
         pid = request.match_info.get("project_id")
         versioned = f"{PREFIX}/v2.1/{pid}" if pid else f"{PREFIX}/v2.1"
         bookmark = f"{PREFIX}/{pid}" if pid else PREFIX
-        return [{"rel": "self", "href": f"{origin}{versioned}/flavors/{fid}"},
-                {"rel": "bookmark", "href": f"{origin}{bookmark}/flavors/{fid}"}]
+        return [{"rel": "self", "href": f"{base}{versioned}/flavors/{fid}"},
+                {"rel": "bookmark", "href": f"{base}{bookmark}/flavors/{fid}"}]
 
     def _render_flavor(self, request: web.Request, flavor: Record, *, detail: bool
                        ) -> dict[str, Any]:
@@ -346,6 +351,7 @@ class NovaAPI:
         # Keypairs count per user: a project-wide view has none in use (as Nova reports).
         if user_id:
             used["key_pairs"] = len(self.state.grouped("keypairs", "user_id").get(user_id, []))
+        used.update(server_usage(self.cloud, project_id))
         return used
 
     async def show_quotas(self, request: web.Request) -> web.Response:
@@ -420,12 +426,14 @@ class NovaAPI:
         target = request.query.get("tenant_id") if ctx.is_admin else None
         project_id = target or ctx.project_id or ""
         q = quota_limits(self.cloud, project_id)
+        used = server_usage(self.cloud, project_id)
         absolute: dict[str, int] = {
             "maxTotalInstances": q["instances"], "maxTotalCores": q["cores"],
             "maxTotalRAMSize": q["ram"], "maxServerMeta": q["metadata_items"],
             "maxTotalKeypairs": q["key_pairs"], "maxServerGroups": q["server_groups"],
             "maxServerGroupMembers": q["server_group_members"],
-            "totalInstancesUsed": 0, "totalCoresUsed": 0, "totalRAMUsed": 0,
+            "totalInstancesUsed": used["instances"], "totalCoresUsed": used["cores"],
+            "totalRAMUsed": used["ram"],
             "totalServerGroupsUsed": 0}
         if not at_least(request, "2.39"):
             absolute["maxImageMeta"] = q["metadata_items"]
@@ -480,3 +488,7 @@ def add_routes(router: web.UrlDispatcher, cloud: SimCloud) -> None:
     router.add_get(f"{flavor}/os-flavor-access", wrap(api.flavor_access))
     router.add_post(f"{flavor}/action", wrap(api.flavor_action))
     router.add_get(f"{base}/limits", wrap(api.limits))
+    compute = Compute(cloud)
+    servers = ServerAPI(cloud, compute)
+    add_server_routes(router, base, servers, wrap)
+    add_children_routes(router, base, ServerChildrenAPI(servers, compute), wrap)

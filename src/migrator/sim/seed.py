@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from migrator.sim import images
-from migrator.sim.cloud import SimCloud
+from migrator.sim.cloud import SERVICES, SimCloud
+from migrator.sim.content import GENERATED_FORMATS
 from migrator.sim.faults import FaultSpecError
 from migrator.sim.http import SimHTTPError
 from migrator.sim.nova_keypairs import ssh_fingerprint
+from migrator.sim.profiles import top_level_parent
 from migrator.sim.seed_schema import SeedError, load_yaml, validate
+from migrator.sim.seed_servers import ServerSeeder
 from migrator.sim.state import Record, now_iso
 
 _NS = uuid.UUID("0b7c5a52-7f0e-4cbb-9a57-5b0f3e0f4d11")
@@ -78,8 +81,9 @@ class _Seeder:
 
     # -- apply -------------------------------------------------------------------------------
     def apply_faults(self) -> None:
-        """Faults, token lifetime and status delays: the seed's run-time behaviour, applied
-        again on every start (they are not part of the saved state)."""
+        """Faults, token lifetime, status delays and the services in the catalog: the seed's
+        run-time behaviour, applied again on every start (they are not part of the saved
+        state)."""
         delays = self.spec.get("delays")
         if delays:
             for key, value in delays.items():
@@ -87,6 +91,12 @@ class _Seeder:
                     raise self.fail(delays, f"delays.{key}", "must be >= 0")
             self.cloud.profile = replace(self.cloud.profile,
                                          delays=replace(self.cloud.profile.delays, **delays))
+        if "services" in self.spec:
+            unknown = sorted(set(self.spec["services"]) - set(SERVICES))
+            if unknown:
+                raise self.fail(self.spec, "services", f"unknown service {unknown[0]!r} "
+                                f"(known: {', '.join(SERVICES)})")
+            self.cloud.services = frozenset({"identity", *self.spec["services"]})
         if "token_ttl" in self.spec:
             if self.spec["token_ttl"] <= 0:
                 raise self.fail(self.spec, "token_ttl", "must be > 0")
@@ -146,6 +156,10 @@ class _Seeder:
                 self._keypair(t, k, f"{where}.keypairs[{j}]")
             for j, v in enumerate(t.get("volumes") or []):
                 self._volume(t, v, f"{where}.volumes[{j}]")
+        servers = ServerSeeder(self, _uid)
+        for i, t in enumerate(tenants):
+            for j, srv in enumerate(t.get("servers") or []):
+                servers.seed(t, srv, f"tenants[{i}].servers[{j}]")
 
     # -- identity ----------------------------------------------------------------------------
     def _domain_id(self, node: Any, where: str, name: str | None) -> str:
@@ -162,7 +176,8 @@ class _Seeder:
         project = existing or {
             "id": _hex(self.cloud, "project", domain_id, t["name"]), "name": t["name"],
             "domain_id": domain_id, "description": t.get("description", ""),
-            "enabled": t.get("enabled", True), "parent_id": domain_id, "is_domain": False}
+            "enabled": t.get("enabled", True),
+            "parent_id": top_level_parent(self.cloud.profile, domain_id), "is_domain": False}
         if self.cloud.profile.name != "liberty":
             project.setdefault("tags", [])
         self.state.put("projects", project)
@@ -369,8 +384,10 @@ class _Seeder:
             self._put_rule(group, r, remote)
 
     # -- images and volumes ------------------------------------------------------------------
-    def _content(self, node: dict[str, Any], where: str, default_seed: str, size: int
-                 ) -> dict[str, Any]:
+    def _content(self, node: dict[str, Any], where: str, default_seed: str, size: int,
+                 default_format: str | None = None) -> dict[str, Any]:
+        """The content spec; generated image bytes carry the header of their ``disk_format``
+        unless ``content.generated.format`` says otherwise (a mislabelled image)."""
         content = node.get("content") or {}
         if "file" in content:
             path = Path(content["file"])
@@ -383,7 +400,16 @@ class _Seeder:
         seed = gen.get("seed")
         if seed is None:
             seed = int(hashlib.sha256(default_seed.encode()).hexdigest()[:8], 16)
-        return {"kind": "generated", "seed": int(seed), "size": int(gen.get("size", size))}
+        spec: dict[str, Any] = {"kind": "generated", "seed": int(seed),
+                                "size": int(gen.get("size", size))}
+        fmt = gen.get("format", default_format if default_format in GENERATED_FORMATS
+                      else None)
+        if fmt is not None and fmt not in GENERATED_FORMATS:
+            raise self.fail(node, where + ".content.generated.format",
+                            f"unknown format {fmt!r} (known: {', '.join(GENERATED_FORMATS)})")
+        if fmt not in (None, "raw"):
+            spec["format"] = fmt
+        return spec
 
     def _image(self, t: dict[str, Any], img: dict[str, Any], where: str) -> None:
         project = self.projects[t["name"]]
@@ -393,7 +419,7 @@ class _Seeder:
                             f"{visibility!r} is not a visibility of a "
                             f"{self.cloud.profile.name} cloud")
         spec = self._content(img, where, f"{self.cloud.name}/{t['name']}/{img['name']}",
-                             1 << 20)
+                             1 << 20, img.get("disk_format", "qcow2"))
         rec = images.new_image(
             self.cloud, id=img.get("id") or _uid(self.cloud, "image", t["name"], img["name"]),
             name=img["name"], owner=project["id"], visibility=visibility,

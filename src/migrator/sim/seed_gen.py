@@ -3,8 +3,10 @@
 What an operator of an old cloud actually has: an admin-owned external network and a shared
 network, per-tenant IPv4 networks behind routers, security groups (one referring to another
 tenant's group), keypairs, AArch64 and x86_64 images where the AArch64 ones carry the legacy
-out-of-tree UEFI hack properties, private images shared with another tenant through members,
-volumes created from images and blank ones, and per-tenant quotas.
+out-of-tree UEFI hack properties (their bytes carry a qcow2 header, except a few mislabelled
+ones), private images shared with another tenant through members, volumes created from images
+and blank ones, per-tenant quotas, and (``servers_per_tenant``) servers: image-backed AArch64
+ones with a floating IP, volume-backed x86 ones with a data volume attached, SHUTOFF ones.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ class SeedShape:
     seed: int = 1
     # Tenants whose first user gets a clouds.yaml entry of its own (per-tenant credentials).
     own_credentials: int = 1
+    # The last N images of the inventory carry a disk_format label their bytes contradict,
+    # as old clouds have: alternately a qcow2 label on raw bytes (which modern Glance
+    # refuses) and a raw label on qcow2 bytes (which it lets through). The others' bytes
+    # carry the header of their label.
+    mislabelled: int = 2
+    # Servers per tenant (0: none, as before servers were simulated): see _servers.
+    servers_per_tenant: int = 0
 
 
 def tenant_name(i: int, count: int) -> str:
@@ -60,6 +69,11 @@ def _image(shape: SeedShape, t: int, j: int, name: str) -> dict[str, Any]:
         "visibility": "private", "properties": props,
         "content": {"generated": {"size": shape.image_size, "seed": content_seed}},
     }
+    from_end = shape.tenants * shape.images_per_tenant - 1 - serial
+    if from_end < shape.mislabelled:
+        label, content = ("qcow2", "raw") if from_end % 2 == 0 else ("raw", "qcow2")
+        image["disk_format"] = label
+        image["content"]["generated"]["format"] = content
     return image
 
 
@@ -104,6 +118,7 @@ def _tenant(shape: SeedShape, t: int) -> dict[str, Any]:
             volumes.append({"name": f"{name}-data-{v}", "size": 1, "volume_type": "ssd",
                             "metadata": {"purpose": "data"},
                             "content": {"generated": {"size": shape.volume_data_size}}})
+    servers = _servers(shape, name, images, volumes)
     return {
         "name": name, "description": f"{name} department",
         "quotas": {
@@ -125,14 +140,57 @@ def _tenant(shape: SeedShape, t: int) -> dict[str, Any]:
         "keypairs": [{"name": f"{name}-key", "user": users[0]["name"]}] if users else [],
         "images": images,
         "volumes": volumes,
+        **({"servers": servers} if servers else {}),
     }
+
+
+def _servers(shape: SeedShape, name: str, images: list[dict[str, Any]],
+             volumes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A tenant's servers, in a cycle of four: an image-backed AArch64 web server with a
+    floating IP, a volume-backed x86 database with a data volume attached, an x86 server
+    left SHUTOFF, an AArch64 worker. Boot and data volumes join ``volumes``."""
+    if not images:
+        return []
+    arm = next((i for i in images if i["properties"]["architecture"] == "aarch64"), images[0])
+    x86 = next((i for i in images if i["properties"]["architecture"] == "x86_64"), images[0])
+    out: list[dict[str, Any]] = []
+    for s in range(shape.servers_per_tenant):
+        server_name = f"{name}-vm{s}"
+        kind = s % 4
+        server: dict[str, Any] = {"name": server_name, "key_name": f"{name}-key",
+                                  "networks": [f"{name}-net"]}
+        if kind == 0:
+            server.update(flavor="a1.large", image=arm["name"], security_groups=["web"],
+                          metadata={"role": "web"}, floating_ip=True)
+        elif kind == 1:
+            root, data = f"{server_name}-root", f"{server_name}-data"
+            volumes.append({"name": root, "size": 1, "volume_type": "standard",
+                            "image": x86["name"], "metadata": {"purpose": "boot"}})
+            volumes.append({"name": data, "size": 1, "volume_type": "ssd",
+                            "metadata": {"purpose": "data"},
+                            "content": {"generated": {"size": shape.volume_data_size}}})
+            server.update(flavor="m1.medium", boot_volume=root, volumes=[data],
+                          security_groups=["db"], metadata={"role": "db"})
+        elif kind == 2:
+            server.update(flavor="m1.small", image=x86["name"], status="SHUTOFF",
+                          metadata={"role": "batch"})
+        else:
+            server.update(flavor="m1.small", image=arm["name"], metadata={"role": "worker"})
+        out.append(server)
+    return out
+
+
+def _public_cidr(shape: SeedShape) -> str:
+    """A router gateway per tenant and a floating IP per four servers must fit."""
+    needed = shape.tenants * (1 + (shape.servers_per_tenant + 3) // 4)
+    return "203.0.113.0/24" if needed <= 250 else "198.18.0.0/15"
 
 
 def generate(shape: SeedShape, cloud: str = "legacy") -> dict[str, Any]:
     """A seed document with one entry, for ``cloud``."""
     admin = {"name": "admin", "networks": [
         {"name": "public", "external": True,
-         "subnets": [{"name": "public-subnet", "cidr": "203.0.113.0/24",
+         "subnets": [{"name": "public-subnet", "cidr": _public_cidr(shape),
                       "enable_dhcp": False}]},
         {"name": "shared-net", "shared": True,
          "subnets": [{"name": "shared-subnet", "cidr": "192.168.0.0/22"}]}]}

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from migrator.bounded_yaml import YamlProblem, check_yaml, decode_text, read_bytes, yaml_problem
+
 try:  # libyaml parses large generated seeds several times faster
     from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
@@ -45,25 +47,33 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> Node:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+# A generated seed of 10,000 tenants is a few tens of MiB; a bigger file is refused unread.
+MAX_SEED_BYTES = 512 << 20
+
+
 def load_yaml(path: Path) -> Any:
+    """A seed file's content, read in bounded time and memory (bounded_yaml): aliases within
+    a budget, nesting within a depth, binary content refused naming the line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_bytes(path, MAX_SEED_BYTES)
+        text = decode_text(data)
+        if path.suffix == ".json":
+            # JSON is YAML too, but json.loads reads a 10,000-tenant seed in a second; errors
+            # then name the key path without a line.
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise SeedError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+            except RecursionError:
+                raise SeedError(f"{path}: not valid JSON: nested too deep") from None
+        check_yaml(data)
+        return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
     except OSError as exc:
         raise SeedError(f"{path}: cannot read the seed file: {exc.strerror}") from exc
-    if path.suffix == ".json":
-        # JSON is YAML too, but json.loads reads a 10,000-tenant seed in a second; errors
-        # then name the key path without a line.
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SeedError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
-    try:
-        return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+    except YamlProblem as exc:
+        raise SeedError(exc.at(path)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SeedError(f"{where}: not valid YAML: {problem}") from exc
+        raise SeedError(yaml_problem(exc, data).at(path)) from exc
 
 
 # -- the schema: allowed keys and their types per section --------------------------------------
@@ -73,13 +83,16 @@ RULE = {"direction": str, "ethertype": str, "protocol": (str, int, type(None)),
         "port_range_min": (int, type(None)), "port_range_max": (int, type(None)),
         "remote_ip_prefix": (str, type(None)), "remote_group": (str, type(None)),
         "description": str}
-CONTENT = {"generated": {"size": int, "seed": int}, "file": str}
+CONTENT = {"generated": {"size": int, "seed": int, "format": str}, "file": str}
 SCHEMA: Spec = {
     "clouds": {"*": {
         "faults": list,
+        "services": [str],
         "token_ttl": (int, float),
         "delays": {"volume_create": (int, float), "volume_delete": (int, float),
-                   "volume_upload": (int, float), "image_upload": (int, float)},
+                   "volume_upload": (int, float), "image_upload": (int, float),
+                   "server_build": (int, float), "server_power": (int, float),
+                   "server_snapshot": (int, float)},
         "domains": [{"name": str, "description": str, "enabled": bool}],
         "roles": [str],
         "flavors": [{"name": str, "id": str, "vcpus": int, "ram": int, "disk": int,
@@ -110,6 +123,11 @@ SCHEMA: Spec = {
             "volumes": [{"name": str, "size": int, "volume_type": (str, type(None)),
                          "bootable": bool, "image": (str, type(None)), "metadata": dict,
                          "description": str, "content": CONTENT}],
+            "servers": [{"name": str, "flavor": str, "image": str, "boot_volume": str,
+                         "delete_on_termination": bool, "volumes": [str],
+                         "networks": [str], "security_groups": [str], "key_name": str,
+                         "user": str, "metadata": dict, "floating_ip": bool, "status": str,
+                         "fault": str, "description": str}],
         }],
     }},
 }
@@ -117,7 +135,7 @@ REQUIRED = {
     "tenants": ("name",), "users": ("name",), "networks": ("name",), "subnets": ("cidr",),
     "routers": ("name",), "security_groups": ("name",), "keypairs": ("name", "user"),
     "images": ("name",), "volumes": ("name", "size"), "flavors": ("name",),
-    "volume_types": ("name",), "domains": ("name",),
+    "volume_types": ("name",), "domains": ("name",), "servers": ("name", "flavor"),
 }
 
 

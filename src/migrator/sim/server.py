@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from aiohttp import web
@@ -25,9 +26,10 @@ from aiohttp import web
 from migrator.bulk_gc import relaxed_gc
 from migrator.sim.app import build_app
 from migrator.sim.cloud import REGION, SimCloud
-from migrator.sim.profiles import PROFILES
+from migrator.sim.profiles import PROFILES, top_level_parent
 from migrator.sim.seed import apply_faults, apply_seed, load_seed
 from migrator.sim.state import Record, SimState, new_hex_id
+from migrator.sim.tls import TlsFiles, ensure_tls_files, server_context
 
 ADMIN_USER = "admin"
 ADMIN_PROJECT = "admin"
@@ -57,12 +59,15 @@ class SavePolicy:
 
 @dataclass(frozen=True)
 class CloudSpec:
-    """``name:profile:port`` (port 0 picks a free one), optionally ``name:profile:host:port``."""
+    """``name:profile:port`` (port 0 picks a free one), optionally ``name:profile:host:port``.
+    ``public_url``: what the catalog and clouds.yaml advertise instead of the listening
+    address (a proxy or a DNS name in front)."""
 
     name: str
     profile: str
     port: int = 0
     host: str = "127.0.0.1"
+    public_url: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> CloudSpec:
@@ -104,7 +109,7 @@ def bootstrap(cloud: SimCloud) -> None:
         project = state.put("projects", {
             "id": new_hex_id(), "name": ADMIN_PROJECT, "domain_id": "default",
             "description": "Bootstrap project for initializing the cloud.", "enabled": True,
-            "parent_id": "default", "is_domain": False})
+            "parent_id": top_level_parent(cloud.profile, "default"), "is_domain": False})
     user = state.find_one("users", name=ADMIN_USER, domain_id="default")
     if user is None:
         user = state.put("users", {"id": new_hex_id(), "name": ADMIN_USER,
@@ -120,8 +125,10 @@ def bootstrap(cloud: SimCloud) -> None:
                                        "role_id": admin_role["id"]})
 
 
-def clouds_yaml_entry(cloud: SimCloud, user: Record, project_name: str) -> dict[str, Any]:
-    """A clouds.yaml entry with the API versions the profile needs (see openstack-notes)."""
+def clouds_yaml_entry(cloud: SimCloud, user: Record, project_name: str,
+                      cacert: Path | None = None) -> dict[str, Any]:
+    """A clouds.yaml entry with the API versions the profile needs (see openstack-notes);
+    ``cacert`` for a cloud served over HTTPS by the simulator's own CA."""
     base = cloud.base_url
     liberty = cloud.profile.name == "liberty"
     entry: dict[str, Any] = {
@@ -143,6 +150,8 @@ def clouds_yaml_entry(cloud: SimCloud, user: Record, project_name: str) -> dict[
         "volume_api_version": "2" if liberty else "3",
         "compute_api_version": "2",
     }
+    if cacert is not None:
+        entry["cacert"] = str(cacert)
     return entry
 
 
@@ -155,11 +164,15 @@ class SimServer:
     def __init__(self, specs: Iterable[CloudSpec], data_dir: Path | None = None,
                  *, seed: Path | None = None, fault_seed: int = 0,
                  save_policy: SavePolicy | None = None,
-                 freeze_loaded_state: bool = False) -> None:
+                 freeze_loaded_state: bool = False, tls: bool = False,
+                 tls_client_ca: Path | None = None) -> None:
         """Clouds saved under ``data_dir`` come back as they were; a cloud with no saved
         state is seeded from the ``seed`` file's entry for it (faults are always re-read).
         ``freeze_loaded_state`` (for a process that only serves, ``migrator sim serve``) takes
-        the loaded clouds out of the garbage collector's passes."""
+        the loaded clouds out of the garbage collector's passes. ``tls`` serves every cloud
+        over HTTPS with a certificate of the simulator's own CA (sim/tls.py), which
+        clouds.yaml names as ``cacert``; ``tls_client_ca`` also requires client certificates
+        signed by that CA."""
         seed_doc = load_seed(seed) if seed is not None else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
@@ -172,10 +185,15 @@ class SimServer:
         names = [s.name for s in self.specs]
         if len(set(names)) != len(names):
             raise ValueError("each simulated cloud needs its own name")
+        self.tls_files: TlsFiles | None = None
+        self.tls_client_ca = tls_client_ca
+        if tls:
+            self.tls_files = ensure_tls_files(self.data_dir, _certificate_names(self.specs))
         self.clouds: dict[str, SimCloud] = {}
         for spec in self.specs:
             cloud = SimCloud(spec.name, PROFILES[spec.profile], spec.host, spec.port,
-                             self.data_dir, fault_seed=fault_seed)
+                             self.data_dir, fault_seed=fault_seed, tls=tls,
+                             public_url=spec.public_url)
             restored = cloud.state.load()
             bootstrap(cloud)
             if seed_doc is not None and seed is not None:
@@ -208,6 +226,11 @@ class SimServer:
     def clouds_yaml(self) -> Path:
         return self.data_dir / "clouds.yaml"
 
+    @property
+    def cacert(self) -> Path | None:
+        """The CA certificate clients trust the clouds with (None: plain HTTP)."""
+        return self.tls_files.ca_cert if self.tls_files is not None else None
+
     def cloud(self, name: str) -> SimCloud:
         return self.clouds[name]
 
@@ -219,7 +242,11 @@ class SimServer:
             runner = web.AppRunner(build_app(cloud), access_log=None,
                                    handler_cancellation=True)
             await runner.setup()
-            site = web.TCPSite(runner, cloud.host, cloud.port, reuse_address=True)
+            context = None
+            if self.tls_files is not None:
+                context = server_context(self.tls_files, client_ca=self.tls_client_ca)
+            site = web.TCPSite(runner, cloud.host, cloud.port, reuse_address=True,
+                               ssl_context=context)
             await site.start()
             if cloud.port == 0:  # the bound socket tells us the port the OS picked
                 sockets = getattr(site._server, "sockets", None) or []
@@ -302,18 +329,26 @@ class SimServer:
         for cloud in self.clouds.values():
             user = cloud.state.find_one("users", name=ADMIN_USER, domain_id="default")
             assert user is not None
-            clouds[cloud.name] = clouds_yaml_entry(cloud, user, ADMIN_PROJECT)
+            clouds[cloud.name] = clouds_yaml_entry(cloud, user, ADMIN_PROJECT, self.cacert)
             # One entry per seeded tenant user too, for clouds whose admin cannot see all.
             for extra in cloud.state.values("users"):
                 creds = extra.get("_clouds_yaml_project")
                 if creds:
                     clouds[f"{cloud.name}-{extra['name']}"] = clouds_yaml_entry(
-                        cloud, extra, creds)
+                        cloud, extra, creds, self.cacert)
         tmp = self.clouds_yaml.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump({"clouds": clouds}, sort_keys=False))
         tmp.chmod(0o600)
         tmp.replace(self.clouds_yaml)
         return self.clouds_yaml
+
+
+def _certificate_names(specs: Iterable[CloudSpec]) -> list[str]:
+    """Every host a client may reach the clouds by: where they listen, and the host of each
+    public URL (a DNS name that points here)."""
+    names = [spec.host for spec in specs]
+    names += [urlsplit(spec.public_url).hostname or "" for spec in specs if spec.public_url]
+    return [n for n in names if n]
 
 
 async def _call(fn: Any, *args: Any) -> Any:

@@ -41,6 +41,9 @@ COLLECTIONS = (
     "ports",
     "security_groups",
     "security_group_rules",
+    "servers",
+    "floatingips",
+    "snapshots",
 )
 
 Record = dict[str, Any]

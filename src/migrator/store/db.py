@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -20,23 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from migrator import jsoncodec
 from migrator.errors import DatabaseError
 
-DEFAULT_URL = "sqlite:///state/migrator.db"
-ENV_VAR = "MIGRATOR_DB"
+# Re-exported: the URL is resolved in store/url.py, which the CLI imports without SQLAlchemy.
+from migrator.store.url import DEFAULT_URL as DEFAULT_URL
+from migrator.store.url import ENV_VAR as ENV_VAR
+from migrator.store.url import resolve_url as resolve_url
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def resolve_url(cli_value: str | None = None) -> str:
-    """The database URL: ``--db``, else ``$MIGRATOR_DB``, else ``sqlite:///state/migrator.db``.
-
-    A bare path (no ``://``) is taken as a SQLite file.
-    """
-    url = cli_value or os.environ.get(ENV_VAR) or DEFAULT_URL
-    if "://" not in url:
-        url = f"sqlite:///{url}"
-    if url.startswith("postgresql://"):
-        # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
 
 
 # "//user:password@" in a URL that SQLAlchemy cannot parse (a typo in the port, say).
@@ -60,8 +54,11 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def make_engine(url: str, *, create_dir: bool = False, **kwargs: Any) -> Engine:
-    """An engine for ``url``. With ``create_dir`` the SQLite file's folder is created."""
+def make_engine(url: str, *, create_dir: bool = False, read_only: bool = False,
+                **kwargs: Any) -> Engine:
+    """An engine for ``url``. With ``create_dir`` the SQLite file's folder is created. With
+    ``read_only``, a SQLite file that cannot be written (it or its folder read-only) is opened
+    read-only instead of failing (``migrator status`` on a read-only state folder)."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
@@ -70,7 +67,7 @@ def make_engine(url: str, *, create_dir: bool = False, **kwargs: Any) -> Engine:
             "(expected sqlite:///PATH, a file path, or postgresql://USER@HOST/DATABASE)"
         ) from exc
     try:
-        return _make_engine(url, parsed, create_dir, **kwargs)
+        return _make_engine(url, parsed, create_dir, read_only, **kwargs)
     except ImportError as exc:
         raise DatabaseError(
             f"database URL {redact(url)}: the driver for {parsed.drivername} is not installed"
@@ -79,7 +76,8 @@ def make_engine(url: str, *, create_dir: bool = False, **kwargs: Any) -> Engine:
         raise DatabaseError(f"database URL {redact(url)} is not usable: {exc}") from exc
 
 
-def _make_engine(url: str, parsed: URL, create_dir: bool, **kwargs: Any) -> Engine:
+def _make_engine(url: str, parsed: URL, create_dir: bool, read_only: bool,
+                 **kwargs: Any) -> Engine:
     # JSON columns (step specs, checkpoints, event details, item attributes) through orjson:
     # a 10,000-tenant plan registers 250,000 specs, and its inventory loads 270,000 attribute
     # mappings; the standard library spent 1.4 s encoding and 2.8 s decoding those.
@@ -101,6 +99,10 @@ def _make_engine(url: str, parsed: URL, create_dir: bool, **kwargs: Any) -> Engi
             )
         if path.is_dir():
             raise DatabaseError(f"the state database path {path} is a directory, not a file")
+        if read_only and storage_problem(path) is not None:
+            engine = create_engine(url, creator=_read_only_sqlite(path), **kwargs)
+            event.listen(engine, "connect", _sqlite_read_only_on_connect)
+            return engine
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
@@ -121,6 +123,78 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _read_only_sqlite(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that only read ``path`` (which cannot be written: storage_problem). SQLite
+    reads a WAL database read-only when its -wal and -shm files exist or can be created; when
+    there is no -wal file with content, the database file holds everything and
+    ``immutable`` tells SQLite not to look for them (nothing can write it meanwhile)."""
+    wal = path.with_name(f"{path.name}-wal")
+    immutable = not (wal.exists() and wal.stat().st_size > 0)
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro{'&immutable=1' if immutable else ''}"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
+
+    return connect
+
+
+def _sqlite_read_only_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # as _sqlite_on_connect; the journal mode is left alone
+    dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+@dataclass(frozen=True)
+class StorageProblem:
+    """Why SQLite cannot write a state database file, as the file system tells it."""
+
+    problem: str
+    advice: str
+
+
+READ_ONLY_ADVICE = ("make it writable, or copy the database to a writable place and give "
+                    "--db; 'migrator status' still reads it where it is")
+FULL_ADVICE = ("free some space, then run the command again (an interrupted run continues "
+               "with --resume)")
+LOW_SPACE_BYTES = 1 << 20  # less than this free: a write of a few pages may not fit
+
+
+def storage_problem(path: Path, *, full: bool = False) -> StorageProblem | None:
+    """What keeps SQLite from writing ``path`` (its folder or the file read-only, the device
+    full), or None. ``full``: the driver said "database or disk is full"."""
+    folder = path.parent
+    if not os.access(folder, os.W_OK):
+        kind = " (a read-only file system)" if _read_only_fs(folder) else ""
+        return StorageProblem(f"its folder {folder} is read-only{kind}, and SQLite writes "
+                              f"{path.name}-wal and {path.name}-shm beside the database",
+                              READ_ONLY_ADVICE)
+    if path.exists() and not os.access(path, os.W_OK):
+        return StorageProblem(f"the file {path} is read-only", READ_ONLY_ADVICE)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if full or free < LOW_SPACE_BYTES:
+        return StorageProblem(f"no space left on the device holding {folder} ({free:,} bytes "
+                              "free)", FULL_ADVICE)
+    return None
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None: another database, or an unparsable URL)."""
+    try:
+        return _sqlite_path(url)
+    except (ArgumentError, ValueError):
+        return None
 
 
 def is_sqlite(engine: Engine) -> bool:

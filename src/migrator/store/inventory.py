@@ -8,8 +8,11 @@
   tenant.
 
 ``content_hash`` is sha256 over the items sorted by (kind, source id), each contributing its
-kind, source id and canonical JSON attributes (sorted keys, no whitespace). A plan records it
-as its ``inventory_hash``: a later discovery that read anything different gives another hash.
+kind, source id and canonical JSON attributes (sorted keys, no whitespace) without the
+:data:`VOLATILE` ones. A plan records it as its ``inventory_hash``: a later discovery that read
+anything different gives another hash, but not one that only saw a cloud living its life (a
+volume's ``updated_at`` and ``status`` change when migrator itself uploads it to an image: the
+plan of a finished run must not turn stale by being executed).
 
 Secrets never reach this table: discovery never reads passwords, and :func:`save_snapshot`
 refuses a user item carrying a ``password`` attribute.
@@ -78,10 +81,27 @@ def canonical_json(value: Any) -> str:
     return jsoncodec.canonical(value)
 
 
+# What changes by itself on a living cloud, without anything to migrate again: left out of
+# the snapshot's hash (and of the drift that verify reports).
+VOLATILE = frozenset({
+    "updated_at", "status", "attachments", "links", "self", "file", "schema",
+    "os-vol-host-attr:host", "os-vol-mig-status-attr:migstat",
+    "os-vol-mig-status-attr:name_id", "migration_status", "replication_status",
+})
+
+
 def content_hash(items: Iterable[Item]) -> str:
-    """sha256 over the items sorted by (kind, source id): kind, source id, attributes."""
+    """sha256 over the items sorted by (kind, source id): kind, source id, attributes (the
+    volatile ones left out)."""
     ordered = sorted(items, key=_item_key)
     return _hash(ordered, [canonical_json(i.attributes) for i in ordered])
+
+
+def _stable_text(attributes: dict[str, Any], text: str) -> str:
+    """The canonical text hashed for ``attributes`` (``text``, unless it has volatile keys)."""
+    if VOLATILE.isdisjoint(attributes):
+        return text
+    return canonical_json({k: v for k, v in attributes.items() if k not in VOLATILE})
 
 
 def _item_key(item: Item) -> tuple[str, str]:
@@ -92,7 +112,8 @@ def _hash(ordered: Sequence[Item], texts: Sequence[str]) -> str:
     """sha256 of items already sorted by (kind, source id), with their canonical texts."""
     digest = hashlib.sha256()
     for item, text in zip(ordered, texts, strict=True):
-        digest.update(f"{item.kind}\0{item.source_id}\0{text}\n".encode())
+        stable = _stable_text(item.attributes, text)
+        digest.update(f"{item.kind}\0{item.source_id}\0{stable}\n".encode())
     return digest.hexdigest()
 
 

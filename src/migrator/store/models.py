@@ -233,3 +233,31 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     stopped_at: Mapped[datetime | None]
+
+
+class Verification(Base):
+    """One ``migrator verify`` of a run: when, by whom, how deep, and what it found.
+
+    ``summary`` holds the counts per tenant and kind (matching, differing, missing, drift);
+    ``findings`` every resource that did not match and every drift on the source, each with
+    its tenant, kind, name, ids and the differences in words.
+    """
+
+    __tablename__ = "verifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), index=True
+    )
+    # The --tenant the verification was restricted to (None: every tenant of the run).
+    tenant: Mapped[str | None] = mapped_column(String(255))
+    deep: Mapped[bool] = mapped_column(Boolean, default=False)
+    # match: everything migrated is on the target as planned; differences otherwise. Drift
+    # on the source does not change it.
+    outcome: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    findings: Mapped[dict[str, Any]] = mapped_column(default=dict)

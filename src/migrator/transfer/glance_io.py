@@ -12,6 +12,7 @@ Errors become :class:`TransferError` with a one-line message naming the image an
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,14 @@ from typing import Any, Protocol
 
 import requests
 from keystoneauth1 import exceptions as ks_exc
+from openstack import exceptions as sdk_exc
 
+from migrator.clouds.errors import cannot_connect
+from migrator.clouds.session import retry_policy_of
+from migrator.retry import TRANSIENT_STATUSES, Failed, call_with_retries
 from migrator.transfer.errors import TransferError
+
+log = logging.getLogger(__name__)
 
 # Answers after which the same request may succeed later (401: a new token on the next try).
 RETRYABLE_STATUSES = frozenset({401, 408, 429, 500, 502, 503, 504})
@@ -37,6 +44,11 @@ try:  # urllib3 raises its own errors from a body being read (ProtocolError, Rea
     NETWORK_ERRORS = (*NETWORK_ERRORS, _Urllib3Error)
 except ImportError:  # pragma: no cover
     pass
+
+# A service missing from the catalog (keystoneauth's and openstacksdk's way of saying so):
+# final, no retry can mend it.
+NOT_IN_CATALOG: tuple[type[BaseException], ...] = (ks_exc.EndpointNotFound,
+                                                   sdk_exc.ServiceDisabledException)
 
 UPLOAD_NO_RETRIES: dict[str, Any] = {
     # keystoneauth would otherwise send the same (already consumed) body again:
@@ -68,10 +80,16 @@ def describe(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+HTML_TAG = re.compile(r"<[^>]*>")
+
+
 def status_error(what: str, resp: requests.Response) -> TransferError:
     code = resp.status_code
-    try:  # Glance's error body is a short text; a streamed answer reads it here
-        body = " ".join(resp.text.split())[:200]
+    try:  # Glance's error body is a short text (or webob's HTML page); read here if streamed
+        text = resp.text
+        if "<html" in text[:200].lower():
+            text = HTML_TAG.sub(" ", text.split("</title>", 1)[-1])
+        body = " ".join(text.split())[:200]
     except NETWORK_ERRORS:
         body = ""
     detail = f": {body}" if body else ""
@@ -80,13 +98,54 @@ def status_error(what: str, resp: requests.Response) -> TransferError:
 
 
 def call(what: str, send: Callable[[], requests.Response]) -> requests.Response:
-    """``send()``, its network errors turned into a retryable TransferError."""
+    """``send()``, its network errors (and a token request that failed for good) turned into
+    a TransferError."""
     try:
         return send()
     except TransferError:
         raise
+    except NOT_IN_CATALOG as exc:
+        raise TransferError(f"{what}: the cloud's catalog has no such service: "
+                            f"{describe(exc)}", retryable=False) from exc
+    except ks_exc.HttpError as exc:  # raised by keystoneauth while it fetched a token
+        code = exc.http_status
+        raise TransferError(f"{what}: authenticating: HTTP {code}: {describe(exc)}",
+                            retryable=code in RETRYABLE_STATUSES, status_code=code) from exc
     except NETWORK_ERRORS as exc:
-        raise TransferError(f"{what}: {describe(exc)}", retryable=True) from exc
+        error = TransferError(f"{what}: {describe(exc)}", retryable=True)
+        error.stops_run = cannot_connect(exc)  # the cloud is down: the run stops
+        raise error from exc
+
+
+def transient(error: TransferError) -> bool:
+    """Whether sending the same call again soon may succeed: a 429/5xx answer or no answer
+    (a 401 has had its re-authentication already, see clouds/session.py)."""
+    return error.retryable and (error.status_code is None
+                                or error.status_code in TRANSIENT_STATUSES)
+
+
+def with_retries(cloud: Any, what: str, send: Callable[[], requests.Response],
+                 ok: Callable[[requests.Response], bool]) -> requests.Response:
+    """``call(what, send)`` again while it fails transiently (an idempotent request whose
+    body, if any, can be sent again), under the cloud's retry policy; the last answer is
+    returned when it is not transient, whatever its status."""
+    policy = retry_policy_of(cloud)
+
+    def once() -> requests.Response | Failed:
+        try:
+            resp = call(what, send)
+        except TransferError as exc:
+            return Failed(exc, retryable=transient(exc))
+        if ok(resp) or resp.status_code not in TRANSIENT_STATUSES:
+            return resp
+        error = status_error(what, resp)
+        resp.close()
+        return Failed(error, retryable=True, retry_after=resp.headers.get("Retry-After"))
+
+    def note(attempt: int, delay: float, error: BaseException) -> None:
+        log.info("%s (retry %d/%d in %.2fs)", error, attempt, policy.retries, delay)
+
+    return call_with_retries(once, policy, on_retry=note)
 
 
 # -- reading the source ---------------------------------------------------------------------------
@@ -144,8 +203,9 @@ class GlanceV2Reader:
 
     def open(self, image_id: str, *, chunk_size: int, timeout: float) -> SourceStream:
         what = f"download of image {image_id} from cloud {self.cloud}"
-        resp = call(what, lambda: self.conn.image.get(
-            f"images/{image_id}/file", stream=True, raise_exc=False, timeout=timeout))
+        resp = with_retries(self.conn, what, lambda: self.conn.image.get(
+            f"images/{image_id}/file", stream=True, raise_exc=False, timeout=timeout),
+            lambda r: r.status_code in (200, 204))
         if resp.status_code not in (200, 204):
             try:
                 raise status_error(what, resp)
@@ -179,8 +239,9 @@ class GlanceV1Reader:
     def open(self, image_id: str, *, chunk_size: int, timeout: float) -> SourceStream:
         what = f"download of image {image_id} from cloud {self.cloud} (Glance v1)"
         url = f"{self.base_url()}/v1/images/{image_id}"
-        resp = call(what, lambda: self.conn.session.request(
-            url, "GET", stream=True, raise_exc=False, connect_retries=0, timeout=timeout))
+        resp = with_retries(self.conn, what, lambda: self.conn.session.request(
+            url, "GET", stream=True, raise_exc=False, connect_retries=0, timeout=timeout),
+            lambda r: r.status_code == 200)
         if resp.status_code != 200:
             try:
                 raise status_error(what, resp)
@@ -232,11 +293,20 @@ def upload(cloud: CloudLike, image_id: str, chunks: Iterable[bytes], size: int |
         timeout=timeout, **UPLOAD_NO_RETRIES))
 
 
+def fresh_for_upload(record: dict[str, Any] | Any) -> bool:
+    """A queued image that never stored anything, so bytes can be sent into it. A queued
+    image with a size or a hash kept the data of a refused upload (Glance's ``_restore``
+    after its format check saves what storing set): its file stays in the store and every
+    later upload into it answers 500."""
+    return (record.get("status") == "queued" and record.get("size") is None
+            and not record.get("checksum") and not record.get("os_hash_value"))
+
+
 def get_image_record(cloud: CloudLike, image_id: str, timeout: float) -> dict[str, Any]:
     """The image's raw v2 JSON (``GET /v2/images/{id}``)."""
     what = f"reading image {image_id} on cloud {cloud_name(cloud)}"
-    resp = call(what, lambda: cloud.image.get(f"images/{image_id}", raise_exc=False,
-                                              timeout=timeout))
+    resp = with_retries(cloud, what, lambda: cloud.image.get(
+        f"images/{image_id}", raise_exc=False, timeout=timeout), lambda r: r.status_code == 200)
     if resp.status_code != 200:
         raise status_error(what, resp)
     record = resp.json()

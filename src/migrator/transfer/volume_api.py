@@ -3,21 +3,32 @@
 
 Why raw: on Liberty the SDK's v2 volume actions never raise (``upload_volume_to_image`` dies
 with a KeyError on an error answer, ``set_bootable`` fails silently), and its image helpers do
-lookups we do not want. POSTs are sent once (keystoneauth's re-sends off): a volume created
-twice by a re-sent request would be a duplicate. Errors are :class:`TransferError` naming the
-resource and the cloud; ``retryable`` for network trouble, 401/408/429 and 5xx.
+lookups we do not want. Idempotent calls (GET, HEAD, PUT, PATCH, DELETE, and the POSTs the
+caller marks ``idempotent``: a volume action that sets a value, a member add whose 409 means
+"already there") are retried on 429/5xx answers and dropped connections under the cloud's
+retry policy (migrator/retry.py, clouds/session.py). Other POSTs are sent once (keystoneauth's
+re-sends off): a volume created twice by a re-sent request would be a duplicate; the phases
+that create look up by name or source id first, so they are run again instead
+(handlers/data.py). Errors are :class:`TransferError` naming the resource and the cloud;
+``retryable`` for network trouble, 401/408/429 and 5xx.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from migrator.clouds.session import retry_policy_of
+from migrator.retry import Failed, call_with_retries
 from migrator.transfer.errors import TransferError
-from migrator.transfer.glance_io import RETRYABLE_STATUSES, call, cloud_name
+from migrator.transfer.glance_io import RETRYABLE_STATUSES, call, cloud_name, transient
+
+log = logging.getLogger(__name__)
 
 NO_RESEND: dict[str, Any] = {"connect_retries": 0, "status_code_retries": 0}
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 MAX_PAGES = 1000  # a listing that never ends is a server bug, not a reason to loop forever
 
 
@@ -62,33 +73,55 @@ class Api:
     def __init__(self, cloud: Any) -> None:
         self.conn = as_connection(cloud)
         self.name = cloud_name(self.conn)
+        self.retry = retry_policy_of(cloud)
 
     # -- plumbing ---------------------------------------------------------------------------
     def request(self, service: str, method: str, path: str, what: str, *,
                 body: Any = None, params: Mapping[str, Any] | None = None,
                 ok: tuple[int, ...] = (200, 201, 202, 204),
-                missing_ok: bool = False) -> Any:
-        """One call; the decoded JSON (None when empty, or for a 404 with ``missing_ok``)."""
-        proxy = getattr(self.conn, service)
+                missing_ok: bool = False, idempotent: bool | None = None,
+                data: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+        """One call; the decoded JSON (None when empty, or for a 404 with ``missing_ok``).
+        ``idempotent`` (default: by method) allows retries; ``data`` and ``headers`` send a
+        body that is not JSON (a JSON patch)."""
         kwargs: dict[str, Any] = {"raise_exc": False}
         if body is not None:
             kwargs["json"] = body
+        if data is not None:
+            kwargs["data"] = data
+        if headers:
+            kwargs["headers"] = dict(headers)
         if params:
             kwargs["params"] = dict(params)
         if method == "POST":
             kwargs.update(NO_RESEND)
         label = f"{what} on cloud {self.name}"
-        resp = call(label, lambda: proxy.request(path, method, **kwargs))
-        if resp.status_code == 404 and missing_ok:
-            return None
-        if resp.status_code not in ok:
-            raise answer_error(label, resp)
-        if resp.status_code == 204 or not resp.content:
-            return None
-        try:
-            return resp.json()
-        except ValueError as exc:
-            raise TransferError(f"{label}: the answer is not JSON", retryable=True) from exc
+        retries = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+
+        def once() -> Any:
+            try:
+                # The proxy inside call(): a service missing from the catalog is a final error.
+                resp = call(label, lambda: getattr(self.conn, service).request(
+                    path, method, **kwargs))
+            except TransferError as exc:
+                return Failed(exc, retryable=retries and transient(exc))
+            if resp.status_code == 404 and missing_ok:
+                return None
+            if resp.status_code not in ok:
+                error = answer_error(label, resp)
+                return Failed(error, retryable=retries and transient(error),
+                              retry_after=resp.headers.get("Retry-After"))
+            if resp.status_code == 204 or not resp.content:
+                return None
+            try:
+                return resp.json()
+            except ValueError as exc:
+                raise TransferError(f"{label}: the answer is not JSON", retryable=True) from exc
+
+        def note(attempt: int, delay: float, error: BaseException) -> None:
+            log.info("%s (retry %d/%d in %.2fs)", error, attempt, self.retry.retries, delay)
+
+        return call_with_retries(once, self.retry, on_retry=note)
 
     def pages(self, service: str, path: str, key: str, what: str,
               params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
@@ -159,10 +192,13 @@ class Api:
                      f"deleting volume {volume_id}", missing_ok=True)
 
     def volume_action(self, volume_id: str, action: str, params: Any,
-                      ok: tuple[int, ...] = (200, 202), missing_ok: bool = False) -> Any:
+                      ok: tuple[int, ...] = (200, 202), missing_ok: bool = False,
+                      idempotent: bool = False) -> Any:
+        """``POST volumes/{id}/action``; ``idempotent`` for an action that sets a value
+        (retried like a PUT), not for one that makes something."""
         return self.request("block_storage", "POST", f"volumes/{volume_id}/action",
                             f"{action} of volume {volume_id}", body={action: params}, ok=ok,
-                            missing_ok=missing_ok)
+                            missing_ok=missing_ok, idempotent=idempotent)
 
     def volume_type(self, ref: str) -> dict[str, Any] | None:
         found = self.request("block_storage", "GET", f"types/{ref}",

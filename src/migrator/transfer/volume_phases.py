@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
 
-from migrator.transfer.errors import TransferError
+from migrator.transfer.errors import TransferError, TransferInterrupted
+from migrator.transfer.glance_io import fresh_for_upload
 from migrator.transfer.properties import CINDER_MANAGED, volume_image_metadata
 from migrator.transfer.stream import copy_image_data
 from migrator.transfer.volume_copy import (
@@ -147,12 +149,22 @@ def copy_temp_image(ctx: VolumeCopy, cp: Checkpoint) -> Checkpoint:
             "container_format": ctx.options.container_format, "visibility": "private",
             "tags": [TEMP_TAG, f"{SOURCE_TAG_PREFIX}{ctx.volume_id}"]})
     target_id = str(queued["id"])
-    result = copy_image_data(ctx.src.conn, source_id, ctx.dst.conn, target_id,
-                             expected_md5=expected.get("checksum"),
-                             expected_size=expected.get("size"),
-                             chunk_size=ctx.options.chunk_size, limiter=ctx.limiter,
-                             progress=ctx.progress, stop=ctx.stop,
-                             timeout=ctx.options.request_timeout)
+    try:
+        result = copy_image_data(ctx.src.conn, source_id, ctx.dst.conn, target_id,
+                                 expected_md5=expected.get("checksum"),
+                                 expected_size=expected.get("size"),
+                                 chunk_size=ctx.options.chunk_size, limiter=ctx.limiter,
+                                 progress=ctx.progress, stop=ctx.stop,
+                                 timeout=ctx.options.request_timeout)
+    except TransferInterrupted:
+        raise
+    except TransferError:
+        # An upload that did not complete may have left its bytes in the target's store
+        # (real Glance then answers 500 to every later upload into that image): the retry
+        # sends into a new temporary image.
+        with suppress(TransferError):
+            ctx.dst.delete_image(target_id)
+        raise
     return {"target_temp_image_id": target_id,
             "copied": {"bytes": result.bytes, "md5": result.md5, "sha512": result.sha512,
                        "seconds": round(result.seconds, 3)}}
@@ -174,7 +186,7 @@ def _reusable_target_temp(ctx: VolumeCopy, known: str | None, expected: Mapping[
         if (complete is None and status == "active" and rec.get("size") == expected.get("size")
                 and rec.get("checksum") == expected.get("checksum")):
             complete = rec
-        elif queued is None and status == "queued":
+        elif queued is None and fresh_for_upload(rec):
             queued = rec
         else:
             log.info("%s: deleting target temporary image %s (%s)", ctx.what(), rec["id"],
@@ -272,20 +284,23 @@ def set_volume_attributes(ctx: VolumeCopy, cp: Checkpoint) -> Checkpoint:
                           rewind_to="create_target_volume")
     want_boot = flag(ctx.volume.get("bootable"))
     if flag(vol.get("bootable")) != want_boot:
-        ctx.dst.volume_action(volume_id, "os-set_bootable", {"bootable": want_boot})
+        ctx.dst.volume_action(volume_id, "os-set_bootable", {"bootable": want_boot},
+                              idempotent=True)
     meta = vol.get("metadata") or {}
     missing = {k: v for k, v in ctx.metadata.items() if meta.get(k) != v}
     if missing:
         ctx.dst.request("block_storage", "POST", f"volumes/{volume_id}/metadata",
-                        f"setting metadata of volume {volume_id}", body={"metadata": missing})
+                        f"setting metadata of volume {volume_id}", body={"metadata": missing},
+                        idempotent=True)  # merges the keys: the same call twice is one
     desired = wanted_image_metadata(ctx)
     current = vol.get("volume_image_metadata") or {}
     changed = {k: v for k, v in desired.items() if current.get(k) != v}
     if changed:
-        ctx.dst.volume_action(volume_id, "os-set_image_metadata", {"metadata": changed})
+        ctx.dst.volume_action(volume_id, "os-set_image_metadata", {"metadata": changed},
+                              idempotent=True)
     for key in sorted(set(current) - set(desired) - _managed(desired)):
         ctx.dst.volume_action(volume_id, "os-unset_image_metadata", {"key": key},
-                              missing_ok=True)
+                              missing_ok=True, idempotent=True)
     return {}
 
 

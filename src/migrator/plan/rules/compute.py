@@ -7,6 +7,8 @@ from migrator.plan.context import PlanState
 
 
 def plan(state: PlanState) -> None:
+    if not state.kinds.wants("keypair"):
+        return
     for sid, item in sorted(state.inventory.kind("keypair").items()):
         user_id, _, name = sid.partition(":")
         user_key = state.key_if("user", user_id)

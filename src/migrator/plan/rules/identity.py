@@ -4,7 +4,8 @@
   (``target.domain`` for the legacy default domain, ``mappings.domains`` for others), renamed
   by ``mappings.projects``; a name taken on the target is a clash (``conflicts.projects``).
 - quota: one step per service (compute, volume, network) after its project, values by the
-  quota policy (copy, scale by factor rounded up, fixed), ``quotas.fixed`` overriding.
+  quota policy (copy, scale by factor rounded up, fixed), ``quotas.fixed`` overriding; none
+  for a service the target's catalog lacks (plan/kinds.py).
 - user: after its default project (when planned); never a password in the plan, only the
   password policy. A name taken on the target is a clash (``conflicts.users``).
 - role_assignment: after its user and its project; the legacy role name is mapped
@@ -25,10 +26,14 @@ QUOTA_SKIP = frozenset({"id", "tenant_id", "project_id"})
 
 
 def plan(state: PlanState) -> None:
-    _projects(state)
-    _quotas(state)
-    users = _users(state)
-    _role_assignments(state, users)
+    wants = state.kinds.wants
+    if wants("project"):
+        _projects(state)
+    if wants("quota"):
+        _quotas(state)
+    users = _users(state) if wants("user") else {}
+    if wants("role_assignment"):
+        _role_assignments(state, users)
 
 
 def target_domain(state: PlanState, legacy_domain_id: str | None) -> str | None:
@@ -95,7 +100,8 @@ def _quotas(state: PlanState) -> None:
     for source_id, item in sorted(state.inventory.kind("quota").items()):
         service, _, pid = source_id.partition(":")
         project_key = state.key_if("project", pid)
-        if project_key is None or pid not in state.tenants:
+        if project_key is None or pid not in state.tenants or not state.kinds.quota_wanted(
+                service):
             continue
         state.add("quota", source_id, tenant_id=pid, name=service,
                   attrs=quota_values(state, service, item.attributes),

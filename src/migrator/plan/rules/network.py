@@ -30,9 +30,13 @@ NETWORK_FIELDS = ("admin_state_up", "shared", "description", "mtu", "port_securi
 
 
 def plan(state: PlanState) -> None:
-    _networks(state)
-    _subnets(state)
-    _routers(state)
+    wants = state.kinds.wants
+    if wants("network"):
+        _networks(state)
+    if wants("subnet"):
+        _subnets(state)
+    if wants("router"):
+        _routers(state)
 
 
 def _network_clashes(state: PlanState, item: Item, project_adopted: str | None
@@ -152,6 +156,8 @@ def _routers(state: PlanState) -> None:
             _gateway(state, what, tenant, str(gateway), refs, lookup)
         key = state.add("router", rid, tenant_id=tenant, name=name, attrs=target, refs=refs,
                         lookup=lookup, after=network_quota(state, tenant))
+        if not state.kinds.wants("router_interface"):
+            continue
         for interface in attrs.get("interfaces") or []:
             _interface(state, item, key, str(interface.get("subnet_id")))
 

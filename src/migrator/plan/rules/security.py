@@ -33,11 +33,15 @@ RULE_FIELDS = ("direction", "ethertype", "protocol", "port_range_min", "port_ran
 
 
 def plan(state: PlanState) -> None:
+    if not state.kinds.wants("security_group"):
+        return
     for gid, item, tenant, project_key in state.owned("security_group"):
         attrs = {"name": item.name or "", "description": item.attributes.get("description")
                  or ""}
         state.add("security_group", gid, tenant_id=tenant, name=item.name, attrs=attrs,
                   refs={"project_id": project_key}, after=network_quota(state, tenant))
+    if not state.kinds.wants("security_group_rule"):
+        return
     subnet_prefixes = _subnet_prefixes(state)
     seen: set[tuple[Any, ...]] = set()
     for _rid, item in sorted(state.inventory.kind("security_group_rule").items()):

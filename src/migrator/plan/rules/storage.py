@@ -1,11 +1,15 @@
 """Glance and Cinder kinds: image, image_member, volume.
 
-- image: after its owner's project and the owner's quotas. ``spec.attrs`` is the Glance v2
+- image: after its owner's project, and nothing else (Glance's quotas are not migrated: the
+  compute, volume and network quotas do not bound it). ``spec.attrs`` is the Glance v2
   create body: ``target_image_fields`` (name, formats, min disk/ram, protected, visibility:
   private with members -> shared, tags) plus the properties translated by
   ``image_properties`` (config); ``refs.owner`` is the owner's project. ``spec.properties``
   shows the properties before and the changes made (readable in the plan file);
-  ``spec.lookup`` holds the legacy size and md5 the bytes are checked against. Images that
+  ``spec.lookup`` holds the legacy size and md5 the bytes are checked against, the format
+  discovery read from the bytes (``content_format``) and the legacy label. A label that
+  contradicts the bytes is a warning naming the image; ``image_formats: detect`` gives the
+  target image the format of its bytes, ``trust_legacy`` keeps the label. Images that
   are not ``active`` and migrator's own temporary images are not planned.
 - image_member (source id ``<image id>:<member project id>``): after the image and the
   member's project, in the later of their waves; the member is added and accepted on the
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator.clouds.image_formats import FIXED_VHD, FORMAT_KEY, NOTE_KEY
+from migrator.disk_formats import INSPECTABLE, label_mismatch
 from migrator.plan.context import PlanState
 from migrator.store.inventory import Item
 from migrator.transfer.properties import (
@@ -35,17 +41,17 @@ from migrator.transfer.properties import (
 )
 
 TEMP_PREFIX = "migrator-tmp-"
-QUOTA_SERVICES = ("compute", "volume", "network")
+DISCOVERED = frozenset({"members", FORMAT_KEY, NOTE_KEY})
 VOLUME_FIELDS = ("name", "description", "size", "bootable", "metadata")
 
 
 def plan(state: PlanState) -> None:
-    images = _images(state)
-    _volumes(state, images)
+    images = _images(state) if state.kinds.wants("image") else set()
+    if state.kinds.wants("volume"):
+        _volumes(state, images)
 
 
-def _quotas(state: PlanState, tenant: str, services: tuple[str, ...] = QUOTA_SERVICES
-            ) -> list[str]:
+def _quotas(state: PlanState, tenant: str, services: tuple[str, ...]) -> list[str]:
     return [k for k in (state.key_if("quota", f"{s}:{tenant}") for s in services) if k]
 
 
@@ -61,23 +67,60 @@ def _images(state: PlanState) -> set[str]:
                                   f"{state.inventory.tenant_name(tenant)} is "
                                   f"{attrs.get('status')}, not active: not migrated")
             continue
-        members = _members(state, item)
+        members = _members(state, item) if state.kinds.wants("image_member") else []
         fields = target_image_fields(attrs, None, len(members))
-        # "members" is discovery's addition to the raw record, not a property
-        before = image_properties({k: v for k, v in attrs.items() if k != "members"})
+        fields["disk_format"] = _disk_format(state, item)
+        # discovery's additions to the raw record, not properties
+        before = image_properties({k: v for k, v in attrs.items() if k not in DISCOVERED})
         after, changes = translate(before, state.config.image_rules)
         body = {**after, **fields}
         lookup = {"size": item.size_bytes if item.size_bytes is not None else attrs.get("size"),
-                  "checksum": attrs.get("checksum")}
+                  "checksum": attrs.get("checksum"),
+                  "content_format": attrs.get(FORMAT_KEY),
+                  "legacy_disk_format": attrs.get("disk_format")}
         key = state.add("image", iid, tenant_id=tenant, name=name, attrs=body,
-                        refs={"owner": project_key}, lookup=lookup,
-                        after=_quotas(state, tenant))
+                        refs={"owner": project_key}, lookup=lookup)
         state.steps[key].spec["properties"] = {
             "before": before, "changes": [describe_change(c) for c in changes]}
         planned.add(iid)
         for member in members:
             _member_step(state, item, key, member)
     return planned
+
+
+def _disk_format(state: PlanState, item: Item) -> Any:
+    """The target image's ``disk_format``: the legacy label, or the format of its bytes when
+    they contradict it and ``image_formats`` is ``detect``. Every contradiction, and every
+    image whose bytes discovery could not read, is a warning naming the image."""
+    attrs = item.attributes
+    label = attrs.get("disk_format")
+    container = attrs.get("container_format")
+    what = (f"image {item.name or item.source_id} ({item.source_id}) of tenant "
+            f"{state.inventory.tenant_name(item.tenant)}")
+    checked = container in (None, "", "bare") and label in INSPECTABLE
+    if FORMAT_KEY not in attrs:
+        if checked:
+            state.warnings.append(f"{what}: its bytes were not read at discovery (an older "
+                                  f"snapshot): label {label} kept; discover again to check it")
+        return label
+    content, note = attrs.get(FORMAT_KEY), attrs.get(NOTE_KEY)
+    if content is None:
+        state.warnings.append(f"{what}: {note or 'its bytes could not be read'}: label "
+                              f"{label} kept unchecked")
+        return label
+    if not label_mismatch(label, container, content):
+        if note == FIXED_VHD and label == "vhd":
+            state.warnings.append(f"{what} is {note}; a target checking formats refuses it "
+                                  "as vhd")
+        return label
+    if state.config.image_formats == "detect":
+        state.warnings.append(f"{what} is labelled {label} but its bytes are {content}: "
+                              f"disk_format {content} on the target (image_formats: detect)")
+        return content
+    state.warnings.append(f"{what} is labelled {label} but its bytes are {content}: label "
+                          "kept (image_formats: trust_legacy); a target that checks formats "
+                          "(Glance's require_image_format_match) refuses it")
+    return label
 
 
 def _members(state: PlanState, image: Item) -> list[str]:

@@ -1,4 +1,4 @@
-"""Revision 0002_workers on a database holding a run: every step's ``waiting`` is computed
+"""Revision 0003_workers on a database holding a run: every step's ``waiting`` is computed
 from its dependencies' states, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from migrator.store.db import make_engine
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine_at_0001(request: pytest.FixtureRequest) -> Iterator[Engine]:
+def engine_before_workers(request: pytest.FixtureRequest) -> Iterator[Engine]:
     fixture = "empty_sqlite_url" if request.param == "sqlite" else "empty_pg_url"
     engine = make_engine(request.getfixturevalue(fixture), create_dir=True)
-    schema.upgrade(engine, "0001_initial")
+    schema.upgrade(engine, "0002_verifications")
     yield engine
     engine.dispose()
 
 
-def test_waiting_is_computed_for_existing_steps(engine_at_0001: Engine) -> None:
-    engine = engine_at_0001
+def test_waiting_is_computed_for_existing_steps(engine_before_workers: Engine) -> None:
+    engine = engine_before_workers
     states = {"a": "done", "b": "pending", "c": "pending", "d": "skipped", "e": "pending"}
     deps = [("c", "a"), ("c", "b"), ("e", "d"), ("e", "c")]
     with engine.begin() as conn:

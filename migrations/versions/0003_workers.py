@@ -4,8 +4,8 @@ A worker (host, pid, heartbeat) holds leases on steps; the run's control asks ev
 pause or cancel at its next checkpoint. ``steps.waiting`` counts a step's dependencies that are
 not done yet, so that claims find ready steps through an index.
 
-Revision ID: 0002_workers
-Revises: 0001_initial
+Revision ID: 0003_workers
+Revises: 0002_verifications
 Create Date: 2026-12-03
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_workers"
-down_revision: str | None = "0001_initial"
+revision: str = "0003_workers"
+down_revision: str | None = "0002_verifications"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
