@@ -96,7 +96,9 @@ def test_pause_resume_and_cancel_are_obeyed_by_a_worker(db_url: str) -> None:
         proc = start_worker(db_url)
         wait_for(lambda: state_counts(factory, run_id).get("done", 0) >= 4, 60, "4 done")
         status = migrator("status", "--run", "run")
-        assert [w["steps_held"] for w in status["workers"]] in ([1], [2])  # type: ignore[index]
+        (worker,) = status["processes"]  # type: ignore[misc]
+        assert worker["slots"] == 2 and worker["pid"] == proc.pid
+        assert [w["steps"] for w in status["workers"]] in ([1], [2])  # type: ignore[index]
 
         assert migrator("run", "pause", "run") == {
             "run": "run", "action": "pause", "status": "paused", "workers": 1}
