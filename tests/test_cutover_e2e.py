@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from migrator.cli.main import cli
 from migrator.engine.executor import Progress
-from migrator.operations.execute import execute_plan
+from migrator.operations.execute import ExecuteOptions, execute_plan
 from migrator.store.db import make_engine
 from migrator.store.models import Event, IdMap, Run, Step, Verification
 from tests.handlers.data_world import DataWorld, start_world
@@ -86,8 +86,9 @@ def cutover(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cutover]:
         target.add_fault(match=KEYPAIR_CREATE, status=400, times=1)
         # Slower volume calls: the interrupted volume is still between phases.
         target.add_fault(match="* /volume/*", latency_ms=30)
-        first = execute_plan(url, c.plan, clouds_yaml=world.sim.clouds_yaml, workers=4,
-                             backoff_base=0.05, observer=_InterruptOnVolume())
+        first = execute_plan(url, c.plan, ExecuteOptions(
+            clouds_yaml=world.sim.clouds_yaml, workers=4, backoff_base=0.05,
+            observer=_InterruptOnVolume()))
         assert first.run is not None and first.run.status == "interrupted", first.run
         target.clear_faults()
         resumed = c.cli("execute", str(c.plan), "--resume")
