@@ -117,8 +117,10 @@ def test_db_history_lists_every_revision(invoke: Invoke) -> None:
         0,
         "<base> -> 0001_initial: Initial schema: plans, runs, steps and their "
         "dependencies, events, id map, inventory, locks.\n"
-        "0001_initial -> 0002_verifications (head): Verifications: what each 'migrator "
-        "verify' of a run found, with its time.\n",
+        "0001_initial -> 0002_verifications: Verifications: what each 'migrator "
+        "verify' of a run found, with its time.\n"
+        "0002_verifications -> 0003_workers (head): Workers sharing a run: the workers table "
+        "and runs.control replace the run lock.\n",
     )
 
 

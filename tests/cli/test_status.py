@@ -12,7 +12,7 @@ from migrator.cli.status import human_bytes, human_duration
 from migrator.operations.status import status
 from migrator.store import schema
 from migrator.store.db import make_engine
-from migrator.store.models import Run, RunLock, Step
+from migrator.store.models import Run, Step, Worker
 from tests.cli.conftest import Invoke
 
 HEAD = schema.head()
@@ -115,7 +115,7 @@ def test_status_of_an_empty_database_as_json(invoke: Invoke, db_url: str) -> Non
         "tenants": [],
         "failed": [],
         "workers": [],
-        "locks": [],
+        "processes": [],
     }
 
 
@@ -221,7 +221,7 @@ def test_status_of_one_tenant_as_json(invoke: Invoke, seeded_url: str) -> None:
              "failed_at": "2026-11-01T10:00:00+00:00"},
         ],
         "workers": [],
-        "locks": [],
+        "processes": [],
     }
 
 
@@ -290,13 +290,16 @@ def test_a_running_run_gets_an_eta_from_its_steps_and_its_bytes(db_url: str) -> 
     assert human_duration(75) == "1m15s" and human_bytes(5 * GIB) == "5.0 GiB"
 
 
-def test_status_shows_the_executors_holding_steps(invoke: Invoke, db_url: str) -> None:
+def test_status_shows_the_workers_and_the_steps_they_hold(invoke: Invoke, db_url: str) -> None:
     seed_data_run(db_url)
     engine = make_engine(db_url)
     with Session(engine) as session:
         run = session.query(Run).one()
-        session.add(RunLock(run_id=run.id, host="vm-a", pid=41, started_at=STARTED))
-        for key, owner in (("i2", "vm-a:41"), ("v2", "vm-b:77")):
+        session.add(Worker(name="vm-a:41:w1", run_id=run.id, host="vm-a", pid=41, slots=8,
+                           status="active", started_at=STARTED,
+                           heartbeat_at=STARTED + timedelta(seconds=55)))
+        # A lease owner with no worker row: a run executed before workers existed.
+        for key, owner in (("i2", "vm-a:41:w1"), ("v2", "vm-b:77")):
             step = session.query(Step).filter(Step.key == key).one()
             step.state, step.lease_owner = "running", owner
             step.updated_at = STARTED + timedelta(seconds=50)
@@ -305,10 +308,10 @@ def test_status_shows_the_executors_holding_steps(invoke: Invoke, db_url: str) -
     result = invoke("--db", db_url, "status")
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(
-        "Executors\n"
-        "  RUN   EXECUTOR  SINCE                STEPS  LAST STEP CHANGE\n"
-        "  data  vm-a:41   2026-11-03 10:00:00      1  2026-11-03 10:00:50\n"
-        "  data  vm-b:77   -                        1  2026-11-03 10:00:50\n")
+        "Workers\n"
+        "  RUN   WORKER      HOST  PID  SLOTS  STEPS  LAST HEARTBEAT\n"
+        "  data  vm-a:41:w1  vm-a   41      8      1  2026-11-03 10:00:55\n"
+        "  data  vm-b:77     -       -      -      1  -\n")
 
 
 @pytest.mark.postgres

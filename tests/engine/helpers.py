@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, select
 
 from migrator.engine import machine
-from migrator.store.models import Event, Run, RunLock, Step
+from migrator.store.models import Event, Run, Step, Worker
 
 
 def engine_for(url: str) -> Engine:
@@ -30,9 +30,17 @@ def run_status(engine: Engine, run_id: int) -> str:
         return str(conn.execute(select(Run.status).where(Run.id == run_id)).scalar_one())
 
 
-def locks(engine: Engine) -> list[dict[str, Any]]:
+def leases(engine: Engine) -> list[str]:
+    """Keys of the steps that some worker holds a lease on."""
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(RunLock.__table__)).mappings()]
+        return list(conn.execute(select(Step.key).where(Step.lease_owner.is_not(None))
+                                 ).scalars())
+
+
+def active_workers(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            select(Worker.__table__).where(Worker.status == "active")).mappings()]
 
 
 def step_events(engine: Engine, run_id: int) -> dict[int, list[dict[str, Any]]]:
@@ -61,6 +69,8 @@ def assert_event_chains(
             assert ev["from_state"] == state, f"{key}: gap before {ev}"
             if ev["trigger"] == machine.CHECKPOINT_TRIGGER:
                 assert ev["to_state"] == state, f"{key}: checkpoint changed state: {ev}"
+            elif ev["trigger"] == machine.RECLAIM_TRIGGER:
+                assert ev["to_state"] == state, f"{key}: a takeover changed state: {ev}"
             else:
                 assert machine.destination(state, ev["trigger"]) == ev["to_state"], (
                     f"{key}: illegal transition recorded: {ev}"

@@ -117,3 +117,66 @@ def chains_with_fan_in(
     add("final")
     deps += [("final", s.key) for s in steps if s.key.startswith("join")]
     return steps, deps
+
+
+EFFECTS_TABLE = "test_effects"
+
+
+def create_effects_table(url: str) -> None:
+    """The "target" of :class:`FencedEffectHandler`: a table in the state database itself,
+    so that a side effect and the check of its step's lease commit in one transaction."""
+    from sqlalchemy import text
+
+    from migrator.store.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE TABLE {EFFECTS_TABLE} ("
+                              "step_key VARCHAR(64) NOT NULL, token INTEGER NOT NULL, "
+                              "worker VARCHAR(64) NOT NULL, at FLOAT NOT NULL)"))
+    finally:
+        engine.dispose()
+
+
+class FencedEffectHandler(Handler):
+    """Side effect: one row in the effects table, written in a fenced transaction (committed
+    only while this worker still holds the step's lease) with the fencing token beside it.
+
+    Like a real handler, it does not look before acting; ``reconcile`` adopts an effect a
+    previous owner made (its checkpoint may not have committed). ``spec["sleep_ms"]`` is spread
+    over both phases, so that kills and pauses land before, inside and after the effect.
+    """
+
+    phases = ("effect", "settle")
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+
+    def run_phase(
+        self, ctx: StepContext, step: StepSnapshot, phase: str
+    ) -> Mapping[str, Any] | None:
+        from sqlalchemy import text
+
+        from migrator.engine.leases import fenced_transaction
+
+        time.sleep(step.spec.get("sleep_ms", 0) / 2000)
+        if phase == "effect":
+            with fenced_transaction(ctx.factory, step) as conn:
+                conn.execute(text(f"INSERT INTO {EFFECTS_TABLE} (step_key, token, worker, at) "
+                                  "VALUES (:k, :t, :w, :at)"),
+                             {"k": step.key, "t": step.lease_token, "w": self.worker,
+                              "at": time.time()})
+            return {"effect": True}
+        return {"settled": True}
+
+    def reconcile(self, ctx: StepContext, step: StepSnapshot) -> Reconciliation:
+        from sqlalchemy import text
+
+        if step.phase is None:
+            with ctx.factory.kw["bind"].connect() as conn:
+                found = conn.execute(text(f"SELECT count(*) FROM {EFFECTS_TABLE} "
+                                          "WHERE step_key = :k"), {"k": step.key}).scalar()
+            if found:
+                ctx.checkpoint("effect", {"effect": True, "adopted": True})
+        return Reconciliation.RESUME

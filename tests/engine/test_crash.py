@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from migrator.engine.runs import StepSpec, create_run
 from migrator.store.db import make_engine
 from migrator.store.models import Event
-from tests.engine.helpers import assert_event_chains, locks, run_status, states, steps_by_key
+from tests.engine.helpers import (
+    active_workers,
+    assert_event_chains,
+    leases,
+    run_status,
+    states,
+    steps_by_key,
+)
 from tests.engine.kinds import chains_with_fan_in, read_effects
 from tests.timing import replay_seed, scaled
 
@@ -129,7 +136,7 @@ def test_sigkill_at_random_moments_then_resume(
     assert result["status"] == "finished"
     assert set(states(engine, run_id).values()) == {"done"}
     assert run_status(engine, run_id) == "finished"
-    assert locks(engine) == []
+    assert leases(engine) == [] and active_workers(engine) == []
     counts = read_effects(effects)
     # At least once for every step; and in fact exactly once, because a step killed between
     # its side effect and its checkpoint is reconciled (adopted), not redone.
@@ -182,7 +189,7 @@ def test_ctrl_c_stops_taking_steps_and_resume_finishes(
             .where(Event.trigger == "start", Event.at > interrupted_at + timedelta(seconds=0.2))
         ).scalar_one()
     assert late_starts == 0
-    assert locks(engine) == []
+    assert leases(engine) == [] and active_workers(engine) == []
 
     result = finish(start_runner(db_url, effects, resume=True, workers=8))
     assert result["status"] == "finished"
@@ -215,4 +222,5 @@ def test_second_ctrl_c_exits_at_once_and_the_database_stays_consistent(
     assert time.monotonic() - began < phase_s / 2  # not waiting for the phases to end
     assert set(states(engine, run_id).values()) == {"running"}  # in doubt, for resume
     assert_event_chains(engine, run_id, final_state=None)
-    assert len(locks(engine)) == 1  # left behind by a process that is gone: broken on resume
+    # Left behind by a process that is gone: its leases are taken over on resume.
+    assert len(active_workers(engine)) == 1 and len(leases(engine)) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -11,13 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.runs import (
     StepSpec,
-    claim_ready,
     create_run,
     descendants,
     find_run,
     state_counts,
 )
-from migrator.engine.steps import fire, utcnow
 from migrator.errors import ConfigError, NotFoundError, PlanError
 from migrator.store.models import Step, StepDependency
 
@@ -85,33 +82,6 @@ def test_bulk_create_is_fast(factory: Factory) -> None:
     # 200,000 steps scale linearly from here: this bound keeps that within a minute.
     assert time.process_time() - began < 5.0
     assert state_counts(factory, run_id) == {"pending": 300}
-
-
-def test_claim_ready_takes_only_pending_steps_whose_dependencies_are_satisfied(
-    any_factory: Factory,
-) -> None:
-    keys = ["a", "b", "c", "d", "e", "f"]
-    deps = [("c", "a"), ("c", "b"), ("d", "c"), ("f", "e")]
-    run_id = create_run(any_factory, "r", [StepSpec(k, "x") for k in keys], deps)
-    ids = ids_by_key(any_factory, run_id)
-    fire(any_factory, ids["b"], "skip")
-    fire(any_factory, ids["e"], "start")
-    fire(any_factory, ids["e"], "fail")
-    fire(any_factory, ids["e"], "retry", not_before=utcnow() + timedelta(hours=1))
-    claimed = claim_ready(any_factory, run_id, 10, lease_owner="me")
-    assert [s.key for s in claimed] == ["a"]  # c waits for a, e for its backoff
-    assert claimed[0].state == "running"
-    assert claimed[0].lease_token == 1
-    assert claim_ready(any_factory, run_id, 10, lease_owner="me") == []
-    fire(any_factory, ids["a"], "verify")
-    fire(any_factory, ids["a"], "complete")
-    assert [s.key for s in claim_ready(any_factory, run_id, 10, lease_owner="me")] == ["c"]
-
-
-def test_claim_ready_respects_the_limit(factory: Factory) -> None:
-    run_id = create_run(factory, "r", [StepSpec(f"s{i}", "x") for i in range(10)], [])
-    assert len(claim_ready(factory, run_id, 3, lease_owner="me")) == 3
-    assert state_counts(factory, run_id) == {"pending": 7, "running": 3}
 
 
 def test_descendants_are_transitive_and_exact(any_factory: Factory) -> None:

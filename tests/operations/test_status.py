@@ -82,7 +82,7 @@ def test_both_paths_read_the_same_bytes_failures_and_executors(db_url: str) -> N
     from sqlalchemy.orm import Session
 
     from migrator.store.db import make_engine
-    from migrator.store.models import Run, RunLock, Step
+    from migrator.store.models import Run, Step, Worker
     from tests.cli.test_status import STARTED, seed_data_run
 
     seed(db_url)
@@ -91,9 +91,10 @@ def test_both_paths_read_the_same_bytes_failures_and_executors(db_url: str) -> N
     with Session(engine) as session:
         run = session.query(Run).filter(Run.name == "data").one()
         run.status, run.finished_at = "running", None
-        session.add(RunLock(run_id=run.id, host="vm-a", pid=41, started_at=STARTED))
+        session.add(Worker(name="vm-a:41:w1", run_id=run.id, host="vm-a", pid=41, slots=4,
+                           status="active", started_at=STARTED, heartbeat_at=STARTED))
         step = session.query(Step).filter(Step.key == "i2").one()
-        step.state, step.lease_owner = "running", "vm-a:41"
+        step.state, step.lease_owner = "running", "vm-a:41:w1"
         session.commit()
     engine.dispose()
     now = STARTED + timedelta(seconds=80)
@@ -103,5 +104,6 @@ def test_both_paths_read_the_same_bytes_failures_and_executors(db_url: str) -> N
         assert quick == replace(slow, database=db_url)
     report = status(db_url, run="data", now=now)
     assert report.runs[0].data.moved == 5 << 30 and report.runs[0].data.eta_s is not None
-    assert [w.owner for w in report.workers] == ["vm-a:41"]
+    assert [w.owner for w in report.workers] == ["vm-a:41:w1"]
+    assert [(p.name, p.host, p.pid) for p in report.processes] == [("vm-a:41:w1", "vm-a", 41)]
     assert [(f.tenant, f.kind) for f in report.failed] == [("chemistry", "volume")]

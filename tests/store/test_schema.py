@@ -99,7 +99,7 @@ def test_check_current_refuses_an_older_revision(
 ) -> None:
     # Pretend the code has moved on by one revision.
     current = schema.head()
-    known = [*schema.history(), Revision("0099_next", schema.head(), "next", True)]
+    known = [*schema.history(), Revision("0099_next", current, "next", True)]
     monkeypatch.setattr(schema, "history", lambda: known)
     monkeypatch.setattr(schema, "head", lambda: "0099_next")
     engine = make_engine(db_url)

@@ -61,10 +61,14 @@ DEFAULT_MAX_PLAN_SIZE = "512MiB"
     help="Tries per step before it fails for good and blocks its dependents "
          "[default: retries.step_attempts, 3].",
 )
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Local worker processes (each with --workers threads); more processes on "
+                   "other hosts join with 'migrator worker'.")
 @click.option(
     "--force-unlock",
     is_flag=True,
-    help="Take the run from an executor that cannot be checked (another host).",
+    hidden=True,
+    help="Obsolete: a dead executor's steps are taken over when its leases expire.",
 )
 @click.option("--max-plan-size", metavar="SIZE", envvar="MIGRATOR_MAX_PLAN_SIZE",
               default=DEFAULT_MAX_PLAN_SIZE, show_default=True,
@@ -87,6 +91,7 @@ def execute_command(
     parallel_transfers: int | None,
     bandwidth: str | None,
     max_attempts: int | None,
+    processes: int,
     force_unlock: bool,
     max_plan_size: str,
     output_format: str,
@@ -109,7 +114,7 @@ def execute_command(
         workers=workers, max_attempts=max_attempts, force_unlock=force_unlock,
         clouds_yaml=clouds_yaml, config=config_path, parallel_transfers=parallel_transfers,
         bandwidth=None if bandwidth is None else _size_option(bandwidth, "--bandwidth"),
-        max_plan_bytes=_size_option(max_plan_size, "--max-plan-size"))
+        max_plan_bytes=_size_option(max_plan_size, "--max-plan-size"), processes=processes)
     if not is_plan_file(plan_or_run):
         if wave or dry_run or replan:
             raise PlanError(f"no plan file {plan_or_run}: --wave, --dry-run and --replan need a "

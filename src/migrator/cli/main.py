@@ -34,6 +34,8 @@ COMMANDS = {
     "audit": "migrator.cli.audit:audit_command",
     "verify": "migrator.cli.verify:verify_command",
     "report": "migrator.cli.report:report_command",
+    "worker": "migrator.cli.worker:worker_command",
+    "run": "migrator.cli.run:run_group",
 }
 
 

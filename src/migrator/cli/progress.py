@@ -34,6 +34,9 @@ PLAIN_EVENTS = {
     "step-failed": "FAILED",
     "step-blocked": "blocked",
     "step-requeued": "requeued",
+    "step-lost": "taken over",
+    "progress": "progress",
+    "paused": "paused",
     "stopping": "stopping",
 }
 # Step states shown next to the steps bar when there are any.

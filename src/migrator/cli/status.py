@@ -97,22 +97,19 @@ def failure_tables(report: StatusReport) -> list[Table]:
 
 
 def worker_tables(report: StatusReport) -> list[Table]:
-    """The executors holding steps (lease owners) and the run locks, while a run executes."""
-    if not report.workers and not report.locks:
+    """The worker processes of the runs (host, pid, heartbeat, steps held), while runs
+    execute; steps held by an owner that is no worker of the table (a run executed before
+    workers existed) are shown too."""
+    if not report.workers and not report.processes:
         return []
-    table = Table("Executors", ["RUN", "EXECUTOR", "SINCE", "STEPS", "LAST STEP CHANGE"],
-                  numeric={3})
-    held = {(w.run, w.owner) for w in report.workers}
-    for lock in report.locks:
-        owner = f"{lock.host}:{lock.pid}"
-        if (lock.run, owner) not in held:
-            table.rows.append([lock.run, owner, _time(lock.since), "0", "-"])
-    since = {(lock.run, f"{lock.host}:{lock.pid}"): lock.since for lock in report.locks}
-    for worker in report.workers:
-        table.rows.append([worker.run, worker.owner,
-                           _time(since.get((worker.run, worker.owner))), str(worker.steps),
-                           _time(worker.last_change)])
-    table.rows.sort()
+    table = Table("Workers", ["RUN", "WORKER", "HOST", "PID", "SLOTS", "STEPS",
+                              "LAST HEARTBEAT"], numeric={3, 4, 5})
+    held = {(w.run, w.owner): w.steps for w in report.workers}
+    for p in report.processes:
+        table.rows.append([p.run, p.name, p.host, str(p.pid), str(p.slots),
+                           str(held.pop((p.run, p.name), 0)), _time(p.heartbeat_at)])
+    for (run, owner), steps in sorted(held.items()):
+        table.rows.append([run, owner, "-", "-", "-", str(steps), "-"])
     return [table]
 
 

@@ -1,22 +1,26 @@
-"""The executor: runs a run's ready steps on a pool of worker threads, checkpointed.
+"""The executor: one worker process of a run, executing its steps on a pool of threads.
 
-The main thread claims ready steps (one query, one transaction) and hands them to workers;
-a worker drives one step through its handler: phases (checkpoint after each), ``verify``,
-``complete``. Every state change is its own transaction, cloud calls happen between them,
-so killing the process at any instant leaves a state database that ``resume`` continues from.
+Each thread claims its next step (one transaction: a lease, engine/leases.py) and drives it
+through its handler: phases (checkpoint after each), ``verify``, ``complete``. Every state
+change is its own transaction and cloud calls happen between them, so killing the process at
+any instant leaves a state database that another worker, or a resume, continues from.
+
+Any number of executors (``migrator execute``, ``migrator worker``, on one host over SQLite or
+on many over PostgreSQL) can work on one run at once: there is no coordinator. A heartbeat
+thread renews the leases of the steps this process holds and reads the run's control (pause,
+cancel); a step whose lease another worker took over is dropped at its next write. The run
+ends when no step is pending or running anywhere; the worker that sees it writes the run's
+final status.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,8 +34,15 @@ from migrator.engine.handlers import (
     StepContext,
     StepInterrupted,
 )
-from migrator.engine.lock import acquire_run_lock, release_run_lock
-from migrator.engine.steps import StepSnapshot, advance, fire_many, utcnow
+from migrator.engine.leases import DEFAULT_LEASE_SECONDS, ClaimLimits, HeldSteps, claim_steps
+from migrator.engine.steps import StepSnapshot, advance, utcnow
+from migrator.engine.workers import (
+    active_workers,
+    heartbeat,
+    reap_lost_workers,
+    register_worker,
+    stop_worker,
+)
 from migrator.errors import ConcurrencyError, ConfigError, MigratorError
 from migrator.retry import Backoff
 
@@ -39,6 +50,11 @@ log = logging.getLogger(__name__)
 
 # Run statuses written by the executor.
 RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+PAUSED, CANCELLED = "paused", "cancelled"
+# A run in one of these states has workers, or is waiting for them.
+JOINABLE = frozenset({"created", RUNNING, PAUSED})
+# The operator's requests (runs.control), obeyed by every worker at its next checkpoint.
+PAUSE, CANCEL = "pause", "cancel"
 
 
 @dataclass(frozen=True)
@@ -51,19 +67,30 @@ class ExecutorConfig:
     backoff_max: float = 300.0
     # Longest the main thread sleeps before looking at the database again.
     poll_interval: float = 0.2
+    # A step's lease: renewed by the heartbeat every lease / 3; lost after this long without.
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # Limits every worker of the run respects together (transfers at once).
+    limits: ClaimLimits = field(default_factory=ClaimLimits)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.lease_seconds / 3
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
         if self.max_attempts < 1:
             raise ConfigError(f"max attempts must be at least 1, not {self.max_attempts}")
+        if self.lease_seconds <= 0:
+            raise ConfigError(f"the lease must be longer than 0 s, not {self.lease_seconds}")
 
 
 @dataclass(frozen=True)
 class Progress:
     """What an observer hears about: ``event`` is run-started, step-started, step-done,
-    step-skipped, step-retry, step-failed, step-blocked, step-requeued, stopping or
-    run-finished."""
+    step-skipped, step-retry, step-failed, step-blocked, step-requeued, step-lost (taken over
+    by another worker), paused, stopping or run-finished. ``counts`` are the whole run's, as
+    this worker last saw them (other workers' progress arrives with each heartbeat)."""
 
     event: str
     run: str
@@ -94,6 +121,8 @@ class RunResult:
 
 
 class Executor:
+    """One worker process of a run (``config.workers`` threads)."""
+
     def __init__(
         self,
         factory: sessionmaker[Session],
@@ -111,18 +140,24 @@ class Executor:
         self.config = config or ExecutorConfig()
         self.registry = registry or REGISTRY
         self.observer = observer
+        # Set on Ctrl-C, SIGTERM, a cancel or a fatal error: this worker leaves the run.
         self.stop = threading.Event()
+        # Set while the operator has paused the run: steps stop at their next checkpoint.
+        self.paused = threading.Event()
+        self.name: str | None = None  # the worker's name once registered (lease owner)
+        self.held = HeldSteps()
         self._observer_lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._completed = 0
-        self._lease_owner = f"{socket.gethostname()}:{os.getpid()}"
-        # Worker coordination: claims, the busy count and the end of the run.
+        self._cancelled = False
+        self._left = False
+        self._beat_stop = threading.Event()
+        # Worker coordination: the busy count and the end of the run.
         self._wake = threading.Condition()
         self._busy = 0
         self._exhausted = False
         self._fatal: BaseException | None = None
         self._stopped_by: MigratorError | None = None
-        self._in_doubt: deque[StepSnapshot] = deque()
 
     def request_stop(self) -> None:
         """Start nothing new; running steps stop at their next phase boundary."""
@@ -132,7 +167,15 @@ class Executor:
         # Idle workers wake at their next poll anyway; no lock is taken here because this
         # runs inside a signal handler, which must not wait for a worker.
 
-    def run(self, *, resume: bool = False, force_unlock: bool = False) -> RunResult:
+    def run(self, *, resume: bool = False, join: bool = False) -> RunResult:
+        """Take part in the run until no step is left for it (or until stopped).
+
+        ``resume``: the run may have been executed before (crashed, interrupted, failed,
+        cancelled): failed steps get a new attempt budget, the steps they blocked go back to
+        pending, a pause or cancel request is cleared. ``join``: take part in a run that
+        other workers are executing (or that is registered and waiting), as ``migrator
+        worker`` does; nothing is reset.
+        """
         run = self.run_ref
         missing = runs.kinds_of_run(self.factory, run.id) - set(self.registry.kinds())
         if missing:
@@ -141,35 +184,42 @@ class Executor:
                 f"handler registered (known kinds: {self.registry.describe()})"
             )
         began = time.monotonic()
-        acquire_run_lock(self.factory, run.id, run.name, force=force_unlock)
-        try:
-            status = runs.find_run(self.factory, run.id).status
-            if status != "created" and not resume:
+        status = runs.find_run(self.factory, run.id).status
+        if resume:
+            runs.set_run_control(self.factory, run.id, None)
+        elif join:
+            if status not in JOINABLE:
                 raise ConfigError(
-                    f"run {run.name!r} was already executed (status {status}); "
-                    "use --resume to continue it"
-                )
-            runs.set_run_status(
-                self.factory,
-                run.id,
-                RUNNING,
-                started=True,
-                detail={"resume": resume, "workers": self.config.workers},
+                    f"run {run.name!r} is {status}: nothing to join (continue it with "
+                    "'migrator execute RUN --resume')")
+        elif status != "created":
+            raise ConfigError(
+                f"run {run.name!r} was already executed (status {status}); "
+                "use --resume to continue it"
             )
-            in_doubt = self._prepare_resume() if resume else []
+        self.name = register_worker(self.factory, run.id, self.config.workers)
+        try:
+            reap_lost_workers(self.factory, run.id, lease_seconds=self.config.lease_seconds)
+            if resume:
+                runs.reset_for_resume(self.factory, run.id)
+            if resume or status == "created":
+                runs.set_run_status(
+                    self.factory, run.id, RUNNING, started=True,
+                    detail={"resume": resume, "worker": self.name,
+                            "workers": self.config.workers})
             self._counts = runs.state_counts(self.factory, run.id)
             self._notify("run-started", None, None)
             fatal: BaseException | None = None
             try:
-                self._loop(in_doubt)
+                self._loop()
             except BaseException as exc:  # keep the run's status honest, then re-raise
                 fatal = exc
-            final, detail = self._final_status(fatal)
-            runs.set_run_status(self.factory, run.id, final, finished=True, detail=detail)
+            final = self._leave(fatal)
             if fatal is not None:
                 raise fatal
         finally:
-            release_run_lock(self.factory, run.id)
+            if not self._left:
+                stop_worker(self.factory, self.name)
         counts = runs.state_counts(self.factory, run.id)
         failed = [s.key for s in runs.steps_in_states(self.factory, run.id, [machine.FAILED])]
         result = RunResult(
@@ -179,33 +229,47 @@ class Executor:
         self._notify("run-finished", None, final)
         return result
 
+    def _leave(self, fatal: BaseException | None) -> str:
+        """Leave the run: mark this worker stopped (its leases are released) and, when the
+        run is over or this was its last worker, write the run's status. Returns the run's
+        status as this worker leaves it."""
+        assert self.name is not None
+        stop_worker(self.factory, self.name)
+        self._left = True
+        run_id = self.run_ref.id
+        counts = runs.state_counts(self.factory, run_id)
+        unfinished = sum(counts.get(s, 0) for s in (machine.PENDING, *machine.IN_DOUBT_STATES))
+        detail: dict[str, object] = {"counts": counts, "worker": self.name}
+        others = active_workers(self.factory, run_id)
+        if fatal is not None:
+            detail["error"] = f"{type(fatal).__name__}: {fatal}"
+        if not unfinished:
+            final = FAILED if counts.get(machine.FAILED) or counts.get(machine.BLOCKED) \
+                else FINISHED
+        elif others:
+            # Other workers go on with the run: its status is theirs to write.
+            return runs.find_run(self.factory, run_id).status
+        elif self._cancelled:
+            final = CANCELLED
+        elif fatal is not None or self.stop.is_set():
+            final = INTERRUPTED
+        else:
+            final = FAILED  # nothing can become ready: every pending step waits on a failure
+        return runs.finish_run(self.factory, run_id, final, detail)
+
     # -- scheduling ---------------------------------------------------------------------
 
-    def _prepare_resume(self) -> list[StepSnapshot]:
-        """Failed steps get a new attempt budget, steps they blocked go back to pending, and
-        the steps found running/verifying are returned: they are in doubt."""
-        resume = {"reason": "resume"}
-        failed = runs.steps_in_states(self.factory, self.run_ref.id, [machine.FAILED])
-        fire_many(
-            self.factory,
-            [s.id for s in failed],
-            "retry",
-            detail=resume,
-            attempts=0,
-            not_before=None,
-        )
-        blocked = runs.steps_in_states(self.factory, self.run_ref.id, [machine.BLOCKED])
-        fire_many(self.factory, [s.id for s in blocked], "unblock", detail=resume)
-        return runs.steps_in_states(self.factory, self.run_ref.id, machine.IN_DOUBT_STATES)
-
-    def _loop(self, in_doubt: list[StepSnapshot]) -> None:
-        """Start the workers and wait for them. Each worker claims its own next step, so no
-        dispatcher thread sits between a finished step and the next one."""
-        self._in_doubt = deque(in_doubt)
+    def _loop(self) -> None:
+        """Start the step threads and the heartbeat, and wait for them. Each thread claims its
+        own next step, so no dispatcher sits between a finished step and the next one."""
         threads = [
             threading.Thread(target=self._worker, name=f"migrator-worker-{i}", daemon=True)
             for i in range(self.config.workers)
         ]
+        beat = threading.Thread(target=self._heartbeat, name="migrator-heartbeat",
+                                daemon=True)
+        beat_stop = self._beat_stop
+        beat.start()
         for thread in threads:
             thread.start()
         try:
@@ -218,8 +282,43 @@ class Executor:
             for thread in threads:
                 thread.join()
             raise
+        finally:
+            beat_stop.set()
+            beat.join()
         if self._fatal is not None:
             raise self._fatal
+
+    def _heartbeat(self) -> None:
+        """Renew this worker's leases, notice lost ones, obey pause and cancel, reap dead
+        workers and refresh the run's counts, every ``heartbeat_interval``."""
+        assert self.name is not None
+        while not self._beat_stop.wait(self.config.heartbeat_interval):
+            try:
+                beat = heartbeat(self.factory, self.name, self.run_ref.id,
+                                 lease_seconds=self.config.lease_seconds)
+                for step_id in self.held.renewed(beat.held):
+                    log.warning("step %s: lease lost (taken over by another worker)", step_id)
+                self._obey(beat.control)
+                reap_lost_workers(self.factory, self.run_ref.id,
+                                  lease_seconds=self.config.lease_seconds)
+                counts = runs.state_counts(self.factory, self.run_ref.id)
+                with self._observer_lock:
+                    self._counts = counts
+            except SQLAlchemyError as exc:  # the database is away: try again next beat
+                log.warning("heartbeat failed: %s", _one_line(exc))
+
+    def _obey(self, control: str | None) -> None:
+        if control == CANCEL and not self._cancelled:
+            self._cancelled = True
+            self.request_stop()
+        elif control == PAUSE and not self.paused.is_set():
+            self.paused.set()
+            self._notify("paused", None, "paused by the operator: running steps stop at "
+                         "their next checkpoint")
+        elif control is None and self.paused.is_set():
+            self.paused.clear()
+            with self._wake:
+                self._wake.notify_all()
 
     def _worker(self) -> None:
         try:
@@ -227,11 +326,17 @@ class Executor:
                 run_step, step = job
                 try:
                     run_step(step)
+                except ConcurrencyError as exc:
+                    # Taken over (this worker was paused or cut off past its lease): the
+                    # step is the other worker's now, and nothing more may be written here.
+                    log.warning("step %s dropped: %s", step.key, _one_line(exc))
+                    self._notify("step-lost", step.key, _one_line(exc), _label(step))
                 finally:
+                    self.held.drop(step.id)
                     with self._wake:
                         self._busy -= 1
                         self._wake.notify_all()  # its dependents may be ready now
-        except BaseException as exc:  # engine-level (database, lost lease): stop the run
+        except BaseException as exc:  # engine-level (database): stop this worker
             log.error("worker stopped the run: %s", _one_line(exc))
             with self._wake:
                 self._fatal = self._fatal or exc
@@ -239,60 +344,71 @@ class Executor:
                 self._wake.notify_all()
 
     def _next_job(self) -> tuple[Callable[[StepSnapshot], None], StepSnapshot] | None:
-        """The next step for a worker: an in-doubt one, else a newly claimed ready one; waits
-        while running steps or backoffs may make more ready; None when the run is over."""
+        """The next step for a thread: one whose lease expired (in doubt), else a ready one;
+        waits while running steps (of any worker) or backoffs may make more ready; None when
+        the run is over for this worker."""
+        assert self.name is not None
         with self._wake:
             while not (self.stop.is_set() or self._exhausted):
-                if self._in_doubt:
-                    self._busy += 1
-                    return self._reconcile_step, self._in_doubt.popleft()
+                if self.paused.is_set():
+                    self._wake.wait(self.config.poll_interval)
+                    continue
                 # Taken before the claim: a backoff that expires between the claim and the
                 # wake-up query below must still count as a reason to wait, not as the end.
                 claim_time = utcnow()
-                claimed = runs.claim_ready(
-                    self.factory, self.run_ref.id, 1, lease_owner=self._lease_owner
-                )
-                if claimed:
+                claims = claim_steps(self.factory, self.run_ref.id, self.name, 1,
+                                     lease_seconds=self.config.lease_seconds,
+                                     limits=self.config.limits, now=claim_time)
+                if claims:
+                    claim = claims[0]
                     self._busy += 1
-                    self._moved(machine.PENDING, machine.RUNNING, "step-started", claimed[0])
-                    return self._execute_step, claimed[0]
+                    self.held.add(claim.step)
+                    if claim.reclaimed:
+                        return self._reconcile_step, claim.step
+                    self._moved(machine.PENDING, machine.RUNNING, "step-started", claim.step)
+                    return self._execute_step, claim.step
                 timeout = self.config.poll_interval
                 if self._busy == 0:
-                    # Nothing running can free a dependency: only a backoff can end the wait.
-                    wake = runs.next_wakeup(self.factory, self.run_ref.id, after=claim_time)
-                    if wake is None:
+                    wait = self._idle_wait(claim_time)
+                    if wait is None:
                         self._exhausted = True
                         self._wake.notify_all()
                         break
-                    timeout = min(timeout, max((wake - utcnow()).total_seconds(), 0.001))
+                    timeout = min(timeout, wait)
                 self._wake.wait(timeout)
             return None
 
-    def _final_status(self, fatal: BaseException | None) -> tuple[str, dict[str, object]]:
-        counts = runs.state_counts(self.factory, self.run_ref.id)
-        unfinished = sum(counts.get(s, 0) for s in (machine.PENDING, *machine.IN_DOUBT_STATES))
-        detail: dict[str, object] = {"counts": counts}
-        if fatal is not None:
-            detail["error"] = f"{type(fatal).__name__}: {fatal}"
-            return INTERRUPTED, detail
-        if self.stop.is_set() and unfinished:
-            return INTERRUPTED, detail
-        if counts.get(machine.FAILED) or counts.get(machine.BLOCKED) or unfinished:
-            return FAILED, detail
-        return FINISHED, detail
+    def _idle_wait(self, claim_time: datetime) -> float | None:
+        """Nothing claimable and nothing running here: how long to wait before claiming
+        again, or None when nothing can ever become ready (the run is over for us)."""
+        run_id = self.run_ref.id
+        counts = runs.state_counts(self.factory, run_id)
+        if any(counts.get(s, 0) for s in machine.IN_DOUBT_STATES):
+            return self.config.poll_interval  # other workers hold steps: theirs may free ours
+        if not counts.get(machine.PENDING):
+            return None
+        # Nothing running anywhere: only a backoff can end the wait.
+        wake = runs.next_wakeup(self.factory, run_id, after=claim_time)
+        if wake is None:
+            return None
+        return max((wake - utcnow()).total_seconds(), 0.001)
 
     # -- one step (worker threads) ------------------------------------------------------
 
+    def _context(self, step: StepSnapshot) -> StepContext:
+        return StepContext(
+            self.factory, step, self.stop, self.run_ref.name, services=self.services,
+            interrupted=lambda: self.paused.is_set() or self.held.is_lost(step.id),
+        )
+
     def _execute_step(self, step: StepSnapshot) -> None:
         handler = self.registry.get(step.kind)
-        ctx = StepContext(
-            self.factory, step, self.stop, self.run_ref.name, services=self.services
-        )
+        ctx = self._context(step)
         try:
             handler.run(ctx, ctx.step)
             self._verify_and_complete(ctx)
         except StepInterrupted:
-            self._requeue(ctx.step, {"reason": "interrupted"})
+            self._requeue(ctx.step, {"reason": self._interruption()})
         except SkipStep as skip:
             snap = advance(
                 self.factory,
@@ -300,6 +416,7 @@ class Executor:
                 "skip",
                 detail={"reason": str(skip)},
                 lease_owner=None,
+                lease_expires_at=None,
             )
             self._moved(ctx.step.state, snap.state, "step-skipped", snap, str(skip))
         except (ConcurrencyError, SQLAlchemyError):
@@ -307,11 +424,14 @@ class Executor:
         except Exception as exc:
             self._fail(ctx.step, exc)
 
+    def _interruption(self) -> str:
+        if self.paused.is_set() and not self.stop.is_set():
+            return "paused"
+        return "cancelled" if self._cancelled else "interrupted"
+
     def _reconcile_step(self, step: StepSnapshot) -> None:
         handler = self.registry.get(step.kind)
-        ctx = StepContext(
-            self.factory, step, self.stop, self.run_ref.name, services=self.services
-        )
+        ctx = self._context(step)
         try:
             outcome = handler.reconcile(ctx, ctx.step)
             log.info("step %s was in doubt: %s", step.key, outcome.value)
@@ -335,7 +455,8 @@ class Executor:
         self, ctx: StepContext, detail: Mapping[str, str] | None = None
     ) -> None:
         handler = self.registry.get(ctx.step.kind)
-        before = ctx.step.state
+        # Counted as running from its start to its end, verifying included.
+        before = machine.RUNNING
         if ctx.step.state == machine.RUNNING:
             ctx.step = advance(
                 self.factory,
@@ -349,6 +470,7 @@ class Executor:
             ctx.step,
             "complete",
             lease_owner=None,
+            lease_expires_at=None,
         )
         self._moved(before, machine.DONE, "step-done", ctx.step)
 
@@ -359,6 +481,7 @@ class Executor:
             "requeue",
             detail=detail,
             lease_owner=None,
+            lease_expires_at=None,
             **changes,
         )
         self._moved(step.state, snap.state, "step-requeued", snap, detail["reason"])
@@ -381,6 +504,7 @@ class Executor:
             attempts=attempts,
             last_error=message,
             lease_owner=None,
+            lease_expires_at=None,
         )
         if attempts < self.config.max_attempts and not final:
             delay = Backoff(self.config.backoff_base, self.config.backoff_max).delay(attempts)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -65,9 +65,13 @@ class StepContext:
         stop: threading.Event,
         run_name: str,
         services: Mapping[str, Any] | None = None,
+        interrupted: Callable[[], bool] | None = None,
     ) -> None:
         self._factory = factory
         self._stop = stop
+        # Besides the run's stop flag: this step must stop too (the run was paused, or the
+        # step's lease was taken over by another worker).
+        self._interrupted = interrupted or (lambda: False)
         self.step = step
         self.run_name = run_name
         # Cloud handles and the like, by name ("target", "source"...), shared by every step of
@@ -87,16 +91,20 @@ class StepContext:
 
     @property
     def stopping(self) -> bool:
-        """True once the operator asked to stop: finish or checkpoint, then return."""
-        return self._stop.is_set()
+        """True once the operator asked to stop (or pause), or the step's lease was lost:
+        finish or checkpoint, then return."""
+        return self._stop.is_set() or self._interrupted()
 
     def raise_if_stopping(self) -> None:
-        if self._stop.is_set():
+        if self.stopping:
             raise StepInterrupted(self.step.key)
 
-    def checkpoint(self, phase: str, data: Mapping[str, Any] | None = None) -> StepSnapshot:
-        """Commit ``phase`` as reached, merging ``data`` into the checkpoint; one transaction."""
-        self.step = checkpoint_step(self._factory, self.step, phase, data or {})
+    def checkpoint(self, phase: str, data: Mapping[str, Any] | None = None, *,
+                   last: bool = False) -> StepSnapshot:
+        """Commit ``phase`` as reached, merging ``data`` into the checkpoint; one transaction.
+        ``last``: the step's work is done, it goes on to ``verifying`` in the same commit."""
+        self.step = checkpoint_step(self._factory, self.step, phase, data or {},
+                                    then="verify" if last else None)
         return self.step
 
 
@@ -107,10 +115,11 @@ class Handler:
 
     def run(self, ctx: StepContext, step: StepSnapshot) -> None:
         """Run the phases after the last checkpointed one; checkpoint after each."""
-        for phase in self.remaining_phases(step):
+        remaining = self.remaining_phases(step)
+        for phase in remaining:
             ctx.raise_if_stopping()
             data = self.run_phase(ctx, ctx.step, phase)
-            ctx.checkpoint(phase, data)
+            ctx.checkpoint(phase, data, last=phase == remaining[-1])
 
     def remaining_phases(self, step: StepSnapshot) -> tuple[str, ...]:
         if step.phase is None:

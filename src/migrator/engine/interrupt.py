@@ -1,4 +1,9 @@
-"""Ctrl-C for the executor: the first SIGINT asks for a graceful stop, the second exits now.
+"""Ctrl-C (and SIGTERM) for the executor: the first one asks for a graceful stop, the second
+exits now.
+
+A graceful stop lets the running phases reach their checkpoint and hands the steps back
+(their leases released), so that another worker or a resume takes them at once; SIGTERM is
+what a service manager or ``kill`` sends a worker, and it gets the same treatment.
 
 The second press uses ``os._exit``: worker threads may be inside a cloud call for minutes and
 Python would otherwise wait for them. The state database stays consistent because every
@@ -21,7 +26,7 @@ EXIT_CODE_SECOND_INTERRUPT = 130
 
 @contextmanager
 def graceful_sigint(on_first: Callable[[], None]) -> Iterator[None]:
-    """Route SIGINT to ``on_first`` (then ``os._exit``) while the block runs.
+    """Route SIGINT and SIGTERM to ``on_first`` (then ``os._exit``) while the block runs.
 
     Outside the main thread signals cannot be handled; the block then runs unchanged.
     """
@@ -30,13 +35,14 @@ def graceful_sigint(on_first: Callable[[], None]) -> Iterator[None]:
         return
     presses = 0
 
-    def handle(_signum: int, _frame: FrameType | None) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
         nonlocal presses
         presses += 1
         if presses == 1:
+            what = "interrupt" if signum == signal.SIGINT else "terminate"
             log.warning(
-                "interrupt: finishing the running phases, starting nothing new "
-                "(press Ctrl-C again to exit at once)"
+                "%s: finishing the running phases, starting nothing new "
+                "(press Ctrl-C again to exit at once)", what
             )
             on_first()
             return
@@ -44,8 +50,9 @@ def graceful_sigint(on_first: Callable[[], None]) -> Iterator[None]:
         logging.shutdown()
         os._exit(EXIT_CODE_SECOND_INTERRUPT)
 
-    previous = signal.signal(signal.SIGINT, handle)
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

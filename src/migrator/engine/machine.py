@@ -12,6 +12,7 @@ caller writes that state to the database in the same transaction as the audit ev
        +--> blocked --unblock--> pending  (a dependency failed for good / was retried)
     running|verifying --requeue--> pending  (interrupted at a checkpoint, or in doubt after a
                                              crash and reconciled as "resume"/"restart")
+    running|verifying --reclaim--> itself   (another worker takes over an expired lease)
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ FINAL_STATES: Final[frozenset[str]] = frozenset({DONE, SKIPPED, FAILED, BLOCKED,
 # The trigger recorded for a checkpoint: not a transition (from_state == to_state), but it
 # changes the row (and its version) and so gets an audit event like every other change.
 CHECKPOINT_TRIGGER: Final = "checkpoint"
+# A worker takes over a step whose previous owner lost its lease (engine/leases.py): the state
+# stays, the version and the fencing token change, and the audit shows who took it from whom.
+RECLAIM_TRIGGER: Final = "reclaim"
 
 TRANSITIONS: Final[list[dict[str, str | list[str]]]] = [
     {"trigger": "start", "source": PENDING, "dest": RUNNING},
@@ -62,6 +66,8 @@ TRANSITIONS: Final[list[dict[str, str | list[str]]]] = [
     {"trigger": "skip", "source": [PENDING, RUNNING], "dest": SKIPPED},
     {"trigger": "requeue", "source": [RUNNING, VERIFYING], "dest": PENDING},
     {"trigger": "rollback", "source": DONE, "dest": ROLLED_BACK},
+    {"trigger": RECLAIM_TRIGGER, "source": RUNNING, "dest": RUNNING},
+    {"trigger": RECLAIM_TRIGGER, "source": VERIFYING, "dest": VERIFYING},
 ]
 
 MACHINE: Final = Machine(

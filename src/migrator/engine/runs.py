@@ -11,28 +11,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.dag import never_freed
 from migrator.engine import machine
 from migrator.engine.steps import (
+    DEPS,
     EVENTS,
     STEPS,
     StepSnapshot,
     actor,
     apply_trigger,
     as_utc,
+    fire_many,
     read_connection,
     utcnow,
     write_transaction,
 )
 from migrator.errors import ConfigError, NotFoundError, PlanError
 from migrator.store.bulk import bulk_cache, insert_many
-from migrator.store.models import Run, StepDependency
+from migrator.store.models import Run
 
 RUNS = cast(Table, Run.__table__)
-DEPS = cast(Table, StepDependency.__table__)
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,14 @@ def create_run(
             )
             .returning(RUNS.c.id)
         ).scalar_one()
+        waiting = [0] * len(keys)
+        for step, _needs in dep_pairs:
+            waiting[step] += 1
         inserted = insert_many(
-            conn, STEPS, ("key", "kind", "source_id", "tenant", "name", "wave", "spec"),
-            ((s.key, s.kind, s.source_id, s.tenant, s.name, s.wave, s.spec) for s in steps),
+            conn, STEPS,
+            ("key", "kind", "source_id", "tenant", "name", "wave", "spec", "waiting"),
+            ((s.key, s.kind, s.source_id, s.tenant, s.name, s.wave, s.spec, w)
+             for s, w in zip(steps, waiting, strict=True)),
             constants={"run_id": run_id, "state": machine.INITIAL_STATE, "checkpoint": {},
                        "attempts": 0, "version": 1, "lease_token": 0, "created_at": now,
                        "updated_at": now})
@@ -183,51 +189,20 @@ def find_run(factory: sessionmaker[Session], name_or_id: str | int) -> RunRef:
     return RunRef(id=row.id, name=row.name, status=row.status)
 
 
-# Ready = pending, backoff over, and no dependency outside done/skipped. Built once (with
-# bound parameters) because the executor runs it after every batch of completions.
-_DEP_STEP = STEPS.alias("dep_step")
-_UNSATISFIED_DEP = exists().where(
-    DEPS.c.step_id == STEPS.c.id,
-    _DEP_STEP.c.id == DEPS.c.depends_on_id,
-    _DEP_STEP.c.state.not_in(sorted(machine.SATISFIED_STATES)),
-)
-_READY = (
+# Ready = pending, backoff over, no dependency waited for (``waiting`` is kept by every
+# transition, engine/steps.py). Built once (with bound parameters): every claim runs it, and
+# the index ix_steps_ready (run_id, state, waiting, id) answers it without a scan.
+READY = (
     select(STEPS)
     .where(
         STEPS.c.run_id == bindparam("run_id"),
         STEPS.c.state == machine.PENDING,
+        STEPS.c.waiting == 0,
         or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= bindparam("now")),
-        ~_UNSATISFIED_DEP,
     )
     .order_by(STEPS.c.id)
     .limit(bindparam("limit"))
 )
-# Other workers (multi-host PostgreSQL runs) skip rows we hold instead of waiting for them.
-_READY_SKIP_LOCKED = _READY.with_for_update(skip_locked=True, of=STEPS)
-
-
-def claim_ready(
-    factory: sessionmaker[Session], run_id: int, limit: int, *, lease_owner: str
-) -> list[StepSnapshot]:
-    """Start up to ``limit`` ready steps (pending, backoff over, every dependency done or
-    skipped) in one transaction: one query finds them, each gets ``start`` and its event."""
-    if limit <= 0:
-        return []
-    now = utcnow()
-    with write_transaction(factory) as conn:
-        query = _READY_SKIP_LOCKED if conn.dialect.name == "postgresql" else _READY
-        rows = conn.execute(query, {"run_id": run_id, "now": now, "limit": limit}).mappings().all()
-        return [
-            apply_trigger(
-                conn,
-                row,
-                "start",
-                None,
-                None,
-                {"lease_owner": lease_owner, "lease_token": row["lease_token"] + 1},
-            )
-            for row in rows
-        ]
 
 
 def next_wakeup(factory: sessionmaker[Session], run_id: int, *, after: datetime) -> datetime | None:
@@ -319,6 +294,51 @@ def set_run_status(
                 detail=dict(detail or {}),
             )
         )
+
+
+def reset_for_resume(factory: sessionmaker[Session], run_id: int) -> None:
+    """What ``--resume`` does before workers take the run again: failed steps get a new
+    attempt budget and the steps they blocked go back to pending. (Steps found running are
+    taken over through their expired leases, engine/leases.py.)"""
+    detail = {"reason": "resume"}
+    failed = steps_in_states(factory, run_id, [machine.FAILED])
+    fire_many(factory, [s.id for s in failed], "retry", detail=detail, attempts=0,
+              not_before=None)
+    blocked = steps_in_states(factory, run_id, [machine.BLOCKED])
+    fire_many(factory, [s.id for s in blocked], "unblock", detail=detail)
+
+
+def set_run_control(factory: sessionmaker[Session], run_id: int, control: str | None) -> None:
+    """Record what the operator asks the run's workers to do (``pause``, ``cancel``, or None
+    to run); a run event names it."""
+    with write_transaction(factory) as conn:
+        old = conn.execute(select(RUNS.c.control).where(RUNS.c.id == run_id)).scalar()
+        if old == control:
+            return
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(control=control))
+        conn.execute(insert(EVENTS).values(
+            run_id=run_id, step_id=None, trigger="run-control", actor=actor(), pid=os.getpid(),
+            at=utcnow(), detail={"control": control, "was": old}))
+
+
+def finish_run(factory: sessionmaker[Session], run_id: int, status: str,
+               detail: Mapping[str, Any]) -> str:
+    """Write the run's final ``status`` unless another worker already did (the run is no
+    longer running or paused); returns the run's status afterwards."""
+    now = utcnow()
+    with write_transaction(factory) as conn:
+        query = select(RUNS.c.status).where(RUNS.c.id == run_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        old = conn.execute(query).scalar_one()
+        if old not in ("running", "paused", "created"):
+            return str(old)
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
+            status=status, finished_at=now))
+        conn.execute(insert(EVENTS).values(
+            run_id=run_id, step_id=None, from_state=old, to_state=status, trigger="run-status",
+            actor=actor(), pid=os.getpid(), at=now, detail=dict(detail)))
+    return status
 
 
 def block_descendants(

@@ -224,7 +224,7 @@ class ResourceHandler(Handler):
 
         resource, adopted = call_with_retries(once, tc.retry, on_retry=note)
         target_id = self.target_id_of(resource, attrs)
-        idmap.record_target(ctx.factory, step.run_id, step.kind, source_id, target_id)
+        idmap.record_step_target(ctx.factory, step, source_id, target_id)
         data: dict[str, Any] = {"target_id": target_id, **self.notes(resource)}
         if adopted:
             data["adopted"] = adopted
@@ -273,7 +273,7 @@ class ResourceHandler(Handler):
         if resource is None:
             return Reconciliation.RESTART
         target_id = self.target_id_of(resource, attrs)
-        idmap.record_target(ctx.factory, step.run_id, step.kind, source_id, target_id)
+        idmap.record_step_target(ctx.factory, step, source_id, target_id)
         ctx.checkpoint(self.phases[0], {"target_id": target_id, "adopted": "in-doubt",
                                         **self.notes(resource)})
         return Reconciliation.DONE if len(self.phases) == 1 else Reconciliation.RESUME

@@ -92,7 +92,7 @@ class QuotaHandler(ResourceHandler):
             service, project_id, values = self._split(step, resolve_attrs(ctx, step))
             result = tc.set_quotas(service, project_id, values)
         target_id = f"{service}:{project_id}"
-        idmap.record_target(ctx.factory, step.run_id, step.kind, source_id_of(step), target_id)
+        idmap.record_step_target(ctx.factory, step, source_id_of(step), target_id)
         data: dict[str, Any] = {"target_id": target_id, "applied": result.applied,
                                 "apply_calls": counted["calls"]}
         if result.dropped:
@@ -230,7 +230,7 @@ class RoleAssignmentHandler(ResourceHandler):
                          attrs: dict[str, Any]) -> Mapping[str, Any]:
         # The grant is an idempotent PUT: no need to look first.
         created = self.create(ctx, tc, step, source_id_of(step), attrs)
-        idmap.record_target(ctx.factory, step.run_id, step.kind, source_id_of(step),
+        idmap.record_step_target(ctx.factory, step, source_id_of(step),
                             created["id"])
         return {"target_id": created["id"]}
 

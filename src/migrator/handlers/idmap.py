@@ -1,6 +1,6 @@
 """The id map: which target resource each source resource became, per run.
 
-A handler records the target id of its step (``record_target``) right after it created or
+A handler records the target id of its step (``record_step_target``) right after it created or
 adopted the resource, then checkpoints it; a dependent step resolves its references
 (``spec.refs``: attribute -> step key ``"<kind>:<source_id>"``) with ``target_of``. A key not
 mapped in the run itself is looked up in earlier runs (a wave planned and executed on its own
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from migrator.engine.steps import read_connection, utcnow, write_transaction
+from migrator.engine.leases import fenced_transaction
+from migrator.engine.steps import StepSnapshot, read_connection, utcnow
 from migrator.errors import StepFailedError
 from migrator.store.models import IdMap
 
@@ -29,27 +30,30 @@ def split_key(step_key: str) -> tuple[str, str]:
     return kind, source_id
 
 
-def record_target(
-    factory: sessionmaker[Session], run_id: int, kind: str, source_id: str, target_id: str
-) -> None:
-    """Insert or update the mapping (idempotent: re-recording the same id changes nothing)."""
-    with write_transaction(factory) as conn:
-        current = conn.execute(
-            select(IDMAP.c.id, IDMAP.c.target_id).where(
-                IDMAP.c.run_id == run_id, IDMAP.c.kind == kind, IDMAP.c.source_id == source_id
+def record_step_target(factory: sessionmaker[Session], step: StepSnapshot, source_id: str,
+                       target_id: str) -> None:
+    """What a handler calls: the mapping of its step's resource, written only while the step
+    is still leased with the token its worker holds (a worker that lost the step to another
+    gets a LeaseLostError and writes nothing)."""
+    with fenced_transaction(factory, step) as conn:
+        _record(conn, step.run_id, step.kind, source_id, target_id)
+
+
+def _record(conn: Connection, run_id: int, kind: str, source_id: str, target_id: str) -> None:
+    current = conn.execute(
+        select(IDMAP.c.id, IDMAP.c.target_id).where(
+            IDMAP.c.run_id == run_id, IDMAP.c.kind == kind, IDMAP.c.source_id == source_id
+        )
+    ).first()
+    if current is None:
+        conn.execute(
+            insert(IDMAP).values(
+                run_id=run_id, kind=kind, source_id=source_id, target_id=target_id,
+                created_at=utcnow(),
             )
-        ).first()
-        if current is None:
-            conn.execute(
-                insert(IDMAP).values(
-                    run_id=run_id, kind=kind, source_id=source_id, target_id=target_id,
-                    created_at=utcnow(),
-                )
-            )
-        elif current.target_id != target_id:
-            conn.execute(
-                update(IDMAP).where(IDMAP.c.id == current.id).values(target_id=target_id)
-            )
+        )
+    elif current.target_id != target_id:
+        conn.execute(update(IDMAP).where(IDMAP.c.id == current.id).values(target_id=target_id))
 
 
 def lookup(

@@ -120,7 +120,7 @@ class ImageHandler(Handler):
             keep = api.create_image(body)
         else:
             keep = update_image(api, keep, attrs)
-        idmap.record_target(ctx.factory, step.run_id, step.kind, source_id, str(keep["id"]))
+        idmap.record_step_target(ctx.factory, step, source_id, str(keep["id"]))
         return keep, adopted
 
     # -- upload ------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ class ImageMemberHandler(Handler):
                 if exc.status_code != 409:  # 409: already a member
                     raise
             target_id = f"{image_id}:{member_id}"
-            idmap.record_target(ctx.factory, step.run_id, step.kind, source_id_of(step),
+            idmap.record_step_target(ctx.factory, step, source_id_of(step),
                                 target_id)
             return {"target_id": target_id}
         status = str(attrs.get("status") or "accepted")

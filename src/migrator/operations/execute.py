@@ -17,6 +17,7 @@ from migrator.config_schema import Config, RetriesConfig
 from migrator.engine.executor import Executor, ExecutorConfig, Observer, RunResult
 from migrator.engine.handlers import HandlerRegistry
 from migrator.engine.interrupt import graceful_sigint
+from migrator.engine.leases import DEFAULT_LEASE_SECONDS, ClaimLimits
 from migrator.engine.runs import find_run
 from migrator.engine.steps import read_connection
 from migrator.errors import PlanChangedError, PlanError, StalePlanError
@@ -54,6 +55,9 @@ def execute_run(
     registry: HandlerRegistry | None = None,
     handle_sigint: bool = True,
     services: Mapping[str, object] | None = None,
+    join: bool = False,
+    limits: ClaimLimits | None = None,
+    lease_seconds: float | None = None,
     retries: RetriesConfig | None = None,
 ) -> RunResult:
     """Execute the run ``run_name`` (a name or an id) in the state database at ``url``.
@@ -65,14 +69,17 @@ def execute_run(
     ends ``interrupted``; the second one exits the process at once. ``services`` (cloud
     handles by name, e.g. ``{"target": TargetCloud(...)}``) reach every handler through
     ``StepContext.services``. ``retries`` (the configuration's ``retries`` section) gives the
-    attempts per step and the step backoff unless ``max_attempts``/``backoff_base`` do.
+    attempts per step and the step backoff unless ``max_attempts``/``backoff_base`` do. With
+    ``join`` this process takes part in a run other workers are executing (``migrator
+    worker``); ``limits`` hold across all of them.
     """
     steps = retries or RetriesConfig()
     config = ExecutorConfig(
         workers=workers,
         max_attempts=max_attempts if max_attempts is not None else steps.step_attempts,
         backoff_base=backoff_base if backoff_base is not None else steps.step_backoff,
-        backoff_max=steps.step_backoff_max)
+        backoff_max=steps.step_backoff_max, limits=limits or ClaimLimits(),
+        lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
     with open_state(url) as engine, database_errors(url):
         executor = Executor(
             session_factory(engine),
@@ -82,10 +89,13 @@ def execute_run(
             observer=observer,
             services=services,
         )
+        # Another executor of the run is no longer a lock to break: it is a worker whose
+        # leases expire when it dies (force_unlock is accepted for scripts and ignored).
+        del force_unlock
         if not handle_sigint:
-            return executor.run(resume=resume, force_unlock=force_unlock)
+            return executor.run(resume=resume, join=join)
         with graceful_sigint(executor.request_stop):
-            return executor.run(resume=resume, force_unlock=force_unlock)
+            return executor.run(resume=resume, join=join)
 
 
 # -- executing a plan file -------------------------------------------------------------------
@@ -159,6 +169,8 @@ class ExecuteOptions:
     handle_sigint: bool = True  # Ctrl-C stops gracefully (main thread only)
     services: Mapping[str, object] | None = None  # cloud handles; default: opened here
     target_names: TargetNames | None = None  # the target's names; default: read from it
+    # Local worker processes (each with ``workers`` threads) instead of this process's threads.
+    processes: int = 1
 
 
 def execute_plan(url: str, plan_path: str | Path,
@@ -180,6 +192,7 @@ def execute_plan(url: str, plan_path: str | Path,
     The same configuration's ``retries`` section sets how each cloud's calls are retried and,
     unless ``options.max_attempts``/``backoff_base`` are given, the attempts per step and the
     step backoff.
+    With ``options.processes`` > 1 the run is executed by that many local worker processes.
     """
     path = Path(plan_path)
     o = options
@@ -223,6 +236,16 @@ def execute_plan(url: str, plan_path: str | Path,
             else:
                 registered = register_plan(factory, plan, path, run_name=o.run_name,
                                            wave=o.wave)
+            if o.processes > 1:
+                from migrator.operations.worker import run_processes
+
+                result = run_processes(
+                    url, registered.run_name, o.processes, slots=workers or 8,
+                    resume=o.resume and registered.status != "created",
+                    clouds_yaml=o.clouds_yaml, config=o.config, max_attempts=o.max_attempts,
+                    observer=o.observer, handle_sigint=o.handle_sigint)
+                return PlanExecution(plan, path, run=result, registered=registered,
+                                     replanned=replanned)
             from migrator.handlers import register_handlers
 
             handlers = register_handlers(o.registry)
@@ -231,7 +254,8 @@ def execute_plan(url: str, plan_path: str | Path,
                                  force_unlock=o.force_unlock, max_attempts=o.max_attempts,
                                  backoff_base=o.backoff_base, observer=o.observer,
                                  registry=handlers, handle_sigint=o.handle_sigint,
-                                 services=svc, retries=retries)
+                                 services=svc, retries=retries,
+                                 limits=transfer_limits(settings))
     return PlanExecution(plan, path, run=result, registered=registered, replanned=replanned)
 
 
@@ -309,6 +333,30 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, o
 
 
 DATA_KINDS = frozenset({"image", "image_member", "volume"})
+# The kinds that copy bytes: their number at once is the run's parallel_transfers, counted
+# over every worker of the run.
+TRANSFER_KINDS = frozenset({"image", "volume"})
+
+
+def transfer_limits(settings: Any) -> ClaimLimits:
+    """The claim limits of a run whose transfer settings are ``settings`` (None: no data)."""
+    if settings is None:
+        return ClaimLimits()
+    return ClaimLimits(TRANSFER_KINDS, settings.parallel_transfers)
+
+
+@contextmanager
+def run_services(plan: Plan, *, clouds_yaml: str | Path | None = None,
+                 config: str | Path | None = None, transfer_progress: Any = None,
+                 ) -> Iterator[tuple[Mapping[str, object], Any, RetriesConfig]]:
+    """The services a worker of a run of ``plan`` needs (target, and source and transfers
+    when the plan moves data), opened from the plan's clouds and configuration; the transfer
+    settings (None without data steps) and the retries settings."""
+    retries = _settings(plan, config).retries
+    with _target(plan, clouds_yaml, None, None, retries) as (svc, _names), \
+            _data_services(plan, svc, clouds_yaml, config, None, None, transfer_progress,
+                           retries) as (svc, settings):
+        yield svc, settings, retries
 
 
 def _settings(plan: Plan, config: str | Path | None) -> Config:

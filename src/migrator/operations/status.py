@@ -25,7 +25,7 @@ from migrator.store.progress_rows import (
     DataStep,
     FailedStep,
     KindCount,
-    LockRow,
+    WorkerProcess,
     WorkerRow,
     json_int,
 )
@@ -101,9 +101,9 @@ class StatusReport:
     runs: list[RunSummary] = field(default_factory=list)
     tenants: list[TenantSummary] = field(default_factory=list)
     failed: list[FailedStep] = field(default_factory=list)
-    # Executors holding steps right now (lease owners), and the run locks.
+    # Steps held right now per lease owner, and the worker processes of the runs.
     workers: list[WorkerRow] = field(default_factory=list)
-    locks: list[LockRow] = field(default_factory=list)
+    processes: list[WorkerProcess] = field(default_factory=list)
 
     @property
     def states(self) -> list[str]:
@@ -125,8 +125,8 @@ class StatusReport:
             run_data["total"] = run.total
         for tenant_data, tenant in zip(data["tenants"], self.tenants, strict=True):
             tenant_data["total"] = tenant.total
-        for row in [*data["failed"], *data["workers"], *data["locks"]]:
-            for key in ("failed_at", "last_change", "since"):
+        for row in [*data["failed"], *data["workers"], *data["processes"]]:
+            for key in ("failed_at", "last_change", "since", "heartbeat_at"):
                 if isinstance(row.get(key), datetime):
                     row[key] = row[key].isoformat()
         return data
@@ -151,7 +151,7 @@ class _Rows:
     finished: dict[int, dict[str | None, int]] = field(default_factory=dict)
     failed: list[FailedStep] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
-    locks: list[LockRow] = field(default_factory=list)
+    processes: list[WorkerProcess] = field(default_factory=list)
 
 
 def status(url: str, run: str | None = None, tenant: str | None = None, *,
@@ -230,7 +230,8 @@ def _report(database: str, revision: str, run: str | None, tenant: str | None,
             _combined(parts)))
     return StatusReport(
         database=database, revision=revision, run=run, tenant=tenant, runs=run_rows,
-        tenants=tenant_rows, failed=rows.failed, workers=rows.workers, locks=rows.locks)
+        tenants=tenant_rows, failed=rows.failed, workers=rows.workers,
+        processes=rows.processes)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -347,11 +348,14 @@ def _read_sqlite(conn: sqlite3.Connection, run: str | None, tenant: str | None) 
                    f"JOIN runs r ON r.id = s.run_id WHERE s.run_id IN ({marks}) AND s.state "
                    f"IN (?, ?) AND s.lease_owner IS NOT NULL GROUP BY r.name, s.lease_owner "
                    "ORDER BY r.name, s.lease_owner", [*ids, *WORKING_STATES])]
-    locks = [LockRow(str(r[0]), str(r[1]), int(r[2]), _utc(_time(r[3])))
-             for r in conn.execute(
-                 "SELECT r.name, l.host, l.pid, l.started_at FROM run_locks l JOIN runs r ON "
-                 f"r.id = l.run_id WHERE l.run_id IN ({marks}) ORDER BY r.name", ids)]
-    return _Rows(runs, counts, data, finished, failed, workers, locks)
+    processes = [WorkerProcess(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]),
+                               _utc(_time(r[5])), _utc(_time(r[6])))
+                 for r in conn.execute(
+                     "SELECT r.name, w.name, w.host, w.pid, w.slots, w.started_at, "
+                     "w.heartbeat_at FROM workers w JOIN runs r ON r.id = w.run_id WHERE "
+                     f"w.run_id IN ({marks}) AND w.status = 'active' ORDER BY r.name, w.id",
+                     ids)]
+    return _Rows(runs, counts, data, finished, failed, workers, processes)
 
 
 def _data_step(run_id: int, tenant: str | None, kind: str, state: str, image_sent: Any,
@@ -384,7 +388,7 @@ def _read_sqlalchemy(url: str, run: str | None, tenant: str | None) -> _Rows:
             {r[0]: progress.finished_since(conn, r[0], started, tenant)
              for r in runs if (started := _utc(r[5])) is not None},
             progress.failed_steps(conn, ids, tenant), progress.workers(conn, ids),
-            progress.locks(conn, ids))
+            progress.worker_processes(conn, ids))
 
 
 def _runs(engine: Engine, name: str | None) -> list[_RunRow]:

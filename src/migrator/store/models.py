@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -75,6 +76,9 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # What the operator asked every worker of the run to do at its next checkpoint:
+    # "pause", "cancel", or None (run).
+    control: Mapped[str | None] = mapped_column(String(16))
 
     steps: Mapped[list[Step]] = relationship(back_populates="run", lazy="raise_on_sql")
 
@@ -85,7 +89,12 @@ class Step(Base):
     __tablename__ = "steps"
     __table_args__ = (
         UniqueConstraint("run_id", "key"),
-        Index("ix_steps_run_state", "run_id", "state"),
+        # The claim's path: a run's pending steps with nothing to wait for, in id order.
+        Index("ix_steps_ready", "run_id", "state", "waiting", "id"),
+        # And its other path: the few running steps, by when their lease runs out.
+        Index("ix_steps_leased", "run_id", "lease_expires_at",
+              postgresql_where=text("state IN ('running', 'verifying')"),
+              sqlite_where=text("state IN ('running', 'verifying')")),
         Index("ix_steps_run_tenant", "run_id", "tenant"),
     )
 
@@ -101,6 +110,9 @@ class Step(Base):
     # What the handler needs to act (translated representation, mappings), from the plan.
     spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(32), default="pending")
+    # Dependencies not yet done (or skipped): kept by every transition into and out of those
+    # states, so that a ready step is found by an index instead of a scan of the graph.
+    waiting: Mapped[int] = mapped_column(Integer, server_default="0")
     phase: Mapped[str | None] = mapped_column(String(64))
     checkpoint: Mapped[dict[str, Any]] = mapped_column(default=dict)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -201,18 +213,26 @@ class InventoryItem(Base):
     content_hash: Mapped[str | None] = mapped_column(String(160))
 
 
-class RunLock(Base):
-    """Who executes a run right now (single-host SQLite runs): broken only if that process is
-    gone or on ``--force-unlock``."""
+class Worker(Base):
+    """A worker process taking part in a run (or waiting for one): who it is, where it runs,
+    and when it last showed it was alive. Its steps' leases are renewed with its heartbeat;
+    a worker that stops heartbeating loses them when they expire."""
 
-    __tablename__ = "run_locks"
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_run_status", "run_id", "status"),)
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
-    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Written into the lease_owner of the steps it holds: unique over all time.
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+    slots: Mapped[int] = mapped_column(Integer)
+    # active, stopped (cleanly, its leases released) or lost (found dead by another worker).
+    status: Mapped[str] = mapped_column(String(16), default="active")
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None]
 
 
 class Verification(Base):

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from migrator.engine.steps import as_utc
-from migrator.store.models import Run, RunLock, Step
+from migrator.store.models import Run, Step, Worker
 from migrator.store.progress_rows import (
     DATA_KINDS,
     FINISHED_STATES,
@@ -22,7 +22,7 @@ from migrator.store.progress_rows import (
     DataStep,
     FailedStep,
     KindCount,
-    LockRow,
+    WorkerProcess,
     WorkerRow,
     json_int,
 )
@@ -97,8 +97,12 @@ def workers(conn: Connection, run_ids: Sequence[int]) -> list[WorkerRow]:
     return [WorkerRow(r[0], str(r[1]), int(r[2]), as_utc(r[3])) for r in conn.execute(query)]
 
 
-def locks(conn: Connection, run_ids: Sequence[int]) -> list[LockRow]:
-    query = (select(Run.name, RunLock.host, RunLock.pid, RunLock.started_at)
-             .join(Run, Run.id == RunLock.run_id)
-             .where(RunLock.run_id.in_(list(run_ids))).order_by(Run.name))
-    return [LockRow(r[0], r[1], int(r[2]), as_utc(r[3])) for r in conn.execute(query)]
+def worker_processes(conn: Connection, run_ids: Sequence[int]) -> list[WorkerProcess]:
+    """The active worker processes of the runs."""
+    query = (select(Run.name, Worker.name, Worker.host, Worker.pid, Worker.slots,
+                    Worker.started_at, Worker.heartbeat_at)
+             .join(Run, Run.id == Worker.run_id)
+             .where(Worker.run_id.in_(list(run_ids)), Worker.status == "active")
+             .order_by(Run.name, Worker.id))
+    return [WorkerProcess(r[0], r[1], r[2], int(r[3]), int(r[4]), as_utc(r[5]), as_utc(r[6]))
+            for r in conn.execute(query)]

@@ -55,11 +55,17 @@ class WorkerRow:
 
 
 @dataclass(frozen=True, slots=True)
-class LockRow:
+class WorkerProcess:
+    """An active worker process of a run (the workers table): where, since when, and when it
+    last heartbeat."""
+
     run: str
+    name: str  # the lease owner of the steps it holds
     host: str
     pid: int
+    slots: int
     since: datetime | None
+    heartbeat_at: datetime | None
 
 
 def json_int(value: object) -> int | None:

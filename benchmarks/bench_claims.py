@@ -1,0 +1,94 @@
+"""Claims of many workers on one run, on PostgreSQL (engine/leases.py).
+
+- ``claim_latency_ms``: one claim (a lease on the next ready step: the ready query with its
+  dependency check, ``FOR UPDATE SKIP LOCKED``, the start transition and its event) when
+  10,000 steps are ready, the median of 200 claims (target < 10 ms);
+- ``throughput_N``: no-op steps per second with N worker processes of 4 threads each
+  (``benchmarks/claim_worker.py``, the real Executor) sharing one run of 4,000 steps, from the
+  start of the first worker to the end of the last (target >= 500 steps/s with 4). What a step
+  costs there is the engine's own: claim, checkpoint, verify, complete, the heartbeat.
+
+The machine's two cores are shared by the workers and the database server: the note says how
+busy the server was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.bench_engine import postgres_db
+from benchmarks.harness import Metric, benchmark
+from migrator.engine.leases import claim_steps
+from migrator.engine.runs import StepSpec, create_run
+from migrator.store.db import make_engine, session_factory
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_STEPS = 10_000
+THROUGHPUT_STEPS = 4_000
+SLOTS = 4
+LATENCY_TARGET_MS = 10.0
+THROUGHPUT_TARGET = 500.0
+
+
+def claim_latency() -> tuple[float, float]:
+    with postgres_db() as url:
+        engine = make_engine(url)
+        factory = session_factory(engine)
+        try:
+            run_id = create_run(factory, "ready", [
+                StepSpec(f"s{i:05d}", "noop") for i in range(READY_STEPS)], [])
+            times = []
+            for _ in range(200):
+                began = time.perf_counter()
+                claimed = claim_steps(factory, run_id, "bench", 1)
+                times.append(time.perf_counter() - began)
+                assert len(claimed) == 1
+            return statistics.median(times) * 1000, max(times) * 1000
+        finally:
+            engine.dispose()
+
+
+def throughput(workers: int) -> tuple[float, float]:
+    """Steps/s of ``workers`` processes on one run; and their CPU seconds per step (ms)."""
+    with postgres_db() as url:
+        engine = make_engine(url)
+        try:
+            create_run(session_factory(engine), "run", [
+                StepSpec(f"s{i:05d}", "noop") for i in range(THROUGHPUT_STEPS)], [])
+        finally:
+            engine.dispose()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        began = time.monotonic()
+        procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.claim_worker", url, "run",
+                                   str(SLOTS)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  text=True) for _ in range(workers)]
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate(timeout=600)
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        wall = time.monotonic() - began
+    assert sum(r["completed"] for r in results) == THROUGHPUT_STEPS, results
+    cpu = sum(r["cpu_s"] for r in results)
+    return THROUGHPUT_STEPS / wall, 1000 * cpu / THROUGHPUT_STEPS
+
+
+@benchmark("claims", f"claims on PostgreSQL: latency at {READY_STEPS:,} ready steps, no-op "
+           f"step throughput with 1, 2, 4 and 8 worker processes of {SLOTS} threads")
+def claims() -> list[Metric]:
+    median, worst = claim_latency()
+    metrics = [Metric("claim_latency_ms", median, "ms", target=LATENCY_TARGET_MS,
+                      better="lower", note=f"median of 200 claims, worst {worst:.1f} ms")]
+    for workers in (1, 2, 4, 8):
+        rate, cpu_ms = throughput(workers)
+        metrics.append(Metric(
+            f"throughput_{workers}_workers", rate, "steps/s",
+            target=THROUGHPUT_TARGET if workers == 4 else None,
+            note=f"{THROUGHPUT_STEPS:,} no-op steps; worker CPU {cpu_ms:.2f} ms per step; "
+                 f"load average {os.getloadavg()[0]:.1f}"))
+    return metrics

@@ -1,0 +1,243 @@
+"""Leases: how the workers of a run share its steps without a coordinator.
+
+A worker *claims* a step in one short transaction: the step gets the worker's name as
+``lease_owner``, a ``lease_token`` one higher than before (the fencing token) and a
+``lease_expires_at``. The worker's heartbeat renews the leases of the steps it holds; a worker
+that stops heartbeating (killed, paused, cut off) loses them when they expire, and the next
+worker to claim takes the step over (trigger ``reclaim``: a new token, a new version) and
+resumes it from its checkpoint through the handler's ``reconcile``, as after a crash.
+
+Fencing: every write about a step is guarded by the step's version (engine/steps.py), which a
+takeover bumps, so a worker that lost its lease can no longer checkpoint, complete, fail or
+requeue the step: it gets a :class:`LeaseLostError` and drops the step. Writes of a handler's
+own (the id map, a test's side effect) go through :func:`fenced_transaction`, which checks the
+token in the same transaction.
+
+Ready steps are found with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers on many hosts
+claim different steps without waiting for each other; on SQLite the database's write lock
+serialises the claims of every process. The transfer limit (data steps running at once, all
+workers together) is counted inside the claim, under the run row's lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.engine import machine
+from migrator.engine.runs import READY, RUNS
+from migrator.engine.steps import STEPS, StepSnapshot, apply_trigger, utcnow, write_transaction
+from migrator.errors import ConcurrencyError
+
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+class LeaseLostError(ConcurrencyError):
+    """The step was taken over by another worker (or released): this worker must drop it."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A step a worker now holds; ``reclaimed`` when its previous owner lost the lease while
+    it was running (the step is in doubt and goes through ``reconcile``)."""
+
+    step: StepSnapshot
+    reclaimed: bool
+    previous_owner: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimLimits:
+    """Limits on what one claim may take, counted over every worker of the run."""
+
+    # Kinds that move bytes (their handlers take transfer slots) and how many of them may
+    # run at once in the whole run; None: no limit.
+    transfer_kinds: frozenset[str] = frozenset()
+    transfer_limit: int | None = None
+
+
+_IN_DOUBT = sorted(machine.IN_DOUBT_STATES)
+# Running steps whose lease is over, or that nobody leased (set running before leases
+# existed): the partial index ix_steps_leased holds only running steps, so this is cheap.
+_EXPIRED = (
+    select(STEPS)
+    .where(
+        STEPS.c.run_id == bindparam("run_id"),
+        STEPS.c.state.in_(_IN_DOUBT),
+        or_(STEPS.c.lease_expires_at.is_(None), STEPS.c.lease_expires_at < bindparam("now")),
+    )
+    .order_by(STEPS.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+def claim_steps(
+    factory: sessionmaker[Session],
+    run_id: int,
+    owner: str,
+    limit: int,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    limits: ClaimLimits | None = None,
+    now: datetime | None = None,
+) -> list[Claim]:
+    """Take up to ``limit`` steps for ``owner`` in one transaction: first steps whose lease
+    expired (in doubt), then ready ones (pending, backoff over, dependencies done)."""
+    if limit <= 0:
+        return []
+    limits = limits or ClaimLimits()
+    now = now or utcnow()
+    expires = now + timedelta(seconds=lease_seconds)
+    claims: list[Claim] = []
+    with write_transaction(factory) as conn:
+        pg = conn.dialect.name == "postgresql"
+        expired = _EXPIRED.with_for_update(skip_locked=True) if pg else _EXPIRED
+        for row in conn.execute(expired, {"run_id": run_id, "now": now, "limit": limit}
+                                ).mappings().all():
+            token = row["lease_token"] + 1
+            snap = apply_trigger(conn, row, machine.RECLAIM_TRIGGER, None,
+                                 {"previous_owner": row["lease_owner"], "lease_token": token},
+                                 _lease(owner, token, expires))
+            claims.append(Claim(snap, True, row["lease_owner"]))
+        wanted = limit - len(claims)
+        if wanted > 0:
+            rows = _ready_rows(conn, run_id, wanted, now, limits)
+            for row in rows:
+                token = row["lease_token"] + 1
+                snap = apply_trigger(conn, row, "start", None, None,
+                                     _lease(owner, token, expires))
+                claims.append(Claim(snap, False))
+    return claims
+
+
+def _lease(owner: str, token: int, expires: datetime) -> dict[str, object]:
+    return {"lease_owner": owner, "lease_token": token, "lease_expires_at": expires}
+
+
+def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
+                limits: ClaimLimits) -> list[RowMapping]:
+    pg = conn.dialect.name == "postgresql"
+    params = {"run_id": run_id, "now": now, "limit": limit}
+    kinds = sorted(limits.transfer_kinds)
+    if limits.transfer_limit is None or not kinds:
+        query = READY.with_for_update(skip_locked=True, of=STEPS) if pg else READY
+        return list(conn.execute(query, params).mappings().all())
+    # Steps that move no bytes: as many as asked.
+    plain = READY.where(STEPS.c.kind.not_in(kinds))
+    if pg:
+        plain = plain.with_for_update(skip_locked=True, of=STEPS)
+    rows = list(conn.execute(plain, params).mappings().all())
+    if len(rows) >= limit:
+        return rows
+    # Transfers: counted and taken under the run row's lock, so that two workers claiming at
+    # the same instant cannot both see the last free slot.
+    if pg:
+        conn.execute(select(RUNS.c.id).where(RUNS.c.id == run_id).with_for_update())
+    running = conn.execute(
+        select(func.count()).select_from(STEPS).where(
+            STEPS.c.run_id == run_id, STEPS.c.state.in_(_IN_DOUBT), STEPS.c.kind.in_(kinds),
+            STEPS.c.lease_expires_at >= now)
+    ).scalar_one()
+    free = min(limits.transfer_limit - running, limit - len(rows))
+    if free <= 0:
+        return rows
+    data = READY.where(STEPS.c.kind.in_(kinds))
+    if pg:
+        data = data.with_for_update(skip_locked=True, of=STEPS)
+    rows += conn.execute(data, {**params, "limit": free}).mappings().all()
+    return rows
+
+
+def renew_leases(
+    factory: sessionmaker[Session], owner: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    now: datetime | None = None,
+) -> dict[int, int]:
+    """Extend every lease ``owner`` still holds; return them as step id -> token.
+
+    Not a transition: neither the version nor the event log changes, so a renewal never
+    invalidates the snapshot a worker thread holds. A step missing from the answer was taken
+    over or released: its worker thread finds out at its next write.
+    """
+    now = now or utcnow()
+    held = and_(STEPS.c.lease_owner == owner, STEPS.c.state.in_(_IN_DOUBT))
+    with write_transaction(factory) as conn:
+        conn.execute(update(STEPS).where(held).values(
+            lease_expires_at=now + timedelta(seconds=lease_seconds)))
+        rows = conn.execute(select(STEPS.c.id, STEPS.c.lease_token).where(held)).all()
+    return {row.id: row.lease_token for row in rows}
+
+
+def expire_leases(conn: Connection, owners: Collection[str], now: datetime) -> int:
+    """Make the leases of ``owners`` (workers found dead) claimable at once."""
+    if not owners:
+        return 0
+    result = conn.execute(update(STEPS).where(
+        STEPS.c.lease_owner.in_(sorted(owners)), STEPS.c.state.in_(_IN_DOUBT)
+    ).values(lease_expires_at=now))
+    return int(result.rowcount or 0)
+
+
+@contextmanager
+def fenced_transaction(factory: sessionmaker[Session], step: StepSnapshot
+                       ) -> Iterator[Connection]:
+    """A write transaction that commits only while ``step`` is still leased with the token
+    its worker holds: the step row is read (and locked) first, and :class:`LeaseLostError`
+    is raised, with nothing written, when another worker took it over."""
+    with write_transaction(factory) as conn:
+        query = select(STEPS.c.lease_token, STEPS.c.state).where(STEPS.c.id == step.id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None or row.lease_token != step.lease_token or \
+                row.state not in machine.IN_DOUBT_STATES:
+            raise LeaseLostError(
+                f"step {step.key!r}: lease token {step.lease_token} is no longer valid "
+                f"(now {None if row is None else row.lease_token}): another worker took it")
+        yield conn
+
+
+class HeldSteps:
+    """The steps one worker process holds (thread-safe): what its heartbeat renews, and
+    which of them were found taken over."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, int] = {}
+        self._lost: set[int] = set()
+
+    def add(self, step: StepSnapshot) -> None:
+        with self._lock:
+            self._held[step.id] = step.lease_token
+            self._lost.discard(step.id)
+
+    def drop(self, step_id: int) -> None:
+        with self._lock:
+            self._held.pop(step_id, None)
+            self._lost.discard(step_id)
+
+    def renewed(self, still_held: dict[int, int]) -> list[int]:
+        """Record a renewal's answer; return the steps this worker lost since the last one."""
+        with self._lock:
+            lost = [sid for sid, token in self._held.items()
+                    if still_held.get(sid) != token and sid not in self._lost]
+            self._lost.update(lost)
+            return lost
+
+    def is_lost(self, step_id: int) -> bool:
+        with self._lock:
+            return step_id in self._lost
+
+    def ids(self) -> Sequence[int]:
+        with self._lock:
+            return list(self._held)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._held)

@@ -1,0 +1,167 @@
+"""Claims, leases and fencing (engine/leases.py), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.engine.leases import (
+    ClaimLimits,
+    HeldSteps,
+    LeaseLostError,
+    claim_steps,
+    fenced_transaction,
+    renew_leases,
+)
+from migrator.engine.runs import StepSpec, create_run, state_counts
+from migrator.engine.steps import advance, fire, get_step, utcnow
+from migrator.errors import ConcurrencyError
+from migrator.store.models import Step
+
+Factory = sessionmaker[Session]
+
+
+def ids_by_key(factory: Factory, run_id: int) -> dict[str, int]:
+    with factory() as s:
+        return {k: i for k, i in s.execute(select(Step.key, Step.id).where(Step.run_id == run_id))}
+
+
+def test_claims_take_only_pending_steps_whose_dependencies_are_satisfied(
+    any_factory: Factory,
+) -> None:
+    keys = ["a", "b", "c", "d", "e", "f"]
+    deps = [("c", "a"), ("c", "b"), ("d", "c"), ("f", "e")]
+    run_id = create_run(any_factory, "r", [StepSpec(k, "x") for k in keys], deps)
+    ids = ids_by_key(any_factory, run_id)
+    fire(any_factory, ids["b"], "skip")
+    fire(any_factory, ids["e"], "start")
+    fire(any_factory, ids["e"], "fail")
+    fire(any_factory, ids["e"], "retry", not_before=utcnow() + timedelta(hours=1))
+    claimed = claim_steps(any_factory, run_id, "me", 10)
+    assert [c.step.key for c in claimed] == ["a"]  # c waits for a, e for its backoff
+    assert claimed[0].step.state == "running" and not claimed[0].reclaimed
+    assert claimed[0].step.lease_token == 1
+    assert claim_steps(any_factory, run_id, "me", 10) == []
+    fire(any_factory, ids["a"], "verify")
+    fire(any_factory, ids["a"], "complete", lease_owner=None)
+    assert [c.step.key for c in claim_steps(any_factory, run_id, "me", 10)] == ["c"]
+
+
+def test_claims_respect_the_limit(factory: Factory) -> None:
+    run_id = create_run(factory, "r", [StepSpec(f"s{i}", "x") for i in range(10)], [])
+    assert len(claim_steps(factory, run_id, "me", 3)) == 3
+    assert state_counts(factory, run_id) == {"pending": 7, "running": 3}
+
+
+def test_an_expired_lease_is_taken_over_with_a_new_token_and_fences_the_old_owner(
+    any_factory: Factory,
+) -> None:
+    run_id = create_run(any_factory, "r", [StepSpec("a", "x")], [])
+    now = utcnow()
+    (first,) = claim_steps(any_factory, run_id, "w1", 1, lease_seconds=10, now=now)
+    # Still leased: nobody else can take it.
+    assert claim_steps(any_factory, run_id, "w2", 1, now=now + timedelta(seconds=5)) == []
+    (taken,) = claim_steps(any_factory, run_id, "w2", 1, now=now + timedelta(seconds=11))
+    assert taken.reclaimed and taken.previous_owner == "w1"
+    assert taken.step.state == "running"
+    assert taken.step.lease_token == first.step.lease_token + 1
+    assert taken.step.version == first.step.version + 1
+    # The old owner's writes are refused: its snapshot's version is gone.
+    with pytest.raises(ConcurrencyError):
+        advance(any_factory, first.step, "verify")
+    with pytest.raises(LeaseLostError), fenced_transaction(any_factory, first.step) as conn:
+        conn.execute(text("SELECT 1"))
+    # The new owner's are not.
+    with fenced_transaction(any_factory, taken.step) as conn:
+        conn.execute(text("SELECT 1"))
+    advance(any_factory, taken.step, "verify")
+
+
+def test_a_renewal_extends_the_lease_without_changing_the_version(factory: Factory) -> None:
+    run_id = create_run(factory, "r", [StepSpec("a", "x"), StepSpec("b", "x")], [])
+    now = utcnow()
+    claims = claim_steps(factory, run_id, "w1", 2, lease_seconds=10, now=now)
+    held = renew_leases(factory, "w1", lease_seconds=10, now=now + timedelta(seconds=8))
+    assert held == {c.step.id: c.step.lease_token for c in claims}
+    # Renewed at +8 s for 10 s: still held at +15 s.
+    assert claim_steps(factory, run_id, "w2", 2, now=now + timedelta(seconds=15)) == []
+    for claim in claims:
+        assert get_step(factory, claim.step.id).version == claim.step.version
+    assert renew_leases(factory, "w2") == {}
+
+
+def test_held_steps_report_each_lost_lease_once() -> None:
+    class Snap:
+        def __init__(self, sid: int, token: int) -> None:
+            self.id, self.lease_token = sid, token
+
+    held = HeldSteps()
+    held.add(Snap(1, 5))  # type: ignore[arg-type]
+    held.add(Snap(2, 7))  # type: ignore[arg-type]
+    assert held.renewed({1: 5, 2: 7}) == []
+    assert held.renewed({1: 5, 2: 8}) == [2]  # taken over: a new token
+    assert held.is_lost(2) and not held.is_lost(1)
+    assert held.renewed({1: 5}) == []  # reported once
+    held.drop(2)
+    assert list(held.ids()) == [1]
+
+
+def test_the_transfer_limit_holds_across_workers(any_factory: Factory) -> None:
+    specs = [StepSpec(f"i{i}", "image") for i in range(5)] + [
+        StepSpec(f"p{i}", "project") for i in range(5)]
+    run_id = create_run(any_factory, "r", specs, [])
+    limits = ClaimLimits(transfer_kinds=frozenset({"image"}), transfer_limit=2)
+    taken = [c.step.kind for c in claim_steps(any_factory, run_id, "w1", 10, limits=limits)]
+    assert sorted(taken) == ["image", "image"] + ["project"] * 5
+    # Another worker finds the transfer slots full.
+    assert claim_steps(any_factory, run_id, "w2", 10, limits=limits) == []
+
+
+@pytest.mark.postgres
+def test_concurrent_claims_never_take_a_step_twice(pg_url: str) -> None:
+    from migrator.store.db import make_engine, session_factory
+
+    engine = make_engine(pg_url, pool_size=8)
+    factory = session_factory(engine)
+    try:
+        run_id = create_run(factory, "r", [StepSpec(f"s{i}", "x") for i in range(400)], [])
+        taken: list[int] = []
+        lock = threading.Lock()
+
+        def claimer(name: str) -> None:
+            while claims := claim_steps(factory, run_id, name, 3):
+                with lock:
+                    taken.extend(c.step.id for c in claims)
+
+        threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(taken) == 400 == len(set(taken))
+    finally:
+        engine.dispose()
+
+
+def waiting(factory: Factory, run_id: int) -> dict[str, int]:
+    with factory() as s:
+        return dict(s.execute(select(Step.key, Step.waiting).where(Step.run_id == run_id)).all())
+
+
+def test_waiting_counts_the_dependencies_not_done(any_factory: Factory) -> None:
+    deps = [("c", "a"), ("c", "b"), ("d", "c")]
+    run_id = create_run(any_factory, "r", [StepSpec(k, "x") for k in "abcd"], deps)
+    ids = ids_by_key(any_factory, run_id)
+    assert waiting(any_factory, run_id) == {"a": 0, "b": 0, "c": 2, "d": 1}
+    fire(any_factory, ids["b"], "skip")
+    assert waiting(any_factory, run_id)["c"] == 1
+    for trigger in ("start", "verify", "complete"):
+        fire(any_factory, ids["a"], trigger)
+    assert waiting(any_factory, run_id)["c"] == 0
+    assert [c.step.key for c in claim_steps(any_factory, run_id, "me", 10)] == ["c"]
+    fire(any_factory, ids["a"], "rollback")  # done no more: c waits for it again
+    assert waiting(any_factory, run_id) == {"a": 0, "b": 0, "c": 1, "d": 1}
