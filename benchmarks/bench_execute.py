@@ -54,6 +54,9 @@ SPEEDUP_TARGET = 3.0  # at 200 tenants: migrator at least 3x faster than the nai
 CPU_PER_STEP_TARGET_MS = 4.0
 CALLS_PER_RESOURCE_TARGET = 2.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# A folder: migrator execute runs under py-spy (a speedscope profile per size; the wall and
+# CPU figures then include py-spy's sampling, so they are not comparable).
+PROFILE = os.environ.get("MIGRATOR_BENCH_EXECUTE_PROFILE", "")
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,8 @@ def measure(tenants: int) -> list[Metric]:
     try:
         seed = tmp / "seed.json"
         seed.write_text(json.dumps(generate(SeedShape(
-            tenants=tenants, volumes_per_tenant=0, image_size=65536, content_pool=8))))
+            tenants=tenants, volumes_per_tenant=0, image_size=65536, content_pool=8,
+            mislabelled=0))))
         config = yaml.safe_load(SAMPLE)
         config["users"]["password_file"] = str(tmp / "passwords.yaml")
         config["address_plan"]["ipv6_prefix"] = "2001:db8:100::/40"
@@ -196,7 +200,14 @@ def measure(tenants: int) -> list[Metric]:
 
             clouds.reset()
             sim_cpu = process_cpu(process.pid)
-            mig = run_measured([*migrator, "execute", "plans/bench.yaml", *cy], tmp, env)
+            command = [*migrator, "execute", "plans/bench.yaml", *cy]
+            if PROFILE:
+                # py-spy samples the whole process (threads included, idle ones left out).
+                Path(PROFILE).mkdir(parents=True, exist_ok=True)
+                command = [str(Path(sys.executable).parent / "py-spy"), "record", "-o",
+                           f"{PROFILE}/execute-{tenants}t.json", "--format", "speedscope",
+                           "-r", "200", "--", *command]
+            mig = run_measured(command, tmp, env)
             mig_sim_cpu = process_cpu(process.pid) - sim_cpu
             if mig.returncode != 0:
                 raise RuntimeError(f"migrator execute failed: {mig.stderr[-2000:]}")
