@@ -33,7 +33,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine import machine
 from migrator.engine.runs import READY, RUNS
-from migrator.engine.steps import STEPS, StepSnapshot, apply_trigger, utcnow, write_transaction
+from migrator.engine.steps import (
+    STEPS,
+    StepSnapshot,
+    advance_in,
+    apply_trigger,
+    utcnow,
+    write_transaction,
+)
 from migrator.errors import ConcurrencyError
 
 DEFAULT_LEASE_SECONDS = 30.0
@@ -92,28 +99,55 @@ def claim_steps(
     expired (in doubt), then ready ones (pending, backoff over, dependencies done)."""
     if limit <= 0:
         return []
+    with write_transaction(factory) as conn:
+        return _claim(conn, run_id, owner, limit, lease_seconds, limits, now)
+
+
+def complete_and_claim(
+    factory: sessionmaker[Session],
+    step: StepSnapshot,
+    owner: str,
+    limit: int,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    limits: ClaimLimits | None = None,
+    now: datetime | None = None,
+) -> tuple[StepSnapshot, list[Claim]]:
+    """Complete ``step`` (verified; the worker's snapshot is its latest version, so the write
+    is fenced like every other) and claim up to ``limit`` steps for ``owner``, in one
+    transaction: a worker thread's end of one step and start of the next cost one commit, and
+    the steps the completion made ready can be among those claimed. A step taken over in the
+    meantime raises :class:`ConcurrencyError` with nothing written, the claim included."""
+    with write_transaction(factory) as conn:
+        done = advance_in(conn, step, "complete", lease_owner=None, lease_expires_at=None)
+        claims = _claim(conn, step.run_id, owner, limit, lease_seconds, limits, now) \
+            if limit > 0 else []
+    return done, claims
+
+
+def _claim(conn: Connection, run_id: int, owner: str, limit: int, lease_seconds: float,
+           limits: ClaimLimits | None, now: datetime | None) -> list[Claim]:
     limits = limits or ClaimLimits()
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     claims: list[Claim] = []
-    with write_transaction(factory) as conn:
-        pg = conn.dialect.name == "postgresql"
-        expired = _EXPIRED.with_for_update(skip_locked=True) if pg else _EXPIRED
-        for row in conn.execute(expired, {"run_id": run_id, "now": now, "limit": limit}
-                                ).mappings().all():
+    pg = conn.dialect.name == "postgresql"
+    expired = _EXPIRED.with_for_update(skip_locked=True) if pg else _EXPIRED
+    for row in conn.execute(expired, {"run_id": run_id, "now": now, "limit": limit}
+                            ).mappings().all():
+        token = row["lease_token"] + 1
+        snap = apply_trigger(conn, row, machine.RECLAIM_TRIGGER, None,
+                             {"previous_owner": row["lease_owner"], "lease_token": token},
+                             _lease(owner, token, expires))
+        claims.append(Claim(snap, True, row["lease_owner"]))
+    wanted = limit - len(claims)
+    if wanted > 0:
+        rows = _ready_rows(conn, run_id, wanted, now, limits)
+        for row in rows:
             token = row["lease_token"] + 1
-            snap = apply_trigger(conn, row, machine.RECLAIM_TRIGGER, None,
-                                 {"previous_owner": row["lease_owner"], "lease_token": token},
+            snap = apply_trigger(conn, row, "start", None, None,
                                  _lease(owner, token, expires))
-            claims.append(Claim(snap, True, row["lease_owner"]))
-        wanted = limit - len(claims)
-        if wanted > 0:
-            rows = _ready_rows(conn, run_id, wanted, now, limits)
-            for row in rows:
-                token = row["lease_token"] + 1
-                snap = apply_trigger(conn, row, "start", None, None,
-                                     _lease(owner, token, expires))
-                claims.append(Claim(snap, False))
+            claims.append(Claim(snap, False))
     return claims
 
 

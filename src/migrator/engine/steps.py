@@ -15,7 +15,7 @@ import getpass
 import os
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -271,22 +271,36 @@ def advance(
     state too). That saves the row read; the guarantees are those of ``fire`` with
     ``expected_version=step.version``, and so are the errors.
     """
+    with write_transaction(factory) as conn:
+        return advance_in(conn, step, trigger, detail=detail, **changes)
+
+
+def advance_in(
+    conn: Connection,
+    step: StepSnapshot,
+    trigger: str,
+    *,
+    detail: Mapping[str, Any] | None = None,
+    **changes: Any,
+) -> StepSnapshot:
+    """:func:`advance` inside a write transaction the caller holds (with other writes)."""
     _check_changes(changes)
     dest = machine.destination(step.state, trigger)
     if dest is None:
         raise _illegal(step.key, step.state, trigger)
-    with write_transaction(factory) as conn:
-        return _write(conn, _as_row(step), dest, trigger, detail, changes)
+    return _write(conn, _as_row(step), dest, trigger, detail, changes)
 
 
 def checkpoint_step(
     factory: sessionmaker[Session], step: StepSnapshot, phase: str, data: Mapping[str, Any],
-    *, then: str | None = None,
+    *, then: str | None = None, writes: Iterable[Callable[[Connection], None]] = (),
 ) -> StepSnapshot:
     """:func:`checkpoint` for a caller holding the step's latest snapshot (optimistic).
 
     ``then``: a trigger fired in the same transaction right after the checkpoint (its own
     event): the executor's ``verify`` after a step's last phase, one commit instead of two.
+    ``writes``: run in the same transaction once the step's row is updated (so only while the
+    snapshot is current: fenced), e.g. the id map row of the step's resource.
     """
     if step.state not in machine.IN_DOUBT_STATES:
         raise _not_checkpointable(step.key, step.state, phase)
@@ -305,6 +319,8 @@ def checkpoint_step(
             {"phase": phase, "data": dict(data)},
             changes,
         )
+        for write in writes:
+            write(conn)
         if then is not None and dest is not None:
             snap = _write(conn, _as_row(snap), dest, then, None, {})
         return snap
