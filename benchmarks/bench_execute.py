@@ -163,7 +163,9 @@ def measure(tenants: int) -> list[Metric]:
     from migrator.sim.seed_gen import SeedShape, generate
 
     tmp = Path(tempfile.mkdtemp(prefix="migrator-bench-execute-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MIGRATOR_DB": f"sqlite:///{tmp}/state.db"}
+    # This tree's code in the child processes (the simulator's too), whatever is installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+           "MIGRATOR_DB": f"sqlite:///{tmp}/state.db"}
     migrator = [str(Path(sys.executable).parent / "migrator")]
     try:
         seed = tmp / "seed.json"
