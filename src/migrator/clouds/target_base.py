@@ -168,6 +168,7 @@ class TargetBase:
         self._counter = _Counter()
         self._cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
+        self._computing: dict[str, threading.Lock] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------
     @property
@@ -192,14 +193,20 @@ class TargetBase:
             out["retries"] = self._counter.retries - retries
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """A per-adapter memo (extension lists, microversions): computed once."""
+        """A per-adapter memo (extension lists, microversions): computed once, by the first
+        thread that asks; the others wait for its answer instead of asking the cloud too."""
         with self._cache_lock:
             if key in self._cache:
                 return self._cache[key]
-        value = compute()
-        with self._cache_lock:
-            self._cache.setdefault(key, value)
-            return self._cache[key]
+            lock = self._computing.setdefault(key, threading.Lock())
+        with lock:
+            with self._cache_lock:
+                if key in self._cache:
+                    return self._cache[key]
+            value = compute()  # an error leaves nothing cached: the next caller tries again
+            with self._cache_lock:
+                self._cache.setdefault(key, value)
+                return self._cache[key]
 
     def source_description(self, source_id: str) -> str:
         return f"migrated from {self.source_cloud} {source_id}"

@@ -83,6 +83,12 @@ class ExecutorConfig:
     def heartbeat_interval(self) -> float:
         return self.lease_seconds / 3
 
+    @property
+    def reclaim_interval(self) -> float:
+        """How often claims look for expired leases: a small part of the lease, so a dead
+        worker's steps are taken over about as soon as its leases end."""
+        return min(1.0, self.lease_seconds / 10)
+
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
@@ -164,6 +170,9 @@ class Executor:
         self._busy = 0
         # Bumped each time a thread is done with a step: its dependents may be claimable.
         self._generation = 0
+        # When a claim next looks for expired leases (monotonic): at most every
+        # reclaim_interval, not in every claim (a query per step otherwise).
+        self._reclaim_at = 0.0
         self._exhausted = False
         self._fatal: BaseException | None = None
         self._stopped_by: MigratorError | None = None
@@ -389,7 +398,8 @@ class Executor:
             else:
                 claims = claim_steps(self.factory, self.run_ref.id, self.name, 1,
                                      lease_seconds=self.config.lease_seconds,
-                                     limits=self.config.limits, now=claim_time)
+                                     limits=self.config.limits, now=claim_time,
+                                     reclaim=self._reclaim_due())
             with self._wake:
                 if claims:
                     claim = claims[0]
@@ -411,14 +421,27 @@ class Executor:
                     timeout = min(timeout, wait)
                 self._wake.wait(timeout)
 
+    def _reclaim_due(self) -> bool:
+        """Whether this claim looks for steps whose lease expired (taken over from a worker
+        that stopped heartbeating): at most every ``reclaim_interval`` per process."""
+        now = time.monotonic()
+        with self._wake:
+            if now < self._reclaim_at:
+                return False
+            self._reclaim_at = now + self.config.reclaim_interval
+            return True
+
     def _complete_and_claim(self, step: StepSnapshot, want: int, now: datetime
                             ) -> list[Claim]:
         assert self.name is not None
         claims: list[Claim] = []
+        # Not renewed any more (its lease outlives the commit by far): a heartbeat between the
+        # commit and the end of this call must not take the completed step for a lost one.
+        self.held.drop(step.id)
         try:
             done, claims = complete_and_claim(
                 self.factory, step, self.name, want, lease_seconds=self.config.lease_seconds,
-                limits=self.config.limits, now=now)
+                limits=self.config.limits, now=now, reclaim=want > 0 and self._reclaim_due())
             self._moved(machine.RUNNING, machine.DONE, "step-done", done)
         except ConcurrencyError as exc:  # taken over after its verification: not ours
             log.warning("step %s dropped: %s", step.key, _one_line(exc))

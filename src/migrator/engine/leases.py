@@ -94,13 +94,15 @@ def claim_steps(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     limits: ClaimLimits | None = None,
     now: datetime | None = None,
+    reclaim: bool = True,
 ) -> list[Claim]:
     """Take up to ``limit`` steps for ``owner`` in one transaction: first steps whose lease
-    expired (in doubt), then ready ones (pending, backoff over, dependencies done)."""
+    expired (in doubt; ``reclaim=False`` skips looking for them), then ready ones (pending,
+    backoff over, dependencies done)."""
     if limit <= 0:
         return []
     with write_transaction(factory) as conn:
-        return _claim(conn, run_id, owner, limit, lease_seconds, limits, now)
+        return _claim(conn, run_id, owner, limit, lease_seconds, limits, now, reclaim)
 
 
 def complete_and_claim(
@@ -112,6 +114,7 @@ def complete_and_claim(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     limits: ClaimLimits | None = None,
     now: datetime | None = None,
+    reclaim: bool = True,
 ) -> tuple[StepSnapshot, list[Claim]]:
     """Complete ``step`` (verified; the worker's snapshot is its latest version, so the write
     is fenced like every other) and claim up to ``limit`` steps for ``owner``, in one
@@ -120,21 +123,23 @@ def complete_and_claim(
     meantime raises :class:`ConcurrencyError` with nothing written, the claim included."""
     with write_transaction(factory) as conn:
         done = advance_in(conn, step, "complete", lease_owner=None, lease_expires_at=None)
-        claims = _claim(conn, step.run_id, owner, limit, lease_seconds, limits, now) \
-            if limit > 0 else []
+        claims = _claim(conn, step.run_id, owner, limit, lease_seconds, limits, now,
+                        reclaim) if limit > 0 else []
     return done, claims
 
 
 def _claim(conn: Connection, run_id: int, owner: str, limit: int, lease_seconds: float,
-           limits: ClaimLimits | None, now: datetime | None) -> list[Claim]:
+           limits: ClaimLimits | None, now: datetime | None, reclaim: bool = True
+           ) -> list[Claim]:
     limits = limits or ClaimLimits()
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     claims: list[Claim] = []
     pg = conn.dialect.name == "postgresql"
     expired = _EXPIRED.with_for_update(skip_locked=True) if pg else _EXPIRED
-    for row in conn.execute(expired, {"run_id": run_id, "now": now, "limit": limit}
-                            ).mappings().all():
+    found = conn.execute(expired, {"run_id": run_id, "now": now, "limit": limit}
+                         ).mappings().all() if reclaim else []
+    for row in found:
         token = row["lease_token"] + 1
         snap = apply_trigger(conn, row, machine.RECLAIM_TRIGGER, None,
                              {"previous_owner": row["lease_owner"], "lease_token": token},
