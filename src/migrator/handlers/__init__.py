@@ -15,12 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrator.engine.handlers import REGISTRY, Handler, HandlerRegistry
-
-KINDS = (
-    "project", "quota", "user", "role_assignment",
-    "network", "subnet", "router", "router_interface", "security_group",
-    "security_group_rule", "keypair", "image", "image_member", "volume",
-)
+from migrator.kinds import KINDS
 
 _HANDLERS: dict[str, Handler] = {}
 
