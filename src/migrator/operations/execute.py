@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.config_schema import Config, RetriesConfig
@@ -23,8 +22,6 @@ from migrator.engine.steps import read_connection
 from migrator.errors import PlanChangedError, PlanError, StalePlanError
 from migrator.operations.context import database_errors, open_state
 from migrator.operations.plan import (
-    PLANS,
-    RUNS,
     Registered,
     check_fresh,
     find_plan_run,
@@ -37,6 +34,7 @@ from migrator.plan.model import Plan
 from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, load_plan_data
 from migrator.plan.target_names import CloudTargetNames, TargetNames
 from migrator.store.db import session_factory
+from migrator.store.plans import run_target_cloud
 
 __all__ = ["DryRunReport", "ExecuteOptions", "PlanExecution", "RunResult",
            "execute_existing_run", "execute_plan", "execute_run"]
@@ -435,9 +433,7 @@ def execute_existing_run(url: str, run_name: str,
         factory = session_factory(engine)
         run = find_run(factory, run_name)
         with read_connection(factory) as conn:
-            cloud = conn.execute(
-                select(PLANS.c.target_cloud).join(RUNS, RUNS.c.plan_id == PLANS.c.id)
-                .where(RUNS.c.id == run.id)).scalar()
+            cloud = run_target_cloud(conn, run.id)
     if not cloud or o.services is not None:
         return execute_run(url, run_name, services=o.services, **run_options)
     from migrator.clouds.connection import open_cloud
