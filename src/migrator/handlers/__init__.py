@@ -6,8 +6,8 @@
 
 Handlers reach the target cloud through ``StepContext.services["target"]`` (a
 :class:`~migrator.clouds.target.TargetCloud`, or a connection/CloudHandle it wraps). The spec
-each kind expects is documented in handlers/base.py and at the top of identity.py, network.py
-and compute.py.
+each kind reads is a :class:`migrator.spec.Spec` (the planner writes the same type); what each
+kind puts in it is described at the top of identity.py, network.py and compute.py.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """What every resource handler shares: spec reading, reference resolution, create-or-adopt,
 read-back verification and in-doubt reconciliation.
 
-A step's spec (written by the planner) is::
-
-    {"attrs": {...API body of the create call...},
-     "refs": {"<attr, dotted for nested>": "<kind>:<source_id>"},   # resolved via the id map
-     "source": {"cloud": "legacy", "id": "...", "name": "..."},
-     "lookup": {...what the handler needs to find or adopt...}}
+A step's spec (written by the planner) is a :class:`migrator.spec.Spec`: ``attrs`` (the
+create call's body), ``refs`` (attributes filled with other steps' target ids, through the id
+map), ``lookup`` (what the handler needs to find or adopt, :class:`migrator.spec.Lookup`) and
+``source``; handlers read its parts with :func:`spec_part`.
 
 The first phase of every handler finds the resource on the target by the source id it carries
 (``find_<kind>_by_source``) and adopts it, or creates it; it records the target id in the id
@@ -22,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 from migrator.clouds.target import TargetCloud, TargetCloudError, migrated_source_id
 from migrator.engine.handlers import Handler, Reconciliation, StepContext
@@ -30,6 +28,7 @@ from migrator.engine.steps import StepSnapshot
 from migrator.errors import ConfigError, StepFailedError
 from migrator.handlers import idmap
 from migrator.retry import Failed, call_with_retries
+from migrator.spec import Lookup, SpecPart
 
 _WRAPPED: dict[int, TargetCloud] = {}
 _WRAPPED_LOCK = threading.Lock()
@@ -54,11 +53,16 @@ def target_cloud(ctx: StepContext) -> TargetCloud:
         return wrapped
 
 
-def spec_part(step: StepSnapshot, part: str) -> dict[str, Any]:
-    value = step.spec.get(part) or {}
+@overload
+def spec_part(step: StepSnapshot, part: Literal["lookup"]) -> Lookup: ...
+@overload
+def spec_part(step: StepSnapshot, part: Literal["attrs", "refs", "source"]) -> dict[str, Any]: ...
+def spec_part(step: StepSnapshot, part: SpecPart) -> dict[str, Any] | Lookup:
+    """A copy of one part of the step's spec ({} when absent)."""
+    value: object = step.spec.get(part) or {}
     if not isinstance(value, dict):
         raise StepFailedError(f"step {step.key!r}: spec.{part} must be a mapping")
-    return dict(value)
+    return cast(dict[str, Any], dict(value))
 
 
 def source_id_of(step: StepSnapshot) -> str:

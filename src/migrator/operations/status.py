@@ -4,7 +4,8 @@ of images and volumes moved and left, rate and ETA, failed steps, the executors 
 A SQLite database at the current schema is read through the standard library
 (store/sqlite_readonly.py opens it, store/progress_sqlite.py reads it), so that ``migrator
 status`` starts in a tenth of a second; any other database, or anything unusual about this
-one, goes through SQLAlchemy (store/progress.py), which owns the error messages. Both paths return the same report (tests/operations/test_status.py).
+one, goes through SQLAlchemy (store/progress.py), which owns the error messages. Both paths
+return the same report (tests/operations/test_status.py).
 """
 
 from __future__ import annotations

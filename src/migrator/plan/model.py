@@ -15,6 +15,7 @@ from migrator.jsoncodec import canonical_bytes
 # The step kinds (migrator/kinds.py), re-exported: the planner's modules import them from here.
 from migrator.kinds import KIND_ORDER as KIND_ORDER
 from migrator.kinds import KINDS as KINDS
+from migrator.spec import Spec
 
 FORMAT = 1
 
@@ -30,7 +31,7 @@ class PlanStep:
     name: str | None
     wave: int
     depends_on: list[str]
-    spec: dict[str, Any]
+    spec: Spec
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "tenant": self.tenant,
