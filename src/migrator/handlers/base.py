@@ -18,7 +18,6 @@ policy: its retries per call, its backoff, its budget; migrator/retry.py).
 from __future__ import annotations
 
 import ipaddress
-import threading
 from collections.abc import Mapping
 from typing import Any, Literal, cast, overload
 
@@ -30,27 +29,16 @@ from migrator.handlers import idmap
 from migrator.retry import Failed, call_with_retries
 from migrator.spec import Lookup, SpecPart
 
-_WRAPPED: dict[int, TargetCloud] = {}
-_WRAPPED_LOCK = threading.Lock()
-
 
 def target_cloud(ctx: StepContext) -> TargetCloud:
-    """The run's target adapter: ``services["target"]``, a TargetCloud or a connection/handle
-    (wrapped once per object)."""
-    target = ctx.services.get("target")
+    """The run's target adapter (``services.target``)."""
+    target = ctx.services.target
     if target is None:
         raise ConfigError(
             f"step {ctx.step.key!r} needs the target cloud, but the executor was given no "
             "'target' service"
         )
-    if isinstance(target, TargetCloud):
-        return target
-    with _WRAPPED_LOCK:
-        wrapped = _WRAPPED.get(id(target))
-        if wrapped is None or wrapped.handle is not target:
-            name = str(getattr(target, "name", None) or "target")
-            wrapped = _WRAPPED[id(target)] = TargetCloud(target, name=name)
-        return wrapped
+    return target
 
 
 @overload

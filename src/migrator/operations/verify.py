@@ -34,6 +34,7 @@ from migrator.errors import CloudError, ConfigError, MigratorError, NotFoundErro
 from migrator.operations.context import database_errors, open_state
 from migrator.operations.drift import Drift, compare, read_source
 from migrator.plan.model import KIND_ORDER
+from migrator.services import Services
 from migrator.store import plans as plan_rows
 from migrator.store.db import session_factory
 from migrator.store.inventory import load_items, snapshot_with_hash
@@ -203,7 +204,7 @@ class _Checker:
         self.deep_bytes = 0
         self.handlers = handlers()
         self.stop = threading.Event()
-        self.services = {"target": listed}
+        self.services = Services(target=listed)
         self._types: dict[str, str] | None = None
 
     def check(self, step: StepSnapshot) -> tuple[str, Finding | None]:
