@@ -30,13 +30,13 @@ from typing import Any
 from migrator.clouds.image_formats import FIXED_VHD, FORMAT_KEY, NOTE_KEY
 from migrator.disk_formats import INSPECTABLE, label_mismatch
 from migrator.plan.context import PlanState
+from migrator.plan.image_fields import target_image_fields
 from migrator.spec import Lookup
 from migrator.store.inventory import Item
 from migrator.transfer.properties import (
     CINDER_IMAGE_CORE,
     describe_change,
     image_properties,
-    target_image_fields,
     translate,
     volume_image_metadata,
 )
