@@ -186,7 +186,3 @@ REGISTRY = HandlerRegistry()
 
 def register(kind: str, handler: Handler, *, replace: bool = False) -> None:
     REGISTRY.register(kind, handler, replace=replace)
-
-
-def get_handler(kind: str) -> Handler:
-    return REGISTRY.get(kind)

@@ -106,10 +106,6 @@ class StatusReport:
         seen = {state for run in self.runs for state in run.steps}
         return order_states(seen)
 
-    @property
-    def has_data(self) -> bool:
-        return any(t.data.moved or t.data.left for t in self.tenants)
-
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON: datetimes as ISO 8601 strings, totals included."""
         data = asdict(self)

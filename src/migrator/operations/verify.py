@@ -18,7 +18,7 @@ does not make the run's verification fail.
 from __future__ import annotations
 
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -361,13 +361,6 @@ def _drift(factory: Any, engine: Any, info: RunInfo, steps: list[StepSnapshot],
             f"{snapshot_id}: " + (", ".join(f"{n} {c}" for c, n in sorted(kinds.items()))
                                   or "no drift"))
     return drifts, note, calls
-
-
-def group_findings(findings: Iterable[Finding]) -> dict[str | None, list[Finding]]:
-    out: dict[str | None, list[Finding]] = defaultdict(list)
-    for f in findings:
-        out[f.tenant].append(f)
-    return out
 
 
 def latest_run_name(url: str) -> str:

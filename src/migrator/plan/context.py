@@ -60,7 +60,6 @@ class PlanState:
     inventory: Inventory
     names: TargetNames
     tenants: dict[str, int]  # selected (and pulled-in) project ids -> wave
-    pulled_in: set[str]
     include_dependencies: bool
     kinds: KindSelection = field(default_factory=lambda: select_kinds((), ()))
     steps: dict[str, PlanStep] = field(default_factory=dict)

@@ -19,8 +19,6 @@ from migrator.spec import Spec
 
 FORMAT = 1
 
-STEP_FIELDS = ("key", "kind", "tenant", "source_id", "name", "wave", "depends_on", "spec")
-
 
 @dataclass(slots=True)
 class PlanStep:

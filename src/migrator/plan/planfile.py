@@ -54,7 +54,6 @@ HEADER_COMMENT = (
 )
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
-SPEC_PARTS = ("attrs", "refs", "lookup", "source")
 
 
 # -- writing ---------------------------------------------------------------------------------

@@ -43,7 +43,6 @@ from migrator.transfer.properties import (
 
 TEMP_PREFIX = "migrator-tmp-"
 DISCOVERED = frozenset({"members", FORMAT_KEY, NOTE_KEY})
-VOLUME_FIELDS = ("name", "description", "size", "bootable", "metadata")
 
 
 def plan(state: PlanState) -> None:
