@@ -52,6 +52,7 @@ from migrator.engine.workers import (
 )
 from migrator.errors import ConcurrencyError, ConfigError, MigratorError
 from migrator.retry import Backoff
+from migrator.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +148,11 @@ class Executor:
         config: ExecutorConfig | None = None,
         registry: HandlerRegistry | None = None,
         observer: Observer | None = None,
-        services: Mapping[str, object] | None = None,
+        services: Services | None = None,
     ) -> None:
         self.factory = factory
-        # Handed to every StepContext: cloud handles by name ("target", "source"...).
-        self.services: Mapping[str, object] = dict(services or {})
+        # Handed to every StepContext: the clouds and the data path.
+        self.services: Services = services or Services()
         self.run_ref = runs.find_run(factory, run_name_or_id)
         self.config = config or ExecutorConfig()
         self.registry = registry or REGISTRY
@@ -318,9 +319,10 @@ class Executor:
         assert self.name is not None
         while not self._beat_stop.wait(self.config.heartbeat_interval):
             try:
+                asked = self.held.tokens()
                 beat = heartbeat(self.factory, self.name, self.run_ref.id,
-                                 lease_seconds=self.config.lease_seconds)
-                for step_id in self.held.renewed(beat.held):
+                                 lease_seconds=self.config.lease_seconds, watch=asked)
+                for step_id in self.held.renewed(asked, beat.tokens):
                     log.warning("step %s: lease lost (taken over by another worker)", step_id)
                 self._obey(beat.control)
                 reap_lost_workers(self.factory, self.run_ref.id,

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Connection, Table, and_, func, insert, select, update
+from sqlalchemy import Connection, Table, and_, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine import machine
@@ -41,29 +42,15 @@ ACTIVE, STOPPED, LOST = "active", "stopped", "lost"
 
 
 @dataclass(frozen=True)
-class WorkerInfo:
-    """A worker as ``migrator status`` shows it."""
-
-    name: str
-    run_id: int | None
-    host: str
-    pid: int
-    slots: int
-    status: str
-    started_at: datetime
-    heartbeat_at: datetime
-    stopped_at: datetime | None
-    steps_held: int
-
-
-@dataclass(frozen=True)
 class Heartbeat:
-    """What a heartbeat brought back: the leases still held (step id -> token), and what the
-    run wants (its status and the operator's control: pause, cancel or None)."""
+    """What a heartbeat brought back: the leases still held (step id -> token), the current
+    fencing token of each step the worker asked about, and what the run wants (its status and
+    the operator's control: pause, cancel or None)."""
 
     held: dict[int, int]
     run_status: str | None
     control: str | None
+    tokens: dict[int, int] = field(default_factory=dict)
 
 
 def new_worker_name() -> str:
@@ -85,20 +72,15 @@ def register_worker(factory: sessionmaker[Session], run_id: int | None, slots: i
     return name
 
 
-def join_run(factory: sessionmaker[Session], name: str, run_id: int) -> None:
-    """A waiting worker (registered without a run) takes part in ``run_id`` from now on."""
-    now = utcnow()
-    with write_transaction(factory) as conn:
-        conn.execute(update(WORKERS).where(WORKERS.c.name == name).values(
-            run_id=run_id, heartbeat_at=now))
-        slots = conn.execute(select(WORKERS.c.slots).where(WORKERS.c.name == name)).scalar()
-        _run_event(conn, run_id, "worker-joined", {"worker": name, "slots": slots}, now)
-
-
 def heartbeat(factory: sessionmaker[Session], name: str, run_id: int | None, *,
               lease_seconds: float = DEFAULT_LEASE_SECONDS,
-              now: datetime | None = None) -> Heartbeat:
-    """Renew the worker's row and leases; read the run's status and control."""
+              now: datetime | None = None, watch: Collection[int] = ()) -> Heartbeat:
+    """Renew the worker's row and leases; read the run's status and control, and the current
+    fencing token of each step in ``watch``.
+
+    Whether a step was taken over is told by its token, never by its absence from the held
+    leases: a step finished between the worker's claim and this beat is no longer leased,
+    yet nobody took it."""
     now = now or utcnow()
     held_by_me = and_(STEPS.c.lease_owner == name,
                       STEPS.c.state.in_(sorted(machine.IN_DOUBT_STATES)))
@@ -115,13 +97,16 @@ def heartbeat(factory: sessionmaker[Session], name: str, run_id: int | None, *,
             lease_expires_at=now + timedelta(seconds=lease_seconds)))
         held = {row.id: row.lease_token for row in
                 conn.execute(select(STEPS.c.id, STEPS.c.lease_token).where(held_by_me))}
+        tokens = {row.id: row.lease_token for row in conn.execute(
+            select(STEPS.c.id, STEPS.c.lease_token).where(STEPS.c.id.in_(sorted(watch))))
+        } if watch else {}
         status = control = None
         if run_id is not None:
             run = conn.execute(select(RUNS.c.status, RUNS.c.control)
                                .where(RUNS.c.id == run_id)).first()
             if run is not None:
                 status, control = run.status, run.control
-    return Heartbeat(held, status, control)
+    return Heartbeat(held, status, control, tokens)
 
 
 def stop_worker(factory: sessionmaker[Session], name: str, *, status: str = STOPPED) -> None:
@@ -175,28 +160,6 @@ def active_workers(factory: sessionmaker[Session], run_id: int) -> list[str]:
     with read_connection(factory) as conn:
         return list(conn.execute(select(WORKERS.c.name).where(
             WORKERS.c.run_id == run_id, WORKERS.c.status == ACTIVE)).scalars())
-
-
-def list_workers(factory: sessionmaker[Session], run_id: int | None = None, *,
-                 include_stopped: bool = False) -> list[WorkerInfo]:
-    """Workers (of one run, or all), with how many steps each holds right now."""
-    held = (select(STEPS.c.lease_owner, func.count().label("n"))
-            .where(STEPS.c.state.in_(sorted(machine.IN_DOUBT_STATES)),
-                   STEPS.c.lease_owner.is_not(None))
-            .group_by(STEPS.c.lease_owner))
-    query = select(WORKERS).order_by(WORKERS.c.id)
-    if run_id is not None:
-        query = query.where(WORKERS.c.run_id == run_id)
-        held = held.where(STEPS.c.run_id == run_id)
-    if not include_stopped:
-        query = query.where(WORKERS.c.status == ACTIVE)
-    with read_connection(factory) as conn:
-        counts = {row.lease_owner: row.n for row in conn.execute(held)}
-        rows = conn.execute(query).mappings().all()
-    return [WorkerInfo(r["name"], r["run_id"], r["host"], r["pid"], r["slots"], r["status"],
-                       as_utc(r["started_at"]) or r["started_at"],
-                       as_utc(r["heartbeat_at"]) or r["heartbeat_at"],
-                       as_utc(r["stopped_at"]), counts.get(r["name"], 0)) for r in rows]
 
 
 def pid_alive(pid: int) -> bool:
