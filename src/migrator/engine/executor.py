@@ -459,9 +459,6 @@ class Executor:
                             data_first: bool = False) -> list[Claim]:
         assert self.name is not None
         claims: list[Claim] = []
-        # Not renewed any more (its lease outlives the commit by far): a heartbeat between the
-        # commit and the end of this call must not take the completed step for a lost one.
-        self.held.drop(step.id)
         try:
             done, claims = complete_and_claim(
                 self.factory, step, self.name, want, lease_seconds=self.config.lease_seconds,
