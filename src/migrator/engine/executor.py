@@ -180,6 +180,9 @@ class Executor:
         # When a claim next tries ready transfers before the other steps (monotonic): at
         # once after it got one, a moment later after it found none or no free slot.
         self._data_at = 0.0
+        # The id after which those claims look for ready transfers: the last one found (ids
+        # grow through a plan), back to 0 when none is found after it.
+        self._data_after = 0
         self._exhausted = False
         self._fatal: BaseException | None = None
         self._stopped_by: MigratorError | None = None
@@ -401,19 +404,26 @@ class Executor:
             # wake-up query below must still count as a reason to wait, not as the end.
             claim_time = utcnow()
             data_first = self._data_first()
+            after = self._data_after
             if finishing is not None:
                 step, finishing = finishing, None
                 claims = self._complete_and_claim(step, 0 if idle else 1, claim_time,
-                                                  data_first)
+                                                  data_first, after)
             else:
                 claims = claim_steps(self.factory, self.run_ref.id, self.name, 1,
                                      lease_seconds=self.config.lease_seconds,
                                      limits=self.config.limits, now=claim_time,
-                                     reclaim=self._reclaim_due(), data_first=data_first)
-            if data_first and not any(c.step.kind in self.config.limits.transfer_kinds
-                                      for c in claims):
+                                     reclaim=self._reclaim_due(), data_first=data_first,
+                                     data_after=after)
+            if data_first:
+                found = [c.step.id for c in claims
+                         if c.step.kind in self.config.limits.transfer_kinds]
                 with self._wake:
-                    self._data_at = time.monotonic() + DATA_FIRST_PAUSE_S
+                    if found:
+                        self._data_after = max(self._data_after, *found)
+                    else:
+                        self._data_after = 0
+                        self._data_at = time.monotonic() + DATA_FIRST_PAUSE_S
             with self._wake:
                 if claims:
                     claim = claims[0]
@@ -456,14 +466,14 @@ class Executor:
             return time.monotonic() >= self._data_at
 
     def _complete_and_claim(self, step: StepSnapshot, want: int, now: datetime,
-                            data_first: bool = False) -> list[Claim]:
+                            data_first: bool = False, data_after: int = 0) -> list[Claim]:
         assert self.name is not None
         claims: list[Claim] = []
         try:
             done, claims = complete_and_claim(
                 self.factory, step, self.name, want, lease_seconds=self.config.lease_seconds,
                 limits=self.config.limits, now=now, reclaim=want > 0 and self._reclaim_due(),
-                data_first=data_first)
+                data_first=data_first, data_after=data_after)
             self._moved(machine.RUNNING, machine.DONE, "step-done", done)
         except ConcurrencyError as exc:  # taken over after its verification: not ours
             log.warning("step %s dropped: %s", step.key, _one_line(exc))

@@ -98,17 +98,19 @@ def claim_steps(
     now: datetime | None = None,
     reclaim: bool = True,
     data_first: bool = False,
+    data_after: int = 0,
 ) -> list[Claim]:
     """Take up to ``limit`` steps for ``owner`` in one transaction: first steps whose lease
     expired (in doubt; ``reclaim=False`` skips looking for them), then ready ones (pending,
     backoff over, dependencies done). ``data_first``: ready steps that move bytes before the
     others while the run's transfer limit leaves room (long steps started early, not left
-    for the end of the run)."""
+    for the end of the run); ``data_after``: only those after this step id (where the last
+    one was found: the ready steps before it are not scanned again)."""
     if limit <= 0:
         return []
     with write_transaction(factory) as conn:
         return _claim(conn, run_id, owner, limit, lease_seconds, limits, now, reclaim,
-                      data_first)
+                      data_first, data_after)
 
 
 def complete_and_claim(
@@ -122,6 +124,7 @@ def complete_and_claim(
     now: datetime | None = None,
     reclaim: bool = True,
     data_first: bool = False,
+    data_after: int = 0,
 ) -> tuple[StepSnapshot, list[Claim]]:
     """Complete ``step`` (verified; the worker's snapshot is its latest version, so the write
     is fenced like every other) and claim up to ``limit`` steps for ``owner``, in one
@@ -131,13 +134,13 @@ def complete_and_claim(
     with write_transaction(factory) as conn:
         done = advance_in(conn, step, "complete", lease_owner=None, lease_expires_at=None)
         claims = _claim(conn, step.run_id, owner, limit, lease_seconds, limits, now,
-                        reclaim, data_first) if limit > 0 else []
+                        reclaim, data_first, data_after) if limit > 0 else []
     return done, claims
 
 
 def _claim(conn: Connection, run_id: int, owner: str, limit: int, lease_seconds: float,
            limits: ClaimLimits | None, now: datetime | None, reclaim: bool = True,
-           data_first: bool = False) -> list[Claim]:
+           data_first: bool = False, data_after: int = 0) -> list[Claim]:
     limits = limits or ClaimLimits()
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
@@ -154,7 +157,7 @@ def _claim(conn: Connection, run_id: int, owner: str, limit: int, lease_seconds:
         claims.append(Claim(snap, True, row["lease_owner"]))
     wanted = limit - len(claims)
     if wanted > 0:
-        rows = _ready_rows(conn, run_id, wanted, now, limits, data_first)
+        rows = _ready_rows(conn, run_id, wanted, now, limits, data_first, data_after)
         for row in rows:
             token = row["lease_token"] + 1
             snap = apply_trigger(conn, row, "start", None, None,
@@ -173,7 +176,8 @@ def _split_queries(kinds: tuple[str, ...], pg: bool) -> tuple[Select[Any], Selec
     """(ready steps moving no bytes, ready transfers, running transfers counted, the run row
     locked), built once per kinds (SQLAlchemy then reuses their compiled forms)."""
     plain = READY.where(STEPS.c.kind.not_in(kinds))
-    data = READY.where(STEPS.c.kind.in_(kinds))
+    # (kind is in no index: starting after the last transfer found keeps the scan short)
+    data = READY.where(STEPS.c.kind.in_(kinds), STEPS.c.id > bindparam("after"))
     if pg:
         plain = plain.with_for_update(skip_locked=True, of=STEPS)
         data = data.with_for_update(skip_locked=True, of=STEPS)
@@ -185,7 +189,8 @@ def _split_queries(kinds: tuple[str, ...], pg: bool) -> tuple[Select[Any], Selec
 
 
 def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
-                limits: ClaimLimits, data_first: bool = False) -> list[RowMapping]:
+                limits: ClaimLimits, data_first: bool = False, data_after: int = 0
+                ) -> list[RowMapping]:
     pg = conn.dialect.name == "postgresql"
     params = {"run_id": run_id, "now": now, "limit": limit}
     kinds = tuple(sorted(limits.transfer_kinds))
@@ -194,7 +199,7 @@ def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
         return list(conn.execute(query, params).mappings().all())
     plain, data, running, run_row = _split_queries(kinds, pg)
 
-    def transfers(room: int) -> list[RowMapping]:
+    def transfers(room: int, after: int) -> list[RowMapping]:
         # Counted and taken under the run row's lock, so that two workers claiming at the
         # same instant cannot both see the last free slot.
         if pg:
@@ -203,13 +208,14 @@ def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
         free = min(int(limits.transfer_limit or 0) - busy, room)
         if free <= 0:
             return []
-        return list(conn.execute(data, {**params, "limit": free}).mappings().all())
+        return list(conn.execute(data, {**params, "limit": free, "after": after}
+                                 ).mappings().all())
 
-    rows: list[RowMapping] = transfers(limit) if data_first else []
+    rows: list[RowMapping] = transfers(limit, data_after) if data_first else []
     if len(rows) < limit:  # steps that move no bytes: as many as asked
         rows += conn.execute(plain, {**params, "limit": limit - len(rows)}).mappings().all()
     if len(rows) < limit and not data_first:
-        rows += transfers(limit - len(rows))
+        rows += transfers(limit - len(rows), 0)
     return rows
 
 
