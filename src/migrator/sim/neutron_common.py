@@ -218,7 +218,6 @@ class NeutronCore:
         self.state = cloud.state
         self.liberty = not cloud.profile.neutron_project_id
         self.rng = random.Random(f"neutron:{cloud.name}")
-        self._child_index: dict[str, tuple[int, dict[Any, list[Record]]]] = {}
         self._list_memo: GenerationMemo[Listing] = GenerationMemo(self.state,
                                                                   LIST_MEMO_SIZE)
 
@@ -269,18 +268,12 @@ class NeutronCore:
         return out
 
     def children_of(self, kind: Kind, parent_ids: set[str]) -> dict[str, list[Record]]:
-        """Child records of the given parents. The parent -> children index is built in one
-        pass and kept until the state changes, so paging through 20,000 groups does not scan
-        90,000 rules per page."""
+        """Child records of the given parents, from the state's index of the child collection
+        by parent (a subnet's network, a rule's group: kept by put and delete), so paging
+        through 20,000 groups does not scan 90,000 rules per page, nor does a listing after
+        each write."""
         child_coll, parent_key, _ = DERIVED[kind.collection]
-        cached = self._child_index.get(child_coll)
-        if cached is None or cached[0] != self.state.generation:
-            index: dict[Any, list[Record]] = {}
-            for child in self.state.coll(child_coll).values():
-                index.setdefault(child.get(parent_key), []).append(child)
-            cached = (self.state.generation, index)
-            self._child_index[child_coll] = cached
-        return {pid: cached[1].get(pid, []) for pid in parent_ids}
+        return {pid: self.state.where(child_coll, parent_key, pid) for pid in parent_ids}
 
     def known_attributes(self, kind: Kind) -> set[str]:
         keys = set(kind.liberty_keys) | {"tenant_id"}
@@ -430,7 +423,7 @@ class NeutronCore:
             return None
         # By project (an index kept per state generation): every page of a group listing
         # asks, and a scan of 20,000 groups per page adds up.
-        for group in self.state.grouped("security_groups", "project_id").get(project_id, []):
+        for group in self.state.where("security_groups", "project_id", project_id):
             if group.get("name") == "default":
                 return group
         group = self.stamp_new({"name": "default", "project_id": project_id,
