@@ -24,9 +24,9 @@ from migrator.store.models import IdMap
 Factory = sessionmaker[Session]
 
 
-@pytest.fixture
-def factory(db_url: str) -> Iterator[Factory]:
-    engine = make_engine(db_url)
+@pytest.fixture(params=["db_url", pytest.param("pg_url", marks=pytest.mark.postgres)])
+def factory(request: pytest.FixtureRequest) -> Iterator[Factory]:
+    engine = make_engine(request.getfixturevalue(request.param))
     yield session_factory(engine)
     engine.dispose()
 
@@ -86,3 +86,15 @@ def test_references_of_the_run_are_read_once_earlier_runs_every_time(
             idmap.target_of(session_factory(other), run_id, "network:n1")
     finally:
         other.dispose()
+
+
+def test_a_mapping_recorded_again_replaces_the_target(factory: Factory) -> None:
+    """An image replaced by a new one (its first took refused bytes): the row follows."""
+    run_id = create_run(factory, "r", [StepSpec("image:i1", "image")], [])
+    (claim,) = claim_steps(factory, run_id, "w1", 1)
+    ctx = StepContext(factory, claim.step, threading.Event(), "r")
+    idmap.record_target(ctx, "i1", "first")
+    ctx.checkpoint("create", {"target_id": "first"})
+    idmap.record_target(ctx, "i1", "second")
+    ctx.checkpoint("upload", {"target_id": "second"})
+    assert rows(factory) == {(run_id, "image", "i1"): "second"}

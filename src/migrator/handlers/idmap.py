@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.handlers import StepContext
@@ -49,6 +51,18 @@ def record_target(ctx: StepContext, source_id: str, target_id: str) -> None:
 
 
 def _record(conn: Connection, run_id: int, kind: str, source_id: str, target_id: str) -> None:
+    """Insert the mapping, or replace its target id (one statement: an upsert on the
+    (run, kind, source id) unique key, which both SQLite and PostgreSQL have)."""
+    dialect = conn.dialect.name
+    if dialect not in _UPSERTS:
+        _record_portably(conn, run_id, kind, source_id, target_id)
+        return
+    conn.execute(_UPSERTS[dialect], {"run_id": run_id, "kind": kind, "source_id": source_id,
+                                     "target_id": target_id, "created_at": utcnow()})
+
+
+def _record_portably(conn: Connection, run_id: int, kind: str, source_id: str,
+                     target_id: str) -> None:
     current = conn.execute(
         select(IDMAP.c.id, IDMAP.c.target_id).where(
             IDMAP.c.run_id == run_id, IDMAP.c.kind == kind, IDMAP.c.source_id == source_id
@@ -63,6 +77,16 @@ def _record(conn: Connection, run_id: int, kind: str, source_id: str, target_id:
         )
     elif current.target_id != target_id:
         conn.execute(update(IDMAP).where(IDMAP.c.id == current.id).values(target_id=target_id))
+
+
+def _upsert(dialect_insert: Any) -> Any:
+    statement = dialect_insert(IDMAP)
+    return statement.on_conflict_do_update(
+        index_elements=[IDMAP.c.run_id, IDMAP.c.kind, IDMAP.c.source_id],
+        set_={"target_id": statement.excluded.target_id})
+
+
+_UPSERTS: dict[str, Any] = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
 
 
 # engine -> run id -> (kind, source id) -> target id: this run's mappings read so far.
