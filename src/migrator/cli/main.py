@@ -36,6 +36,7 @@ COMMANDS = {
     "report": "migrator.cli.report:report_command",
     "worker": "migrator.cli.worker:worker_command",
     "run": "migrator.cli.run:run_group",
+    "rollback": "migrator.cli.rollback:rollback_command",
 }
 
 

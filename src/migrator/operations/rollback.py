@@ -1,0 +1,419 @@
+"""``rollback``: remove from the target what a run created, and only that.
+
+:func:`plan_rollback` decides, from the run's steps, checkpoints and id map, what to undo:
+
+- a resource is undone only when the run's id map holds it (or, for a step the run left in
+  doubt, when the target has a resource carrying the step's source id mark that no other run
+  mapped) and the run made it: a resource adopted by decision (``adopted: decision``, a
+  pre-existing project the plan chose to use) is left alone, and so is a resource the run
+  only found again (the id map of another migration or rehearsal run holds it, or it lives
+  in a project that existed before the run);
+- the undo steps depend on each other in the reverse of the run's dependencies (an interface
+  before its subnet and router, a volume before its project), through the steps that have
+  nothing to undo.
+
+:func:`rollback` registers those steps as a run of kind ``rollback`` (``<run>-rollback``;
+checkpointed like any run: a rollback killed halfway continues when run again) and executes
+it with the undo handlers (handlers/undo.py): each removal is a checkpoint event of the
+rollback run, and the undone step goes ``done -> rolled_back`` in its own run's audit trail.
+When nothing is left to undo, the run's status becomes ``rolled_back``, and its id map no
+longer answers the lookups of later runs (handlers/idmap.py). The source is never written,
+except through a source restorer of handlers/undo.py (none of today's kinds needs one).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrator.engine import machine
+from migrator.engine.executor import Observer, RunResult
+from migrator.engine.runs import create_run, find_run, set_run_status
+from migrator.engine.workers import active_workers, reap_lost_workers
+from migrator.errors import ConcurrencyError, ConfigError
+from migrator.operations.context import database_errors, open_state
+from migrator.store.db import session_factory
+from migrator.store.run_kinds import (
+    MIGRATION,
+    REHEARSAL,
+    ROLLBACK,
+    RunInfo,
+    RunStep,
+    dependency_keys,
+    mapped_elsewhere,
+    run_info,
+    runs_of_kind,
+    steps_with_targets,
+    undone_step_keys,
+)
+
+__all__ = ["Kept", "RollbackPlan", "RollbackResult", "Undo", "plan_rollback", "rollback"]
+
+# Kinds whose target resource carries the source id (found again for a step left in doubt).
+MARKED_KINDS = frozenset({"project", "user", "network", "subnet", "router", "security_group",
+                          "security_group_rule", "image", "volume", "keypair"})
+UNDONE_STATES = frozenset({machine.PENDING, machine.BLOCKED, machine.ROLLED_BACK})
+
+
+@dataclass(frozen=True)
+class Undo:
+    key: str  # the original step's key
+    kind: str
+    tenant: str | None
+    name: str | None
+    target_id: str
+    action: str  # delete, revoke, remove_interface, remove_member, reset_quotas
+    why: str
+    step_id: int = 0  # the original step's row
+    source_id: str | None = None
+    # What the mark check needs beyond the source id (a keypair's fingerprint).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Kept:
+    key: str
+    kind: str
+    tenant: str | None
+    name: str | None
+    target_id: str
+    reason: str
+
+
+@dataclass
+class RollbackPlan:
+    run: str
+    run_id: int
+    tenant: str | None
+    undo: list[Undo] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+    # An unfinished rollback of this run, continued instead of planning again.
+    resuming: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "tenant": self.tenant, "resuming": self.resuming,
+                "undo": [asdict(u) for u in self.undo], "kept": [asdict(k) for k in self.kept]}
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    plan: RollbackPlan
+    rollback_run: str | None
+    result: RunResult | None
+    counts: dict[str, int]  # outcome -> steps (removed, already gone, left, reset)
+
+    @property
+    def ok(self) -> bool:
+        return self.result is None or self.result.status == "finished"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"plan": self.plan.as_dict(), "rollback_run": self.rollback_run,
+                               "outcomes": self.counts}
+        if self.result is not None:
+            out["status"] = self.result.status
+            out["failed_steps"] = self.result.failed_steps
+        return out
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+def _original_run(factory: sessionmaker[Session], name: str) -> RunInfo:
+    ref = find_run(factory, name)
+    info = run_info(factory, ref.id)
+    if info.kind not in (MIGRATION, REHEARSAL):
+        raise ConfigError(f"run {info.name!r} is a {info.kind.replace('_', ' ')} run: only a "
+                          "migration or a rehearsal is rolled back")
+    return info
+
+
+def _check_idle(factory: sessionmaker[Session], run: RunInfo) -> None:
+    reap_lost_workers(factory, run.id)
+    busy = active_workers(factory, run.id)
+    if busy:
+        raise ConcurrencyError(
+            f"run {run.name!r} is being executed by worker(s) {', '.join(busy)}; stop them "
+            f"first ('migrator run cancel {run.name}'), then roll back")
+
+
+def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
+           found_in_doubt: Mapping[str, str]) -> tuple[list[Undo], list[Kept]]:
+    """What to undo and what to leave, per step (see the module docstring)."""
+    kept_projects = {s.tenant for s in steps if s.kind == "project"
+                     and s.checkpoint.get("adopted") == "decision"}
+    created_projects = {s.target_id for s in steps if s.kind == "project" and s.target_id
+                        and s.checkpoint.get("adopted") != "decision"
+                        and ("project", s.target_id) not in elsewhere}
+    undo: list[Undo] = []
+    kept: list[Kept] = []
+    for s in steps:
+        target_id, why = s.target_id, "created by the run"
+        if target_id is None and s.key in found_in_doubt:
+            target_id, why = found_in_doubt[s.key], "found on the target (step left in doubt)"
+        if target_id is None or s.state == machine.ROLLED_BACK:
+            continue
+        adopted = s.checkpoint.get("adopted")
+
+        def keep(reason: str, step: RunStep = s, tid: str = target_id) -> None:
+            kept.append(Kept(step.key, step.kind, step.tenant, step.name, tid, reason))
+
+        if adopted == "decision":
+            keep("adopted by decision: it existed before the run")
+            continue
+        if (s.kind, target_id) in elsewhere:
+            keep("another run made or adopted it (its id map holds it too)")
+            continue
+        if s.kind == "quota":
+            project = target_id.partition(":")[2]
+            if project in created_projects:
+                undo.append(Undo(s.key, s.kind, s.tenant, s.name, target_id, "reset_quotas",
+                                 "quotas of a project the run created", s.id, s.source_id))
+            else:
+                keep("quotas of a project that existed before the run: left as they are")
+            continue
+        if adopted and s.tenant in kept_projects:
+            keep("found on a project that existed before the run")
+            continue
+        if s.kind in ("role_assignment", "router_interface", "keypair") and adopted:
+            keep(f"the {s.kind.replace('_', ' ')} was there before the run")
+            continue
+        if s.kind == "security_group_rule" and s.checkpoint.get("adopted_rule"):
+            keep("an identical rule was there already (it goes with its group)")
+            continue
+        action = {"role_assignment": "revoke", "router_interface": "remove_interface",
+                  "image_member": "remove_member"}.get(s.kind, "delete")
+        extra: dict[str, Any] = {}
+        if s.kind == "keypair":
+            from migrator.clouds.target import fingerprint
+
+            key = str((s.spec.get("attrs") or {}).get("public_key") or "")
+            if key:
+                extra["fingerprint"] = fingerprint(key)
+        undo.append(Undo(s.key, s.kind, s.tenant, s.name, target_id, action, why, s.id,
+                         s.source_id, extra))
+    return undo, kept
+
+
+def undo_dependencies(undo: list[Undo], deps: list[tuple[str, str]]
+                      ) -> list[tuple[str, str]]:
+    """(undo key, undo key it waits for): ``undo:A`` waits for ``undo:B`` when B depended on
+    A in the run, directly or through steps with nothing to undo."""
+    dependents: dict[str, list[str]] = defaultdict(list)
+    for step, needs in deps:
+        dependents[needs].append(step)
+    undone = {u.key for u in undo}
+    out: list[tuple[str, str]] = []
+    for u in undo:
+        seen: set[str] = set()
+        stack = list(dependents.get(u.key, ()))
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            if key in undone:
+                out.append((f"undo:{u.key}", f"undo:{key}"))
+            else:
+                stack.extend(dependents.get(key, ()))
+    return out
+
+
+def _find_in_doubt(tc: Any, factory: sessionmaker[Session], steps: list[RunStep]
+                   ) -> dict[str, str]:
+    """Target ids of what the steps the run left in doubt (no id map entry) may have made:
+    found by the source id they carry, with the original handler's own lookup."""
+    from migrator.engine.handlers import StepContext
+    from migrator.engine.steps import StepSnapshot
+    from migrator.handlers import handlers
+    from migrator.handlers.base import ResourceHandler, resolve_attrs
+    from migrator.transfer.volume_api import Api
+    from migrator.transfer.volume_copy import SOURCE_KEY
+
+    out: dict[str, str] = {}
+    known = handlers()
+    for s in steps:
+        if s.target_id is not None or s.kind not in MARKED_KINDS or s.state in UNDONE_STATES \
+                or s.state == machine.DONE or not s.source_id:
+            continue
+        if s.kind == "image":
+            tag = f"migrator-src-{s.source_id}"
+            images = [i for i in Api(tc.handle).pages(
+                "image", "images", "images", f"listing images tagged {tag}",
+                {"tag": tag, "visibility": "all"}) if "migrator-tmp" not in (i.get("tags") or [])]
+            if len(images) == 1:
+                out[s.key] = str(images[0]["id"])
+            continue
+        if s.kind == "volume":
+            vols = Api(tc.handle).pages("block_storage", "volumes/detail", "volumes",
+                                        f"listing volumes of source {s.source_id}",
+                                        {"all_tenants": "1"})
+            mine = [v for v in vols if (v.get("metadata") or {}).get(SOURCE_KEY) == s.source_id]
+            if len(mine) == 1:
+                out[s.key] = str(mine[0]["id"])
+            continue
+        handler = known.get(s.kind)
+        if not isinstance(handler, ResourceHandler):
+            continue
+        snapshot = StepSnapshot(s.id, s.run_id, s.key, s.kind, s.state, s.phase,
+                                s.checkpoint, 0, s.version, None, None, s.spec, s.lease_token,
+                                s.source_id, s.tenant, s.name)
+        import threading
+
+        ctx = StepContext(factory, snapshot, threading.Event(), "rollback", {"target": tc})
+        try:
+            attrs = resolve_attrs(ctx, snapshot)
+            found = handler.find(tc, snapshot, s.source_id, attrs)
+        except Exception:  # a reference that never resolved: nothing was made
+            continue
+        if found is not None:
+            out[s.key] = handler.target_id_of(found, attrs)
+    return out
+
+
+def plan_rollback(url: str, run: str, *, tenant: str | None = None, target: Any = None,
+                  clouds_yaml: str | Path | None = None) -> RollbackPlan:
+    """What :func:`rollback` would do (read-only on the target and the database)."""
+    with open_state(url) as engine, database_errors(url):
+        factory = session_factory(engine)
+        info = _original_run(factory, run)
+        return _plan(factory, info, tenant, target, clouds_yaml)
+
+
+def _plan(factory: sessionmaker[Session], info: RunInfo, tenant: str | None, target: Any,
+          clouds_yaml: str | Path | None) -> RollbackPlan:
+    earlier = runs_of_kind(factory, ROLLBACK, of_run_id=info.id)
+    pending = [r for r in earlier if r.status != "finished"]
+    if pending:
+        return RollbackPlan(info.name, info.id, tenant, resuming=pending[0].name)
+    undone = undone_step_keys(factory, [r.id for r in earlier])
+    steps = [s for s in steps_with_targets(factory, info.id, tenant) if s.key not in undone]
+    with _target_cloud(factory, info, target, clouds_yaml) as tc:
+        in_doubt = _find_in_doubt(tc, factory, steps)
+    pairs = {(s.kind, s.target_id) for s in steps if s.target_id}
+    pairs |= {(s.kind, in_doubt[s.key]) for s in steps if s.key in in_doubt}
+    elsewhere = mapped_elsewhere(factory, info.id, pairs)
+    undo, kept = decide(steps, elsewhere, in_doubt)
+    return RollbackPlan(info.name, info.id, tenant, undo, kept)
+
+
+class _Target:
+    """The target adapter of a run: given, or opened from the run's plan's target cloud."""
+
+    def __init__(self, factory: sessionmaker[Session], info: RunInfo, given: Any,
+                 clouds_yaml: str | Path | None) -> None:
+        self.factory, self.info, self.given, self.clouds_yaml = factory, info, given, clouds_yaml
+        self.handle: Any = None
+
+    def __enter__(self) -> Any:
+        from migrator.clouds.target import TargetCloud
+
+        if self.given is not None:
+            return self.given if isinstance(self.given, TargetCloud) else TargetCloud(self.given)
+        from migrator.clouds.connection import open_cloud
+        from migrator.store.run_kinds import target_cloud_of
+
+        cloud = target_cloud_of(self.factory, self.info.id)
+        if not cloud:
+            raise ConfigError(f"run {self.info.name!r} was not registered from a plan: its "
+                              "target cloud is unknown")
+        self.handle = open_cloud(cloud, config_file=self.clouds_yaml, role="target")
+        return TargetCloud(self.handle, name=cloud)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _target_cloud(factory: sessionmaker[Session], info: RunInfo, given: Any,
+                  clouds_yaml: str | Path | None) -> _Target:
+    return _Target(factory, info, given, clouds_yaml)
+
+
+# -- executing -------------------------------------------------------------------------------
+
+
+def rollback(url: str, run: str, *, tenant: str | None = None, target: Any = None,
+             clouds_yaml: str | Path | None = None,
+             confirm: Callable[[RollbackPlan], bool] | None = None,
+             observer: Observer | None = None, handle_sigint: bool = True,
+             workers: int = 4) -> RollbackResult:
+    """Plan the rollback of ``run`` and, when ``confirm`` (shown the plan) agrees, execute it
+    as a run of kind ``rollback``; an unfinished rollback of the run is continued."""
+    from migrator.handlers.undo import undo_registry
+    from migrator.operations.execute import execute_run
+
+    with open_state(url) as engine, database_errors(url):
+        factory = session_factory(engine)
+        info = _original_run(factory, run)
+        _check_idle(factory, info)
+        plan = _plan(factory, info, tenant, target, clouds_yaml)
+        if confirm is not None and not confirm(plan):
+            return RollbackResult(plan, None, None, {})
+        resume = plan.resuming is not None
+        if plan.resuming is not None:
+            name = plan.resuming
+        elif not plan.undo:
+            _finish(factory, info, tenant, None)
+            return RollbackResult(plan, None, None, {})
+        else:
+            name = _register(factory, info, plan)
+        with _target_cloud(factory, info, target, clouds_yaml) as tc:
+            from migrator.handlers import services_for
+
+            result = execute_run(url, name, workers=workers, resume=resume,
+                                 registry=undo_registry(), services=services_for(tc),
+                                 observer=observer, handle_sigint=handle_sigint,
+                                 max_attempts=3, backoff_base=0.2)
+        counts = _outcomes(factory, name)
+        if result.status == "finished":
+            _finish(factory, info, tenant, name)
+    return RollbackResult(plan, name, result, counts)
+
+
+def _register(factory: sessionmaker[Session], info: RunInfo, plan: RollbackPlan) -> str:
+    from migrator.engine.runs import StepSpec
+    from migrator.store.run_kinds import taken_names
+
+    steps = [StepSpec(f"undo:{u.key}", f"undo_{u.kind}", _spec(info, u), u.source_id,
+                      u.tenant, u.name) for u in plan.undo]
+    base = f"{info.name}-rollback"
+    taken = taken_names(factory, base)
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    create_run(factory, name, steps, undo_dependencies(plan.undo, _deps(factory, info)),
+               options={"kind": ROLLBACK, "of_run": info.name, "of_run_id": info.id,
+                        "tenant": plan.tenant})
+    return name
+
+
+def _deps(factory: sessionmaker[Session], info: RunInfo) -> list[tuple[str, str]]:
+    return dependency_keys(factory, info.id)
+
+
+def _spec(info: RunInfo, u: Undo) -> dict[str, Any]:
+    from migrator.handlers.undo import source_restorer
+
+    return {"run": info.name, "run_id": info.id, "step_key": u.key, "step_id": u.step_id,
+            "kind": u.kind, "target_id": u.target_id, "source_id": u.source_id,
+            "action": u.action, "why": u.why, **u.extra,
+            "restore_source": source_restorer(u.kind) is not None}
+
+
+def _outcomes(factory: sessionmaker[Session], name: str) -> dict[str, int]:
+    from migrator.store.run_kinds import undo_outcomes
+
+    return undo_outcomes(factory, find_run(factory, name).id)
+
+
+def _finish(factory: sessionmaker[Session], info: RunInfo, tenant: str | None,
+            rollback_run: str | None) -> None:
+    """The whole run rolled back: its status says so (a rollback of one tenant leaves it)."""
+    if tenant is None and info.status != "rolled_back":
+        set_run_status(factory, info.id, "rolled_back", finished=True,
+                       detail={"rollback_run": rollback_run})
