@@ -184,3 +184,84 @@ def undone_step_keys(factory: Any, run_ids: Iterable[int]) -> set[str]:
         specs = conn.execute(select(STEPS.c.spec).where(STEPS.c.run_id.in_(ids),
                                                         STEPS.c.state == "done")).scalars()
         return {str((spec or {}).get("step_key")) for spec in specs}
+
+
+# -- what earlier runs measured (the dry run's estimate, the rehearsal's report) ---------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Timings of one earlier run: per step kind, the mean seconds from a step's last start
+    to its completion, and the bytes its data steps moved over the span they took."""
+
+    run: str
+    step_seconds: dict[str, float]
+    steps: dict[str, int]
+    data_bytes: int
+    data_seconds: float
+
+    @property
+    def rate(self) -> float | None:
+        return self.data_bytes / self.data_seconds if self.data_seconds > 0 else None
+
+
+def measure_run(factory: Any, run_id: int) -> Measured:
+    """What the run's own events say about its speed (see :class:`Measured`)."""
+    from migrator.engine.steps import EVENTS, as_utc
+
+    with read_connection(factory) as conn:
+        name = conn.execute(select(RUNS.c.name).where(RUNS.c.id == run_id)).scalar_one()
+        events = conn.execute(
+            select(EVENTS.c.step_id, EVENTS.c.trigger, EVENTS.c.at, STEPS.c.kind,
+                   STEPS.c.checkpoint)
+            .join(STEPS, STEPS.c.id == EVENTS.c.step_id)
+            .where(EVENTS.c.run_id == run_id, EVENTS.c.trigger.in_(("start", "complete")))
+            .order_by(EVENTS.c.id)).all()
+    started: dict[int, Any] = {}
+    spans: dict[str, list[float]] = {}
+    data_first: Any = None
+    data_last: Any = None
+    data_bytes = 0
+    for row in events:
+        at = as_utc(row.at)
+        if row.trigger == "start":
+            started[row.step_id] = at
+            continue
+        begin = started.get(row.step_id)
+        if begin is None or at is None:
+            continue
+        spans.setdefault(row.kind, []).append((at - begin).total_seconds())
+        if row.kind in ("image", "volume"):
+            moved = _moved_bytes(row.kind, dict(row.checkpoint or {}))
+            if moved:
+                data_bytes += moved
+                data_first = begin if data_first is None else min(data_first, begin)
+                data_last = at if data_last is None else max(data_last, at)
+    seconds = (data_last - data_first).total_seconds() if data_first is not None else 0.0
+    return Measured(str(name), {k: sum(v) / len(v) for k, v in spans.items()},
+                    {k: len(v) for k, v in spans.items()}, data_bytes, seconds)
+
+
+def _moved_bytes(kind: str, checkpoint: Mapping[str, Any]) -> int:
+    if kind == "image":
+        value = checkpoint.get("bytes") or checkpoint.get("size")
+    else:
+        copy = checkpoint.get("copy") or {}
+        value = (copy.get("copied") or {}).get("bytes") or (
+            copy.get("source_temp_image") or {}).get("size")
+    return int(value) if isinstance(value, int) else 0
+
+
+def latest_measured(factory: Any) -> Measured | None:
+    """The measurements of the latest finished migration or rehearsal run that moved bytes
+    (else of the latest that finished at all)."""
+    fallback = None
+    for kind in (REHEARSAL, MIGRATION):
+        for run in runs_of_kind(factory, kind)[:10]:
+            if run.status not in ("finished", "rolled_back"):
+                continue
+            measured = measure_run(factory, run.id)
+            if measured.data_bytes:
+                return measured
+            fallback = fallback or (measured if measured.steps else None)
+    return fallback
