@@ -37,6 +37,7 @@ COMMANDS = {
     "worker": "migrator.cli.worker:worker_command",
     "run": "migrator.cli.run:run_group",
     "rollback": "migrator.cli.rollback:rollback_command",
+    "rehearse": "migrator.cli.rehearse:rehearse_command",
 }
 
 

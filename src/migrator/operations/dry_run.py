@@ -79,6 +79,8 @@ class Estimate:
     steps_seconds: float
     rate: float | None  # bytes/s
     basis: str
+    # Seconds per step of each kind the estimate assumed (measured earlier or the default).
+    step_times: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -560,7 +562,7 @@ def estimate(plan: Plan, bandwidth: int | None, measured: Measured | None, worke
     seconds = lead + max(transfer + overhead, steps_seconds)
     return Estimate(total, counts.get("image", 0), counts.get("volume", 0), len(plan.steps),
                     round(seconds, 3), round(transfer, 3), round(steps_seconds, 3), rate,
-                    basis)
+                    basis, {k: round(per_step(k), 3) for k in sorted(counts)})
 
 
 # -- recording -------------------------------------------------------------------------------

@@ -265,3 +265,29 @@ def latest_measured(factory: Any) -> Measured | None:
                 return measured
             fallback = fallback or (measured if measured.steps else None)
     return fallback
+
+
+def update_options(factory: Any, run_id: int, values: Mapping[str, Any]) -> None:
+    """Merge ``values`` into the run's options (its kind and what it refers to)."""
+    with write_transaction(factory) as conn:
+        current = conn.execute(select(RUNS.c.options).where(RUNS.c.id == run_id)).scalar_one()
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(
+            options={**(current or {}), **values}))
+
+
+def run_span(factory: Any, run_id: int) -> float | None:
+    """Seconds from the run's first step start to its last step completion."""
+    from sqlalchemy import func
+
+    from migrator.engine.steps import EVENTS, as_utc
+
+    with read_connection(factory) as conn:
+        first = conn.execute(select(func.min(EVENTS.c.at)).where(
+            EVENTS.c.run_id == run_id, EVENTS.c.trigger == "start")).scalar()
+        last = conn.execute(select(func.max(EVENTS.c.at)).where(
+            EVENTS.c.run_id == run_id, EVENTS.c.trigger == "complete")).scalar()
+    if first is None or last is None:
+        return None
+    begin, end = as_utc(first), as_utc(last)
+    assert begin is not None and end is not None
+    return round((end - begin).total_seconds(), 3)
