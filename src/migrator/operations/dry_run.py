@@ -554,9 +554,11 @@ def estimate(plan: Plan, bandwidth: int | None, measured: Measured | None, worke
         if not counts.get(kind):
             continue
         own = per_step(kind)
-        if measured is not None and measured.rate and kind in seconds_of:
-            own = max(own - (measured.data_bytes / max(measured.steps.get(kind, 1), 1))
-                      / measured.rate, 0.0) if measured.steps.get(kind) else own
+        if measured is not None and measured.rate and measured.steps.get(kind):
+            # A measured step's time holds its copy, made at the run's rate shared by the
+            # copies running beside it: what is left is the step's own calls and waits.
+            share = measured.data_bytes / sum(measured.steps.get(k, 0) for k in DATA_KINDS)
+            own = max(own - share * max(parallel_transfers, 1) / measured.rate, 0.0)
         overhead += counts[kind] * own / max(parallel_transfers, 1)
     lead = (per_step("project") + per_step("quota")) if total else 0.0
     seconds = lead + max(transfer + overhead, steps_seconds)
