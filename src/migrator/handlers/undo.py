@@ -80,10 +80,7 @@ class UndoHandler(Handler):
                 raise StepFailedError(f"step {step.key!r}: restoring the source needs the "
                                       "source cloud, which the rollback was not given")
             return {"restored": dict(restorer(source, spec_part(step, "original_checkpoint")))}
-        tc = target_cloud(ctx)
-        with tc.counting() as counted:
-            data = dict(self._undo(tc, step))
-        data["undo_calls"] = counted["calls"]
+        data = dict(self._undo(target_cloud(ctx), step))
         self._mark_original(ctx, step, data)
         return data
 

@@ -133,7 +133,8 @@ def deep_checks(plan: Plan, services: Mapping[str, object], settings: Any,
     measured = latest_measured(factory) if factory is not None else None
     report.estimate = estimate(plan, bandwidth, measured, workers,
                                getattr(settings, "parallel_transfers", 4))
-    report.per_tenant_bytes = dict(sorted(_bytes_per_tenant(plan).items()))
+    per_gib = measured.bytes_per_volume_gib if measured is not None else None
+    report.per_tenant_bytes = dict(sorted(_bytes_per_tenant(plan, per_gib).items()))
     return report
 
 
@@ -505,21 +506,24 @@ def _calls(handle: Any) -> int:
 # -- the estimate ----------------------------------------------------------------------------
 
 
-def _bytes_of(step: PlanStep) -> int:
+def _bytes_of(step: PlanStep, per_gib: float | None = None) -> int:
+    """The bytes a data step moves: an image's size; a volume's size in GiB times what an
+    earlier run's volumes moved per GiB (``per_gib``), else a full GiB (Cinder uploads a raw
+    volume whole)."""
     if step.kind == "image":
         size = (step.spec.get("lookup") or {}).get("size")
         return int(size) if isinstance(size, int) else 0
     if step.kind == "volume":
-        # Cinder uploads the whole volume to an image: its size in GiB is what moves.
-        return int((step.spec.get("attrs") or {}).get("size") or 0) * GIB
+        gib = int((step.spec.get("attrs") or {}).get("size") or 0)
+        return int(gib * (per_gib if per_gib is not None else GIB))
     return 0
 
 
-def _bytes_per_tenant(plan: Plan) -> dict[str, int]:
+def _bytes_per_tenant(plan: Plan, per_gib: float | None = None) -> dict[str, int]:
     out: Counter[str] = Counter()
     for step in plan.steps:
         if step.kind in DATA_KINDS:
-            out[step.tenant or "-"] += _bytes_of(step)
+            out[step.tenant or "-"] += _bytes_of(step, per_gib)
     return dict(out)
 
 
@@ -529,7 +533,8 @@ def estimate(plan: Plan, bandwidth: int | None, measured: Measured | None, worke
     moved bytes measured) while the other steps run beside the copies: the run takes the
     longer of the two, after the steps a copy waits for (its project, its quota)."""
     counts = Counter(s.kind for s in plan.steps)
-    total = sum(_bytes_of(s) for s in plan.steps)
+    per_gib = measured.bytes_per_volume_gib if measured is not None else None
+    total = sum(_bytes_of(s, per_gib) for s in plan.steps)
     rate: float | None = float(bandwidth) if bandwidth else None
     basis = f"bandwidth {bandwidth} B/s (transfer.bandwidth or --bandwidth)" if rate else ""
     if rate is None and measured is not None and measured.rate:
@@ -539,6 +544,8 @@ def estimate(plan: Plan, bandwidth: int | None, measured: Measured | None, worke
     seconds_of = dict(measured.step_seconds) if measured is not None else {}
     if measured is not None:
         basis += f"; step times measured in run {measured.run}"
+        if per_gib is not None and counts.get("volume"):
+            basis += f" (volumes: {per_gib:,.0f} bytes per GiB, as measured there)"
     else:
         basis += f"; {DEFAULT_STEP_SECONDS:g} s per step (nothing measured yet)"
 

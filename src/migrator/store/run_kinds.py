@@ -199,10 +199,18 @@ class Measured:
     steps: dict[str, int]
     data_bytes: int
     data_seconds: float
+    # What the volume steps moved per GiB of volume size (a raw upload of a full volume:
+    # 1 GiB; less for sparse or compressed uploads).
+    volume_bytes: int = 0
+    volume_gib: int = 0
 
     @property
     def rate(self) -> float | None:
         return self.data_bytes / self.data_seconds if self.data_seconds > 0 else None
+
+    @property
+    def bytes_per_volume_gib(self) -> float | None:
+        return self.volume_bytes / self.volume_gib if self.volume_gib else None
 
 
 def measure_run(factory: Any, run_id: int) -> Measured:
@@ -213,7 +221,7 @@ def measure_run(factory: Any, run_id: int) -> Measured:
         name = conn.execute(select(RUNS.c.name).where(RUNS.c.id == run_id)).scalar_one()
         events = conn.execute(
             select(EVENTS.c.step_id, EVENTS.c.trigger, EVENTS.c.at, STEPS.c.kind,
-                   STEPS.c.checkpoint)
+                   STEPS.c.checkpoint, STEPS.c.spec)
             .join(STEPS, STEPS.c.id == EVENTS.c.step_id)
             .where(EVENTS.c.run_id == run_id, EVENTS.c.trigger.in_(("start", "complete")))
             .order_by(EVENTS.c.id)).all()
@@ -221,7 +229,7 @@ def measure_run(factory: Any, run_id: int) -> Measured:
     spans: dict[str, list[float]] = {}
     data_first: Any = None
     data_last: Any = None
-    data_bytes = 0
+    data_bytes = volume_bytes = volume_gib = 0
     for row in events:
         at = as_utc(row.at)
         if row.trigger == "start":
@@ -235,11 +243,16 @@ def measure_run(factory: Any, run_id: int) -> Measured:
             moved = _moved_bytes(row.kind, dict(row.checkpoint or {}))
             if moved:
                 data_bytes += moved
+                size = ((row.spec or {}).get("attrs") or {}).get("size")
+                if row.kind == "volume" and isinstance(size, int) and size > 0:
+                    volume_bytes += moved
+                    volume_gib += size
                 data_first = begin if data_first is None else min(data_first, begin)
                 data_last = at if data_last is None else max(data_last, at)
     seconds = (data_last - data_first).total_seconds() if data_first is not None else 0.0
     return Measured(str(name), {k: sum(v) / len(v) for k, v in spans.items()},
-                    {k: len(v) for k, v in spans.items()}, data_bytes, seconds)
+                    {k: len(v) for k, v in spans.items()}, data_bytes, seconds, volume_bytes,
+                    volume_gib)
 
 
 def _moved_bytes(kind: str, checkpoint: Mapping[str, Any]) -> int:
