@@ -11,8 +11,13 @@ target id and the action decided when the rollback was planned (``delete``, ``re
   resource someone re-purposed since is not ours any more). Then the original step goes
   ``done -> rolled_back`` (an event in the undone run's audit trail naming the rollback).
 - ``restore_source``: what the run changed on the source is put back, through the restorer
-  registered for the original kind (:func:`register_source_restorer`). Today no migrated kind
-  changes its source; a server that a migration stops registers its restart here.
+  registered for the original kind (:func:`register_source_restorer`): a volume's temporary
+  legacy image (``os-volume_upload_image``), which a copy that did not finish leaves, is
+  deleted; a server that a migration stops will register its restart here. Nothing else of
+  the source is written.
+
+A volume step that made no target volume yet gets the action ``temporaries``: its temporary
+images (target and source) are removed, nothing else.
 
 Every phase is idempotent (a 404 is "already gone"), so a rollback killed halfway and run
 again restarts its in-doubt steps.
@@ -41,8 +46,9 @@ UNDO_KINDS = (
 UNDO_PREFIX = "undo_"
 
 # A restorer puts back what a migration changed on the source for one step:
-# ``restorer(source_handle, original_step_checkpoint) -> detail`` (what it did, for the audit).
-SourceRestorer = Callable[[Any, Mapping[str, Any]], Mapping[str, Any]]
+# ``restorer(source_handle, source_id, original_step_checkpoint) -> detail`` (what it did,
+# for the audit).
+SourceRestorer = Callable[[Any, str, Mapping[str, Any]], Mapping[str, Any]]
 _RESTORERS: dict[str, SourceRestorer] = {}
 
 
@@ -79,13 +85,14 @@ class UndoHandler(Handler):
             if source is None:
                 raise StepFailedError(f"step {step.key!r}: restoring the source needs the "
                                       "source cloud, which the rollback was not given")
-            return {"restored": dict(restorer(source, spec_part(step, "original_checkpoint")))}
+            return {"restored": dict(restorer(source, str(spec.get("source_id")),
+                                              spec_part(step, "original_checkpoint")))}
         data = dict(self._undo(target_cloud(ctx), step))
         self._mark_original(ctx, step, data)
         return data
 
     def verify(self, ctx: StepContext, step: StepSnapshot) -> None:
-        if step.checkpoint.get("outcome") != "removed":
+        if step.checkpoint.get("outcome") != "removed" or step.spec.get("action") != "delete":
             return
         tc = target_cloud(ctx)
         try:
@@ -113,6 +120,11 @@ class UndoHandler(Handler):
             service, _, project_id = target_id.partition(":")
             reset_quotas(tc, service, project_id)
             out["outcome"] = "reset"
+            return out
+        if action == "temporaries":
+            removed = self._remove_temporaries(tc, step)
+            out["temporary_images_removed"] = removed
+            out["outcome"] = "removed" if removed else "already gone"
             return out
         try:
             resource = self._read(tc, step)
@@ -281,6 +293,25 @@ def reset_quotas(tc: TargetCloud, service: str, project_id: str) -> None:
     api, path = where
     tc.request(api, "DELETE", path.format(project_id), op=f"reset {service} quotas",
                what=f"of project {project_id}", ok=(200, 202, 204), missing_ok=True)
+
+
+def delete_volume_temporaries(source: Any, source_id: str, checkpoint: Mapping[str, Any]
+                              ) -> Mapping[str, Any]:
+    """The temporary legacy images of a volume copy (named after the source volume): made
+    by the migration on the source, removed with its rollback."""
+    from migrator.transfer.volume_copy import temp_image_name
+
+    api = Api(source)
+    known = str((checkpoint.get("copy") or {}).get("source_temp_image_id") or "")
+    found = {str(i["id"]) for i in api.images_named(temp_image_name(source_id))}
+    if known and api.image(known) is not None:
+        found.add(known)
+    for image_id in sorted(found):
+        api.delete_image(image_id)
+    return {"source_temporary_images_removed": sorted(found)}
+
+
+register_source_restorer("volume", delete_volume_temporaries)
 
 
 def _volume_gone(api: Api, volume_id: str) -> bool:

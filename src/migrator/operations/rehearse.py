@@ -180,6 +180,7 @@ def rehearse(url: str, plan_path: str | Path, *, suffix: str = "-rehearsal",
             _measure(factory, run_name, report)
             if report.status in ("finished", "failed"):
                 undone = rollback(url, run_name, target=svc["target"],
+                                  source=svc.get("source"), clouds_yaml=clouds_yaml,
                                   handle_sigint=handle_sigint)
                 report.cleanup_run = undone.rollback_run
                 report.cleanup_status = (undone.result.status if undone.result is not None

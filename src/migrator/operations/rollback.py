@@ -24,7 +24,8 @@ except through a source restorer of handlers/undo.py (none of today's kinds need
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,15 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
         target_id, why = s.target_id, "created by the run"
         if target_id is None and s.key in found_in_doubt:
             target_id, why = found_in_doubt[s.key], "found on the target (step left in doubt)"
-        if target_id is None or s.state == machine.ROLLED_BACK:
+        if s.state == machine.ROLLED_BACK:
+            continue
+        if target_id is None:
+            if s.kind == "volume" and s.state not in UNDONE_STATES and (
+                    s.checkpoint.get("copy") or s.state != machine.DONE):
+                # A copy that made no target volume may have left temporary images.
+                undo.append(Undo(s.key, s.kind, s.tenant, s.name, "-", "temporaries",
+                                 "temporary images of a copy that did not finish", s.id,
+                                 s.source_id, {"original_checkpoint": s.checkpoint}))
             continue
         adopted = s.checkpoint.get("adopted")
 
@@ -194,6 +203,8 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
             key = str((s.spec.get("attrs") or {}).get("public_key") or "")
             if key:
                 extra["fingerprint"] = fingerprint(key)
+        if s.kind == "volume":
+            extra["original_checkpoint"] = s.checkpoint
         undo.append(Undo(s.key, s.kind, s.tenant, s.name, target_id, action, why, s.id,
                          s.source_id, extra))
     return undo, kept
@@ -334,11 +345,34 @@ def _target_cloud(factory: sessionmaker[Session], info: RunInfo, given: Any,
     return _Target(factory, info, given, clouds_yaml)
 
 
+@contextmanager
+def _source_cloud(factory: sessionmaker[Session], info: RunInfo, given: Any,
+                  clouds_yaml: str | Path | None) -> Iterator[Any]:
+    """The source cloud, for the undo steps that put something back there (given, opened
+    from the run's plan when one of them needs it, else None)."""
+    from migrator.store.run_kinds import source_cloud_of, wants_source
+
+    if given is not None or not wants_source(factory, info):
+        yield given
+        return
+    cloud = source_cloud_of(factory, info.id)
+    if not cloud:
+        yield None
+        return
+    from migrator.clouds.connection import open_cloud
+
+    handle = open_cloud(cloud, config_file=clouds_yaml, role="source")
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
 # -- executing -------------------------------------------------------------------------------
 
 
 def rollback(url: str, run: str, *, tenant: str | None = None, target: Any = None,
-             clouds_yaml: str | Path | None = None,
+             source: Any = None, clouds_yaml: str | Path | None = None,
              confirm: Callable[[RollbackPlan], bool] | None = None,
              observer: Observer | None = None, handle_sigint: bool = True,
              workers: int = 4) -> RollbackResult:
@@ -362,11 +396,12 @@ def rollback(url: str, run: str, *, tenant: str | None = None, target: Any = Non
             return RollbackResult(plan, None, None, {})
         else:
             name = _register(factory, info, plan)
-        with _target_cloud(factory, info, target, clouds_yaml) as tc:
+        with _target_cloud(factory, info, target, clouds_yaml) as tc, \
+                _source_cloud(factory, info, source, clouds_yaml) as src:
             from migrator.handlers import services_for
 
             result = execute_run(url, name, workers=workers, resume=resume,
-                                 registry=undo_registry(), services=services_for(tc),
+                                 registry=undo_registry(), services=services_for(tc, src),
                                  observer=observer, handle_sigint=handle_sigint,
                                  max_attempts=3, backoff_base=0.2)
         counts = _outcomes(factory, name)

@@ -304,3 +304,24 @@ def run_span(factory: Any, run_id: int) -> float | None:
     begin, end = as_utc(first), as_utc(last)
     assert begin is not None and end is not None
     return round((end - begin).total_seconds(), 3)
+
+
+def source_cloud_of(factory: Any, run_id: int) -> str | None:
+    """The source cloud of the plan the run was registered from."""
+    with read_connection(factory) as conn:
+        found = conn.execute(select(PLANS.c.source_cloud).join(RUNS, RUNS.c.plan_id == PLANS.c.id)
+                             .where(RUNS.c.id == run_id)).scalar()
+    return None if found is None else str(found)
+
+
+def wants_source(factory: Any, info: RunInfo) -> bool:
+    """Whether a pending rollback of the run has steps that put something back on the
+    source (their spec says ``restore_source``)."""
+    with read_connection(factory) as conn:
+        ids = [r.id for r in runs_of_kind(factory, ROLLBACK, of_run_id=info.id)
+               if r.status != "finished"]
+        if not ids:
+            return False
+        specs = conn.execute(select(STEPS.c.spec).where(STEPS.c.run_id.in_(ids),
+                                                        STEPS.c.state != "done")).scalars()
+        return any((spec or {}).get("restore_source") for spec in specs)
