@@ -229,6 +229,10 @@ class UndoHandler(Handler):
                                    missing_ok=True)
         elif kind == "volume":
             api = Api(tc.handle)
+            # A volume still being made (the run was killed while Cinder created it) cannot
+            # be deleted yet: wait (bounded) until it settles.
+            tc.wait_until(f"volume {target_id} to settle before its deletion",
+                          lambda: _volume_settled(api, target_id), interval=0.2)
             api.delete_volume(target_id)
             # Cinder deletes in the background: wait (bounded) so that the project it lives
             # in can go next and "the target as before" holds when the rollback ends.
@@ -312,6 +316,16 @@ def delete_volume_temporaries(source: Any, source_id: str, checkpoint: Mapping[s
 
 
 register_source_restorer("volume", delete_volume_temporaries)
+
+
+# Cinder refuses to delete a volume in these states (a create or a transfer under way).
+BUSY_VOLUME_STATES = frozenset({"creating", "attaching", "detaching", "downloading",
+                                "uploading", "extending", "backing-up", "restoring-backup"})
+
+
+def _volume_settled(api: Api, volume_id: str) -> bool:
+    record = api.volume(volume_id)
+    return record is None or record.get("status") not in BUSY_VOLUME_STATES
 
 
 def _volume_gone(api: Api, volume_id: str) -> bool:

@@ -403,7 +403,7 @@ def rollback(url: str, run: str, *, tenant: str | None = None, target: Any = Non
             result = execute_run(url, name, workers=workers, resume=resume,
                                  registry=undo_registry(), services=services_for(tc, src),
                                  observer=observer, handle_sigint=handle_sigint,
-                                 max_attempts=3, backoff_base=0.2)
+                                 max_attempts=5, backoff_base=0.5)
         counts = _outcomes(factory, name)
         if result.status == "finished":
             _finish(factory, info, tenant, name)
