@@ -76,6 +76,11 @@ def test_rehearsal_killed_halfway_finishes_when_run_again(
     proc = c.process("rehearse", str(path), "--workers", "2")
     kill_when(proc, lambda: steps_in(c.url, "dress-rehearsal", "done") >= 10,
               "the rehearsal half done")
+    # Meanwhile the real run waits: the rehearsal's resources carry the same source ids.
+    refused = c("execute", str(path))
+    assert refused.exit_code == 7, refused.output
+    assert "rehearsal dress-rehearsal of plan dress is running and its resources are still " \
+           "on the target" in refused.stderr
     result = c("rehearse", str(path), "--clouds-yaml", str(world.sim.clouds_yaml),
                "--format", "json")
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from migrator.errors import MigratorError
 from migrator.operations.dry_run import deep_checks, record
 from migrator.operations.plan import target_problems
+from migrator.operations.rehearse import rehearsal_problems
 from migrator.plan.model import Plan
 from migrator.plan.target_names import TargetNames
 
@@ -28,6 +29,7 @@ def dry_run_plan(factory: sessionmaker[Session], plan: Plan, path: Path,
     except MigratorError as exc:
         problems = [f"the target's names cannot be read: {exc}"]
     problems += run_problems(factory, plan, path, options.wave, options.resume)
+    problems += rehearsal_problems(factory, plan)
     bandwidth = options.bandwidth if options.bandwidth is not None else (
         getattr(settings, "bandwidth", None) if settings is not None else
         _configured_bandwidth(plan, options))

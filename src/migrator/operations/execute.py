@@ -33,6 +33,7 @@ from migrator.operations.plan import (
     register_plan,
     target_problems,
 )
+from migrator.operations.rehearse import rehearsal_problems
 from migrator.plan.model import Plan
 from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, load_plan_data
 from migrator.plan.target_names import CloudTargetNames, TargetNames
@@ -236,6 +237,7 @@ def execute_plan(url: str, plan_path: str | Path,
                 return PlanExecution(plan, path, dry_run=report, replanned=replanned)
             problems = target_problems(plan, names)
             problems += _run_problems(factory, plan, path, o.wave, o.resume)
+            problems += rehearsal_problems(factory, plan)
             if problems:
                 found = problems[0] if len(problems) == 1 else (
                     f"{len(problems)} problems (each on a line below)")

@@ -189,6 +189,20 @@ def rehearse(url: str, plan_path: str | Path, *, suffix: str = "-rehearsal",
     return report
 
 
+def rehearsal_problems(factory: sessionmaker[Session], plan: Plan) -> list[str]:
+    """A rehearsal of ``plan`` whose resources are not removed yet: the real run would find
+    them by the source ids they carry and adopt them, so it waits until they are gone."""
+    out = []
+    for run in runs_of_kind(factory, REHEARSAL, of_plan_hash=plan.content_hash):
+        if run.status != "rolled_back":
+            out.append(f"rehearsal {run.name} of plan {plan.name} is {run.status} and its "
+                       "resources are still on the target (they carry the same source ids "
+                       "and would be adopted): finish it first with 'migrator rehearse "
+                       f"{run.options.get('plan_file') or plan.name}' (or 'migrator rollback "
+                       f"--run {run.name}')")
+    return out
+
+
 def _existing(factory: sessionmaker[Session], content_hash: str) -> tuple[str, str] | None:
     """The rehearsal run of this plan and suffix, unless it was removed already."""
     for run in runs_of_kind(factory, REHEARSAL, plan_hash=content_hash):

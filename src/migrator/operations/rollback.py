@@ -57,7 +57,10 @@ __all__ = ["Kept", "RollbackPlan", "RollbackResult", "Undo", "plan_rollback", "r
 
 # Kinds whose target resource carries the source id (found again for a step left in doubt).
 MARKED_KINDS = frozenset({"project", "user", "network", "subnet", "router", "security_group",
-                          "security_group_rule", "image", "volume", "keypair"})
+                          "security_group_rule", "image", "volume"})
+# Kinds without a mark, looked up in doubt by what they belong to (an interface by its router
+# and subnet, a keypair by its user and name), undone only when that was made by the run.
+IN_PLACE_KINDS = frozenset({"router_interface", "keypair"})
 UNDONE_STATES = frozenset({machine.PENDING, machine.BLOCKED, machine.ROLLED_BACK})
 
 
@@ -152,6 +155,9 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
                         and ("project", s.target_id) not in elsewhere}
     undo: list[Undo] = []
     kept: list[Kept] = []
+    # Unmarked things the run found in place (a grant, an interface, a keypair): decided
+    # once the rest is, by whether what they belong to was made by the run.
+    found_in_place: list[tuple[RunStep, str]] = []
     for s in steps:
         target_id, why = s.target_id, "created by the run"
         if target_id is None and s.key in found_in_doubt:
@@ -167,6 +173,8 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
                                  s.source_id, {"original_checkpoint": s.checkpoint}))
             continue
         adopted = s.checkpoint.get("adopted")
+        if s.target_id is None and s.kind in IN_PLACE_KINDS:
+            adopted = "in-doubt"  # no mark to tell: judged by what it belongs to, below
 
         def keep(reason: str, step: RunStep = s, tid: str = target_id) -> None:
             kept.append(Kept(step.key, step.kind, step.tenant, step.name, tid, reason))
@@ -189,25 +197,43 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
             keep("found on a project that existed before the run")
             continue
         if s.kind in ("role_assignment", "router_interface", "keypair") and adopted:
-            keep(f"the {s.kind.replace('_', ' ')} was there before the run")
+            found_in_place.append((s, target_id))
             continue
         if s.kind == "security_group_rule" and s.checkpoint.get("adopted_rule"):
             keep("an identical rule was there already (it goes with its group)")
             continue
         action = {"role_assignment": "revoke", "router_interface": "remove_interface",
                   "image_member": "remove_member"}.get(s.kind, "delete")
-        extra: dict[str, Any] = {}
-        if s.kind == "keypair":
-            from migrator.clouds.target import fingerprint
-
-            key = str((s.spec.get("attrs") or {}).get("public_key") or "")
-            if key:
-                extra["fingerprint"] = fingerprint(key)
+        extra = _keypair_extra(s)
         if s.kind == "volume":
             extra["original_checkpoint"] = s.checkpoint
         undo.append(Undo(s.key, s.kind, s.tenant, s.name, target_id, action, why, s.id,
                          s.source_id, extra))
+    made = {u.key for u in undo if u.action == "delete"}
+    for s, target_id in found_in_place:
+        # A keypair of a user, a grant on a project or to a user, an interface of a router or
+        # on a subnet the run made cannot have been there before the run: an earlier try of
+        # this run made it (a crash between the call and its checkpoint).
+        owners = {str(v) for v in (s.spec.get("refs") or {}).values() if isinstance(v, str)}
+        if owners & made:
+            action = {"role_assignment": "revoke",
+                      "router_interface": "remove_interface"}.get(s.kind, "delete")
+            undo.append(Undo(s.key, s.kind, s.tenant, s.name, target_id, action,
+                             "found in place, on what the run created", s.id, s.source_id,
+                             _keypair_extra(s)))
+        else:
+            kept.append(Kept(s.key, s.kind, s.tenant, s.name, target_id,
+                             f"the {s.kind.replace('_', ' ')} was there before the run"))
     return undo, kept
+
+
+def _keypair_extra(s: RunStep) -> dict[str, Any]:
+    if s.kind != "keypair":
+        return {}
+    from migrator.clouds.target import fingerprint
+
+    key = str((s.spec.get("attrs") or {}).get("public_key") or "")
+    return {"fingerprint": fingerprint(key)} if key else {}
 
 
 def undo_dependencies(undo: list[Undo], deps: list[tuple[str, str]]
@@ -248,8 +274,8 @@ def _find_in_doubt(tc: Any, factory: sessionmaker[Session], steps: list[RunStep]
     out: dict[str, str] = {}
     known = handlers()
     for s in steps:
-        if s.target_id is not None or s.kind not in MARKED_KINDS or s.state in UNDONE_STATES \
-                or s.state == machine.DONE or not s.source_id:
+        if s.target_id is not None or s.kind not in MARKED_KINDS | IN_PLACE_KINDS \
+                or s.state in UNDONE_STATES or s.state == machine.DONE or not s.source_id:
             continue
         if s.kind == "image":
             tag = f"migrator-src-{s.source_id}"
