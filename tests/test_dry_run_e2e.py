@@ -110,7 +110,7 @@ def test_a_clean_dry_run_is_recorded_apart_and_the_real_run_follows(
     again = c("execute", str(path), "--dry-run")
     assert again.exit_code == 7  # the plan's run exists: a real execute needs --resume
     assert "Findings" in again.stdout and "Estimate:" in again.stdout
-    assert "step times measured in run clean" in again.stdout
+    assert "rate measured in run clean; step times measured in run clean" in again.stdout
     assert "was already executed as run clean" in again.stderr
     c("rollback", "--run", "clean", "--yes", "--clouds-yaml", str(world.sim.clouds_yaml))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from migrator.operations.rollback import decide, undo_dependencies
 from migrator.store.run_kinds import RunStep
 
@@ -98,3 +100,27 @@ def test_undo_order_is_the_reverse_of_the_dependencies_through_kept_steps() -> N
         ("undo:quota:network:p", "undo:network:n"), ("undo:quota:network:p", "undo:router:r"),
         ("undo:network:n", "undo:subnet:s"), ("undo:subnet:s", "undo:router_interface:ri"),
         ("undo:router:r", "undo:router_interface:ri")}
+
+
+def test_a_run_still_executed_by_a_worker_is_not_rolled_back(db_url: str) -> None:
+    from migrator.engine.runs import StepSpec, create_run
+    from migrator.engine.workers import register_worker
+    from migrator.errors import ConcurrencyError, ConfigError
+    from migrator.operations.rollback import rollback
+    from migrator.store.db import make_engine, session_factory
+
+    engine = make_engine(db_url)
+    try:
+        factory = session_factory(engine)
+        run_id = create_run(factory, "busy", [StepSpec("project:p", "project", source_id="p")],
+                            [])
+        create_run(factory, "busy-dry-run", [], [], options={"kind": "dry_run"})
+        name = register_worker(factory, run_id, 4)  # this process: alive
+    finally:
+        engine.dispose()
+    with pytest.raises(ConcurrencyError, match=rf"run 'busy' is being executed by worker\(s\) "
+                                               rf"{name}; stop them first"):
+        rollback(db_url, "busy")
+    with pytest.raises(ConfigError, match="run 'busy-dry-run' is a dry run, not a migration "
+                                          "or a rehearsal: only those are rolled back"):
+        rollback(db_url, "busy-dry-run")

@@ -131,8 +131,8 @@ def _original_run(factory: sessionmaker[Session], name: str) -> RunInfo:
     ref = find_run(factory, name)
     info = run_info(factory, ref.id)
     if info.kind not in (MIGRATION, REHEARSAL):
-        raise ConfigError(f"run {info.name!r} is a {info.kind.replace('_', ' ')} run: only a "
-                          "migration or a rehearsal is rolled back")
+        raise ConfigError(f"run {info.name!r} is a {info.kind.replace('_', ' ')}, not a "
+                          "migration or a rehearsal: only those are rolled back")
     return info
 
 
