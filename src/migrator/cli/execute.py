@@ -34,8 +34,9 @@ DEFAULT_MAX_PLAN_SIZE = "512MiB"
 @click.option("--wave", type=click.IntRange(1), metavar="N",
               help="Run only wave N of the plan (earlier waves must have finished).")
 @click.option("--dry-run", is_flag=True,
-              help="Rehearse: check the plan, the inventory, the target's mappings, names and "
-                   "quotas; write nothing anywhere.")
+              help="Every read and check of a real run (plan, inventory, credentials, "
+                   "permissions, quotas and capacity, types, formats, an estimated duration); "
+                   "nothing written on either cloud, the findings recorded as a dry-run run.")
 @click.option("--replan", is_flag=True,
               help="If the plan is stale (or was edited), plan again into the same file with "
                    "the same selection and execute the new plan.")
