@@ -11,7 +11,9 @@ hash does not change.
 - ``lookup``: what the handler needs to find, adopt or check the resource (:class:`Lookup`);
 - ``source``: the legacy resource it comes from;
 - ``properties``: image properties before translation and the changes the rules made (image
-  and volume steps that have any), shown by ``plan`` and kept for the audit.
+  and volume steps that have any), shown by ``plan`` and kept for the audit;
+- ``undo``: a rollback run's step (handlers/undo.py, written by operations/rollback.py): what
+  it removes (:class:`UndoSpec`); such a step has no other part.
 
 What each kind puts in ``attrs`` is described at the top of handlers/identity.py,
 handlers/network.py, handlers/compute.py, handlers/image.py and handlers/volume.py.
@@ -67,6 +69,29 @@ class PropertyChanges(TypedDict):
     changes: list[str]
 
 
+class UndoSpec(TypedDict, total=False):
+    """What an ``undo_<kind>`` step removes, decided when the rollback was planned."""
+
+    # the run undone and its step
+    run: str
+    run_id: int
+    step_key: str
+    step_id: int | None
+    kind: str
+    # the target resource (a composite "<a>:<b>" for keypairs, grants, members, quotas)
+    target_id: str | None
+    source_id: str
+    # delete, revoke, remove_interface, remove_member, reset_quotas, temporaries
+    action: str
+    why: str
+    # keypair: the fingerprint of the key the run imported
+    fingerprint: str
+    # the undone step's checkpoint, for the source restorer (kinds that have one)
+    original_checkpoint: dict[str, Any]
+    # whether a source restorer runs (handlers/undo.py register_source_restorer)
+    restore_source: bool
+
+
 class Spec(TypedDict, total=False):
     """A step's spec. The planner writes every part but ``properties``; handlers read each
     part as possibly absent (a step built by a program may have fewer)."""
@@ -76,6 +101,7 @@ class Spec(TypedDict, total=False):
     lookup: Lookup
     source: Source
     properties: PropertyChanges
+    undo: UndoSpec
 
 
 # The parts a handler reads as mappings (handlers/base.py ``spec_part``).

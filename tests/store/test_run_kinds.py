@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from migrator.engine.runs import StepSpec, create_run, find_run
 from migrator.engine.steps import EVENTS, STEPS, utcnow, write_transaction
+from migrator.spec import Spec, UndoSpec
 from migrator.store.db import make_engine, session_factory
 from migrator.store.run_kinds import (
     IDMAP,
@@ -88,7 +89,8 @@ def test_the_queries_of_rollbacks_dry_runs_and_rehearsals(url: str) -> None:
         assert sorted(dependency_keys(factory, run_id)) == [("image:i", "project:p"),
                                                             ("volume:v", "project:p")]
         undo = create_run(factory, "wave-rollback",
-                          [StepSpec("undo:image:i", "undo_image", {"step_key": "image:i"})], [])
+                          [StepSpec("undo:image:i", "undo_image",
+                                    Spec(undo=UndoSpec(step_key="image:i")))], [])
         with write_transaction(factory) as conn:
             conn.execute(update(STEPS).where(STEPS.c.run_id == undo).values(state="done"))
         assert undone_step_keys(factory, [undo]) == {"image:i"}

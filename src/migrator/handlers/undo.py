@@ -33,7 +33,8 @@ from migrator.clouds.target import TargetCloud, fingerprint, migrated_source_id
 from migrator.engine.handlers import Handler, HandlerRegistry, Reconciliation, StepContext
 from migrator.engine.steps import StepSnapshot, fire
 from migrator.errors import IllegalTransitionError, NotFoundError, StepFailedError
-from migrator.handlers.base import spec_part, target_cloud
+from migrator.handlers.base import target_cloud
+from migrator.spec import UndoSpec
 from migrator.transfer.volume_api import Api
 from migrator.transfer.volume_copy import SOURCE_KEY, TEMP_TAG
 
@@ -62,6 +63,14 @@ def source_restorer(kind: str) -> SourceRestorer | None:
     return _RESTORERS.get(kind)
 
 
+def undo_spec(step: StepSnapshot) -> UndoSpec:
+    """What the undo step removes (its spec's ``undo`` part)."""
+    spec = step.spec.get("undo")
+    if not isinstance(spec, dict):
+        raise StepFailedError(f"step {step.key!r}: spec.undo must be a mapping")
+    return spec
+
+
 class GoneError(Exception):
     """The resource is not on the target (any more)."""
 
@@ -76,32 +85,33 @@ class UndoHandler(Handler):
     # -- phases --------------------------------------------------------------------------
     def run_phase(self, ctx: StepContext, step: StepSnapshot, phase: str
                   ) -> Mapping[str, Any] | None:
-        spec = step.spec
+        spec = undo_spec(step)
         if phase == "restore_source":
             restorer = source_restorer(self.original_kind)
             if restorer is None or not spec.get("restore_source"):
                 return {}
-            source = ctx.services.get("source")
+            source = ctx.services.source
             if source is None:
                 raise StepFailedError(f"step {step.key!r}: restoring the source needs the "
                                       "source cloud, which the rollback was not given")
             return {"restored": dict(restorer(source, str(spec.get("source_id")),
-                                              spec_part(step, "original_checkpoint")))}
+                                              spec.get("original_checkpoint") or {}))}
         data = dict(self._undo(target_cloud(ctx), step))
         self._mark_original(ctx, step, data)
         return data
 
     def verify(self, ctx: StepContext, step: StepSnapshot) -> None:
-        if step.checkpoint.get("outcome") != "removed" or step.spec.get("action") != "delete":
+        spec = undo_spec(step)
+        if step.checkpoint.get("outcome") != "removed" or spec.get("action") != "delete":
             return
         tc = target_cloud(ctx)
         try:
             resource = self._read(tc, step)
         except GoneError:
             return
-        if step.spec.get("action") == "delete":
+        if spec.get("action") == "delete":
             raise StepFailedError(f"step {step.key!r}: {self.original_kind} "
-                                  f"{step.spec.get('target_id')} is still on the target "
+                                  f"{spec.get('target_id')} is still on the target "
                                   f"({resource.get('status', 'present')})")
 
     def reconcile(self, ctx: StepContext, step: StepSnapshot) -> Reconciliation:
@@ -110,7 +120,7 @@ class UndoHandler(Handler):
 
     # -- the undo itself -------------------------------------------------------------------
     def _undo(self, tc: TargetCloud, step: StepSnapshot) -> Mapping[str, Any]:
-        spec = step.spec
+        spec = undo_spec(step)
         action = str(spec.get("action"))
         target_id = str(spec.get("target_id"))
         out: dict[str, Any] = {"action": action, "kind": self.original_kind,
@@ -145,7 +155,7 @@ class UndoHandler(Handler):
         return out
 
     def _read(self, tc: TargetCloud, step: StepSnapshot) -> dict[str, Any]:
-        kind, target_id = self.original_kind, str(step.spec.get("target_id"))
+        kind, target_id = self.original_kind, str(undo_spec(step).get("target_id"))
         try:
             if kind in ("project", "user"):
                 return dict(getattr(tc, f"get_{kind}")(target_id))
@@ -185,7 +195,7 @@ class UndoHandler(Handler):
 
     def _mark_problem(self, step: StepSnapshot, resource: Mapping[str, Any]) -> str | None:
         """Why the resource is not the one the run made (None: it is)."""
-        kind, source_id = self.original_kind, str(step.spec.get("source_id"))
+        kind, source_id = self.original_kind, str(undo_spec(step).get("source_id"))
         if kind in ("project", "user", "network", "subnet", "router", "security_group",
                     "security_group_rule", "image"):
             mark = migrated_source_id(resource)
@@ -197,7 +207,7 @@ class UndoHandler(Handler):
             if mark != source_id:
                 return f"its metadata {SOURCE_KEY} is {mark!r}, not {source_id!r}"
         elif kind == "keypair":
-            want = step.spec.get("fingerprint")
+            want = undo_spec(step).get("fingerprint")
             have = fingerprint(str(resource.get("public_key", "")))
             if want and want != have:
                 return f"its fingerprint is {have}, the run imported {want}"
@@ -209,7 +219,7 @@ class UndoHandler(Handler):
 
     def _remove(self, tc: TargetCloud, step: StepSnapshot, resource: Mapping[str, Any]
                 ) -> None:
-        kind, target_id = self.original_kind, str(step.spec.get("target_id"))
+        kind, target_id = self.original_kind, str(undo_spec(step).get("target_id"))
         if kind == "keypair":
             user_id, _, name = target_id.partition(":")
             tc.delete_keypair(user_id, name)
@@ -259,7 +269,7 @@ class UndoHandler(Handler):
         """The volume copy's temporary target images (tagged temporary and with the source
         volume's id) that a half-finished copy left."""
         api = Api(tc.handle)
-        tag = f"migrator-src-{step.spec.get('source_id')}"
+        tag = f"migrator-src-{undo_spec(step).get('source_id')}"
         found = api.pages("image", "images", "images", f"listing images tagged {tag}",
                           {"tag": tag, "visibility": "all"})
         removed = []
@@ -273,7 +283,7 @@ class UndoHandler(Handler):
                        data: Mapping[str, Any]) -> None:
         """The undone step goes done -> rolled_back (its run's audit names the rollback);
         a step that never finished keeps its state (the rollback run's event records it)."""
-        original = step.spec.get("step_id")
+        original = undo_spec(step).get("step_id")
         if not isinstance(original, int) or data.get("outcome") == "left":
             return
         with suppress(IllegalTransitionError):

@@ -31,15 +31,16 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from migrator.errors import MigratorError
+from migrator.errors import ConfigError, MigratorError
 from migrator.plan.model import Plan, PlanStep
+from migrator.services import Services
 from migrator.store.run_kinds import DRY_RUN, Measured, latest_measured, taken_names
 
 GIB = 1 << 30
@@ -110,16 +111,16 @@ class DeepReport:
                 "tenants": dict(tenants)}
 
 
-def deep_checks(plan: Plan, services: Mapping[str, object], settings: Any,
+def deep_checks(plan: Plan, services: Services, settings: Any,
                 workers: int, bandwidth: int | None,
                 factory: sessionmaker[Session] | None,
                 open_source: Callable[[], Any] | None = None) -> DeepReport:
     """Run every check (see the module docstring) and return the findings."""
-    from migrator.clouds.target import TargetCloud
 
     report = DeepReport()
-    target = services["target"]
-    tc = target if isinstance(target, TargetCloud) else TargetCloud(target)
+    tc = services.target
+    if tc is None:
+        raise ConfigError("the dry run needs the target cloud, but it was given none")
     with tc.counting() as counted:
         for check in (_target_credentials, _permissions, _capacity, _volume_types,
                       _flavors, _images, _user_clashes):
@@ -129,7 +130,7 @@ def deep_checks(plan: Plan, services: Mapping[str, object], settings: Any,
                 report.add(None, check.__name__.strip("_").replace("_", " "), ERROR,
                            f"the check could not read the target: {exc}")
     report.target_calls = counted["calls"]
-    _source_checks(report, plan, services.get("source"), open_source, settings)
+    _source_checks(report, plan, services.source, open_source, settings)
     measured = latest_measured(factory) if factory is not None else None
     report.estimate = estimate(plan, bandwidth, measured, workers,
                                getattr(settings, "parallel_transfers", 4))

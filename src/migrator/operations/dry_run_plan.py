@@ -3,7 +3,7 @@ of operations/dry_run.py together, recorded as a run of kind ``dry_run``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ from migrator.operations.plan import target_problems
 from migrator.operations.rehearse import rehearsal_problems
 from migrator.plan.model import Plan
 from migrator.plan.target_names import TargetNames
+from migrator.services import Services
 
 
 def dry_run_plan(factory: sessionmaker[Session], plan: Plan, path: Path,
-                 services: Mapping[str, object], names: TargetNames, settings: Any,
+                 services: Services, names: TargetNames, settings: Any,
                  options: Any, workers: int,
                  run_problems: Callable[..., list[str]]) -> Any:
     """Every check, the findings recorded; the DryRunReport of operations/execute.py."""

@@ -21,8 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from migrator.errors import ConfigError
 from migrator.operations.context import database_errors, open_state
 from migrator.operations.dry_run import Estimate, estimate
 from migrator.plan.model import Plan, PlanStep
+from migrator.services import Services
 from migrator.store.db import session_factory
 from migrator.store.run_kinds import (
     REHEARSAL,
@@ -125,9 +125,9 @@ def rehearse(url: str, plan_path: str | Path, *, suffix: str = "-rehearsal",
              clouds_yaml: str | Path | None = None, config: str | Path | None = None,
              workers: int | None = None, observer: Observer | None = None,
              handle_sigint: bool = True,
-             services: Mapping[str, object] | None = None) -> RehearsalReport:
+             services: Services | None = None) -> RehearsalReport:
     """Run ``plan_path`` into the rehearsal namespace, measure it, remove it (see the module
-    docstring); ``services`` replace the clouds opened from the plan (tests)."""
+    docstring); what ``services`` holds replaces what is opened from the plan (tests)."""
     from migrator.handlers import register_handlers
     from migrator.operations.execute import (
         execute_run,
@@ -146,9 +146,10 @@ def rehearse(url: str, plan_path: str | Path, *, suffix: str = "-rehearsal",
         existing = _existing(factory, plan.content_hash)
         with run_services(plan, clouds_yaml=clouds_yaml, config=config) as (
                 svc, settings, retries):
-            svc = dict(svc)
-            if services:
-                svc.update(services)
+            if services is not None:
+                svc = replace(svc, **{f.name: getattr(services, f.name)
+                                      for f in fields(services)
+                                      if getattr(services, f.name) is not None})
             threads = (workers or (settings.metadata_workers if settings else 8)) + (
                 settings.parallel_transfers if settings else 0)
             measured_before = latest_measured(factory)
@@ -179,8 +180,8 @@ def rehearse(url: str, plan_path: str | Path, *, suffix: str = "-rehearsal",
                     return report
             _measure(factory, run_name, report)
             if report.status in ("finished", "failed"):
-                undone = rollback(url, run_name, target=svc["target"],
-                                  source=svc.get("source"), clouds_yaml=clouds_yaml,
+                undone = rollback(url, run_name, target=svc.target,
+                                  source=svc.source, clouds_yaml=clouds_yaml,
                                   handle_sigint=handle_sigint)
                 report.cleanup_run = undone.rollback_run
                 report.cleanup_status = (undone.result.status if undone.result is not None

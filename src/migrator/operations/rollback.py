@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +38,8 @@ from migrator.engine.runs import create_run, find_run, set_run_status
 from migrator.engine.workers import active_workers, reap_lost_workers
 from migrator.errors import ConcurrencyError, ConfigError
 from migrator.operations.context import database_errors, open_state
+from migrator.services import Services
+from migrator.spec import Spec, UndoSpec
 from migrator.store.db import session_factory
 from migrator.store.run_kinds import (
     MIGRATION,
@@ -76,7 +78,7 @@ class Undo:
     step_id: int = 0  # the original step's row
     source_id: str | None = None
     # What the mark check needs beyond the source id (a keypair's fingerprint).
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: UndoSpec = field(default_factory=UndoSpec)
 
 
 @dataclass(frozen=True)
@@ -227,13 +229,13 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
     return undo, kept
 
 
-def _keypair_extra(s: RunStep) -> dict[str, Any]:
+def _keypair_extra(s: RunStep) -> UndoSpec:
     if s.kind != "keypair":
-        return {}
+        return UndoSpec()
     from migrator.clouds.target import fingerprint
 
     key = str((s.spec.get("attrs") or {}).get("public_key") or "")
-    return {"fingerprint": fingerprint(key)} if key else {}
+    return UndoSpec(fingerprint=fingerprint(key)) if key else UndoSpec()
 
 
 def undo_dependencies(undo: list[Undo], deps: list[tuple[str, str]]
@@ -297,11 +299,13 @@ def _find_in_doubt(tc: Any, factory: sessionmaker[Session], steps: list[RunStep]
         if not isinstance(handler, ResourceHandler):
             continue
         snapshot = StepSnapshot(s.id, s.run_id, s.key, s.kind, s.state, s.phase,
-                                s.checkpoint, 0, s.version, None, None, s.spec, s.lease_token,
+                                s.checkpoint, 0, s.version, None, None, cast(Spec, s.spec),
+                                s.lease_token,
                                 s.source_id, s.tenant, s.name)
         import threading
 
-        ctx = StepContext(factory, snapshot, threading.Event(), "rollback", {"target": tc})
+        ctx = StepContext(factory, snapshot, threading.Event(), "rollback",
+                          Services(target=tc))
         try:
             attrs = resolve_attrs(ctx, snapshot)
             found = handler.find(tc, snapshot, s.source_id, attrs)
@@ -457,13 +461,15 @@ def _deps(factory: sessionmaker[Session], info: RunInfo) -> list[tuple[str, str]
     return dependency_keys(factory, info.id)
 
 
-def _spec(info: RunInfo, u: Undo) -> dict[str, Any]:
+def _spec(info: RunInfo, u: Undo) -> Spec:
     from migrator.handlers.undo import source_restorer
 
-    return {"run": info.name, "run_id": info.id, "step_key": u.key, "step_id": u.step_id,
-            "kind": u.kind, "target_id": u.target_id, "source_id": u.source_id,
-            "action": u.action, "why": u.why, **u.extra,
-            "restore_source": source_restorer(u.kind) is not None}
+    undo = UndoSpec(run=info.name, run_id=info.id, step_key=u.key, step_id=u.step_id,
+                    kind=u.kind, target_id=u.target_id, source_id=str(u.source_id),
+                    action=u.action, why=u.why)
+    undo.update(u.extra)
+    undo["restore_source"] = source_restorer(u.kind) is not None
+    return Spec(undo=undo)
 
 
 def _outcomes(factory: sessionmaker[Session], name: str) -> dict[str, int]:

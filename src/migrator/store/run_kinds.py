@@ -183,7 +183,7 @@ def undone_step_keys(factory: Any, run_ids: Iterable[int]) -> set[str]:
     with read_connection(factory) as conn:
         specs = conn.execute(select(STEPS.c.spec).where(STEPS.c.run_id.in_(ids),
                                                         STEPS.c.state == "done")).scalars()
-        return {str((spec or {}).get("step_key")) for spec in specs}
+        return {str(((spec or {}).get("undo") or {}).get("step_key")) for spec in specs}
 
 
 # -- what earlier runs measured (the dry run's estimate, the rehearsal's report) ---------------
@@ -316,7 +316,7 @@ def source_cloud_of(factory: Any, run_id: int) -> str | None:
 
 def wants_source(factory: Any, info: RunInfo) -> bool:
     """Whether a pending rollback of the run has steps that put something back on the
-    source (their spec says ``restore_source``)."""
+    source (their spec's ``undo`` part says ``restore_source``)."""
     with read_connection(factory) as conn:
         ids = [r.id for r in runs_of_kind(factory, ROLLBACK, of_run_id=info.id)
                if r.status != "finished"]
@@ -324,4 +324,4 @@ def wants_source(factory: Any, info: RunInfo) -> bool:
             return False
         specs = conn.execute(select(STEPS.c.spec).where(STEPS.c.run_id.in_(ids),
                                                         STEPS.c.state != "done")).scalars()
-        return any((spec or {}).get("restore_source") for spec in specs)
+        return any(((spec or {}).get("undo") or {}).get("restore_source") for spec in specs)
