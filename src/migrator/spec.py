@@ -90,6 +90,11 @@ class UndoSpec(TypedDict, total=False):
     original_checkpoint: dict[str, Any]
     # whether a source restorer runs (handlers/undo.py register_source_restorer)
     restore_source: bool
+    # server: the target project it was booted in, the source ids of its ports and of the
+    # volumes its cutover moved (what it made carries one of them)
+    project_id: str | None
+    source_ports: list[str]
+    source_volumes: list[str]
 
 
 class Spec(TypedDict, total=False):

@@ -124,3 +124,42 @@ def test_a_run_still_executed_by_a_worker_is_not_rolled_back(db_url: str) -> Non
     with pytest.raises(ConfigError, match="run 'busy-dry-run' is a dry run, not a migration "
                                           "or a rehearsal: only those are rolled back"):
         rollback(db_url, "busy-dry-run")
+
+
+def test_server_steps_are_undone_with_what_their_cutover_made() -> None:
+    lookup = {"ports": [{"source_id": "sp1"}, {"source_id": "sp2"}],
+              "volumes": [{"source_id": "sv1"}]}
+
+    def server(key: str, target: str | None, state: str, **checkpoint: Any) -> RunStep:
+        s = step(key, target, state=state, refs={"project_id": "project:p"}, **checkpoint)
+        s.spec["lookup"] = lookup
+        return s
+
+    steps = [
+        step("project:p", "P"),
+        server("server:booted", "S1", "done", power_state="ACTIVE", port_ids=["T1"]),
+        # Stopped and copied, killed before its boot: no target server, but ports, image,
+        # volumes and a stopped source to put back.
+        server("server:stopped", None, "failed", power_state="ACTIVE",
+               volumes={"sv1": {"target_volume_id": "V"}}),
+        server("server:untouched", None, "pending"),
+        server("server:waiting", None, "blocked"),
+    ]
+    undo, kept = decide(steps, set(), {})
+    by_key = {u.key: u for u in undo}
+    assert sorted(by_key) == ["project:p", "server:booted", "server:stopped"]
+    assert not kept
+    booted, stopped = by_key["server:booted"], by_key["server:stopped"]
+    assert (booted.target_id, booted.action) == ("S1", "delete")
+    assert (stopped.target_id, stopped.action) == ("-", "delete")
+    for u in (booted, stopped):
+        assert u.extra.get("project_id") == "P"
+        assert u.extra.get("source_ports") == ["sp1", "sp2"]
+        assert u.extra.get("source_volumes") == ["sv1"]
+    assert booted.extra.get("original_checkpoint") == {"power_state": "ACTIVE",
+                                                        "port_ids": ["T1"]}
+    # The server goes before its project.
+    deps = undo_dependencies(undo, [("server:booted", "project:p"),
+                                    ("server:stopped", "project:p")])
+    assert sorted(deps) == [("undo:project:p", "undo:server:booted"),
+                            ("undo:project:p", "undo:server:stopped")]

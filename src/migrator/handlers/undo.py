@@ -13,11 +13,14 @@ target id and the action decided when the rollback was planned (``delete``, ``re
 - ``restore_source``: what the run changed on the source is put back, through the restorer
   registered for the original kind (:func:`register_source_restorer`): a volume's temporary
   legacy image (``os-volume_upload_image``), which a copy that did not finish leaves, is
-  deleted; a server that a migration stops will register its restart here. Nothing else of
-  the source is written.
+  deleted; a server that was ACTIVE before its cutover is started again, and the cutover's
+  snapshot and temporary images are deleted (handlers/undo_servers.py). Nothing else of the
+  source is written.
 
 A volume step that made no target volume yet gets the action ``temporaries``: its temporary
-images (target and source) are removed, nothing else.
+images (target and source) are removed, nothing else. A server step's undo removes the target
+server and what its cutover made for it (ports, boot image, volumes: handlers/undo_servers.py),
+also when no server was booted yet (target id ``-``).
 
 Every phase is idempotent (a 404 is "already gone"), so a rollback killed halfway and run
 again restarts its in-doubt steps.
@@ -34,6 +37,7 @@ from migrator.engine.handlers import Handler, HandlerRegistry, Reconciliation, S
 from migrator.engine.steps import StepSnapshot, fire
 from migrator.errors import IllegalTransitionError, NotFoundError, StepFailedError
 from migrator.handlers.base import target_cloud
+from migrator.handlers.undo_servers import read_server, restore_server_source, undo_server
 from migrator.spec import UndoSpec
 from migrator.transfer.volume_api import Api
 from migrator.transfer.volume_copy import SOURCE_KEY, TEMP_TAG
@@ -42,14 +46,14 @@ from migrator.transfer.volume_copy import SOURCE_KEY, TEMP_TAG
 UNDO_KINDS = (
     "project", "quota", "user", "role_assignment", "network", "subnet", "router",
     "router_interface", "security_group", "security_group_rule", "keypair", "image",
-    "image_member", "volume",
+    "image_member", "volume", "server",
 )
 UNDO_PREFIX = "undo_"
 
 # A restorer puts back what a migration changed on the source for one step:
-# ``restorer(source_handle, source_id, original_step_checkpoint) -> detail`` (what it did,
-# for the audit).
-SourceRestorer = Callable[[Any, str, Mapping[str, Any]], Mapping[str, Any]]
+# ``restorer(source_handle, undo_spec) -> detail`` (what it did, for the audit); the spec
+# holds the source id and the undone step's checkpoint (``original_checkpoint``).
+SourceRestorer = Callable[[Any, UndoSpec], Mapping[str, Any]]
 _RESTORERS: dict[str, SourceRestorer] = {}
 
 
@@ -94,8 +98,7 @@ class UndoHandler(Handler):
             if source is None:
                 raise StepFailedError(f"step {step.key!r}: restoring the source needs the "
                                       "source cloud, which the rollback was not given")
-            return {"restored": dict(restorer(source, str(spec.get("source_id")),
-                                              spec.get("original_checkpoint") or {}))}
+            return {"restored": dict(restorer(source, spec))}
         data = dict(self._undo(target_cloud(ctx), step))
         self._mark_original(ctx, step, data)
         return data
@@ -130,6 +133,9 @@ class UndoHandler(Handler):
             service, _, project_id = target_id.partition(":")
             reset_quotas(tc, service, project_id)
             out["outcome"] = "reset"
+            return out
+        if self.original_kind == "server":
+            out.update(undo_server(tc, spec))
             return out
         if action == "temporaries":
             removed = self._remove_temporaries(tc, step)
@@ -173,7 +179,11 @@ class UndoHandler(Handler):
                     raise GoneError(target_id)
                 return {"id": target_id}
             api = Api(tc.handle)
-            if kind == "image":
+            if kind == "server":
+                if target_id == "-":
+                    raise GoneError(target_id)
+                record = read_server(api, target_id)
+            elif kind == "image":
                 record = api.image(target_id)
             elif kind == "volume":
                 record = api.volume(target_id)
@@ -309,12 +319,13 @@ def reset_quotas(tc: TargetCloud, service: str, project_id: str) -> None:
                what=f"of project {project_id}", ok=(200, 202, 204), missing_ok=True)
 
 
-def delete_volume_temporaries(source: Any, source_id: str, checkpoint: Mapping[str, Any]
-                              ) -> Mapping[str, Any]:
+def delete_volume_temporaries(source: Any, spec: UndoSpec) -> Mapping[str, Any]:
     """The temporary legacy images of a volume copy (named after the source volume): made
     by the migration on the source, removed with its rollback."""
     from migrator.transfer.volume_copy import temp_image_name
 
+    source_id = str(spec.get("source_id"))
+    checkpoint = spec.get("original_checkpoint") or {}
     api = Api(source)
     known = str((checkpoint.get("copy") or {}).get("source_temp_image_id") or "")
     found = {str(i["id"]) for i in api.images_named(temp_image_name(source_id))}
@@ -326,6 +337,7 @@ def delete_volume_temporaries(source: Any, source_id: str, checkpoint: Mapping[s
 
 
 register_source_restorer("volume", delete_volume_temporaries)
+register_source_restorer("server", restore_server_source)
 
 
 # Cinder refuses to delete a volume in these states (a create or a transfer under way).

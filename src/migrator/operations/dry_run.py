@@ -379,17 +379,24 @@ def _volume_types(report: DeepReport, plan: Plan, tc: Any) -> None:
 
 
 def _flavors(report: DeepReport, plan: Plan, tc: Any) -> None:
-    wanted = {str((s.spec.get("lookup") or {}).get("flavor")): s for s in plan.steps
-              if (s.spec.get("lookup") or {}).get("flavor")}
-    if not wanted:
+    """Each server's target flavor (``attrs.flavor``, the mapped name; ``lookup.flavor_id``
+    when the planner saw it on the target) still exists."""
+    servers = [s for s in plan.steps if s.kind == "server"]
+    if not servers:
         return
     flavors = tc.request("compute", "GET", "/flavors", op="list", what="flavors",
                          params={"is_public": "None"})["flavors"]
-    known = {str(f.get("name")) for f in flavors} | {str(f.get("id")) for f in flavors}
-    for name, step in sorted(wanted.items()):
-        if name not in known:
-            report.add(step.tenant, "flavors", ERROR, f"step {step.key}: flavor {name!r} does "
-                       "not exist on the target")
+    names = {str(f.get("name")) for f in flavors}
+    ids = {str(f.get("id")) for f in flavors}
+    for step in servers:
+        name = str((step.spec.get("attrs") or {}).get("flavor") or "")
+        flavor_id = (step.spec.get("lookup") or {}).get("flavor_id")
+        if flavor_id and str(flavor_id) not in ids:
+            report.add(step.tenant, "flavors", ERROR, f"step {step.key}: flavor {name!r} "
+                       f"(id {flavor_id}) does not exist on the target")
+        elif not flavor_id and name not in names and name not in ids:
+            report.add(step.tenant, "flavors", ERROR, f"step {step.key}: flavor {name!r} "
+                       "does not exist on the target")
 
 
 def _images(report: DeepReport, plan: Plan, tc: Any) -> None:

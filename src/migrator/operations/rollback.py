@@ -160,6 +160,7 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
     # Unmarked things the run found in place (a grant, an interface, a keypair): decided
     # once the rest is, by whether what they belong to was made by the run.
     found_in_place: list[tuple[RunStep, str]] = []
+    targets = {s.key: s.target_id for s in steps}
     for s in steps:
         target_id, why = s.target_id, "created by the run"
         if target_id is None and s.key in found_in_doubt:
@@ -167,6 +168,13 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
         if s.state == machine.ROLLED_BACK:
             continue
         if target_id is None:
+            if s.kind == "server" and s.state not in UNDONE_STATES and s.checkpoint:
+                # A cutover that booted no server (yet) may have made its ports, boot image
+                # and volumes, and stopped the source.
+                undo.append(Undo(s.key, s.kind, s.tenant, s.name, "-", "delete",
+                                 "what a cutover that booted no server made", s.id,
+                                 s.source_id, _server_extra(s, targets)))
+                continue
             if s.kind == "volume" and s.state not in UNDONE_STATES and (
                     s.checkpoint.get("copy") or s.state != machine.DONE):
                 # A copy that made no target volume may have left temporary images.
@@ -209,6 +217,8 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
         extra = _keypair_extra(s)
         if s.kind == "volume":
             extra["original_checkpoint"] = s.checkpoint
+        if s.kind == "server":
+            extra = _server_extra(s, targets)
         undo.append(Undo(s.key, s.kind, s.tenant, s.name, target_id, action, why, s.id,
                          s.source_id, extra))
     made = {u.key for u in undo if u.action == "delete"}
@@ -236,6 +246,20 @@ def _keypair_extra(s: RunStep) -> UndoSpec:
 
     key = str((s.spec.get("attrs") or {}).get("public_key") or "")
     return UndoSpec(fingerprint=fingerprint(key)) if key else UndoSpec()
+
+
+def _server_extra(s: RunStep, targets: Mapping[str, str | None]) -> UndoSpec:
+    """What a server's undo needs besides its target id: the checkpoint (ports, boot image,
+    volumes, the source's power state), its project and the source ids its things carry."""
+    lookup = s.spec.get("lookup") or {}
+    project_ref = (s.spec.get("refs") or {}).get("project_id")
+    ports: Any = lookup.get("ports") or []
+    volumes: Any = lookup.get("volumes") or []
+    return UndoSpec(original_checkpoint=dict(s.checkpoint),
+                    project_id=targets.get(project_ref) if isinstance(project_ref, str)
+                    else None,
+                    source_ports=[str(p["source_id"]) for p in ports],
+                    source_volumes=[str(v["source_id"]) for v in volumes])
 
 
 def undo_dependencies(undo: list[Undo], deps: list[tuple[str, str]]
@@ -275,8 +299,9 @@ def _find_in_doubt(tc: Any, factory: sessionmaker[Session], steps: list[RunStep]
 
     out: dict[str, str] = {}
     known = handlers()
+    targets = {s.key: s.target_id for s in steps}
     for s in steps:
-        if s.target_id is not None or s.kind not in MARKED_KINDS | IN_PLACE_KINDS \
+        if s.target_id is not None or s.kind not in MARKED_KINDS | IN_PLACE_KINDS | {"server"} \
                 or s.state in UNDONE_STATES or s.state == machine.DONE or not s.source_id:
             continue
         if s.kind == "image":
@@ -286,6 +311,11 @@ def _find_in_doubt(tc: Any, factory: sessionmaker[Session], steps: list[RunStep]
                 {"tag": tag, "visibility": "all"}) if "migrator-tmp" not in (i.get("tags") or [])]
             if len(images) == 1:
                 out[s.key] = str(images[0]["id"])
+            continue
+        if s.kind == "server":
+            server_id = _server_in_doubt(tc, s, targets)
+            if server_id is not None:
+                out[s.key] = server_id
             continue
         if s.kind == "volume":
             vols = Api(tc.handle).pages("block_storage", "volumes/detail", "volumes",
@@ -314,6 +344,25 @@ def _find_in_doubt(tc: Any, factory: sessionmaker[Session], steps: list[RunStep]
         if found is not None:
             out[s.key] = handler.target_id_of(found, attrs)
     return out
+
+
+def _server_in_doubt(tc: Any, s: RunStep, targets: Mapping[str, str | None]) -> str | None:
+    """The one server of the step's project carrying its source id (a boot whose answer was
+    lost); only looked for in the project the run made or adopted for it."""
+    from migrator.handlers.undo_servers import SERVER_MARK
+    from migrator.transfer.volume_api import Api
+
+    ref = (s.spec.get("refs") or {}).get("project_id")
+    project = targets.get(ref) if isinstance(ref, str) else None
+    if not project:
+        return None
+    servers = Api(tc.handle).pages("compute", "servers/detail", "servers",
+                                   f"listing servers of source server {s.source_id}",
+                                   {"all_tenants": "1", "project_id": project})
+    mine = [str(v["id"]) for v in servers
+            if (v.get("metadata") or {}).get(SERVER_MARK) == s.source_id
+            and v.get("status") != "DELETED"]
+    return mine[0] if len(mine) == 1 else None
 
 
 def plan_rollback(url: str, run: str, *, tenant: str | None = None, target: Any = None,
