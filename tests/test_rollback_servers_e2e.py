@@ -1,0 +1,151 @@
+"""``migrator rollback`` of a run that cut servers over, through the CLI against the
+simulator (the world of tests/servers_world.py: one Liberty tenant with an image-backed web
+server with two data volumes, a volume-backed database with a data volume, both ACTIVE, and a
+server left SHUTOFF):
+
+- after a whole run, ``rollback --yes`` leaves every collection of the target as it was
+  before the run (servers, ports, images, volumes and the rest), starts again the source
+  servers that were ACTIVE before their cutover, leaves the SHUTOFF one stopped, and the
+  cutovers' snapshot and temporary images are gone from the source;
+- a run SIGKILLed inside a cutover (the source stopped, its copy under way, no target server
+  yet) is rolled back the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from sqlalchemy import select
+
+from migrator.cli.main import cli
+from migrator.store.models import Run, Step
+from tests.servers_world import ServersWorld, raw_servers, start_servers_world, target_by_source
+from tests.test_rollback_e2e import REPO, differences, kill_when, rows, scalar, target_state
+
+# Source records a cutover and its rollback change by themselves: a server stopped and
+# started again (its power and task states, its timestamps), the volumes it holds.
+SOURCE_VOLATILE = frozenset({"status", "vm_state", "power_state", "task_state", "updated_at",
+                             "launched_at", "terminated_at", "OS-SRV-USG:launched_at"})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServersWorld]:
+    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    built = start_servers_world(tmp_path_factory.mktemp("rollback-servers"))
+    try:
+        yield built
+    finally:
+        built.sim.stop()
+        if previous is None:
+            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+        else:
+            os.environ["OS_CLIENT_CONFIG_FILE"] = previous
+
+
+def cli_(world: ServersWorld, url: str, *args: str) -> Result:
+    return world.runner.invoke(cli, ["--db", url, *args, "--clouds-yaml",
+                                     str(world.sim.clouds_yaml)], prog_name="migrator")
+
+
+def plan(world: ServersWorld, url: str, where: Path, name: str) -> Path:
+    config = world.config(where)
+    path = where / "plans" / f"{name}.yaml"
+    result = world.cli(url, "plan", "--config", str(config), "-o", str(path))
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def source_without_power(state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {rid: {k: v for k, v in record.items() if k not in SOURCE_VOLATILE}
+                   for rid, record in records.items()} for name, records in state.items()}
+
+
+def rollback(world: ServersWorld, url: str, run: str) -> dict[str, Any]:
+    result = cli_(world, url, "rollback", "--run", run, "--yes", "--format", "json")
+    assert result.exit_code == 0, (result.output, rows(url, select(
+        Step.key, Step.state, Step.last_error).join(Run).where(
+        Run.name == f"{run}-rollback", Step.state != "done")))
+    report: dict[str, Any] = json.loads(result.stdout)
+    assert report["status"] == "finished", report
+    return report
+
+
+def test_rollback_of_a_server_run_restores_both_clouds(world: ServersWorld,
+                                                       tmp_path: Path) -> None:
+    url = world.url(tmp_path)
+    path = plan(world, url, tmp_path, "cutover")
+    before = target_state(world.sim)
+    legacy_before = raw_servers(world.legacy)
+    source_before = target_state(world.sim, "legacy")
+    assert {n: s["status"] for n, s in legacy_before.items()} == {
+        "physics-vm0": "ACTIVE", "physics-vm1": "ACTIVE", "physics-vm2": "SHUTOFF"}
+
+    done = world.cli(url, "execute", str(path))
+    assert done.exit_code == 0, done.output
+    moved = target_by_source(world.target)
+    assert sorted(len(v) for v in moved.values()) == [1, 1, 1]
+    assert {s["status"] for s in raw_servers(world.legacy).values()} == {"SHUTOFF"}
+
+    report = rollback(world, url, "cutover")
+    undone = {u["key"]: u for u in report["plan"]["undo"]}
+    servers = sorted(k for k in undone if k.startswith("server:"))
+    assert len(servers) == 3 and all(undone[k]["target_id"] != "-" for k in servers)
+    # The target: servers, ports, images, volumes and everything else as before the run.
+    assert differences(before, target_state(world.sim)) == []
+    assert target_by_source(world.target) == {}
+    # The source: running again where it ran before, the SHUTOFF one left stopped, and
+    # nothing else changed (no snapshot or temporary image left).
+    after = raw_servers(world.legacy)
+    assert {n: s["status"] for n, s in after.items()} == {
+        n: s["status"] for n, s in legacy_before.items()}
+    assert differences(source_without_power(source_before),
+                       source_without_power(target_state(world.sim, "legacy"))) == []
+    assert scalar(url, select(Run.status).where(Run.name == "cutover")) == "rolled_back"
+    # Each server step's undo says what it removed and that the source was started.
+    details = {r.key: r.checkpoint for r in rows(url, select(Step.key, Step.checkpoint).join(
+        Run).where(Run.name == "cutover-rollback", Step.kind == "undo_server"))}
+    started = {k for k, cp in details.items() if cp["restored"]["started"]}
+    assert len(started) == 2
+    assert all(cp["outcome"] == "removed" and cp["server_removed"] for cp in details.values())
+    assert sum(len(cp["volumes_removed"]) for cp in details.values()) == 5
+
+
+def test_rollback_of_a_run_killed_inside_a_cutover(world: ServersWorld,
+                                                   tmp_path: Path) -> None:
+    url = world.url(tmp_path)
+    path = plan(world, url, tmp_path, "killed")
+    before = target_state(world.sim)
+    legacy_before = raw_servers(world.legacy)
+    source_before = target_state(world.sim, "legacy")
+    cmd = [sys.executable, "-m", "migrator", "--db", url, "execute", str(path),
+           "--clouds-yaml", str(world.sim.clouds_yaml)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def copying() -> bool:
+        found = rows(url, select(Step.phase, Step.checkpoint).join(Run).where(
+            Run.name == "killed", Step.kind == "server"))
+        return any(r.phase in ("snapshot", "copy") and (r.checkpoint or {}).get(
+            "power_state") == "ACTIVE" for r in found)
+
+    kill_when(proc, copying, "a server cutover copying")
+    assert differences(before, target_state(world.sim)), "the run wrote nothing"
+
+    report = rollback(world, url, "killed")
+    assert any(u["key"].startswith("server:") for u in report["plan"]["undo"])
+    assert differences(before, target_state(world.sim)) == []
+    assert target_by_source(world.target) == {}
+    # The source servers stopped by the killed cutovers run again.
+    statuses = {n: s["status"] for n, s in raw_servers(world.legacy).items()}
+    assert statuses == {n: s["status"] for n, s in legacy_before.items()}
+    assert differences(source_without_power(source_before),
+                       source_without_power(target_state(world.sim, "legacy"))) == []
