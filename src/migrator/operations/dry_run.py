@@ -48,7 +48,7 @@ ERROR, WARNING, OK = "error", "warning", "ok"
 # Seconds per step of a kind when no earlier run measured it: a few API calls each on a
 # real cloud; data kinds add their copy (bytes over the rate).
 DEFAULT_STEP_SECONDS = 1.0
-DATA_KINDS = ("image", "volume")
+DATA_KINDS = ("image", "volume", "server")
 
 # Which catalog service each kind needs (the target's, and the source's for data kinds).
 TARGET_SERVICES = {
@@ -56,7 +56,7 @@ TARGET_SERVICES = {
     "network": "network", "subnet": "network", "router": "network",
     "router_interface": "network", "security_group": "network",
     "security_group_rule": "network", "keypair": "compute", "image": "image",
-    "image_member": "image", "volume": "block-storage",
+    "image_member": "image", "volume": "block-storage", "server": "compute",
 }
 FAKE_PROJECT = "0" * 32
 
@@ -215,6 +215,8 @@ NOT_PROBEABLE = {
     "image": "add_image (owner another project), upload_image",
     "image_member": "add_member, modify_member",
     "volume": "volume:create in the migrated project (as the migrator user, member there)",
+    "server": "os_compute_api:servers:create (as its owner), create_port with mac_address "
+              "(admin), os-stop and createImage on the source",
 }
 
 
@@ -283,6 +285,14 @@ def consumption(steps: list[PlanStep]) -> dict[tuple[str, str], int]:
         elif step.kind == "router" and (attrs.get("external_gateway_info") or
                                         (step.spec.get("lookup") or {}).get("external_network")):
             pass  # the gateway port is the router's, outside the project's port quota
+        elif step.kind == "server":
+            # The server, a port per source port, the volumes its cutover moves.
+            lookup: Any = step.spec.get("lookup") or {}
+            used[("compute", "instances")] += 1
+            used[("network", "port")] += len(lookup.get("ports") or [])
+            for vol in lookup.get("volumes") or []:
+                used[("volume", "volumes")] += 1
+                used[("volume", "gigabytes")] += int((vol.get("attrs") or {}).get("size") or 0)
         elif step.kind == "security_group" and step.name != "default":
             used[("network", "security_group_rule")] += 2
     if steps and not any(s.kind == "security_group" and s.name == "default" for s in steps) \
@@ -478,14 +488,22 @@ def _source_checks(report: DeepReport, plan: Plan, source: Any,
             if step.kind not in DATA_KINDS:
                 continue
             try:
-                record = api.image(step.source_id) if step.kind == "image" else \
-                    api.volume(step.source_id)
+                if step.kind == "server":
+                    found = api.request("compute", "GET", f"servers/{step.source_id}",
+                                        f"reading server {step.source_id}", missing_ok=True)
+                    record = found.get("server") if isinstance(found, dict) else None
+                else:
+                    record = api.image(step.source_id) if step.kind == "image" else \
+                        api.volume(step.source_id)
             except TransferError as exc:
                 report.add(step.tenant, "source", ERROR, f"step {step.key}: {exc}")
                 continue
             if record is None:
                 report.add(step.tenant, "source", ERROR, f"step {step.key}: {step.kind} "
                            f"{step.source_id} is gone from {name}")
+            elif step.kind == "server" and record.get("status") not in ("ACTIVE", "SHUTOFF"):
+                report.add(step.tenant, "source", ERROR, f"step {step.key}: server is "
+                           f"{record.get('status')} on {name}, not ACTIVE or SHUTOFF")
             elif step.kind == "image" and record.get("status") != "active":
                 report.add(step.tenant, "source", ERROR, f"step {step.key}: image is "
                            f"{record.get('status')} on {name}, not active")
@@ -524,6 +542,10 @@ def _bytes_of(step: PlanStep, per_gib: float | None = None) -> int:
     if step.kind == "volume":
         gib = int((step.spec.get("attrs") or {}).get("size") or 0)
         return int(gib * (per_gib if per_gib is not None else GIB))
+    if step.kind == "server":
+        # The planner's figure: the image-backed disk's and the volumes' bytes.
+        size = (step.spec.get("lookup") or {}).get("size")
+        return int(size) if isinstance(size, int) else 0
     return 0
 
 

@@ -239,7 +239,7 @@ def measure_run(factory: Any, run_id: int) -> Measured:
         if begin is None or at is None:
             continue
         spans.setdefault(row.kind, []).append((at - begin).total_seconds())
-        if row.kind in ("image", "volume"):
+        if row.kind in ("image", "volume", "server"):
             moved = _moved_bytes(row.kind, dict(row.checkpoint or {}))
             if moved:
                 data_bytes += moved
@@ -256,6 +256,13 @@ def measure_run(factory: Any, run_id: int) -> Measured:
 
 
 def _moved_bytes(kind: str, checkpoint: Mapping[str, Any]) -> int:
+    if kind == "server":
+        # The snapshot's bytes (image-backed) and each of its volumes' copies.
+        total = int((checkpoint.get("snapshot") or {}).get("size") or 0) \
+            if checkpoint.get("snapshot_id") else 0
+        for vol in (checkpoint.get("volumes") or {}).values():
+            total += int(((vol or {}).get("copied") or {}).get("bytes") or 0)
+        return total
     if kind == "image":
         value = checkpoint.get("bytes") or checkpoint.get("size")
     else:
