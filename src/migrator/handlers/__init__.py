@@ -19,7 +19,7 @@ from migrator.engine.handlers import REGISTRY, Handler, HandlerRegistry
 KINDS = (
     "project", "quota", "user", "role_assignment",
     "network", "subnet", "router", "router_interface", "security_group",
-    "security_group_rule", "keypair", "image", "image_member", "volume",
+    "security_group_rule", "keypair", "image", "image_member", "volume", "server",
 )
 
 _HANDLERS: dict[str, Handler] = {}
@@ -44,13 +44,14 @@ def handlers() -> dict[str, Handler]:
             SecurityGroupRuleHandler,
             SubnetHandler,
         )
+        from migrator.handlers.servers import ServerHandler
         from migrator.handlers.volume import VolumeHandler
 
         for handler in (
             ProjectHandler(), QuotaHandler(), UserHandler(), RoleAssignmentHandler(),
             NetworkHandler(), SubnetHandler(), RouterHandler(), RouterInterfaceHandler(),
             SecurityGroupHandler(), SecurityGroupRuleHandler(), KeypairHandler(),
-            ImageHandler(), ImageMemberHandler(), VolumeHandler(),
+            ImageHandler(), ImageMemberHandler(), VolumeHandler(), ServerHandler(),
         ):
             _HANDLERS[handler.kind] = handler
     return dict(_HANDLERS)

@@ -61,7 +61,14 @@ class PlanResult:
                 "content_hash": self.plan.content_hash, "target_checked":
                     self.plan.target.get("checked"), "selection": self.plan.selection,
                 "summary": self.plan.summary, "warnings": self.plan.warnings,
-                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+                "timings": {k: round(v, 3) for k, v in self.timings.items()},
+                **({"servers": servers} if (servers := self.servers()) else {})}
+
+    def servers(self) -> list[dict[str, Any]]:
+        """Per server: target flavor, addresses old -> new, bytes, estimated downtime."""
+        from migrator.plan.servers_view import server_rows
+
+        return server_rows(self.plan.steps)
 
 
 @contextmanager
