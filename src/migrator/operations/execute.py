@@ -332,10 +332,10 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, o
         handle.close()
 
 
-DATA_KINDS = frozenset({"image", "image_member", "volume"})
+DATA_KINDS = frozenset({"image", "image_member", "volume", "server"})
 # The kinds that copy bytes: their number at once is the run's parallel_transfers, counted
 # over every worker of the run.
-TRANSFER_KINDS = frozenset({"image", "volume"})
+TRANSFER_KINDS = frozenset({"image", "volume", "server"})
 
 
 def transfer_limits(settings: Any) -> ClaimLimits:
@@ -394,6 +394,7 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
         settings = replace(settings, bandwidth=bandwidth or None)
     out: dict[str, object] = dict(services)
     opened: list[Any] = []
+    out.setdefault("servers", _settings(plan, config).servers)
     if "transfer" not in out:
         times = settings.timeouts
         data = data_services_for(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from migrator.clouds.image_formats import FORMAT_KEY
 from migrator.plan.context import PlanState
 from migrator.store.inventory import Item
 from migrator.transfer.properties import image_properties, translate
@@ -132,9 +133,13 @@ def _server(state: PlanState, sid: str, item: Item, tenant: str, project_key: st
                                                      else {}).items()
                                    if k not in ("members",)}) if source_image else {}
         props, _changes = translate(before, state.config.image_rules)
+        # The format the image step planned (the bytes' own when they contradict the
+        # label): a target that checks formats refuses the label alone.
+        planned = state.steps[image_key].spec["attrs"].get("disk_format") if image_key else None
+        legacy = source_image.attributes if source_image else {}
         image = {"source_image_id": image_id or None,
-                 "disk_format": (source_image.attributes.get("disk_format")
-                                 if source_image else None) or "raw",
+                 "disk_format": planned or legacy.get(FORMAT_KEY) or legacy.get("disk_format")
+                 or "raw",
                  "properties": props}
     if not ok or flavor is None:
         return
@@ -192,6 +197,7 @@ def _owner(state: PlanState, item: Item, refs: dict[str, Any]) -> dict[str, Any]
     policy = lookup.get("password_policy", "random")
     out: dict[str, Any] = {"method": "import" if policy == "external" else "password",
                            "user_id": user_id, "name": user["attrs"].get("name"),
+                           "domain_id": user["attrs"].get("domain_id"),
                            "password_policy": policy}
     for field in ("password_file", "password_env"):
         if lookup.get(field):
