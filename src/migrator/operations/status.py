@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from migrator.errors import NotFoundError
 from migrator.kinds import KIND_ORDER
-from migrator.store import sqlite_readonly
+from migrator.store import downtimes, sqlite_readonly
+from migrator.store.downtimes import TenantDowntime
 from migrator.store.progress_rows import (
     DATA_KINDS,
     FINISHED_STATES,
@@ -104,6 +105,8 @@ class StatusReport:
     # Steps held right now per lease owner, and the worker processes of the runs.
     workers: list[WorkerRow] = field(default_factory=list)
     processes: list[WorkerProcess] = field(default_factory=list)
+    # Per tenant: servers cut over, their total and worst measured downtime.
+    servers: list[TenantDowntime] = field(default_factory=list)
 
     @property
     def states(self) -> list[str]:
@@ -152,6 +155,7 @@ class _Rows:
     failed: list[FailedStep] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
     processes: list[WorkerProcess] = field(default_factory=list)
+    downtimes: list[TenantDowntime] = field(default_factory=list)
 
 
 def status(url: str, run: str | None = None, tenant: str | None = None, *,
@@ -231,7 +235,7 @@ def _report(database: str, revision: str, run: str | None, tenant: str | None,
     return StatusReport(
         database=database, revision=revision, run=run, tenant=tenant, runs=run_rows,
         tenants=tenant_rows, failed=rows.failed, workers=rows.workers,
-        processes=rows.processes)
+        processes=rows.processes, servers=rows.downtimes)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -355,7 +359,8 @@ def _read_sqlite(conn: sqlite3.Connection, run: str | None, tenant: str | None) 
                      "w.heartbeat_at FROM workers w JOIN runs r ON r.id = w.run_id WHERE "
                      f"w.run_id IN ({marks}) AND w.status = 'active' ORDER BY r.name, w.id",
                      ids)]
-    return _Rows(runs, counts, data, finished, failed, workers, processes)
+    return _Rows(runs, counts, data, finished, failed, workers, processes,
+                 downtimes.read_sqlite(conn, ids, tenant))
 
 
 def _data_step(run_id: int, tenant: str | None, kind: str, state: str, image_sent: Any,
@@ -388,7 +393,7 @@ def _read_sqlalchemy(url: str, run: str | None, tenant: str | None) -> _Rows:
             {r[0]: progress.finished_since(conn, r[0], started, tenant)
              for r in runs if (started := _utc(r[5])) is not None},
             progress.failed_steps(conn, ids, tenant), progress.workers(conn, ids),
-            progress.worker_processes(conn, ids))
+            progress.worker_processes(conn, ids), downtimes.read_connection(conn, ids, tenant))
 
 
 def _runs(engine: Engine, name: str | None) -> list[_RunRow]:
