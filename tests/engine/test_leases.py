@@ -19,6 +19,7 @@ from migrator.engine.leases import (
 )
 from migrator.engine.runs import StepSpec, create_run, state_counts
 from migrator.engine.steps import advance, fire, get_step, utcnow
+from migrator.engine.workers import heartbeat
 from migrator.errors import ConcurrencyError
 from migrator.store.models import Step
 
@@ -102,12 +103,39 @@ def test_held_steps_report_each_lost_lease_once() -> None:
     held = HeldSteps()
     held.add(Snap(1, 5))  # type: ignore[arg-type]
     held.add(Snap(2, 7))  # type: ignore[arg-type]
-    assert held.renewed({1: 5, 2: 7}) == []
-    assert held.renewed({1: 5, 2: 8}) == [2]  # taken over: a new token
+    asked = held.tokens()
+    assert held.renewed(asked, {1: 5, 2: 7}) == []
+    assert held.renewed(asked, {1: 5, 2: 8}) == [2]  # taken over: a new token
     assert held.is_lost(2) and not held.is_lost(1)
-    assert held.renewed({1: 5}) == []  # reported once
+    assert held.renewed(asked, {1: 5, 2: 8}) == []  # reported once
     held.drop(2)
     assert list(held.ids()) == [1]
+
+
+def test_a_heartbeat_racing_a_claim_or_a_completion_loses_nothing(any_factory: Factory) -> None:
+    """The heartbeat reads the database while the worker's threads claim and finish steps: a
+    step claimed after the beat began, or finished before it read, was not taken over."""
+    run_id = create_run(any_factory, "r", [StepSpec(k, "x") for k in "abc"], [])
+    now = utcnow()
+    held = HeldSteps()
+    a, b = claim_steps(any_factory, run_id, "w1", 2, lease_seconds=10, now=now)
+    held.add(a.step)
+    held.add(b.step)
+    asked = held.tokens()  # the beat begins
+    (c,) = claim_steps(any_factory, run_id, "w1", 1, lease_seconds=10, now=now)
+    finished = advance(any_factory, b.step, "verify")
+    advance(any_factory, finished, "complete", lease_owner=None)
+    beat = heartbeat(any_factory, "w1", run_id, watch=asked, lease_seconds=10,
+                     now=now + timedelta(seconds=1))
+    held.add(c.step)  # the claiming thread records its step after the beat read
+    assert b.step.id not in beat.held and c.step.id not in asked
+    assert held.renewed(asked, beat.tokens) == []
+    # Past its lease, a is taken by another worker: the next beat tells.
+    (taken,) = claim_steps(any_factory, run_id, "w2", 1, now=now + timedelta(seconds=30))
+    assert taken.step.id == a.step.id
+    asked = held.tokens()
+    beat = heartbeat(any_factory, "w1", run_id, watch=asked, now=now + timedelta(seconds=31))
+    assert held.renewed(asked, beat.tokens) == [a.step.id]
 
 
 def test_the_transfer_limit_holds_across_workers(any_factory: Factory) -> None:

@@ -294,9 +294,10 @@ class Executor:
         assert self.name is not None
         while not self._beat_stop.wait(self.config.heartbeat_interval):
             try:
+                asked = self.held.tokens()
                 beat = heartbeat(self.factory, self.name, self.run_ref.id,
-                                 lease_seconds=self.config.lease_seconds)
-                for step_id in self.held.renewed(beat.held):
+                                 lease_seconds=self.config.lease_seconds, watch=asked)
+                for step_id in self.held.renewed(asked, beat.tokens):
                     log.warning("step %s: lease lost (taken over by another worker)", step_id)
                 self._obey(beat.control)
                 reap_lost_workers(self.factory, self.run_ref.id,

@@ -222,11 +222,22 @@ class HeldSteps:
             self._held.pop(step_id, None)
             self._lost.discard(step_id)
 
-    def renewed(self, still_held: dict[int, int]) -> list[int]:
-        """Record a renewal's answer; return the steps this worker lost since the last one."""
+    def tokens(self) -> dict[int, int]:
+        """The held steps and their tokens, taken before a heartbeat asks the database."""
         with self._lock:
-            lost = [sid for sid, token in self._held.items()
-                    if still_held.get(sid) != token and sid not in self._lost]
+            return dict(self._held)
+
+    def renewed(self, asked: dict[int, int], current: dict[int, int]) -> list[int]:
+        """Record a heartbeat's answer; return the steps this worker lost since the last one.
+
+        ``asked`` is what :meth:`tokens` gave before the heartbeat, ``current`` the tokens the
+        database holds now. Only a step whose token moved on was taken over: one claimed after
+        ``asked`` was taken is not judged by this beat, and one that finished meanwhile kept
+        its token."""
+        with self._lock:
+            lost = [sid for sid, token in asked.items()
+                    if sid in self._held and self._held[sid] == token
+                    and sid in current and current[sid] != token and sid not in self._lost]
             self._lost.update(lost)
             return lost
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -58,12 +59,14 @@ class WorkerInfo:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """What a heartbeat brought back: the leases still held (step id -> token), and what the
-    run wants (its status and the operator's control: pause, cancel or None)."""
+    """What a heartbeat brought back: the leases still held (step id -> token), the current
+    fencing token of each step the worker asked about, and what the run wants (its status and
+    the operator's control: pause, cancel or None)."""
 
     held: dict[int, int]
     run_status: str | None
     control: str | None
+    tokens: dict[int, int] = field(default_factory=dict)
 
 
 def new_worker_name() -> str:
@@ -97,8 +100,13 @@ def join_run(factory: sessionmaker[Session], name: str, run_id: int) -> None:
 
 def heartbeat(factory: sessionmaker[Session], name: str, run_id: int | None, *,
               lease_seconds: float = DEFAULT_LEASE_SECONDS,
-              now: datetime | None = None) -> Heartbeat:
-    """Renew the worker's row and leases; read the run's status and control."""
+              now: datetime | None = None, watch: Collection[int] = ()) -> Heartbeat:
+    """Renew the worker's row and leases; read the run's status and control, and the current
+    fencing token of each step in ``watch``.
+
+    Whether a step was taken over is told by its token, never by its absence from the held
+    leases: a step finished between the worker's claim and this beat is no longer leased,
+    yet nobody took it."""
     now = now or utcnow()
     held_by_me = and_(STEPS.c.lease_owner == name,
                       STEPS.c.state.in_(sorted(machine.IN_DOUBT_STATES)))
@@ -115,13 +123,16 @@ def heartbeat(factory: sessionmaker[Session], name: str, run_id: int | None, *,
             lease_expires_at=now + timedelta(seconds=lease_seconds)))
         held = {row.id: row.lease_token for row in
                 conn.execute(select(STEPS.c.id, STEPS.c.lease_token).where(held_by_me))}
+        tokens = {row.id: row.lease_token for row in conn.execute(
+            select(STEPS.c.id, STEPS.c.lease_token).where(STEPS.c.id.in_(sorted(watch))))
+        } if watch else {}
         status = control = None
         if run_id is not None:
             run = conn.execute(select(RUNS.c.status, RUNS.c.control)
                                .where(RUNS.c.id == run_id)).first()
             if run is not None:
                 status, control = run.status, run.control
-    return Heartbeat(held, status, control)
+    return Heartbeat(held, status, control, tokens)
 
 
 def stop_worker(factory: sessionmaker[Session], name: str, *, status: str = STOPPED) -> None:
