@@ -19,11 +19,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert
+from sqlalchemy import Table, delete, insert
 
 from migrator.config_schema import ServersConfig
 from migrator.engine.handlers import StepContext, StepInterrupted
@@ -324,10 +325,8 @@ def _copy_boot_image(cut: Cutover, cp: dict[str, Any],
                         timeout=options.request_timeout)
     except TransferError:
         # A target image that received part of an upload is never uploaded into again.
-        try:
+        with suppress(TransferError):
             cut.dst.delete_image(target_id)
-        except TransferError:
-            pass
         raise
     return {"target_image_id": target_id}
 
@@ -599,7 +598,7 @@ def _record_downtime(cut: Cutover, cp: dict[str, Any], server_id: str, stopped_a
                      active_at: float, verified_at: float, downtime: float) -> None:
     from migrator.store.models import ServerDowntime
 
-    table = ServerDowntime.__table__
+    table = cast(Table, ServerDowntime.__table__)
     step = cut.ctx.step
     copy_seconds = float(cp.get("copy_seconds") or 0.0) if cut.settings.cutover == "stop" \
         else 0.0
