@@ -10,73 +10,21 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import openstack
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 
-from migrator.cli.main import cli
-from migrator.operations.db import init_state
 from migrator.operations.discover import discover
-from migrator.sim.seed_gen import SeedShape, generate
-from migrator.sim.server import CloudSpec, SimServer
-from tests.plan.conftest import write_config
-
-TARGET_FLAVORS = {"m1.small": (1, 2048, 20), "m1.medium": (2, 4096, 40),
-                  "a2.large": (4, 8192, 80)}
-FLAVOR_MAP = "flavors: {a1.large: a2.large}"
-VOLUME_TYPES = "volume_types: {standard: __DEFAULT__, ssd: __DEFAULT__}"
-
-
-@dataclass
-class ServersWorld:
-    root: Path
-    sim: SimServer
-    db: Path
-    legacy: openstack.connection.Connection
-    target: openstack.connection.Connection
-    runner: CliRunner
-
-    def cli(self, url: str, *args: str) -> Result:
-        extra = ["--clouds-yaml", str(self.sim.clouds_yaml)] if args[0] in (
-            "plan", "execute", "discover") else []
-        return self.runner.invoke(cli, ["--db", url, *args, *extra], prog_name="migrator")
-
-    def config(self, where: Path, flavors: str = FLAVOR_MAP) -> Path:
-        where.mkdir(parents=True, exist_ok=True)
-        return write_config(where, **{"volume_types: {}": VOLUME_TYPES,
-                                      "flavors: {}": flavors,
-                                      "poll_interval: 2 ": "poll_interval: 0.05 "})
-
-    def url(self, where: Path) -> str:
-        where.mkdir(parents=True, exist_ok=True)
-        copy = where / "state.db"
-        shutil.copy(self.db, copy)
-        return f"sqlite:///{copy}"
-
-
-def start_servers_world(root: Path) -> ServersWorld:
-    seed = generate(SeedShape(tenants=1, image_size=4096, volume_data_size=2048,
-                              servers_per_tenant=3))
-    (root / "seed.json").write_text(json.dumps(seed))
-    sim = SimServer([CloudSpec("legacy", "liberty"), CloudSpec("target", "modern")],
-                    root / "sim", seed=root / "seed.json").start()
-    os.environ["OS_CLIENT_CONFIG_FILE"] = str(sim.clouds_yaml)
-    target = openstack.connect(cloud="target")
-    for name, (vcpus, ram, disk) in TARGET_FLAVORS.items():
-        target.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk)
-    net = target.network.create_network(name="public", is_router_external=True)
-    target.network.create_subnet(network_id=net.id, ip_version=6, cidr="2001:db8:ffff::/64")
-    db = root / "state.db"
-    init_state(f"sqlite:///{db}")
-    discover(f"sqlite:///{db}", "legacy", clouds_yaml=sim.clouds_yaml)
-    return ServersWorld(root, sim, db, openstack.connect(cloud="legacy"), target, CliRunner())
+from tests.servers_world import (
+    ServersWorld,
+    raw_servers,
+    start_servers_world,
+    target_by_source,
+)
 
 
 @dataclass
@@ -86,11 +34,6 @@ class Moved:
     plan: dict[str, Any]
     address_map: list[dict[str, str]]
     legacy_before: dict[str, dict[str, Any]]
-
-
-def raw_servers(conn: openstack.connection.Connection) -> dict[str, dict[str, Any]]:
-    body = conn.compute.get("/servers/detail", params={"all_tenants": 1}).json()
-    return {s["name"]: s for s in body["servers"]}
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +61,6 @@ def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moved]:
             os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
         else:
             os.environ["OS_CLIENT_CONFIG_FILE"] = previous
-
-
-def target_by_source(conn: openstack.connection.Connection) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for server in raw_servers(conn).values():
-        sid = (server.get("metadata") or {}).get("migrator_source_id")
-        if sid:
-            out.setdefault(sid, []).append(server)
-    return out
 
 
 def test_every_server_arrives_once_with_flavor_addresses_key_and_power_state(
