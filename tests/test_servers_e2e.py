@@ -189,3 +189,43 @@ def test_unmapped_flavor_and_server_in_error_are_refused_at_plan_time(
         def back() -> None:
             vm2.update(vm_state="stopped", fault=None)
         world.sim.call(back)
+
+
+def test_a_target_over_its_instance_quota_fails_the_step_with_one_line(
+        tmp_path: Path) -> None:
+    """A target project allowed no server (quotas: fixed, instances 0): every server step
+    fails at once with one line naming the server and the quota, before its source is
+    touched; no target server, no port is made for it."""
+    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    world = start_servers_world(tmp_path)
+    try:
+        url = world.url(tmp_path / "q")
+        config = world.config(tmp_path / "q")
+        text = config.read_text().replace("  fixed: {}", "  fixed: {compute: {instances: 0}}")
+        config.write_text(text.replace("  policy: copy", "  policy: fixed"))
+        plan = tmp_path / "q.yaml"
+        result = world.cli(url, "plan", "--config", str(config), "-o", str(plan))
+        assert result.exit_code == 0, result.output
+        before = raw_servers(world.legacy)
+        ran = world.cli(url, "execute", str(plan))
+        assert ran.exit_code == 1, ran.output
+        failed = json.loads(world.cli(url, "status", "--format", "json").stdout)["failed"]
+        assert sorted(f["name"] for f in failed) == sorted(before)
+        for row in failed:
+            assert row["kind"] == "server" and row["attempts"] == 1
+            assert "over its quota (instances 0 + 1 > 0)" in row["last_error"]
+            assert f"server {row['name']} " in row["last_error"]
+            assert "\n" not in row["last_error"]
+        after = raw_servers(world.legacy)
+        assert {n: s["status"] for n, s in after.items()} == {
+            n: s["status"] for n, s in before.items()}
+        assert not raw_servers(world.target)
+        ports = world.target.network.get("/ports").json()["ports"]
+        assert not [p for p in ports if str(p.get("device_owner", "")).startswith("compute:")
+                    or str(p.get("name", "")).startswith("physics-vm")]
+    finally:
+        world.sim.stop()
+        if previous is None:
+            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+        else:
+            os.environ["OS_CLIENT_CONFIG_FILE"] = previous

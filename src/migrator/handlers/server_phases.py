@@ -38,7 +38,12 @@ from migrator.transfer.properties_rules import RuleSet
 from migrator.transfer.stream import copy_image_data
 from migrator.transfer.volume import run_volume_copy
 from migrator.transfer.volume_api import Api
-from migrator.transfer.volume_copy import SOURCE_TAG_PREFIX, VolumeCopy, temp_image_name
+from migrator.transfer.volume_copy import (
+    SOURCE_TAG_PREFIX,
+    VolumeCopy,
+    target_volumes,
+    temp_image_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +162,56 @@ def record(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
     if status not in ("ACTIVE", "SHUTOFF"):
         raise StepFailedError(f"{cut.what()} is {status} on the source: waiting for it to "
                               "settle (ACTIVE or SHUTOFF)")
+    check_quota(cut)
     out: dict[str, Any] = {"power_state": status}
     if cut.settings.cutover == "stop":
         out["stopped_at"] = cut.clock()
     return out
+
+
+def check_quota(cut: Cutover) -> None:
+    """Refuse before the source is touched when the target project cannot hold one more
+    server of the mapped flavor (instances, cores, RAM: Nova's own counts)."""
+    admin = Api(cut.admin().handle)
+    flavor_ref = cut.lookup.get("flavor_id") or cut.attrs["flavor"]
+    found = admin.request("compute", "GET", f"flavors/{flavor_ref}",
+                          f"reading flavor {flavor_ref}", missing_ok=True)
+    flavor = (found or {}).get("flavor") if isinstance(found, dict) else None
+    if not isinstance(flavor, dict):
+        raise ServerFailed(f"{cut.what()}: flavor {cut.attrs['flavor']!r} is not on the target")
+    body = admin.request("compute", "GET", f"os-quota-sets/{cut.project_id}/detail",
+                         f"reading the compute quota of project {cut.project_id}") or {}
+    quota = body.get("quota_set") or {}
+    needs = {"instances": 1, "cores": int(flavor.get("vcpus") or 0),
+             "ram": int(flavor.get("ram") or 0)}
+    over = []
+    for key, need in needs.items():
+        entry = quota.get(key)
+        if not isinstance(entry, dict):
+            continue
+        limit, used = int(entry.get("limit", -1)), int(entry.get("in_use", 0)) + int(
+            entry.get("reserved", 0))
+        if 0 <= limit < used + need:
+            over.append(f"{key} {used} + {need} > {limit}")
+    if over:
+        raise ServerFailed(f"{cut.what()}: the target project is over its quota "
+                           f"({'; '.join(over)}); the source was not touched")
+
+
+def undo_refused_boot(cut: Cutover, cp: dict[str, Any]) -> None:
+    """A boot the target refused for good: the ports made for it deleted, the source started
+    again when it was running (its service back while the cause is fixed)."""
+    tc = cut.admin()
+    for port_id in cp.get("port_ids") or []:
+        tc._delete("ports", str(port_id))
+    # Back to "copy done": a resumed step makes its ports again.
+    cut.ctx.checkpoint("copy", {"port_ids": []})
+    if cp.get("power_state") == "ACTIVE":
+        server = read_server(cut.src, cut.source_id)
+        if server is not None and server.get("status") == "SHUTOFF":
+            cut.src.request("compute", "POST", f"servers/{cut.source_id}/action",
+                            f"starting {cut.what()} again", body={"os-start": None},
+                            ok=(202, 409))
 
 
 # -- stop_source -----------------------------------------------------------------------------
@@ -269,6 +320,14 @@ def copy(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
                 volumes[vid] = checkpoint
                 cut.save({"volumes": dict(volumes)})
 
+            if not done:
+                # Already attached to this server's target (a state database lost after
+                # the boot): adopted, not copied again.
+                attached = [v for v in target_volumes(vc) if v.get("status") == "in-use"]
+                if attached:
+                    volumes[vid] = {"phase": "verify", "verified": True,
+                                    "target_volume_id": attached[0]["id"]}
+                    continue
             volumes[vid] = run_volume_copy(vc, done, save=save)
             moved[0] += int((volumes[vid].get("copied") or {}).get("bytes") or 0)
         out["volumes"] = volumes
@@ -477,9 +536,12 @@ def boot(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
                              body={"server": body}, ok=(202,))
     except TransferError as exc:
         if exc.status_code in (403, 413) or "quota" in str(exc).lower():
+            undo_refused_boot(cut, cp)
             raise ServerFailed(f"{cut.what()}: the target project refuses another server "
-                               f"(quota): {exc}") from exc
+                               f"(quota): {exc}; its ports were removed and the source "
+                               "restored") from exc
         if not exc.retryable:
+            undo_refused_boot(cut, cp)
             raise ServerFailed(f"{cut.what()}: the target refuses the boot: {exc}") from exc
         raise
     finally:
@@ -515,6 +577,18 @@ def wait_active(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
         return server if status in ("ACTIVE", "SHUTOFF") else None
 
     server = wait_for(cut, f"{what} until ACTIVE", cut.settings.active_timeout, probe)
+    if cp.get("power_state") == "ACTIVE" and server.get("status") == "SHUTOFF":
+        # Adopted stopped (a target server of an earlier try stopped since): started.
+        admin.request("compute", "POST", f"servers/{server_id}/action", f"starting {what}",
+                      body={"os-start": None}, ok=(202, 409))
+
+        def started() -> dict[str, Any] | None:
+            now = read_server(admin, server_id)
+            if now is None:
+                raise StepFailedError(f"{what} is gone")
+            return now if now.get("status") == "ACTIVE" else None
+
+        server = wait_for(cut, f"{what} until ACTIVE", cut.settings.active_timeout, started)
     out: dict[str, Any] = {"active_at": cp.get("active_at") or cut.clock()}
     if cp.get("power_state") == "SHUTOFF" and server.get("status") != "SHUTOFF":
         def stopped() -> dict[str, Any] | None:
