@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from migrator.handlers.servers import ServerHandler
 from tests.servers_world import raw_servers, start_servers_world, target_by_source
 from tests.sim.conftest import Admin
