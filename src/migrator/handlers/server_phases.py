@@ -668,6 +668,14 @@ def verify_target(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
     return {"verified": True, "verified_at": verified_at, "downtime_seconds": round(downtime, 3)}
 
 
+def copied_bytes(cp: dict[str, Any]) -> int:
+    """The bytes the cutover copied: the snapshot's and each volume's temporary image's."""
+    total = int((cp.get("snapshot") or {}).get("size") or 0) if cp.get("snapshot_id") else 0
+    for vol in (cp.get("volumes") or {}).values():
+        total += int((vol.get("copied") or {}).get("bytes") or 0)
+    return total
+
+
 def _record_downtime(cut: Cutover, cp: dict[str, Any], server_id: str, stopped_at: float,
                      active_at: float, verified_at: float, downtime: float) -> None:
     from migrator.store.models import ServerDowntime
@@ -683,7 +691,7 @@ def _record_downtime(cut: Cutover, cp: dict[str, Any], server_id: str, stopped_a
            "active_at": datetime.fromtimestamp(active_at, UTC),
            "verified_at": datetime.fromtimestamp(verified_at, UTC),
            "downtime_seconds": downtime, "copy_seconds": copy_seconds,
-           "bytes": int(cut.lookup.get("size") or 0)}
+           "bytes": copied_bytes(cp)}
     with cut.ctx.factory.begin() as session:
         session.execute(delete(table).where(table.c.step_id == step.id))
         session.execute(insert(table).values(**row))

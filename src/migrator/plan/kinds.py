@@ -36,8 +36,10 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "image": ("project",),
     "image_member": ("image", "project"),
     "volume": ("project",),
-    # its ports' subnets, its groups, its owner's key, its attached volumes (moved by it)
-    "server": ("project", "subnet", "security_group", "keypair", "volume"),
+    # its ports' subnets, its groups, its owner (who boots it: roles on the project) and
+    # the owner's key, its attached volumes (moved by it)
+    "server": ("project", "subnet", "security_group", "role_assignment", "keypair",
+               "volume"),
 }
 
 # kind -> the target services (catalog, see catalog_service) its handler calls.

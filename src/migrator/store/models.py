@@ -287,4 +287,4 @@ class ServerDowntime(Base):
     verified_at: Mapped[datetime] = mapped_column()
     downtime_seconds: Mapped[float] = mapped_column(Float)
     copy_seconds: Mapped[float] = mapped_column(Float)  # the bytes' copy inside the window
-    bytes: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)  # copied (snapshot and volumes)

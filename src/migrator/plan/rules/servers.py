@@ -107,7 +107,7 @@ def _server(state: PlanState, sid: str, item: Item, tenant: str, project_key: st
     refs: dict[str, Any] = {"project_id": project_key}
     after: list[str] = [k for k in [state.key_if("quota", f"compute:{tenant}")] if k]
     ok = flavor is not None
-    owner = _owner(state, item, refs)
+    owner = _owner(state, item, refs, after)
     key_name = attrs.get("key_name")
     if key_name:
         user_id = str(attrs.get("user_id") or "")
@@ -183,14 +183,19 @@ def _server(state: PlanState, sid: str, item: Item, tenant: str, project_key: st
     }
 
 
-def _owner(state: PlanState, item: Item, refs: dict[str, Any]) -> dict[str, Any]:
+def _owner(state: PlanState, item: Item, refs: dict[str, Any], after: list[str]
+           ) -> dict[str, Any]:
     """How the target server gets its owner's key: booted as the owner (the user migrator
-    created, with the password it recorded), else as migrator's user with the owner's public
-    key imported under the same name for the boot (``method: import``)."""
+    created, with the password it recorded, once its roles on the project are granted),
+    else as migrator's user with the owner's public key imported under the same name for
+    the boot (``method: import``)."""
     user_id = str(item.attributes.get("user_id") or "")
     user_key = state.key_if("user", user_id)
-    if user_key is None:
+    prefix = f"role_assignment:{user_id}:{item.tenant}:"
+    roles = sorted(k for k in state.steps if k.startswith(prefix))
+    if user_key is None or not roles:
         return {"method": "import", "user_id": user_id}
+    after.extend(k for k in roles if k not in after)
     user = state.steps[user_key].spec
     lookup = user.get("lookup") or {}
     refs["owner_user"] = user_key
