@@ -26,6 +26,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -51,7 +52,15 @@ def _flavors(clouds_yaml: Path) -> None:
     conn.close()
 
 
-def measure() -> dict[str, object]:
+@dataclass(frozen=True)
+class Measured:
+    rows: list[tuple[float, float, int, str]]  # downtime, copy seconds, bytes, power state
+    span: float  # first server step event to last
+    wall: float  # the execute process
+    bandwidth: int
+
+
+def measure() -> Measured:
     from migrator.config import SAMPLE, parse_bytes
     from migrator.sim.seed_gen import SeedShape, generate
 
@@ -99,8 +108,8 @@ def measure() -> dict[str, object]:
                 "SELECT min(e.at), max(e.at) FROM events e JOIN steps s ON s.id = e.step_id "
                 "WHERE s.kind = 'server'").fetchone()
         first, last = (datetime.fromisoformat(str(v)) for v in span)
-        return {"rows": rows, "span": (last - first).total_seconds(), "wall": run.wall,
-                "bandwidth": parse_bytes(BANDWIDTH)}
+        return Measured([(float(a), float(b), int(c), str(d)) for a, b, c, d in rows],
+                        (last - first).total_seconds(), run.wall, parse_bytes(BANDWIDTH))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -110,20 +119,18 @@ def measure() -> dict[str, object]:
            "process")
 def servers() -> list[Metric]:
     r = measure()
-    rows = list(r["rows"])  # type: ignore[call-overload]
-    span = float(r["span"])  # type: ignore[arg-type]
+    rows, span = r.rows, r.span
     downtimes = [float(row[0]) for row in rows]
     total_bytes = sum(int(row[2]) for row in rows)
     slack = [float(row[0]) / (1.3 * float(row[1]) + 30.0) for row in rows]
     worst = max(downtimes)
     worst_row = rows[downtimes.index(worst)]
-    per_bw = [float(row[0]) / (int(row[2]) / float(r["bandwidth"]))  # type: ignore[arg-type]
-              for row in rows if int(row[2])]
+    per_bw = [row[0] / (row[2] / r.bandwidth) for row in rows if row[2]]
     return [
         Metric("servers_per_minute", len(rows) / span * 60, "servers/min",
                note=f"{len(rows)} servers, {total_bytes / 2**30:.2f} GiB copied, in "
                     f"{span:.1f} s from the first server step event to the last; execute "
-                    f"process {float(r['wall']):.1f} s; load {os.getloadavg()[0]:.1f}"),
+                    f"process {r.wall:.1f} s; load {os.getloadavg()[0]:.1f}"),
         Metric("median_downtime", statistics.median(downtimes), "s", better="lower"),
         Metric("worst_downtime", worst, "s", better="lower",
                note=f"its copy inside the window {float(worst_row[1]):.1f} s, "
