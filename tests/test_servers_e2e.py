@@ -159,6 +159,15 @@ def test_status_shows_the_measured_downtime_per_tenant(moved: Moved) -> None:
     assert "Servers cut over" in table.stdout
 
 
+def test_verify_reads_the_servers_back(moved: Moved) -> None:
+    result = moved.world.cli(moved.url, "verify", "--run", "servers", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "match", report
+    servers = [t["kinds"]["server"] for t in report["tenants"] if "server" in t["kinds"]]
+    assert servers == [{"match": 3}], report["tenants"]
+
+
 def test_unmapped_flavor_and_server_in_error_are_refused_at_plan_time(
         moved: Moved, tmp_path: Path) -> None:
     world = moved.world

@@ -33,9 +33,10 @@ from migrator.engine.handlers import Handler, StepContext, StepInterrupted
 from migrator.engine.steps import StepSnapshot
 from migrator.errors import StepFailedError
 from migrator.handlers import idmap
-from migrator.handlers.base import source_id_of
-from migrator.handlers.server_phases import PHASES, Cutover, make_cutover, read_target_server
+from migrator.handlers.base import source_id_of, target_cloud
+from migrator.handlers.server_phases import PHASES, make_cutover, read_server
 from migrator.transfer.errors import TransferInterrupted
+from migrator.transfer.volume_api import Api
 
 
 class ServerHandler(Handler):
@@ -71,8 +72,8 @@ class ServerHandler(Handler):
         if not cp.get("verified") or not target_id:
             raise StepFailedError(f"step {step.key!r}: the server cutover did not verify "
                                   f"(reached {step.phase})")
-        cut: Cutover = make_cutover(ctx, step)
-        server = read_target_server(cut, str(target_id))
+        # The target alone (``migrator verify`` calls this with no source).
+        server = read_server(Api(target_cloud(ctx).handle), str(target_id))
         want = "SHUTOFF" if cp.get("power_state") == "SHUTOFF" else "ACTIVE"
         if server is None or server.get("status") != want:
             raise StepFailedError(f"step {step.key!r}: target server {target_id} is "
