@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert
 
+from migrator.clouds.target import TargetCloudError
 from migrator.config_schema import ServersConfig
 from migrator.engine.handlers import StepContext, StepInterrupted
 from migrator.engine.steps import StepSnapshot
@@ -203,7 +204,7 @@ def undo_refused_boot(cut: Cutover, cp: dict[str, Any]) -> None:
     again when it was running (its service back while the cause is fixed)."""
     tc = cut.admin()
     for port_id in cp.get("port_ids") or []:
-        tc._delete("ports", str(port_id))
+        tc.delete_port(str(port_id))
     # Back to "copy done": a resumed step makes its ports again.
     cut.ctx.checkpoint("copy", {"port_ids": []})
     if cp.get("power_state") == "ACTIVE":
@@ -398,7 +399,7 @@ def ports(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
         source_port = str(port["source_id"])
         network_id = cut.attrs.get(str(port["network"]))
         marker = {"project_id": cut.project_id, "network_id": network_id}
-        found = tc._find_tagged("ports", "ports", "port", source_port, marker)
+        found = tc.find_port_by_source(source_port, marker)
         if found is None:
             fixed = []
             for entry in port.get("fixed_ips") or []:
@@ -416,9 +417,9 @@ def ports(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
             if port.get("mac_address"):
                 body["mac_address"] = port["mac_address"]
             try:
-                found = tc._create_tagged("ports", "port", source_port, body)
-            except Exception as exc:
-                if getattr(exc, "transient", False):
+                found = tc.create_port(source_port, body)
+            except TargetCloudError as exc:
+                if exc.transient:  # it may have happened: the retry looks it up first
                     raise TransferError(str(exc), retryable=True) from exc
                 raise ServerFailed(f"{cut.what()}: its port {index} cannot be made on the "
                                    f"target: {exc}") from exc
@@ -629,7 +630,7 @@ def verify_target(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
     tc = cut.admin()
     for index, (port_id, port) in enumerate(zip(cp.get("port_ids") or [],
                                                 cut.lookup.get("ports") or [], strict=False)):
-        rec = tc._get("ports", "port", str(port_id))
+        rec = tc.get_port(str(port_id))
         if rec.get("device_id") != server_id:
             problems.append(f"port {index} ({port_id}) is not the server's")
         have = {ip.get("ip_address") for ip in rec.get("fixed_ips") or []}
