@@ -207,12 +207,20 @@ def undo_refused_boot(cut: Cutover, cp: dict[str, Any]) -> None:
         tc.delete_port(str(port_id))
     # Back to "copy done": a resumed step makes its ports again.
     cut.ctx.checkpoint("copy", {"port_ids": []})
-    if cp.get("power_state") == "ACTIVE":
-        server = read_server(cut.src, cut.source_id)
-        if server is not None and server.get("status") == "SHUTOFF":
-            cut.src.request("compute", "POST", f"servers/{cut.source_id}/action",
-                            f"starting {cut.what()} again", body={"os-start": None},
-                            ok=(202, 409))
+    restart_source(cut, cp)
+
+
+def restart_source(cut: Cutover, cp: dict[str, Any]) -> bool:
+    """The source started again when it was running before the cutover (its service back
+    while the cause of a failure is fixed); True when it was."""
+    if cp.get("power_state") != "ACTIVE":
+        return False
+    server = read_server(cut.src, cut.source_id)
+    if server is None or server.get("status") != "SHUTOFF":
+        return False
+    cut.src.request("compute", "POST", f"servers/{cut.source_id}/action",
+                    f"starting {cut.what()} again", body={"os-start": None}, ok=(202, 409))
+    return True
 
 
 # -- stop_source -----------------------------------------------------------------------------
@@ -574,7 +582,9 @@ def wait_active(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
             raise StepFailedError(f"{what} is gone")
         status = server.get("status")
         if status == "ERROR":
-            raise ServerFailed(f"{what} is in ERROR on the target: {fault_of(server)}")
+            restarted = restart_source(cut, cp)
+            raise ServerFailed(f"{what} is in ERROR on the target: {fault_of(server)}"
+                               + ("; the source was started again" if restarted else ""))
         return server if status in ("ACTIVE", "SHUTOFF") else None
 
     server = wait_for(cut, f"{what} until ACTIVE", cut.settings.active_timeout, probe)
