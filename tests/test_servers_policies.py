@@ -47,7 +47,8 @@ def run(world: ServersWorld, where: Path, text: tuple[tuple[str, str], ...]
 
 def test_snapshot_running_copies_before_the_window(world: ServersWorld,
                                                    tmp_path: Path) -> None:
-    url, code = run(world, tmp_path / "r", (("  cutover: stop ", "  cutover: snapshot_running "),))
+    _url, code = run(world, tmp_path / "r",
+                     (("  cutover: stop ", "  cutover: snapshot_running "),))
     assert code == 0
     legacy = raw_servers(world.legacy)
     by_source = target_by_source(world.target)
