@@ -1,6 +1,6 @@
 """The world of the server tests: a seeded Liberty tenant with three servers (``seed_gen``:
-an image-backed AArch64 web server with a floating IP, a volume-backed x86 database with a
-data volume, an x86 server left SHUTOFF), an empty modern target with the flavors the plan
+an image-backed AArch64 web server with a floating IP and, added here, two data volumes; a
+volume-backed x86 database with a data volume; an x86 server left SHUTOFF), an empty modern target with the flavors the plan
 maps to, discovered once into a state database that each test copies."""
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ class ServersWorld:
 def start_servers_world(root: Path) -> ServersWorld:
     seed = generate(SeedShape(tenants=1, image_size=4096, volume_data_size=2048,
                               servers_per_tenant=3))
+    # The image-backed web server gets two data volumes too (attached in this order).
+    tenant = seed["clouds"]["legacy"]["tenants"][1]
+    for name in ("physics-vm0-logs", "physics-vm0-cache"):
+        tenant["volumes"].append({"name": name, "size": 1, "volume_type": "ssd",
+                                  "content": {"generated": {"size": 1024}}})
+    tenant["servers"][0]["volumes"] = ["physics-vm0-logs", "physics-vm0-cache"]
     (root / "seed.json").write_text(json.dumps(seed))
     sim = SimServer([CloudSpec("legacy", "liberty"), CloudSpec("target", "modern")],
                     root / "sim", seed=root / "seed.json").start()

@@ -119,6 +119,13 @@ def test_security_groups_attachments_and_uefi_boot_image(moved: Moved) -> None:
     names = [world.target.block_storage.get(f"/volumes/{a['volumeId']}").json()["volume"]
              ["name"] for a in sorted(attached, key=lambda a: a["device"])]
     assert names == ["physics-vm1-root", "physics-vm1-data"]
+    # The image-backed web server: its data volumes in their order.
+    web = by_source[legacy["physics-vm0"]["id"]][0]
+    attached = world.target.compute.get(
+        f"/servers/{web['id']}/os-volume_attachments").json()["volumeAttachments"]
+    names = [world.target.block_storage.get(f"/volumes/{a['volumeId']}").json()["volume"]
+             ["name"] for a in sorted(attached, key=lambda a: a["device"])]
+    assert names == ["physics-vm0-logs", "physics-vm0-cache"]
     # The AArch64 web server boots from an image with the standard UEFI keys.
     web = by_source[legacy["physics-vm0"]["id"]][0]
     image = world.target.image.get(f"/images/{web['image']['id']}").json()
