@@ -22,9 +22,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, cast
-
-from sqlalchemy import Table, delete, insert
+from typing import Any
 
 from migrator.clouds.target import TargetCloudError
 from migrator.config_schema import ServersConfig
@@ -689,9 +687,9 @@ def copied_bytes(cp: dict[str, Any]) -> int:
 
 def _record_downtime(cut: Cutover, cp: dict[str, Any], server_id: str, stopped_at: float,
                      active_at: float, verified_at: float, downtime: float) -> None:
-    from migrator.store.models import ServerDowntime
+    from migrator.engine.leases import fenced_transaction
+    from migrator.store.downtimes import record_downtime
 
-    table = cast(Table, ServerDowntime.__table__)
     step = cut.ctx.step
     copy_seconds = float(cp.get("copy_seconds") or 0.0) if cut.settings.cutover == "stop" \
         else 0.0
@@ -703,9 +701,9 @@ def _record_downtime(cut: Cutover, cp: dict[str, Any], server_id: str, stopped_a
            "verified_at": datetime.fromtimestamp(verified_at, UTC),
            "downtime_seconds": downtime, "copy_seconds": copy_seconds,
            "bytes": copied_bytes(cp)}
-    with cut.ctx.factory.begin() as session:
-        session.execute(delete(table).where(table.c.step_id == step.id))
-        session.execute(insert(table).values(**row))
+    # Only while this worker still holds the step (another that took it over writes its own).
+    with fenced_transaction(cut.ctx.factory, step) as conn:
+        record_downtime(conn, row)
 
 
 # -- cleanup ---------------------------------------------------------------------------------

@@ -55,3 +55,17 @@ def read_connection(conn: Any, run_ids: Sequence[int], tenant: str | None
 
     sql, params = _sql(run_ids, tenant, "named")
     return _rows(conn.execute(text(sql), params).all())
+
+
+def record_downtime(conn: Any, row: dict[str, Any]) -> None:
+    """Write one server's measured window (a SQLAlchemy connection inside the caller's
+    transaction); a row of the same step is replaced (a resumed step verifying again)."""
+    from typing import cast
+
+    from sqlalchemy import Table, delete, insert
+
+    from migrator.store.models import ServerDowntime
+
+    table = cast(Table, ServerDowntime.__table__)
+    conn.execute(delete(table).where(table.c.step_id == row["step_id"]))
+    conn.execute(insert(table).values(**row))
