@@ -1,7 +1,8 @@
 """The world of the server tests: a seeded Liberty tenant with three servers (``seed_gen``:
 an image-backed AArch64 web server with a floating IP and, added here, two data volumes; a
-volume-backed x86 database with a data volume; an x86 server left SHUTOFF), an empty modern target with the flavors the plan
-maps to, discovered once into a state database that each test copies."""
+volume-backed x86 database with a data volume; an x86 server left SHUTOFF), an empty modern
+target with the flavors the plan maps to, discovered once into a state database that each
+test copies."""
 
 from __future__ import annotations
 
