@@ -59,9 +59,9 @@ class ServerReads(SourceBase):
         if servers is None or ports is None or floating is None:
             servers = self._per_tenant_lists(selected, "server", "compute", "/servers/detail",
                                              "servers", {}, out, owner=("tenant_id",))
-            ports = self._per_tenant_lists(selected, "port", "network", "/ports", "ports", {},
+            ports = self._per_tenant_lists(selected, "server", "network", "/ports", "ports", {},
                                            out, owner=("tenant_id", "project_id"))
-            floating = self._per_tenant_lists(selected, "floatingip", "network",
+            floating = self._per_tenant_lists(selected, "server", "network",
                                               "/floatingips", "floatingips", {}, out,
                                               owner=("tenant_id", "project_id"))
         by_device: dict[str, list[dict[str, Any]]] = {}
