@@ -87,3 +87,22 @@ def test_a_target_server_in_error_fails_its_step_with_novas_fault(
     assert "is in ERROR on the target: No valid host was found" in error, error
     assert "the source was started again" in error and "\n" not in error
     assert raw_servers(world.legacy)["physics-vm1"]["status"] == "ACTIVE"
+
+
+def test_dry_run_checks_the_flavors_and_touches_nothing(world: ServersWorld,
+                                                        tmp_path: Path) -> None:
+    url = world.url(tmp_path / "d")
+    config = world.config(tmp_path / "d")
+    plan = tmp_path / "d.yaml"
+    assert world.cli(url, "plan", "--config", str(config), "-o", str(plan)).exit_code == 0
+    before = {n: s["status"] for n, s in raw_servers(world.legacy).items()}
+    ready = world.cli(url, "execute", str(plan), "--dry-run")
+    assert ready.exit_code == 0 and "Result: ready to execute." in ready.output
+    flavor = world.target.compute.find_flavor("a2.large")
+    world.target.compute.delete_flavor(flavor)
+    refused = world.cli(url, "execute", str(plan), "--dry-run")
+    assert refused.exit_code == 7
+    assert "server physics-vm0: flavor 'a2.large' does not exist on the target" \
+        in refused.output
+    assert {n: s["status"] for n, s in raw_servers(world.legacy).items()} == before
+    assert not raw_servers(world.target)
