@@ -106,7 +106,8 @@ DRY_RUN_CHECKS = (
     "no cycle",
     "the plan is not stale: the latest inventory snapshot of the source is the one planned from",
     "the target answers with the plan's credentials (a few read-only LIST calls)",
-    "mappings resolve on the target: domains, roles, external networks, subnet pools",
+    "mappings resolve on the target: domains, roles, external networks, subnet pools, "
+    "flavors",
     "no project name planned for creation has been taken on the target since planning",
     "the planned networks, subnets, routers, security groups and rules fit the network quota "
     "the plan gives each tenant",
