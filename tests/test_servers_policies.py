@@ -106,3 +106,22 @@ def test_dry_run_checks_the_flavors_and_touches_nothing(world: ServersWorld,
         in refused.output
     assert {n: s["status"] for n, s in raw_servers(world.legacy).items()} == before
     assert not raw_servers(world.target)
+
+
+def test_owner_without_a_known_password_gets_the_key_imported_for_the_boot(
+        world: ServersWorld, tmp_path: Path) -> None:
+    """``password_policy: external``: migrator's user boots the servers with the owner's
+    public key imported under the owner's key name, and removes that copy afterwards."""
+    _url, code = run(world, tmp_path / "x", (
+        ("  password_policy: random ", "  password_policy: external "),))
+    assert code == 0
+    legacy = raw_servers(world.legacy)
+    by_source = target_by_source(world.target)
+    me = world.target.current_user_id
+    for name, source in legacy.items():
+        (server,) = by_source[source["id"]]
+        assert server["key_name"] == "physics-key", name
+        assert server["user_id"] == me  # booted by migrator's user
+    # The owner's key pair (the keypair step's) is on the target; migrator's copy is gone.
+    mine = world.target.compute.get("/os-keypairs").json()["keypairs"]
+    assert not [k for k in mine if k["keypair"]["name"] == "physics-key"]

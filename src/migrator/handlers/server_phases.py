@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from migrator.clouds.errors import CloudCallError
 from migrator.clouds.target import TargetCloudError
 from migrator.config_schema import ServersConfig
 from migrator.engine.handlers import StepContext, StepInterrupted
@@ -451,10 +452,19 @@ def owner_api(cut: Cutover) -> tuple[Api, Callable[[], None]]:
         if password is not None:
             handle = cut.admin().handle
             key = f"owner:{owner.get('user_id')}:{cut.project_id}"
-            scoped = cut.services.scoped(key, lambda: handle.as_user(
-                str(owner["name"]), password, str(owner.get("domain_id") or "default"),
-                cut.project_id))
-            return Api(scoped), lambda: None
+            try:
+                scoped = cut.services.scoped(key, lambda: handle.as_user(
+                    str(owner["name"]), password, str(owner.get("domain_id") or "default"),
+                    cut.project_id))
+            except CloudCallError as exc:
+                if exc.status != 401:
+                    raise
+                # The owner changed the password migrator gave them: the key is imported
+                # for migrator's user instead (the server's key is still the owner's).
+                log.warning("%s: cannot act as its owner %s (%s); booting it as migrator's "
+                            "user with the owner's key", cut.what(), owner.get("name"), exc)
+            else:
+                return Api(scoped), lambda: None
     return cut.dst, _import_key(cut)
 
 
