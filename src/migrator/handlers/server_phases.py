@@ -547,6 +547,24 @@ def boot(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
         mappings.append(mapping)
     if mappings:
         body["block_device_mapping_v2"] = mappings
+    with _boot_lock(cut):
+        return {**out, **_boot(cut, cp, body)}
+
+
+_IMPORT_LOCKS: dict[str, threading.Lock] = {}
+_IMPORT_LOCKS_GUARD = threading.Lock()
+
+
+def _boot_lock(cut: Cutover) -> threading.Lock:
+    """Boots that import a key for migrator's user are serialised per key name in this
+    process: two owners' keys of the same name must not be swapped between import and boot.
+    (Worker processes on several hosts do not share this lock: see the operator guide.)"""
+    name = str(cut.attrs.get("key_name") or "")
+    with _IMPORT_LOCKS_GUARD:
+        return _IMPORT_LOCKS.setdefault(name, threading.Lock())
+
+
+def _boot(cut: Cutover, cp: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     api, undo = owner_api(cut)
     try:
         answer = api.request("compute", "POST", "servers", f"booting {cut.what()} on the target",
@@ -566,7 +584,7 @@ def boot(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
     created = (answer or {}).get("server") or {}
     if not created.get("id"):
         raise TransferError(f"booting {cut.what()}: no server in the answer", retryable=True)
-    return {**out, "target_server_id": str(created["id"])}
+    return {"target_server_id": str(created["id"])}
 
 
 def _wait_gone(cut: Cutover, server_id: str) -> None:
