@@ -125,3 +125,28 @@ def test_owner_without_a_known_password_gets_the_key_imported_for_the_boot(
     # The owner's key pair (the keypair step's) is on the target; migrator's copy is gone.
     mine = world.target.compute.get("/os-keypairs").json()["keypairs"]
     assert not [k for k in mine if k["keypair"]["name"] == "physics-key"]
+
+
+def test_servers_racing_for_the_last_instance_places(world: ServersWorld,
+                                                     tmp_path: Path) -> None:
+    """Room for two servers, three planned: whichever way the race goes (refused before the
+    stop, or by Nova at the boot), two arrive, one step fails naming the quota, its source is
+    as it was, and no port is left without a server."""
+    before = {n: s["status"] for n, s in raw_servers(world.legacy).items()}
+    url, code = run(world, tmp_path / "q", (
+        ("  fixed: {}", "  fixed: {compute: {instances: 2, cores: -1, ram: -1}}"),
+        ("  policy: copy", "  policy: fixed")))
+    assert code == 1
+    failed = json.loads(world.cli(url, "status", "--format", "json").stdout)["failed"]
+    assert len(failed) == 1 and failed[0]["kind"] == "server", failed
+    assert "quota" in failed[0]["last_error"] and "\n" not in failed[0]["last_error"]
+    loser = failed[0]["name"]
+    after = raw_servers(world.legacy)
+    assert after[loser]["status"] == before[loser]
+    by_source = target_by_source(world.target)
+    assert sorted(n for n, s in after.items() if s["id"] in by_source) == sorted(
+        n for n in before if n != loser)
+    servers = {s["id"] for s in raw_servers(world.target).values()}
+    ports = world.target.network.get("/ports").json()["ports"]
+    ours = [p for p in ports if any(t.startswith("migrator-src-") for t in p.get("tags") or [])]
+    assert len(ours) == 2 and all(p["device_id"] in servers for p in ours), ours
