@@ -16,12 +16,14 @@ server when it is created).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from migrator.clouds.errors import CloudCallError
@@ -32,6 +34,8 @@ from migrator.engine.steps import StepSnapshot
 from migrator.errors import StepFailedError
 from migrator.handlers.base import resolve_attrs, source_id_of, spec_part, target_cloud
 from migrator.handlers.data import DataServices, data_services, scoped_target, source_cloud
+from migrator.handlers.identity import password_key
+from migrator.handlers.passwords import read_password_file
 from migrator.transfer.errors import TransferError
 from migrator.transfer.glance_io import fresh_for_upload
 from migrator.transfer.properties_rules import RuleSet
@@ -135,10 +139,6 @@ def read_server(api: Api, server_id: str) -> dict[str, Any] | None:
                         f"reading server {server_id}", missing_ok=True)
     server = found.get("server") if isinstance(found, dict) else None
     return server if isinstance(server, dict) else None
-
-
-def read_target_server(cut: Cutover, server_id: str) -> dict[str, Any] | None:
-    return read_server(Api(cut.admin().handle), server_id)
 
 
 def fault_of(server: dict[str, Any]) -> str:
@@ -469,12 +469,7 @@ def owner_api(cut: Cutover) -> tuple[Api, Callable[[], None]]:
 
 
 def _owner_password(cut: Cutover, owner: dict[str, Any]) -> str | None:
-    import os
-    from pathlib import Path
-
-    from migrator.handlers.identity import password_key
-    from migrator.handlers.passwords import read_password_file
-
+    """The password migrator gave the owner (never logged, never in a checkpoint)."""
     policy = owner.get("password_policy")
     if policy == "fixed":
         return os.environ.get(str(owner.get("password_env") or "")) or None
