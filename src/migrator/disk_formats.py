@@ -32,9 +32,8 @@ VMDK_MAGIC = b"KDMV"
 VHD_MAGIC = b"conectix"
 ISO_MAGIC = b"CD001"
 
-# The formats detected here, and the ``disk_format`` values Glance's inspector knows (a label
-# outside this set, such as ami/aki/ari, is not checked by Glance and not corrected here).
-DETECTED = ("qcow2", "vhdx", "vmdk", "iso", "vhd", "raw")
+# The ``disk_format`` values Glance's inspector knows (a label outside this set, such as
+# ami/aki/ari, is not checked by Glance and not corrected here).
 INSPECTABLE = frozenset({"raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "qed", "iso", "gpt",
                          "luks"})
 

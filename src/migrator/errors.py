@@ -68,10 +68,6 @@ class ConcurrencyError(MigratorError):
     exit_code = 6
 
 
-class RunLockedError(ConcurrencyError):
-    """Another executor holds the run."""
-
-
 class StepFailedError(MigratorError):
     """A step handler failed; retried by the executor up to its limit."""
 

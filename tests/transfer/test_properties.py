@@ -1,6 +1,7 @@
 """Image property translation (transfer/properties.py): each rule kind, the default rule set
-on generated legacy images read through openstacksdk, validation errors naming the key path,
-the Glance fields of a target image and a volume's image metadata."""
+on generated legacy images read through openstacksdk, validation errors naming the key path
+and a volume's image metadata (the Glance fields of a target image:
+tests/plan/test_image_fields.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from migrator.transfer.properties import (
     image_properties,
     parse_image_properties,
     parse_rules,
-    target_image_fields,
     translate,
     volume_image_metadata,
 )
@@ -229,26 +229,6 @@ def test_error_path_for_the_config_loader() -> None:
 
 
 # -- Glance fields and volume image metadata ----------------------------------------------------
-def test_target_image_fields() -> None:
-    raw = {"id": "i1", "name": "ubuntu", "disk_format": "qcow2", "container_format": "bare",
-           "min_disk": 1, "min_ram": 512, "protected": True, "visibility": "private",
-           "tags": ["b", "a"], "owner": "legacy-project", "size": 10, "architecture": "x"}
-    fields = target_image_fields(raw, "target-project", member_count=2)
-    assert fields == {"name": "ubuntu", "disk_format": "qcow2", "container_format": "bare",
-                      "min_disk": 1, "min_ram": 512, "protected": True, "visibility": "shared",
-                      "tags": ["a", "b"], "owner": "target-project"}
-    assert target_image_fields(raw, None, 0)["visibility"] == "private"
-    assert "owner" not in target_image_fields(raw, None, 0)
-    public = {**raw, "visibility": "public"}
-    assert target_image_fields(public, "p", 3)["visibility"] == "public"
-    # a Glance v1 record: is_public, strings for numbers and booleans
-    v1 = {"name": "old", "is_public": "True", "protected": "False", "min_disk": "2",
-          "min_ram": None, "disk_format": "raw", "container_format": "bare"}
-    assert target_image_fields(v1, "p", 0) == {
-        "name": "old", "disk_format": "raw", "container_format": "bare", "min_disk": 2,
-        "min_ram": 0, "protected": False, "visibility": "public", "tags": [], "owner": "p"}
-
-
 def test_volume_image_metadata() -> None:
     source = {"image_id": "legacy-image", "image_name": "arm", "checksum": "c", "size": "5",
               "min_disk": "0", "min_ram": "0", "disk_format": "raw", "container_format": "bare",

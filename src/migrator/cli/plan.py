@@ -131,7 +131,8 @@ def render(result: PlanResult) -> None:
     for step in plan.steps:
         if step.kind != "image":
             continue
-        for change in (step.spec.get("properties") or {}).get("changes") or []:
+        properties = step.spec.get("properties")
+        for change in (properties.get("changes") if properties else None) or []:
             changes.rows.append([step.tenant or "-", step.name or step.source_id or "",
                                  str(change)])
     if changes.rows:

@@ -169,16 +169,6 @@ class TargetBase:
         self._cache_lock = threading.Lock()
 
     # -- bookkeeping ---------------------------------------------------------------------
-    @property
-    def thread_retries(self) -> int:
-        """Retries made by the calling thread so far (handlers record the difference)."""
-        return self._counter.retries
-
-    @property
-    def thread_calls(self) -> int:
-        """HTTP requests sent by the calling thread so far (retries included)."""
-        return self._counter.calls
-
     @contextmanager
     def counting(self) -> Iterator[dict[str, int]]:
         """Counts the calls and retries of the block (this thread): ``{"calls", "retries"}``."""

@@ -73,10 +73,6 @@ class IdentityMixin(TargetBase):
         found = [u for u in users if u.get(USER_SOURCE_ATTRIBUTE) == source_id]
         return _single(found, "user", source_id, self.name)
 
-    def find_user_by_name(self, name: str, domain_id: str) -> dict[str, Any] | None:
-        users = self.users_named(name, domain_id)
-        return users[0] if users else None
-
     def users_named(self, name: str, domain_id: str) -> list[dict[str, Any]]:
         """Every user called ``name`` in ``domain_id`` (one list call)."""
         return list(self.request(
@@ -165,13 +161,6 @@ class IdentityMixin(TargetBase):
             op="revoke role", what=f"{role_id} of user {user_id} on project {project_id}",
             missing_ok=True,
         )
-
-    def project_roles_of_user(self, project_id: str, user_id: str) -> list[str]:
-        roles = self.request(
-            "identity", "GET", f"/projects/{project_id}/users/{user_id}/roles",
-            op="list roles", what=f"of user {user_id} on project {project_id}",
-        )["roles"]
-        return [str(r["id"]) for r in roles]
 
     # -- helpers -------------------------------------------------------------------------
     def _get_identity(self, collection: str, member: str, rid: str) -> dict[str, Any]:

@@ -64,9 +64,6 @@ class ListingMixin(TargetBase):
     def list_volume_types(self) -> list[dict[str, Any]]:
         return self._listed("block_storage", "/types", "volume_types")
 
-    def list_image_members(self, image_id: str) -> list[dict[str, Any]]:
-        return self._listed("image", f"/images/{image_id}/members", "members")
-
     # -- plumbing ------------------------------------------------------------------------
     def _listed(self, service: str, path: str, key: str,
                 params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -171,12 +171,6 @@ class NetworkMixin(TargetBase):
         """By tag; with ``attrs`` (the create body) also an untagged leftover of a crash."""
         return self._find_tagged("routers", "routers", "router", source_id, attrs)
 
-    def find_router_by_name(self, name: str, project_id: str | None = None
-                            ) -> dict[str, Any] | None:
-        params = {"name": name, **({"project_id": project_id} if project_id else {})}
-        found = self._list("routers", "routers", params)
-        return found[0] if found else None
-
     def get_router(self, router_id: str) -> dict[str, Any]:
         return self._get("routers", "router", router_id)
 

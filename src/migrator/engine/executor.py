@@ -45,6 +45,7 @@ from migrator.engine.workers import (
 )
 from migrator.errors import ConcurrencyError, ConfigError, MigratorError
 from migrator.retry import Backoff
+from migrator.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,11 @@ class Executor:
         config: ExecutorConfig | None = None,
         registry: HandlerRegistry | None = None,
         observer: Observer | None = None,
-        services: Mapping[str, object] | None = None,
+        services: Services | None = None,
     ) -> None:
         self.factory = factory
-        # Handed to every StepContext: cloud handles by name ("target", "source"...).
-        self.services: Mapping[str, object] = dict(services or {})
+        # Handed to every StepContext: the clouds and the data path.
+        self.services: Services = services or Services()
         self.run_ref = runs.find_run(factory, run_name_or_id)
         self.config = config or ExecutorConfig()
         self.registry = registry or REGISTRY

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.steps import StepSnapshot, checkpoint_step
 from migrator.errors import ConfigError
+from migrator.services import Services
 
 
 class StepInterrupted(Exception):
@@ -56,7 +57,8 @@ class Reconciliation(enum.Enum):
 
 class StepContext:
     """What a handler gets besides the step: checkpointing, the stop flag, a logger, the
-    run's services (cloud handles by name) and the state database's session factory."""
+    run's services (:class:`~migrator.services.Services`) and the state database's session
+    factory."""
 
     def __init__(
         self,
@@ -64,7 +66,7 @@ class StepContext:
         step: StepSnapshot,
         stop: threading.Event,
         run_name: str,
-        services: Mapping[str, Any] | None = None,
+        services: Services | None = None,
         interrupted: Callable[[], bool] | None = None,
     ) -> None:
         self._factory = factory
@@ -74,9 +76,9 @@ class StepContext:
         self._interrupted = interrupted or (lambda: False)
         self.step = step
         self.run_name = run_name
-        # Cloud handles and the like, by name ("target", "source"...), shared by every step of
-        # the run (see Executor(services=...)); handlers read them, never replace them.
-        self.services: Mapping[str, Any] = services or {}
+        # The clouds and the data path, shared by every step of the run (see
+        # Executor(services=...)); handlers read them, never replace them.
+        self.services: Services = services or Services()
         self.log = logging.getLogger(f"migrator.step.{step.kind}")
 
     @property
@@ -184,7 +186,3 @@ REGISTRY = HandlerRegistry()
 
 def register(kind: str, handler: Handler, *, replace: bool = False) -> None:
     REGISTRY.register(kind, handler, replace=replace)
-
-
-def get_handler(kind: str) -> Handler:
-    return REGISTRY.get(kind)

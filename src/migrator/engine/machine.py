@@ -45,8 +45,6 @@ INITIAL_STATE: Final = PENDING
 SATISFIED_STATES: Final[frozenset[str]] = frozenset({DONE, SKIPPED})
 # A step in one of these states was in the middle of work when its executor stopped.
 IN_DOUBT_STATES: Final[frozenset[str]] = frozenset({RUNNING, VERIFYING})
-# Nothing more will happen to a step in these states without an operator (retry / rollback).
-FINAL_STATES: Final[frozenset[str]] = frozenset({DONE, SKIPPED, FAILED, BLOCKED, ROLLED_BACK})
 
 # The trigger recorded for a checkpoint: not a transition (from_state == to_state), but it
 # changes the row (and its version) and so gets an audit event like every other change.
@@ -77,8 +75,6 @@ MACHINE: Final = Machine(
     auto_transitions=False,
     initial=None,
 )
-
-TRIGGERS: Final[frozenset[str]] = frozenset(MACHINE.events)
 
 
 def destination(state: str, trigger: str) -> str | None:

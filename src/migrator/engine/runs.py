@@ -30,6 +30,7 @@ from migrator.engine.steps import (
     write_transaction,
 )
 from migrator.errors import ConfigError, NotFoundError, PlanError
+from migrator.spec import Spec
 from migrator.store.bulk import bulk_cache, insert_many
 from migrator.store.models import Run
 
@@ -42,7 +43,7 @@ class StepSpec:
 
     key: str
     kind: str
-    spec: dict[str, Any] = field(default_factory=dict)
+    spec: Spec = field(default_factory=Spec)
     source_id: str | None = None
     tenant: str | None = None
     name: str | None = None
@@ -58,7 +59,7 @@ class StepFields(Protocol):
     @property
     def kind(self) -> str: ...
     @property
-    def spec(self) -> dict[str, Any]: ...
+    def spec(self) -> Spec: ...
     @property
     def source_id(self) -> str | None: ...
     @property

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine import machine
 from migrator.errors import ConcurrencyError, IllegalTransitionError, NotFoundError
+from migrator.spec import Spec
 from migrator.store.models import Event, Step, StepDependency
 
 STEPS = cast(Table, Step.__table__)
@@ -81,7 +82,7 @@ class StepSnapshot:
     version: int
     last_error: str | None
     not_before: datetime | None
-    spec: dict[str, Any]
+    spec: Spec
     lease_token: int
     source_id: str | None = None
     tenant: str | None = None
@@ -101,7 +102,7 @@ class StepSnapshot:
             version=row["version"],
             last_error=row["last_error"],
             not_before=as_utc(row["not_before"]),
-            spec=dict(row["spec"] or {}),
+            spec=cast(Spec, dict(row["spec"] or {})),
             lease_token=row["lease_token"],
             source_id=row["source_id"],
             tenant=row["tenant"],

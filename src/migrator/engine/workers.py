@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Connection, Table, and_, func, insert, select, update
+from sqlalchemy import Connection, Table, and_, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine import machine
@@ -39,22 +39,6 @@ from migrator.store.models import Worker
 
 WORKERS = cast(Table, Worker.__table__)
 ACTIVE, STOPPED, LOST = "active", "stopped", "lost"
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """A worker as ``migrator status`` shows it."""
-
-    name: str
-    run_id: int | None
-    host: str
-    pid: int
-    slots: int
-    status: str
-    started_at: datetime
-    heartbeat_at: datetime
-    stopped_at: datetime | None
-    steps_held: int
 
 
 @dataclass(frozen=True)
@@ -86,16 +70,6 @@ def register_worker(factory: sessionmaker[Session], run_id: int | None, slots: i
         if run_id is not None:
             _run_event(conn, run_id, "worker-joined", {"worker": name, "slots": slots}, now)
     return name
-
-
-def join_run(factory: sessionmaker[Session], name: str, run_id: int) -> None:
-    """A waiting worker (registered without a run) takes part in ``run_id`` from now on."""
-    now = utcnow()
-    with write_transaction(factory) as conn:
-        conn.execute(update(WORKERS).where(WORKERS.c.name == name).values(
-            run_id=run_id, heartbeat_at=now))
-        slots = conn.execute(select(WORKERS.c.slots).where(WORKERS.c.name == name)).scalar()
-        _run_event(conn, run_id, "worker-joined", {"worker": name, "slots": slots}, now)
 
 
 def heartbeat(factory: sessionmaker[Session], name: str, run_id: int | None, *,
@@ -186,28 +160,6 @@ def active_workers(factory: sessionmaker[Session], run_id: int) -> list[str]:
     with read_connection(factory) as conn:
         return list(conn.execute(select(WORKERS.c.name).where(
             WORKERS.c.run_id == run_id, WORKERS.c.status == ACTIVE)).scalars())
-
-
-def list_workers(factory: sessionmaker[Session], run_id: int | None = None, *,
-                 include_stopped: bool = False) -> list[WorkerInfo]:
-    """Workers (of one run, or all), with how many steps each holds right now."""
-    held = (select(STEPS.c.lease_owner, func.count().label("n"))
-            .where(STEPS.c.state.in_(sorted(machine.IN_DOUBT_STATES)),
-                   STEPS.c.lease_owner.is_not(None))
-            .group_by(STEPS.c.lease_owner))
-    query = select(WORKERS).order_by(WORKERS.c.id)
-    if run_id is not None:
-        query = query.where(WORKERS.c.run_id == run_id)
-        held = held.where(STEPS.c.run_id == run_id)
-    if not include_stopped:
-        query = query.where(WORKERS.c.status == ACTIVE)
-    with read_connection(factory) as conn:
-        counts = {row.lease_owner: row.n for row in conn.execute(held)}
-        rows = conn.execute(query).mappings().all()
-    return [WorkerInfo(r["name"], r["run_id"], r["host"], r["pid"], r["slots"], r["status"],
-                       as_utc(r["started_at"]) or r["started_at"],
-                       as_utc(r["heartbeat_at"]) or r["heartbeat_at"],
-                       as_utc(r["stopped_at"]), counts.get(r["name"], 0)) for r in rows]
 
 
 def pid_alive(pid: int) -> bool:

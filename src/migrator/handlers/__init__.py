@@ -4,23 +4,23 @@
     register_handlers()                       # the process-wide engine registry
     execute_run(url, run, services=services_for(target_connection))
 
-Handlers reach the target cloud through ``StepContext.services["target"]`` (a
-:class:`~migrator.clouds.target.TargetCloud`, or a connection/CloudHandle it wraps). The spec
-each kind expects is documented in handlers/base.py and at the top of identity.py, network.py
-and compute.py.
+Handlers reach the target cloud through ``StepContext.services.target`` (a
+:class:`~migrator.clouds.target.TargetCloud`; ``services_for`` makes one from a connection or
+CloudHandle) and the rest of the run's :class:`~migrator.services.Services` likewise. The spec
+each kind reads is a :class:`migrator.spec.Spec` (the planner writes the same type); what each
+kind puts in it is described at the top of identity.py, network.py and compute.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator.engine.handlers import REGISTRY, Handler, HandlerRegistry
+from migrator.kinds import KINDS
+from migrator.services import Services
 
-KINDS = (
-    "project", "quota", "user", "role_assignment",
-    "network", "subnet", "router", "router_interface", "security_group",
-    "security_group_rule", "keypair", "image", "image_member", "volume", "server",
-)
+if TYPE_CHECKING:
+    from migrator.handlers.data import DataServices
 
 _HANDLERS: dict[str, Handler] = {}
 
@@ -65,17 +65,15 @@ def register_handlers(registry: HandlerRegistry | None = None) -> HandlerRegistr
     return target
 
 
-def services_for(target: Any, source: Any = None, **extra: Any) -> dict[str, Any]:
-    """The executor's ``services`` mapping: the target adapter (a TargetCloud is made from a
-    connection or CloudHandle) and optionally the source handle."""
+def services_for(target: Any, source: Any = None, transfer: DataServices | None = None
+                 ) -> Services:
+    """The executor's services: the target adapter (a TargetCloud is made from a connection
+    or CloudHandle), optionally the source handle and the data path."""
     from migrator.clouds.target import TargetCloud
 
-    out: dict[str, Any] = dict(extra)
-    out["target"] = target if isinstance(target, TargetCloud) else TargetCloud(
+    tc = target if isinstance(target, TargetCloud) else TargetCloud(
         target, name=str(getattr(target, "name", None) or "target"))
-    if source is not None:
-        out["source"] = source
-    return out
+    return Services(target=tc, source=source, transfer=transfer)
 
 
 __all__ = ["KINDS", "handlers", "register_handlers", "services_for"]

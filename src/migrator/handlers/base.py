@@ -1,12 +1,10 @@
 """What every resource handler shares: spec reading, reference resolution, create-or-adopt,
 read-back verification and in-doubt reconciliation.
 
-A step's spec (written by the planner) is::
-
-    {"attrs": {...API body of the create call...},
-     "refs": {"<attr, dotted for nested>": "<kind>:<source_id>"},   # resolved via the id map
-     "source": {"cloud": "legacy", "id": "...", "name": "..."},
-     "lookup": {...what the handler needs to find or adopt...}}
+A step's spec (written by the planner) is a :class:`migrator.spec.Spec`: ``attrs`` (the
+create call's body), ``refs`` (attributes filled with other steps' target ids, through the id
+map), ``lookup`` (what the handler needs to find or adopt, :class:`migrator.spec.Lookup`) and
+``source``; handlers read its parts with :func:`spec_part`.
 
 The first phase of every handler finds the resource on the target by the source id it carries
 (``find_<kind>_by_source``) and adopts it, or creates it; it records the target id in the id
@@ -20,9 +18,8 @@ policy: its retries per call, its backoff, its budget; migrator/retry.py).
 from __future__ import annotations
 
 import ipaddress
-import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 from migrator.clouds.target import TargetCloud, TargetCloudError, migrated_source_id
 from migrator.engine.handlers import Handler, Reconciliation, StepContext
@@ -30,35 +27,30 @@ from migrator.engine.steps import StepSnapshot
 from migrator.errors import ConfigError, StepFailedError
 from migrator.handlers import idmap
 from migrator.retry import Failed, call_with_retries
-
-_WRAPPED: dict[int, TargetCloud] = {}
-_WRAPPED_LOCK = threading.Lock()
+from migrator.spec import Lookup, SpecPart
 
 
 def target_cloud(ctx: StepContext) -> TargetCloud:
-    """The run's target adapter: ``services["target"]``, a TargetCloud or a connection/handle
-    (wrapped once per object)."""
-    target = ctx.services.get("target")
+    """The run's target adapter (``services.target``)."""
+    target = ctx.services.target
     if target is None:
         raise ConfigError(
             f"step {ctx.step.key!r} needs the target cloud, but the executor was given no "
             "'target' service"
         )
-    if isinstance(target, TargetCloud):
-        return target
-    with _WRAPPED_LOCK:
-        wrapped = _WRAPPED.get(id(target))
-        if wrapped is None or wrapped.handle is not target:
-            name = str(getattr(target, "name", None) or "target")
-            wrapped = _WRAPPED[id(target)] = TargetCloud(target, name=name)
-        return wrapped
+    return target
 
 
-def spec_part(step: StepSnapshot, part: str) -> dict[str, Any]:
-    value = step.spec.get(part) or {}
+@overload
+def spec_part(step: StepSnapshot, part: Literal["lookup"]) -> Lookup: ...
+@overload
+def spec_part(step: StepSnapshot, part: Literal["attrs", "refs", "source"]) -> dict[str, Any]: ...
+def spec_part(step: StepSnapshot, part: SpecPart) -> dict[str, Any] | Lookup:
+    """A copy of one part of the step's spec ({} when absent)."""
+    value: object = step.spec.get(part) or {}
     if not isinstance(value, dict):
         raise StepFailedError(f"step {step.key!r}: spec.{part} must be a mapping")
-    return dict(value)
+    return cast(dict[str, Any], dict(value))
 
 
 def source_id_of(step: StepSnapshot) -> str:

@@ -1,10 +1,10 @@
 """What the image and volume handlers share: the run's data-path services and progress.
 
-``services["transfer"]`` (a :class:`DataServices`, made once per run by
+``services.transfer`` (a :class:`DataServices`, made once per run by
 :func:`data_services_for`) holds the limits every worker shares (the bandwidth cap, the slots
 for parallel transfers), the volume options from the configuration, a progress sink and the
 target handles scoped to migrated projects (a Cinder volume is created in the project of the
-token). ``services["source"]`` is the legacy cloud's handle (a CloudHandle or a Connection).
+token). ``services.source`` is the legacy cloud's handle (a CloudHandle or a Connection).
 
 Progress goes through :class:`TransferProgress` (bytes per transfer): the CLI draws bars or
 prints lines; nothing here imports rich.
@@ -109,8 +109,8 @@ _DEFAULT_LOCK = threading.Lock()
 
 def data_services(ctx: StepContext) -> DataServices:
     """The run's DataServices (a process-wide default when the executor was given none)."""
-    found = ctx.services.get("transfer")
-    if isinstance(found, DataServices):
+    found = ctx.services.transfer
+    if found is not None:
         return found
     global _DEFAULT
     with _DEFAULT_LOCK:
@@ -120,7 +120,7 @@ def data_services(ctx: StepContext) -> DataServices:
 
 
 def source_cloud(ctx: StepContext) -> Any:
-    source = ctx.services.get("source")
+    source = ctx.services.source
     if source is None:
         raise ConfigError(f"step {ctx.step.key!r} needs the source cloud, but the executor "
                           "was given no 'source' service")

@@ -36,6 +36,7 @@ from migrator.handlers.base import resolve_attrs, source_id_of, spec_part, targe
 from migrator.handlers.data import DataServices, data_services, scoped_target, source_cloud
 from migrator.handlers.identity import password_key
 from migrator.handlers.passwords import read_password_file
+from migrator.spec import Lookup
 from migrator.transfer.errors import TransferError
 from migrator.transfer.glance_io import fresh_for_upload
 from migrator.transfer.properties_rules import RuleSet
@@ -69,7 +70,7 @@ class Cutover:
     ctx: StepContext
     step: StepSnapshot
     attrs: dict[str, Any]
-    lookup: dict[str, Any]
+    lookup: Lookup
     src: Api  # the source admin
     dst: Api  # migrator's user scoped to the migrated project
     settings: ServersConfig
@@ -113,12 +114,9 @@ def make_cutover(ctx: StepContext, step: StepSnapshot) -> Cutover:
     if not attrs.get("project_id"):
         raise StepFailedError(f"step {step.key!r}: no target project (spec.refs.project_id)")
     services = data_services(ctx)
-    settings = ctx.services.get("servers")
-    clock = ctx.services.get("clock")
     return Cutover(ctx, step, attrs, spec_part(step, "lookup"), Api(source_cloud(ctx)),
                    Api(scoped_target(ctx, str(attrs["project_id"]))),
-                   settings if isinstance(settings, ServersConfig) else ServersConfig(),
-                   services, clock=clock if callable(clock) else time.time)
+                   ctx.services.servers or ServersConfig(), services)
 
 
 def wait_for(cut: Cutover, what: str, timeout: float, probe: Callable[[], Any]) -> Any:

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
-
 from migrator.clouds.connection import open_cloud
 from migrator.config import SAMPLE
 from migrator.engine.executor import Observer, Progress, RunResult
@@ -33,7 +31,7 @@ from migrator.operations.plan import PlanResult, make_plan
 from migrator.operations.status import StatusReport, status
 from migrator.sim.seed_gen import SeedShape, generate
 from migrator.sim.server import CloudSpec, SimServer
-from migrator.store.models import Event, Step
+from migrator.store.steps import completed_twice, data_steps
 
 # The target's provider network, as a Kolla deployment in an IPv6-only datacenter has it.
 TARGET_EXTERNAL_PREFIX = "2001:db8:ffff::/64"
@@ -229,11 +227,7 @@ def _story(options: DemoOptions, reporter: DemoReporter, workdir: Path, clouds_y
 def steps_completed_twice(url: str, run_id: int) -> list[str]:
     """Keys of the steps the audit log shows completing more than once (should be none)."""
     with open_state(url) as engine, engine.connect() as conn:
-        rows = conn.execute(
-            select(Step.key).join(Event, Event.step_id == Step.id)
-            .where(Event.run_id == run_id, Event.trigger == "complete")
-            .group_by(Step.key).having(func.count() > 1)).all()
-    return [key for (key,) in rows]
+        return completed_twice(conn, run_id)
 
 
 def verify_data(url: str, run: RunResult, clouds_yaml: Path) -> Verification:
@@ -250,17 +244,15 @@ def verify_data(url: str, run: RunResult, clouds_yaml: Path) -> Verification:
         factory = session_factory(engine)
         mapping = id_map(factory, run.run_id)
         with engine.connect() as conn:
-            steps = conn.execute(select(Step.kind, Step.source_id, Step.name, Step.tenant,
-                                        Step.checkpoint)
-                                 .where(Step.run_id == run.run_id,
-                                        Step.kind.in_(("image", "volume")))
-                                 .order_by(Step.tenant, Step.kind, Step.name)).all()
+            steps = data_steps(conn, run.run_id)
     legacy = open_cloud("legacy", config_file=clouds_yaml, role="source")
     target = open_cloud("target", config_file=clouds_yaml, role="target")
     out = Verification()
     try:
         src, dst = Api(legacy), Api(target)
-        for kind, source_id, name, tenant, checkpoint in steps:
+        for step in steps:
+            kind, source_id, name, tenant = step.kind, step.source_id, step.name, step.tenant
+            checkpoint = step.checkpoint
             target_id = mapping.get((kind, str(source_id)))
             if kind == "image":
                 before = src.image(str(source_id)) or {}

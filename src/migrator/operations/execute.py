@@ -4,13 +4,12 @@ loaded, verified, checked against the target, registered as a run and executed
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.config_schema import Config, RetriesConfig
@@ -23,8 +22,6 @@ from migrator.engine.steps import read_connection
 from migrator.errors import PlanChangedError, PlanError, StalePlanError
 from migrator.operations.context import database_errors, open_state
 from migrator.operations.plan import (
-    PLANS,
-    RUNS,
     Registered,
     check_fresh,
     find_plan_run,
@@ -36,7 +33,9 @@ from migrator.operations.plan import (
 from migrator.plan.model import Plan
 from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, load_plan_data
 from migrator.plan.target_names import CloudTargetNames, TargetNames
+from migrator.services import Services
 from migrator.store.db import session_factory
+from migrator.store.plans import run_target_cloud
 
 __all__ = ["DryRunReport", "ExecuteOptions", "PlanExecution", "RunResult",
            "execute_existing_run", "execute_plan", "execute_run"]
@@ -54,7 +53,7 @@ def execute_run(
     observer: Observer | None = None,
     registry: HandlerRegistry | None = None,
     handle_sigint: bool = True,
-    services: Mapping[str, object] | None = None,
+    services: Services | None = None,
     join: bool = False,
     limits: ClaimLimits | None = None,
     lease_seconds: float | None = None,
@@ -66,8 +65,8 @@ def execute_run(
     run again, steps found running are reconciled by their handler, failed steps get a new
     budget of ``max_attempts`` and the steps they blocked go back to pending. With
     ``handle_sigint`` (and on the main thread) the first Ctrl-C stops gracefully and the run
-    ends ``interrupted``; the second one exits the process at once. ``services`` (cloud
-    handles by name, e.g. ``{"target": TargetCloud(...)}``) reach every handler through
+    ends ``interrupted``; the second one exits the process at once. ``services`` (the clouds
+    and the data path, e.g. ``handlers.services_for(connection)``) reach every handler through
     ``StepContext.services``. ``retries`` (the configuration's ``retries`` section) gives the
     attempts per step and the step backoff unless ``max_attempts``/``backoff_base`` do. With
     ``join`` this process takes part in a run other workers are executing (``migrator
@@ -168,7 +167,7 @@ class ExecuteOptions:
     transfer_progress: Any = None  # byte progress of copies (handlers.data.TransferProgress)
     registry: HandlerRegistry | None = None  # handlers; default: the tenant and data kinds
     handle_sigint: bool = True  # Ctrl-C stops gracefully (main thread only)
-    services: Mapping[str, object] | None = None  # cloud handles; default: opened here
+    services: Services | None = None  # the clouds, the data path; default: opened here
     target_names: TargetNames | None = None  # the target's names; default: read from it
     # Local worker processes (each with ``workers`` threads) instead of this process's threads.
     processes: int = 1
@@ -183,10 +182,10 @@ def execute_plan(url: str, plan_path: str | Path,
     checked against the target (every problem found is listed in the PlanError), registered
     as a run (``<plan name>`` or ``<plan name>-wave-N``; the existing run of this plan with
     ``resume``) and executed with the tenant handlers, the target cloud reaching them as
-    ``services["target"]``. ``dry_run`` stops after the checks and writes nothing anywhere.
+    ``services.target``. ``dry_run`` stops after the checks and writes nothing anywhere.
 
-    A plan with images or volumes also opens the source cloud (``services["source"]``) and
-    the run's data-path services (``services["transfer"]``: bandwidth cap, transfer slots,
+    A plan with images or volumes also opens the source cloud (``services.source``) and
+    the run's data-path services (``services.transfer``: bandwidth cap, transfer slots,
     volume options, ``transfer_progress``) from the ``transfer`` section of the configuration
     the plan names (or ``options.config``); ``parallel_transfers`` and ``bandwidth`` override
     it.
@@ -308,18 +307,15 @@ def _replan(url: str, path: Path, options: ExecuteOptions) -> Plan:
 
 
 @contextmanager
-def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, object] | None,
+def _target(plan: Plan, clouds_yaml: str | Path | None, services: Services | None,
             names: TargetNames | None, retries: RetriesConfig
-            ) -> Iterator[tuple[Mapping[str, object], TargetNames]]:
+            ) -> Iterator[tuple[Services, TargetNames]]:
     """The services for the handlers and the target's names: given, or opened from the
     plan's target cloud (closed afterwards)."""
     from migrator.clouds.target import TargetCloud
-    from migrator.handlers import services_for
 
-    if services is not None and "target" in services:
-        target = services["target"]
-        tc = target if isinstance(target, TargetCloud) else TargetCloud(target)
-        yield services, names or CloudTargetNames(tc)
+    if services is not None and services.target is not None:
+        yield services, names or CloudTargetNames(services.target)
         return
     from migrator.clouds.connection import open_cloud
 
@@ -328,7 +324,7 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Mapping[str, o
                         retry=retries.call_policy(cloud))
     try:
         tc = TargetCloud(handle, name=cloud, source_cloud=str(plan.source.get("cloud")))
-        yield {**(services or {}), **services_for(tc)}, names or CloudTargetNames(tc)
+        yield replace(services or Services(), target=tc), names or CloudTargetNames(tc)
     finally:
         handle.close()
 
@@ -349,7 +345,7 @@ def transfer_limits(settings: Any) -> ClaimLimits:
 @contextmanager
 def run_services(plan: Plan, *, clouds_yaml: str | Path | None = None,
                  config: str | Path | None = None, transfer_progress: Any = None,
-                 ) -> Iterator[tuple[Mapping[str, object], Any, RetriesConfig]]:
+                 ) -> Iterator[tuple[Services, Any, RetriesConfig]]:
     """The services a worker of a run of ``plan`` needs (target, and source and transfers
     when the plan moves data), opened from the plan's clouds and configuration; the transfer
     settings (None without data steps) and the retries settings."""
@@ -374,17 +370,15 @@ def _settings(plan: Plan, config: str | Path | None) -> Config:
 
 
 @contextmanager
-def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str | Path | None,
+def _data_services(plan: Plan, services: Services, clouds_yaml: str | Path | None,
                    config: str | Path | None, parallel_transfers: int | None,
                    bandwidth: int | None, progress: Any, retries: RetriesConfig
-                   ) -> Iterator[tuple[Mapping[str, object], Any]]:
+                   ) -> Iterator[tuple[Services, Any]]:
     """``services`` plus the source handle and the data-path services when the plan moves
     images or volumes (opened here unless given, closed afterwards)."""
     if not any(step.kind in DATA_KINDS for step in plan.steps):
         yield services, None
         return
-    from dataclasses import replace
-
     from migrator.handlers.data import data_services_for
     from migrator.transfer.volume_copy import VolumeOptions
 
@@ -393,10 +387,11 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
         settings = replace(settings, parallel_transfers=parallel_transfers)
     if bandwidth is not None:
         settings = replace(settings, bandwidth=bandwidth or None)
-    out: dict[str, object] = dict(services)
+    out = services
     opened: list[Any] = []
-    out.setdefault("servers", _settings(plan, config).servers)
-    if "transfer" not in out:
+    if out.servers is None:
+        out = replace(out, servers=_settings(plan, config).servers)
+    if out.transfer is None:
         times = settings.timeouts
         data = data_services_for(
             parallel_transfers=settings.parallel_transfers, bandwidth=settings.bandwidth,
@@ -406,15 +401,15 @@ def _data_services(plan: Plan, services: Mapping[str, object], clouds_yaml: str 
                                   volume_timeout=times.volume_available,
                                   request_timeout=times.request),
             progress=progress)
-        out["transfer"] = data
+        out = replace(out, transfer=data)
         opened.append(data)
-    if "source" not in out:
+    if out.source is None:
         from migrator.clouds.connection import open_cloud
 
         name = str(plan.source.get("cloud"))
         source = open_cloud(name, config_file=clouds_yaml, role="source",
                             retry=retries.call_policy(name))
-        out["source"] = source
+        out = replace(out, source=source)
         opened.append(source)
     try:
         yield out, settings
@@ -437,9 +432,7 @@ def execute_existing_run(url: str, run_name: str,
         factory = session_factory(engine)
         run = find_run(factory, run_name)
         with read_connection(factory) as conn:
-            cloud = conn.execute(
-                select(PLANS.c.target_cloud).join(RUNS, RUNS.c.plan_id == PLANS.c.id)
-                .where(RUNS.c.id == run.id)).scalar()
+            cloud = run_target_cloud(conn, run.id)
     if not cloud or o.services is not None:
         return execute_run(url, run_name, services=o.services, **run_options)
     from migrator.clouds.connection import open_cloud

@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from migrator.errors import ConfigError, NotFoundError
 from migrator.operations.context import database_errors, open_state
 from migrator.plan.model import KIND_ORDER, Plan
-from migrator.store.models import Run, Step, StepDependency
+from migrator.store.plans import run_id_named
+from migrator.store.steps import graph_rows
 
 # Steps drawn one node each up to this many; above, one node per tenant.
 PER_STEP_LIMIT = 500
@@ -68,20 +67,11 @@ def plan_steps(plan: Plan) -> list[GraphStep]:
 def run_steps(url: str, run: str) -> list[GraphStep]:
     """The steps of run ``run`` with their states and dependencies, from the database."""
     with open_state(url) as engine, database_errors(url), engine.connect() as conn:
-        run_id = conn.execute(select(Run.id).where(Run.name == run)).scalar()
+        run_id = run_id_named(conn, run)
         if run_id is None:
             raise NotFoundError(f"no run named {run!r} in the state database")
-        rows = conn.execute(select(Step.id, Step.key, Step.kind, Step.tenant, Step.name,
-                                   Step.state).where(Step.run_id == run_id)
-                            .order_by(Step.id)).all()
-        key_of = {row[0]: row[1] for row in rows}
-        deps: dict[int, list[str]] = defaultdict(list)
-        for step_id, needs in conn.execute(
-                select(StepDependency.step_id, StepDependency.depends_on_id)
-                .join(Step, Step.id == StepDependency.step_id).where(Step.run_id == run_id)):
-            deps[step_id].append(key_of[needs])
-    return [GraphStep(key, kind, tenant, name, state, tuple(deps.get(sid, ())))
-            for sid, key, kind, tenant, name, state in rows]
+        rows = graph_rows(conn, run_id)
+    return [GraphStep(r.key, r.kind, r.tenant, r.name, r.state, r.depends_on) for r in rows]
 
 
 def write_graph(steps: Sequence[GraphStep], path: str | Path, *, title: str,

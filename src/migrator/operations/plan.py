@@ -19,9 +19,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.bulk_gc import relaxed_gc
@@ -37,13 +36,9 @@ from migrator.plan.model import Plan
 from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, read_plan, write_plan
 from migrator.plan.planner import INPUT_KINDS, build_plan
 from migrator.plan.target_names import CloudTargetNames, OfflineTarget, TargetNames
+from migrator.store import plans as plan_rows
 from migrator.store.db import session_factory
 from migrator.store.inventory import SnapshotInfo, latest_snapshot, load_items
-from migrator.store.models import Plan as PlanRow
-from migrator.store.models import Run
-
-PLANS = cast(Table, PlanRow.__table__)
-RUNS = cast(Table, Run.__table__)
 
 __all__ = ["PlanResult", "Registered", "check_fresh", "load_plan", "make_plan",
            "open_target_names", "register_plan", "target_problems"]
@@ -267,15 +262,10 @@ def find_plan_run(factory: sessionmaker[Session], plan: Plan, wave: int | None
                   ) -> Registered | None:
     """The latest run of this plan (same content hash) for ``wave`` (None: the whole plan)."""
     with read_connection(factory) as conn:
-        rows = conn.execute(
-            select(RUNS.c.id, RUNS.c.name, RUNS.c.status, RUNS.c.options, PLANS.c.id.label("pid"))
-            .join(PLANS, PLANS.c.id == RUNS.c.plan_id)
-            .where(PLANS.c.content_hash == plan.content_hash)
-            .order_by(RUNS.c.id.desc())
-        ).all()
+        rows = plan_rows.runs_of_plan(conn, plan.content_hash)
     for row in rows:
-        if (row.options or {}).get("wave") == wave:
-            return Registered(row.pid, row.id, row.name, False, row.status)
+        if row.options.get("wave") == wave:
+            return Registered(row.plan_id, row.run_id, row.run_name, False, row.status)
     return None
 
 
@@ -297,17 +287,15 @@ def register_plan(factory: sessionmaker[Session], plan: Plan, path: str | Path, 
     deps = [(s.key, d) for s in steps for d in s.depends_on if d in keys]
     base = run_name or (plan.name if wave is None else f"{plan.name}-wave-{wave}")
     with write_transaction(factory) as conn:
-        found: Any = conn.execute(select(PLANS.c.id).where(
-            PLANS.c.content_hash == plan.content_hash).order_by(PLANS.c.id)).scalar()
+        found = plan_rows.find_plan_id(conn, plan.content_hash)
         new_plan = found is None
-        if new_plan:
-            found = conn.execute(insert(PLANS).values(
-                name=plan.name, file_path=str(path), content_hash=plan.content_hash,
+        if found is None:
+            found = plan_rows.create_plan(
+                conn, name=plan.name, file_path=str(path), content_hash=plan.content_hash,
                 inventory_hash=plan.inventory_hash, source_cloud=plan.source.get("cloud"),
-                target_cloud=plan.target.get("cloud")).returning(PLANS.c.id)).scalar_one()
-        plan_id = int(found)
-        taken = set(conn.execute(select(RUNS.c.name).where(RUNS.c.name.like(f"{base}%")))
-                    .scalars())
+                target_cloud=plan.target.get("cloud"))
+        plan_id = found
+        taken = plan_rows.run_names_like(conn, base)
     name = base
     if name in taken:
         if run_name:
@@ -323,6 +311,6 @@ def register_plan(factory: sessionmaker[Session], plan: Plan, path: str | Path, 
     except Exception:
         if new_plan:
             with write_transaction(factory) as conn:
-                conn.execute(delete(PLANS).where(PLANS.c.id == plan_id))
+                plan_rows.delete_plan(conn, plan_id)
         raise
     return Registered(plan_id, run_id, name, True, "created")

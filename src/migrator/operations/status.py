@@ -2,9 +2,10 @@
 of images and volumes moved and left, rate and ETA, failed steps, the executors at work.
 
 A SQLite database at the current schema is read through the standard library
-(store/sqlite_readonly.py), so that ``migrator status`` starts in a tenth of a second; any
-other database, or anything unusual about this one, goes through SQLAlchemy, which owns the
-error messages. Both paths return the same report (tests/operations/test_status.py).
+(store/sqlite_readonly.py opens it, store/progress_sqlite.py reads it), so that ``migrator
+status`` starts in a tenth of a second; any other database, or anything unusual about this
+one, goes through SQLAlchemy (store/progress.py), which owns the error messages. Both paths
+return the same report (tests/operations/test_status.py).
 """
 
 from __future__ import annotations
@@ -12,29 +13,23 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from migrator.errors import NotFoundError
 from migrator.kinds import KIND_ORDER
-from migrator.store import downtimes, sqlite_readonly
-from migrator.store.downtimes import TenantDowntime
+from migrator.store import sqlite_readonly
 from migrator.store.progress_rows import (
-    DATA_KINDS,
     FINISHED_STATES,
-    GIB,
-    WORKING_STATES,
     DataStep,
     FailedStep,
-    KindCount,
+    ProgressRows,
+    RunRow,
+    TenantDowntime,
     WorkerProcess,
     WorkerRow,
-    json_int,
 )
-
-if TYPE_CHECKING:
-    import sqlite3
-
-    from sqlalchemy import Engine
+from migrator.store.progress_rows import utc as _utc
+from migrator.store.progress_sqlite import read_sqlite
 
 # Lifecycle order for display; states this list does not know (added later by the engine)
 # are shown after these, alphabetically, rather than hidden.
@@ -114,10 +109,6 @@ class StatusReport:
         seen = {state for run in self.runs for state in run.steps}
         return order_states(seen)
 
-    @property
-    def has_data(self) -> bool:
-        return any(t.data.moved or t.data.left for t in self.tenants)
-
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON: datetimes as ISO 8601 strings, totals included."""
         data = asdict(self)
@@ -140,24 +131,6 @@ def order_states(states: set[str]) -> list[str]:
     return known + sorted(states - set(STATE_ORDER))
 
 
-# (id, name, status, dry run, created at, started at, finished at) of a run.
-_RunRow = tuple[int, str, str, bool, datetime, datetime | None, datetime | None]
-
-
-@dataclass
-class _Rows:
-    """What both paths read: the same rows, in the same order and types."""
-
-    runs: list[_RunRow]
-    counts: list[KindCount] = field(default_factory=list)
-    data: list[DataStep] = field(default_factory=list)
-    finished: dict[int, dict[str | None, int]] = field(default_factory=dict)
-    failed: list[FailedStep] = field(default_factory=list)
-    workers: list[WorkerRow] = field(default_factory=list)
-    processes: list[WorkerProcess] = field(default_factory=list)
-    downtimes: list[TenantDowntime] = field(default_factory=list)
-
-
 def status(url: str, run: str | None = None, tenant: str | None = None, *,
            now: datetime | None = None) -> StatusReport:
     """Runs with their step counts by state, and per tenant the counts by kind and state, the
@@ -173,7 +146,7 @@ def status(url: str, run: str | None = None, tenant: str | None = None, *,
     if found is not None:
         conn, revision = found
         try:
-            rows = _read_sqlite(conn, run, tenant)
+            rows = read_sqlite(conn, run, tenant)
         finally:
             conn.close()
         database = url  # a plain sqlite:/// URL: no password to hide
@@ -187,7 +160,7 @@ def status(url: str, run: str | None = None, tenant: str | None = None, *,
 
 
 def _report(database: str, revision: str, run: str | None, tenant: str | None,
-            rows: _Rows, clock: datetime) -> StatusReport:
+            rows: ProgressRows, clock: datetime) -> StatusReport:
     runs = rows.runs
     if run is not None and not runs:
         raise NotFoundError(f"no run named {run!r} in the state database")
@@ -238,12 +211,7 @@ def _report(database: str, revision: str, run: str | None, tenant: str | None,
         processes=rows.processes, servers=rows.downtimes)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back without their zone; every timestamp we write is UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _window(run: _RunRow, now: datetime) -> float | None:
+def _window(run: RunRow, now: datetime) -> float | None:
     """Seconds since the run's latest start (to its end when it ended), None if never."""
     started, finished = _utc(run[5]), _utc(run[6])
     if started is None:
@@ -289,121 +257,11 @@ def _ordered(counts: Counter[str]) -> dict[str, int]:
     return {state: counts[state] for state in order_states(set(counts))}
 
 
-# -- SQLite through the standard library ---------------------------------------------------
-
-
-def _time(value: Any) -> datetime | None:
-    """SQLAlchemy's text of a DateTime on SQLite (ISO 8601, no zone) as its datetime."""
-    return datetime.fromisoformat(value) if value is not None else None
-
-
-def _read_sqlite(conn: sqlite3.Connection, run: str | None, tenant: str | None) -> _Rows:
-    """The rows ``_read_sqlalchemy`` reads, in the same order and types (SQLAlchemy stores a
-    DateTime on SQLite as ISO 8601 text, a Boolean as 0 or 1, JSON as text)."""
-    where = "WHERE name = ? " if run is not None else ""
-    runs: list[_RunRow] = [
-        (int(r[0]), str(r[1]), str(r[2]), bool(r[3]), datetime.fromisoformat(r[4]),
-         _time(r[5]), _time(r[6]))
-        for r in conn.execute("SELECT id, name, status, dry_run, created_at, started_at, "
-                              f"finished_at FROM runs {where}ORDER BY created_at, id",
-                              [run] if run is not None else [])]
-    if not runs:
-        return _Rows(runs)
-    ids = [r[0] for r in runs]
-    marks = ", ".join("?" * len(ids))
-    scope, params = f"s.run_id IN ({marks})", list[object](ids)
-    if tenant is not None:
-        scope += " AND s.tenant = ?"
-        params.append(tenant)
-    counts = [KindCount(int(r[0]), r[1], str(r[2]), str(r[3]), int(r[4])) for r in conn.execute(
-        "SELECT s.run_id, s.tenant, s.kind, s.state, count(*) FROM steps s "
-        f"WHERE {scope} GROUP BY s.run_id, s.tenant, s.kind, s.state", params)]
-    data = []
-    for run_id, step_tenant, kind, state, isent, vsent, isize, vgib, updated in conn.execute(
-            "SELECT s.run_id, s.tenant, s.kind, s.state, "
-            "json_extract(s.checkpoint, '$.bytes'), "
-            "json_extract(s.checkpoint, '$.copy.copied.bytes'), "
-            "json_extract(s.spec, '$.lookup.size'), json_extract(s.spec, '$.attrs.size'), "
-            f"s.updated_at FROM steps s WHERE {scope} AND s.kind IN "
-            f"({', '.join('?' * len(DATA_KINDS))})", [*params, *DATA_KINDS]):
-        data.append(_data_step(int(run_id), step_tenant, str(kind), str(state), isent, vsent,
-                               isize, vgib, _utc(_time(updated))))
-    finished: dict[int, dict[str | None, int]] = {}
-    for r in runs:
-        if r[5] is None:
-            continue
-        rows = conn.execute(
-            "SELECT s.tenant, count(*) FROM steps s WHERE s.run_id = ? AND s.state IN "
-            "(?, ?) AND s.updated_at >= ?" + (" AND s.tenant = ?" if tenant is not None else "")
-            + " GROUP BY s.tenant",
-            [r[0], *FINISHED_STATES, r[5].isoformat(sep=" "),
-             *([tenant] if tenant is not None else [])])
-        finished[r[0]] = {t: int(n) for t, n in rows}
-    failed = [FailedStep(str(r[0]), r[1], str(r[2]), r[3], str(r[4]), int(r[5] or 0), r[6],
-                         _utc(_time(r[7])))
-              for r in conn.execute(
-                  "SELECT r.name, s.tenant, s.kind, s.name, s.key, s.attempts, s.last_error, "
-                  "s.updated_at FROM steps s JOIN runs r ON r.id = s.run_id "
-                  f"WHERE {scope} AND s.state = 'failed' ORDER BY s.run_id, s.tenant, s.id",
-                  params)]
-    workers = [WorkerRow(str(r[0]), str(r[1]), int(r[2]), _utc(_time(r[3])))
-               for r in conn.execute(
-                   "SELECT r.name, s.lease_owner, count(*), max(s.updated_at) FROM steps s "
-                   f"JOIN runs r ON r.id = s.run_id WHERE s.run_id IN ({marks}) AND s.state "
-                   f"IN (?, ?) AND s.lease_owner IS NOT NULL GROUP BY r.name, s.lease_owner "
-                   "ORDER BY r.name, s.lease_owner", [*ids, *WORKING_STATES])]
-    processes = [WorkerProcess(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]),
-                               _utc(_time(r[5])), _utc(_time(r[6])))
-                 for r in conn.execute(
-                     "SELECT r.name, w.name, w.host, w.pid, w.slots, w.started_at, "
-                     "w.heartbeat_at FROM workers w JOIN runs r ON r.id = w.run_id WHERE "
-                     f"w.run_id IN ({marks}) AND w.status = 'active' ORDER BY r.name, w.id",
-                     ids)]
-    return _Rows(runs, counts, data, finished, failed, workers, processes,
-                 downtimes.read_sqlite(conn, ids, tenant))
-
-
-def _data_step(run_id: int, tenant: str | None, kind: str, state: str, image_sent: Any,
-               volume_sent: Any, image_size: Any, volume_gib: Any,
-               updated_at: datetime | None) -> DataStep:
-    if kind == "image":
-        return DataStep(run_id, tenant, kind, state, json_int(image_sent),
-                        json_int(image_size), updated_at)
-    gib = json_int(volume_gib)
-    return DataStep(run_id, tenant, kind, state, json_int(volume_sent),
-                    gib * GIB if gib is not None else None, updated_at)
-
-
-# -- any database, through SQLAlchemy ------------------------------------------------------
-
-
-def _read_sqlalchemy(url: str, run: str | None, tenant: str | None) -> _Rows:
+def _read_sqlalchemy(url: str, run: str | None, tenant: str | None) -> ProgressRows:
     from migrator.operations.context import open_state
     from migrator.store import progress
 
     # read_only: a SQLite file in a read-only folder or on a full device is still read (the
-    # standard-library path above cannot open it without its -shm file).
+    # standard-library path cannot open it without its -shm file).
     with open_state(url, read_only=True) as engine, engine.connect() as conn:
-        runs = _runs(engine, run)
-        if not runs:
-            return _Rows(runs)
-        ids = [r[0] for r in runs]
-        return _Rows(
-            runs, progress.kind_counts(conn, ids, tenant), progress.data_steps(conn, ids, tenant),
-            {r[0]: progress.finished_since(conn, r[0], started, tenant)
-             for r in runs if (started := _utc(r[5])) is not None},
-            progress.failed_steps(conn, ids, tenant), progress.workers(conn, ids),
-            progress.worker_processes(conn, ids), downtimes.read_connection(conn, ids, tenant))
-
-
-def _runs(engine: Engine, name: str | None) -> list[_RunRow]:
-    from sqlalchemy import select
-
-    from migrator.store.models import Run
-
-    query = select(Run.id, Run.name, Run.status, Run.dry_run, Run.created_at, Run.started_at,
-                   Run.finished_at).order_by(Run.created_at, Run.id)
-    if name is not None:
-        query = query.where(Run.name == name)
-    with engine.connect() as conn:
-        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(query)]
+        return progress.read_rows(conn, run, tenant)

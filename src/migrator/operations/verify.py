@@ -18,26 +18,27 @@ does not make the run's verification fail.
 from __future__ import annotations
 
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from migrator.clouds.target import ListedTarget
 from migrator.engine.handlers import StepContext
-from migrator.engine.steps import STEPS, StepSnapshot
+from migrator.engine.steps import StepSnapshot
 from migrator.errors import CloudError, ConfigError, MigratorError, NotFoundError, StepFailedError
 from migrator.operations.context import database_errors, open_state
 from migrator.operations.drift import Drift, compare, read_source
 from migrator.plan.model import KIND_ORDER
+from migrator.services import Services
+from migrator.store import plans as plan_rows
 from migrator.store.db import session_factory
-from migrator.store.inventory import load_items
-from migrator.store.models import InventorySnapshot, Run
-from migrator.store.models import Plan as PlanRow
+from migrator.store.inventory import load_items, snapshot_with_hash
+from migrator.store.steps import step_snapshots
 from migrator.store.verifications import record_verification
 
 RESULTS = ("match", "differs", "missing", "error", "not-migrated", "skipped")
@@ -122,7 +123,7 @@ def verify_run(url: str, run: str, *, tenant: str | None = None, deep: bool = Fa
         factory = session_factory(engine)
         with engine.connect() as conn:
             info = _run_info(conn, run)
-            steps = _steps(conn, info.id, tenant)
+            steps = step_snapshots(conn, info.id, tenant)
         if tenant is not None and not steps:
             raise NotFoundError(f"no steps for tenant {tenant!r} in run {info.name!r}")
         handle, opened = target, False
@@ -178,20 +179,11 @@ def verify_run(url: str, run: str, *, tenant: str | None = None, deep: bool = Fa
 
 
 def _run_info(conn: Connection, name: str) -> RunInfo:
-    row = conn.execute(select(Run.id, Run.name, PlanRow.source_cloud, PlanRow.target_cloud,
-                              PlanRow.inventory_hash)
-                       .outerjoin(PlanRow, PlanRow.id == Run.plan_id)
-                       .where(Run.name == name)).first()
+    row = plan_rows.run_plan(conn, name)
     if row is None:
         raise NotFoundError(f"no run named {name!r} in the state database")
-    return RunInfo(int(row[0]), str(row[1]), row[2], row[3], row[4])
-
-
-def _steps(conn: Connection, run_id: int, tenant: str | None) -> list[StepSnapshot]:
-    query = select(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.id)
-    if tenant is not None:
-        query = query.where(STEPS.c.tenant == tenant)
-    return [StepSnapshot.from_row(r) for r in conn.execute(query).mappings()]
+    return RunInfo(row.run_id, row.run_name, row.source_cloud, row.target_cloud,
+                   row.inventory_hash)
 
 
 def _tenant_names(steps: Iterable[StepSnapshot]) -> dict[str, str | None]:
@@ -212,7 +204,7 @@ class _Checker:
         self.deep_bytes = 0
         self.handlers = handlers()
         self.stop = threading.Event()
-        self.services = {"target": listed}
+        self.services = Services(target=listed)
         self._types: dict[str, str] | None = None
 
     def check(self, step: StepSnapshot) -> tuple[str, Finding | None]:
@@ -352,15 +344,11 @@ def _drift(factory: Any, engine: Any, info: RunInfo, steps: list[StepSnapshot],
     if not info.source_cloud or not info.inventory_hash:
         return [], "not checked: the run has no plan naming its source inventory", 0
     with engine.connect() as conn:
-        snapshot = conn.execute(
-            select(InventorySnapshot.id, InventorySnapshot.selection)
-            .where(InventorySnapshot.cloud == info.source_cloud,
-                   InventorySnapshot.content_hash == info.inventory_hash)
-            .order_by(InventorySnapshot.id.desc()).limit(1)).first()
+        snapshot = snapshot_with_hash(conn, info.source_cloud, info.inventory_hash)
     if snapshot is None:
         return [], (f"not checked: the inventory of {info.source_cloud} the plan was made "
                     "from is no longer in the state database"), 0
-    snapshot_id, selection = int(snapshot[0]), dict(snapshot[1] or {})
+    snapshot_id, selection = snapshot
     tenant_ids = sorted(_tenant_names(steps))
     if not tenant_ids:
         return [], "not checked: the run has no project steps naming its tenants", 0
@@ -375,18 +363,10 @@ def _drift(factory: Any, engine: Any, info: RunInfo, steps: list[StepSnapshot],
     return drifts, note, calls
 
 
-def group_findings(findings: Iterable[Finding]) -> dict[str | None, list[Finding]]:
-    out: dict[str | None, list[Finding]] = defaultdict(list)
-    for f in findings:
-        out[f.tenant].append(f)
-    return out
-
-
 def latest_run_name(url: str) -> str:
     """The most recently created run (``verify`` and ``report`` without ``--run``)."""
     with open_state(url) as engine, database_errors(url), engine.connect() as conn:
-        name = conn.execute(select(Run.name).order_by(Run.created_at.desc(), Run.id.desc())
-                            .limit(1)).scalar()
+        name = plan_rows.latest_run_name(conn)
     if name is None:
         raise NotFoundError("no runs in the state database yet")
-    return str(name)
+    return name

@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.executor import JOINABLE, Observer, RunResult
-from migrator.engine.runs import RUNS, find_run
+from migrator.engine.runs import find_run
 from migrator.engine.steps import read_connection
 from migrator.errors import NotFoundError, PlanError
 from migrator.operations.context import database_errors, open_state
 from migrator.store.db import session_factory
+from migrator.store.plans import oldest_run_in, run_options
 
 WAIT_POLL_SECONDS = 2.0
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ def run_worker(
 
 def _plan_file(factory: sessionmaker[Session], run_id: int) -> str | None:
     with read_connection(factory) as conn:
-        options = conn.execute(select(RUNS.c.options).where(RUNS.c.id == run_id)).scalar()
-    found = (options or {}).get("plan_file")
+        found = run_options(conn, run_id).get("plan_file")
     return str(found) if found else None
 
 
@@ -87,10 +86,9 @@ def _wait_for_run(factory: sessionmaker[Session], wait: float | None,
     waited = 0.0
     while True:
         with read_connection(factory) as conn:
-            found = conn.execute(select(RUNS.c.name).where(RUNS.c.status.in_(sorted(JOINABLE)))
-                                 .order_by(RUNS.c.id).limit(1)).scalar()
+            found = oldest_run_in(conn, JOINABLE)
         if found is not None:
-            return str(found)
+            return found
         if wait is not None and waited >= wait:
             raise NotFoundError(f"no run to join after waiting {wait:g} s (a run is joinable "
                                 "while it is created, running or paused)")

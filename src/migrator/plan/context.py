@@ -16,6 +16,7 @@ from migrator.config_schema import Config
 from migrator.plan.kinds import KindSelection, select_kinds
 from migrator.plan.model import KIND_ORDER, PlanStep, step_key
 from migrator.plan.target_names import TargetEntry, TargetNames
+from migrator.spec import Lookup, Spec
 from migrator.store.inventory import Item
 
 
@@ -59,7 +60,6 @@ class PlanState:
     inventory: Inventory
     names: TargetNames
     tenants: dict[str, int]  # selected (and pulled-in) project ids -> wave
-    pulled_in: set[str]
     include_dependencies: bool
     kinds: KindSelection = field(default_factory=lambda: select_kinds((), ()))
     steps: dict[str, PlanStep] = field(default_factory=dict)
@@ -77,7 +77,7 @@ class PlanState:
     # -- steps -----------------------------------------------------------------------------
     def add(self, kind: str, source_id: str, *, tenant_id: str | None, name: str | None,
             attrs: Mapping[str, Any], refs: Mapping[str, Any] | None = None,
-            lookup: Mapping[str, Any] | None = None, after: Iterable[str] = (),
+            lookup: Lookup | None = None, after: Iterable[str] = (),
             source_name: str | None = None, source_ref: str | None = None) -> str:
         key = step_key(kind, source_id)
         refs = {k: v for k, v in (refs or {}).items() if v is not None}
@@ -85,10 +85,10 @@ class PlanState:
         for dep in [*_ref_keys(refs), *after]:
             if dep and dep != key and dep not in depends:
                 depends.append(dep)
-        spec = {
+        spec: Spec = {
             "attrs": dict(attrs),
             "refs": refs,
-            "lookup": dict(lookup or {}),
+            "lookup": lookup.copy() if lookup else Lookup(),
             "source": {"cloud": self.config.source.cloud, "id": source_ref or source_id,
                        "name": source_name if source_name is not None else name},
         }

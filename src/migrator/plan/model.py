@@ -15,10 +15,9 @@ from migrator.jsoncodec import canonical_bytes
 # The step kinds (migrator/kinds.py), re-exported: the planner's modules import them from here.
 from migrator.kinds import KIND_ORDER as KIND_ORDER
 from migrator.kinds import KINDS as KINDS
+from migrator.spec import Spec
 
 FORMAT = 1
-
-STEP_FIELDS = ("key", "kind", "tenant", "source_id", "name", "wave", "depends_on", "spec")
 
 
 @dataclass(slots=True)
@@ -30,7 +29,7 @@ class PlanStep:
     name: str | None
     wave: int
     depends_on: list[str]
-    spec: dict[str, Any]
+    spec: Spec
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "tenant": self.tenant,

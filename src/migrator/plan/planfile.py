@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import networkx as nx
 import yaml
@@ -39,6 +39,7 @@ from migrator.dag import never_freed
 from migrator.errors import PlanChangedError, PlanError
 from migrator.jsoncodec import loads
 from migrator.plan.model import FORMAT, KINDS, Plan, PlanStep, plan_hash
+from migrator.spec import Spec
 
 try:  # libyaml's loader: about ten times faster
     from yaml import CSafeLoader as _Loader
@@ -53,7 +54,6 @@ HEADER_COMMENT = (
 )
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"})
-SPEC_PARTS = ("attrs", "refs", "lookup", "source")
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -393,7 +393,7 @@ def _step(raw: Any, index: int, file: str) -> PlanStep:
             raise PlanError(f"{where}: {name}: expected a string")
     return PlanStep(key=key, kind=raw["kind"], tenant=raw.get("tenant"),
                     source_id=str(raw["source_id"]), name=raw.get("name"), wave=raw["wave"],
-                    depends_on=deps, spec=spec)
+                    depends_on=deps, spec=cast(Spec, spec))  # its parts checked above
 
 
 def check_graph(plan: Plan, file: str) -> None:

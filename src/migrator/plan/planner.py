@@ -122,8 +122,7 @@ def build_plan(config: Config, inventory: Inventory, names: TargetNames, *, name
     pulled: set[str] = set()
     for _ in range(MAX_PASSES):
         state = PlanState(config=config, inventory=inventory, names=names, tenants=waves,
-                          pulled_in=pulled, include_dependencies=include_dependencies,
-                          kinds=chosen)
+                          include_dependencies=include_dependencies, kinds=chosen)
         apply_rules(state)
         new = state.needed_tenants - set(waves)
         if not new or state.errors:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -29,7 +28,6 @@ from migrator.sim.request_id import add_request_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLOUD: web.AppKey[SimCloud] = web.AppKey("cloud", SimCloud)
-PUBLIC: web.AppKey[set[Any]] = web.AppKey("public", set)
 # Imported as modules (not ``from migrator.sim import ...``) so that the package's namespace
 # needs no eager imports.
 SERVICES = (

@@ -127,11 +127,6 @@ class Effects:
     corrupt_offset: int | None = None
     rules: list[str] = field(default_factory=list)
 
-    @property
-    def touches_body(self) -> bool:
-        return bool(self.bandwidth or self.drop_after_bytes is not None
-                    or self.corrupt_offset is not None)
-
 
 class FaultBook:
     """The rules of one cloud."""

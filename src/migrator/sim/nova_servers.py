@@ -63,8 +63,6 @@ from migrator.sim.nova_compute import (
 from migrator.sim.nova_server_view import ServerView, server_links
 from migrator.sim.state import Record, new_id, now_iso
 
-# Image keys Nova keeps as columns of its system metadata, not as properties.
-CORE_IMAGE_KEYS = ("min_disk", "min_ram", "disk_format", "container_format")
 VOLUME_CORE_KEYS = {"checksum", "container_format", "disk_format", "image_name", "image_id",
                     "min_disk", "min_ram", "name", "size", "signature_verified"}
 NON_INHERITABLE = ("cache_in_nova", "bittorrent", "img_signature", "img_signature_hash_method",

@@ -156,7 +156,7 @@ def clouds_yaml_entry(cloud: SimCloud, user: Record, project_name: str,
 
 
 class SimServer:
-    """Serves clouds until stopped; ``start()`` in a thread or ``serve_forever()``."""
+    """Serves clouds until stopped (``start()``: in a thread)."""
 
     # Under relaxed_gc: a 10,000-tenant seed builds millions of dicts that all live on, and
     # the collector's full passes over them were ~1.5 s of the ~7.5 s start.
@@ -296,9 +296,6 @@ class SimServer:
         if self._error is not None:
             raise self._error
         return self
-
-    def serve_forever(self) -> None:
-        asyncio.run(self._main())
 
     def stop(self) -> None:
         if self.loop is not None and self._stop is not None:

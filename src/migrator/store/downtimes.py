@@ -5,8 +5,9 @@ so that ``status`` on a SQLite file imports no SQLAlchemy (cli/test_main checks 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from migrator.store.progress_rows import TenantDowntime
 
 SUMMARY_SQL = """
 SELECT d.tenant, count(*), sum(d.downtime_seconds), max(d.downtime_seconds),
@@ -16,16 +17,6 @@ WHERE d.run_id IN ({ids}) {tenant_filter}
 GROUP BY d.tenant
 ORDER BY d.tenant
 """
-
-
-@dataclass(frozen=True)
-class TenantDowntime:
-    tenant: str | None
-    servers: int  # servers moved (target ACTIVE, or left SHUTOFF, and verified)
-    total_seconds: float
-    worst_seconds: float
-    copy_seconds: float
-    bytes: int
 
 
 def _sql(run_ids: Sequence[int], tenant: str | None, style: str) -> tuple[str, Any]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, column, func, select, table
+from sqlalchemy import BigInteger, Connection, Integer, String, Text, column, func, select, table
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator import jsoncodec
@@ -185,6 +185,17 @@ def latest_snapshot(factory: sessionmaker[Session], cloud: str) -> SnapshotInfo 
             .limit(1)
         ).scalar_one_or_none()
         return None if snapshot is None else _info(session, snapshot)
+
+
+def snapshot_with_hash(conn: Connection, cloud: str, content_hash: str
+                       ) -> tuple[int, dict[str, Any]] | None:
+    """The id and selection of the latest snapshot of ``cloud`` whose content hash is
+    ``content_hash`` (the inventory a plan was made from)."""
+    row = conn.execute(
+        select(InventorySnapshot.id, InventorySnapshot.selection)
+        .where(InventorySnapshot.cloud == cloud, InventorySnapshot.content_hash == content_hash)
+        .order_by(InventorySnapshot.id.desc()).limit(1)).first()
+    return None if row is None else (int(row[0]), dict(row[1] or {}))
 
 
 def get_snapshot(factory: sessionmaker[Session], snapshot_id: int) -> SnapshotInfo:

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from migrator.engine.steps import as_utc
+from migrator.store import downtimes
 from migrator.store.models import Run, Step, Worker
 from migrator.store.progress_rows import (
     DATA_KINDS,
@@ -22,10 +23,38 @@ from migrator.store.progress_rows import (
     DataStep,
     FailedStep,
     KindCount,
+    ProgressRows,
+    RunRow,
     WorkerProcess,
     WorkerRow,
     json_int,
+    utc,
 )
+
+
+def read_rows(conn: Connection, run: str | None, tenant: str | None) -> ProgressRows:
+    """Every row ``status`` reports: the runs (only ``run`` when given), and their steps (of
+    ``tenant`` when given) counted, with their bytes, failures, workers and the servers'
+    measured downtimes."""
+    found = runs(conn, run)
+    if not found:
+        return ProgressRows(found)
+    ids = [r[0] for r in found]
+    return ProgressRows(
+        found, kind_counts(conn, ids, tenant), data_steps(conn, ids, tenant),
+        {r[0]: finished_since(conn, r[0], started, tenant)
+         for r in found if (started := utc(r[5])) is not None},
+        failed_steps(conn, ids, tenant), workers(conn, ids), worker_processes(conn, ids),
+        downtimes.read_connection(conn, ids, tenant))
+
+
+def runs(conn: Connection, name: str | None) -> list[RunRow]:
+    """The runs (the one named ``name``), oldest first."""
+    query = select(Run.id, Run.name, Run.status, Run.dry_run, Run.created_at, Run.started_at,
+                   Run.finished_at).order_by(Run.created_at, Run.id)
+    if name is not None:
+        query = query.where(Run.name == name)
+    return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in conn.execute(query)]
 
 
 def kind_counts(conn: Connection, run_ids: Sequence[int], tenant: str | None

@@ -3,8 +3,8 @@ path of operations/status.py builds them too)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 # Kinds whose steps move bytes, and where they record them (handlers/image.py: the upload
 # phase's checkpoint; handlers/volume.py: the copy's checkpoint).
@@ -68,6 +68,18 @@ class WorkerProcess:
     heartbeat_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class TenantDowntime:
+    """A tenant's servers cut over in the runs (table ``server_downtimes``, store/downtimes.py)."""
+
+    tenant: str | None
+    servers: int  # servers moved (target ACTIVE, or left SHUTOFF, and verified)
+    total_seconds: float
+    worst_seconds: float
+    copy_seconds: float
+    bytes: int
+
+
 def json_int(value: object) -> int | None:
     """A JSON number read out as text (None: absent, null or not a number)."""
     if value is None:
@@ -81,3 +93,27 @@ def json_int(value: object) -> int | None:
         return int(float(text))
     except ValueError:
         return None
+
+
+# (id, name, status, dry run, created at, started at, finished at) of a run.
+RunRow = tuple[int, str, str, bool, datetime, datetime | None, datetime | None]
+
+
+@dataclass
+class ProgressRows:
+    """What both paths (store/progress.py, store/progress_sqlite.py) read: the same rows, in
+    the same order and types."""
+
+    runs: list[RunRow]
+    counts: list[KindCount] = field(default_factory=list)
+    data: list[DataStep] = field(default_factory=list)
+    finished: dict[int, dict[str | None, int]] = field(default_factory=dict)
+    failed: list[FailedStep] = field(default_factory=list)
+    workers: list[WorkerRow] = field(default_factory=list)
+    processes: list[WorkerProcess] = field(default_factory=list)
+    downtimes: list[TenantDowntime] = field(default_factory=list)
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back without their zone; every timestamp we write is UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value

@@ -6,7 +6,6 @@ Each is one query; the completion times are streamed and counted into buckets as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -138,8 +137,3 @@ def completions(conn: Connection, run_id: int, tenant: str | None, buckets: int
         index = min(int((when - start).total_seconds() / span * buckets), buckets - 1)
         counts[index] += 1
     return start, end, counts
-
-
-def tenants_of(conn: Connection, run_id: int) -> Sequence[str | None]:
-    return [t for (t,) in conn.execute(select(Step.tenant).where(Step.run_id == run_id)
-                                       .distinct())]

@@ -1,11 +1,12 @@
 """Image properties from the legacy cloud to the target: what is a property at all, the
-translation rules (:mod:`properties_rules`), the default rule set and the Glance fields of a
-target image. Everything here is pure and deterministic, so ``migrator plan`` can show the
-properties of every image before and after. See docs/image-properties.md.
+translation rules (:mod:`properties_rules`), the default rule set and a volume's image
+metadata (the volume data path translates it too, transfer/volume_phases.py). Everything here
+is pure and deterministic, so ``migrator plan`` can show the properties of every image before
+and after. See docs/image-properties.md. The Glance fields of a target image, which only the
+planner needs, are in plan/image_fields.py.
 
     props = image_properties(raw_json)                  # never ``image.properties`` alone
     new, changes = translate(props, DEFAULT_RULES)
-    fields = target_image_fields(raw_json, target_project_id, member_count=2)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = [
     "CINDER_IMAGE_CORE", "DEFAULT_LEGACY_UEFI_KEYS", "DEFAULT_RULES", "NEVER_COPIED",
     "Change", "RuleSet", "RulesError", "default_rule_list", "describe_change",
     "image_properties",
-    "parse_image_properties", "parse_rules", "target_image_fields", "translate",
+    "parse_image_properties", "parse_rules", "translate",
     "volume_image_metadata",
 ]
 
@@ -173,48 +174,6 @@ def volume_image_metadata(source: Mapping[str, Any], rules: RuleSet = DEFAULT_RU
               if k not in CINDER_IMAGE_CORE and k not in CINDER_MANAGED and v is not None}
     translated, _changes = translate(custom, rules)
     return dict(sorted({**translated, **core}.items()))
-
-
-# -- the Glance fields of a target image -------------------------------------------------------
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):  # Glance v1 headers: "True"/"False"
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def target_image_fields(source_image_raw: Mapping[str, Any], owner_target_project_id: str | None,
-                        member_count: int) -> dict[str, Any]:
-    """The Glance v2 create fields of the target image (no properties: see translate):
-    name, formats, min disk/ram, protected, tags, owner and visibility. A private legacy image
-    with members becomes ``shared`` (Liberty had no such visibility), public stays public,
-    private stays private. Takes a v2 record or a v1 one (``is_public``)."""
-    raw = source_image_raw
-    visibility = raw.get("visibility")
-    if visibility is None:
-        visibility = "public" if _bool(raw.get("is_public")) else "private"
-    visibility = str(visibility)
-    if visibility == "private" and member_count > 0:
-        visibility = "shared"
-    fields: dict[str, Any] = {
-        "name": raw.get("name"),
-        "disk_format": raw.get("disk_format"),
-        "container_format": raw.get("container_format"),
-        "min_disk": _int(raw.get("min_disk")),
-        "min_ram": _int(raw.get("min_ram")),
-        "protected": _bool(raw.get("protected", False)),
-        "visibility": visibility,
-        "tags": sorted({str(t) for t in raw.get("tags") or []}),
-    }
-    if owner_target_project_id is not None:
-        fields["owner"] = owner_target_project_id
-    return fields
 
 
 def describe_change(change: Change) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from migrator.plan.context import PlanState
 from migrator.plan.rules.common import decide_clash
+from migrator.spec import Lookup
 from migrator.store.inventory import Item
 
 QUOTA_SKIP = frozenset({"id", "tenant_id", "project_id"})
@@ -79,7 +80,7 @@ def _projects(state: PlanState) -> None:
         target = {"name": name, "domain_id": domain_id,
                   "description": attrs.get("description") or "",
                   "enabled": bool(attrs.get("enabled", True))}
-        lookup = {"adopt_id": adopt_id} if adopt_id else {}
+        lookup: Lookup = {"adopt_id": adopt_id} if adopt_id else {}
         state.add("project", pid, tenant_id=pid, name=name, attrs=target, lookup=lookup,
                   source_name=legacy_name)
 
@@ -120,7 +121,7 @@ def _users(state: PlanState) -> dict[str, str]:
         if item.tenant in state.tenants and user_id not in wanted:
             wanted[user_id] = item.tenant
     policy = state.config.users
-    lookup: dict[str, Any] = {"password_policy": policy.password_policy}
+    lookup: Lookup = {"password_policy": policy.password_policy}
     if policy.password_policy == "random":
         lookup["password_file"] = policy.password_file
     elif policy.password_policy == "fixed":
@@ -139,7 +140,7 @@ def _users(state: PlanState) -> dict[str, str]:
     return planned
 
 
-def _user(state: PlanState, user: Item, tenant: str, lookup: dict[str, Any],
+def _user(state: PlanState, user: Item, tenant: str, lookup: Lookup,
           existing_by_domain: dict[str, Any]) -> None:
     attrs = user.attributes
     domain_id = target_domain(state, attrs.get("domain_id"))
@@ -157,7 +158,7 @@ def _user(state: PlanState, user: Item, tenant: str, lookup: dict[str, Any],
             target[key] = attrs[key]
     default = attrs.get("default_project_id")
     refs = {"default_project_id": state.key_if("project", str(default)) if default else None}
-    step_lookup = dict(lookup)
+    step_lookup = lookup.copy()
     if adopt_id:
         step_lookup["adopt_id"] = adopt_id
     state.add("user", user.source_id, tenant_id=tenant, name=name, attrs=target, refs=refs,
@@ -180,7 +181,7 @@ def _role_assignments(state: PlanState, users: dict[str, str]) -> None:
         if (user_id, project_id, role) in seen:
             continue
         seen.add((user_id, project_id, role))
-        lookup: dict[str, Any] = {"role_name": role}
+        lookup: Lookup = {"role_name": role}
         if state.names.checked:
             if role not in target_roles:
                 state.error(f"role_assignment {sid} of tenant "

@@ -24,6 +24,7 @@ from migrator.plan import address_plan
 from migrator.plan.context import PlanState
 from migrator.plan.rules.common import decide_clash, network_quota
 from migrator.plan.target_names import TargetEntry
+from migrator.spec import Lookup
 from migrator.store.inventory import Item
 
 NETWORK_FIELDS = ("admin_state_up", "shared", "description", "mtu", "port_security_enabled")
@@ -99,7 +100,7 @@ def _subnets(state: PlanState) -> None:
         return
     allocated = _allocations(state)
     ra_mode, address_mode = address_plan.ipv6_modes(config.ipv6_mode)
-    pool_lookup: dict[str, Any] = {}
+    pool_lookup: Lookup = {}
     if config.subnet_pool:
         pool_lookup = {"subnetpool": config.subnet_pool}
         if state.names.checked:
@@ -129,7 +130,7 @@ def _subnets(state: PlanState) -> None:
         if attrs.get("description"):
             target["description"] = attrs["description"]
         state.add("subnet", sid, tenant_id=tenant, name=name, attrs=target, refs=refs,
-                  lookup=dict(pool_lookup), source_name=name)
+                  lookup=pool_lookup.copy(), source_name=name)
         if config.keep_ipv4 and attrs.get("ip_version") == 4:
             ipv4: dict[str, Any] = {"name": name, "ip_version": 4, "cidr": attrs.get("cidr"),
                                     "enable_dhcp": bool(attrs.get("enable_dhcp", True))}
@@ -150,7 +151,7 @@ def _routers(state: PlanState) -> None:
         if attrs.get("description"):
             target["description"] = attrs["description"]
         refs: dict[str, Any] = {"project_id": project_key}
-        lookup: dict[str, Any] = {}
+        lookup: Lookup = {}
         gateway = (attrs.get("external_gateway_info") or {}).get("network_id")
         if gateway:
             _gateway(state, what, tenant, str(gateway), refs, lookup)
@@ -163,7 +164,7 @@ def _routers(state: PlanState) -> None:
 
 
 def _gateway(state: PlanState, what: str, tenant: str, network_id: str,
-             refs: dict[str, Any], lookup: dict[str, Any]) -> None:
+             refs: dict[str, Any], lookup: Lookup) -> None:
     net = state.inventory.get("network", network_id)
     if net is None:
         state.missing(what, tenant, "network", network_id)

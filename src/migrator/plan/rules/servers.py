@@ -35,6 +35,7 @@ from typing import Any
 
 from migrator.clouds.image_formats import FORMAT_KEY
 from migrator.plan.context import PlanState
+from migrator.spec import Lookup
 from migrator.store.inventory import Item
 from migrator.transfer.properties import image_properties, translate
 
@@ -157,7 +158,7 @@ def _server(state: PlanState, sid: str, item: Item, tenant: str, project_key: st
                                    or [] if isinstance(g, dict) and g.get("name")}),
         "description": attrs.get("description"),
     }
-    lookup = {
+    lookup: Lookup = {
         "source_status": status,
         "boot": boot,
         "flavor_id": flavor[1],

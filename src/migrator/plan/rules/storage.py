@@ -30,19 +30,19 @@ from typing import Any
 from migrator.clouds.image_formats import FIXED_VHD, FORMAT_KEY, NOTE_KEY
 from migrator.disk_formats import INSPECTABLE, label_mismatch
 from migrator.plan.context import PlanState
+from migrator.plan.image_fields import target_image_fields
+from migrator.spec import Lookup
 from migrator.store.inventory import Item
 from migrator.transfer.properties import (
     CINDER_IMAGE_CORE,
     describe_change,
     image_properties,
-    target_image_fields,
     translate,
     volume_image_metadata,
 )
 
 TEMP_PREFIX = "migrator-tmp-"
 DISCOVERED = frozenset({"members", FORMAT_KEY, NOTE_KEY})
-VOLUME_FIELDS = ("name", "description", "size", "bootable", "metadata")
 
 
 def plan(state: PlanState) -> None:
@@ -74,10 +74,10 @@ def _images(state: PlanState) -> set[str]:
         before = image_properties({k: v for k, v in attrs.items() if k not in DISCOVERED})
         after, changes = translate(before, state.config.image_rules)
         body = {**after, **fields}
-        lookup = {"size": item.size_bytes if item.size_bytes is not None else attrs.get("size"),
-                  "checksum": attrs.get("checksum"),
-                  "content_format": attrs.get(FORMAT_KEY),
-                  "legacy_disk_format": attrs.get("disk_format")}
+        lookup: Lookup = {
+            "size": item.size_bytes if item.size_bytes is not None else attrs.get("size"),
+            "checksum": attrs.get("checksum"), "content_format": attrs.get(FORMAT_KEY),
+            "legacy_disk_format": attrs.get("disk_format")}
         key = state.add("image", iid, tenant_id=tenant, name=name, attrs=body,
                         refs={"owner": project_key}, lookup=lookup)
         state.steps[key].spec["properties"] = {
@@ -222,8 +222,8 @@ def _volumes(state: PlanState, images: set[str]) -> None:
         if image_id and str(image_id) in images:
             refs[f"image_ids.{image_id}"] = f"image:{image_id}"
         after = _quotas(state, tenant, ("volume",))
-        lookup = {"source_volume_type": attrs.get("volume_type"),
-                  "source_status": attrs.get("status")}
+        lookup: Lookup = {"source_volume_type": attrs.get("volume_type"),
+                          "source_status": attrs.get("status")}
         key = state.add("volume", vid, tenant_id=tenant, name=item.name or vid, attrs=target,
                         refs=refs, lookup=lookup, after=after)
         if source_vim:
