@@ -31,14 +31,12 @@ from typing import Any
 
 from migrator.clouds.target import TargetCloud, migrated_source_id
 from migrator.errors import StepFailedError
+from migrator.handlers.server_phases import BOOT_TAG, SNAPSHOT_PREFIX, read_server
+from migrator.handlers.server_phases import SOURCE_KEY as SERVER_MARK
 from migrator.spec import UndoSpec
 from migrator.transfer.volume_api import Api
 from migrator.transfer.volume_copy import SOURCE_KEY, SOURCE_TAG_PREFIX, TEMP_TAG, temp_image_name
 
-# The marks handlers/server_phases.py gives what a cutover makes.
-SERVER_MARK = "migrator_source_id"  # target server metadata
-BOOT_TAG = "migrator-boot"  # the target boot image's tag
-SNAPSHOT_PREFIX = "migrator-snap-"  # the source snapshot image's name
 # How long the source server may take to be ACTIVE again once started.
 SOURCE_START_TIMEOUT = 600.0
 # Cinder refuses to delete a volume in these states (a server still holds it, or a create or
@@ -46,13 +44,6 @@ SOURCE_START_TIMEOUT = 600.0
 HELD_VOLUME_STATES = frozenset({"in-use", "creating", "attaching", "detaching", "reserved",
                                 "downloading", "uploading", "extending", "backing-up",
                                 "restoring-backup"})
-
-
-def read_server(api: Api, server_id: str) -> dict[str, Any] | None:
-    found = api.request("compute", "GET", f"servers/{server_id}",
-                        f"reading server {server_id}", missing_ok=True)
-    server = found.get("server") if isinstance(found, dict) else None
-    return server if isinstance(server, dict) else None
 
 
 def server_mark_problem(server: Mapping[str, Any], source_id: str) -> str | None:

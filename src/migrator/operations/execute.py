@@ -106,7 +106,8 @@ DRY_RUN_CHECKS = (
     "no cycle",
     "the plan is not stale: the latest inventory snapshot of the source is the one planned from",
     "the target answers with the plan's credentials (a few read-only LIST calls)",
-    "mappings resolve on the target: domains, roles, external networks, subnet pools",
+    "mappings resolve on the target: domains, roles, external networks, subnet pools, "
+    "flavors",
     "no project name planned for creation has been taken on the target since planning",
     "the planned networks, subnets, routers, security groups and rules fit the network quota "
     "the plan gives each tenant",
@@ -341,10 +342,10 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Services | Non
         handle.close()
 
 
-DATA_KINDS = frozenset({"image", "image_member", "volume"})
+DATA_KINDS = frozenset({"image", "image_member", "volume", "server"})
 # The kinds that copy bytes: their number at once is the run's parallel_transfers, counted
 # over every worker of the run.
-TRANSFER_KINDS = frozenset({"image", "volume"})
+TRANSFER_KINDS = frozenset({"image", "volume", "server"})
 
 
 def transfer_limits(settings: Any) -> ClaimLimits:
@@ -401,6 +402,8 @@ def _data_services(plan: Plan, services: Services, clouds_yaml: str | Path | Non
         settings = replace(settings, bandwidth=bandwidth or None)
     out = services
     opened: list[Any] = []
+    if out.servers is None:
+        out = replace(out, servers=_settings(plan, config).servers)
     if out.transfer is None:
         times = settings.timeouts
         data = data_services_for(
