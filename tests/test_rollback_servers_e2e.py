@@ -8,7 +8,9 @@ server left SHUTOFF):
   servers that were ACTIVE before their cutover, leaves the SHUTOFF one stopped, and the
   cutovers' snapshot and temporary images are gone from the source;
 - a run SIGKILLed inside a cutover (the source stopped, its copy under way, no target server
-  yet) is rolled back the same way.
+  yet) is rolled back the same way;
+- the deep dry run of the plan checks each server's flavor, counts the servers against the
+  quotas and reads the source servers, writing nothing on either cloud.
 """
 
 from __future__ import annotations
@@ -27,10 +29,17 @@ from sqlalchemy import select
 
 from migrator.cli.main import cli
 from migrator.store.models import Run, Step
-from tests.servers_world import ServersWorld, raw_servers, start_servers_world, target_by_source
+from tests.servers_world import (
+    TARGET_FLAVORS,
+    ServersWorld,
+    raw_servers,
+    start_servers_world,
+    target_by_source,
+)
 from tests.sim.conftest import Admin
 from tests.test_rollback_e2e import REPO, differences, kill_when, rows, scalar, target_state
 
+TOKEN = "POST /identity/v3/auth/tokens"
 # Source records a cutover and its rollback change by themselves: a server stopped and
 # started again (its power and task states, its timestamps), the volumes it holds.
 SOURCE_VOLATILE = frozenset({"status", "vm_state", "power_state", "task_state", "updated_at",
@@ -161,3 +170,38 @@ def test_rollback_of_a_run_killed_inside_a_cutover(world: ServersWorld,
     assert statuses == {n: s["status"] for n, s in legacy_before.items()}
     assert differences(source_without_power(source_before),
                        source_without_power(target_state(world.sim, "legacy"))) == []
+
+
+def test_dry_run_of_servers_checks_flavor_quota_and_source_without_writing(
+        world: ServersWorld, tmp_path: Path) -> None:
+    """The deep dry run of a plan with servers: the flavor a server maps to, removed from
+    the target after planning, is an error naming the step; instances, ports and the moved
+    volumes are counted against the quotas; the source servers are read; neither cloud sees
+    a write (the token requests aside)."""
+    url = world.url(tmp_path)
+    path = plan(world, url, tmp_path, "dry")
+    flavor = world.target.compute.find_flavor("a2.large", ignore_missing=False)
+    world.target.compute.delete_flavor(flavor.id)
+    admins = {name: Admin(world.sim, name) for name in ("legacy", "target")}
+    try:
+        for admin in admins.values():
+            admin.reset_calls()
+        result = cli_(world, url, "execute", str(path), "--dry-run", "--format", "json")
+        for name, admin in admins.items():
+            writes = {k: n for k, n in admin.calls().items()
+                      if not k.startswith(("GET ", "HEAD ")) and k != TOKEN}
+            assert writes == {}, (name, writes)
+    finally:
+        vcpus, ram, disk = TARGET_FLAVORS["a2.large"]
+        world.target.compute.create_flavor(name="a2.large", vcpus=vcpus, ram=ram, disk=disk)
+    assert result.exit_code != 0, result.output
+    data = json.loads(result.stdout)
+    deep = data["dry_run"]
+    found = [(f["check"], f["result"], f["message"]) for items in deep["tenants"].values()
+             for f in items]
+    flavors = [m for c, r, m in found if c == "flavors" and r == "error"]
+    assert len(flavors) == 1 and "'a2.large'" in flavors[0] and "step server:" in flavors[0]
+    quota = [m for c, r, m in found if c == "quota"]
+    assert quota and "3 instances" in quota[0], quota
+    assert not [m for c, r, m in found if c == "source" and r == "error"]
+    assert sum(deep["per_tenant_bytes"].values()) > 0
