@@ -40,6 +40,7 @@ from tests.sim.conftest import Admin
 from tests.test_rollback_e2e import REPO, differences, kill_when, rows, scalar, target_state
 
 TOKEN = "POST /identity/v3/auth/tokens"
+SERVER_ACTION = "/servers/{server_id}/action"
 # Source records a cutover and its rollback change by themselves: a server stopped and
 # started again (its power and task states, its timestamps), the volumes it holds.
 SOURCE_VOLATILE = frozenset({"status", "vm_state", "power_state", "task_state", "updated_at",
@@ -98,8 +99,12 @@ def test_rollback_of_a_server_run_restores_both_clouds(world: ServersWorld,
     assert {n: s["status"] for n, s in legacy_before.items()} == {
         "physics-vm0": "ACTIVE", "physics-vm1": "ACTIVE", "physics-vm2": "SHUTOFF"}
 
+    legacy = Admin(world.sim, "legacy")
+    legacy.reset_calls()
     done = world.cli(url, "execute", str(path))
     assert done.exit_code == 0, done.output
+    # The cutovers' stops and snapshots are server actions on the source.
+    assert [k for k in legacy.calls() if k.endswith(SERVER_ACTION)], legacy.calls()
     moved = target_by_source(world.target)
     assert sorted(len(v) for v in moved.values()) == [1, 1, 1]
     assert {s["status"] for s in raw_servers(world.legacy).values()} == {"SHUTOFF"}
@@ -205,3 +210,29 @@ def test_dry_run_of_servers_checks_flavor_quota_and_source_without_writing(
     assert quota and "3 instances" in quota[0], quota
     assert not [m for c, r, m in found if c == "source" and r == "error"]
     assert sum(deep["per_tenant_bytes"].values()) > 0
+
+
+def test_rehearsal_leaves_server_cutovers_out_and_the_sources_running(
+        world: ServersWorld, tmp_path: Path) -> None:
+    """A rehearsal of a plan with servers: everything but the server cutovers is rehearsed
+    and removed, no source server is stopped (no server action on the source), and the
+    report lists the server steps it left out."""
+    url = world.url(tmp_path)
+    path = plan(world, url, tmp_path, "night")
+    before = target_state(world.sim)
+    legacy_before = raw_servers(world.legacy)
+    legacy = Admin(world.sim, "legacy")
+    legacy.reset_calls()
+    result = cli_(world, url, "rehearse", str(path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["cleanup_status"] == "finished", report
+    assert len(report["not_rehearsed"]) == 3
+    assert all(k.startswith("server:") for k in report["not_rehearsed"])
+    actions = {k: n for k, n in legacy.calls().items() if k.endswith(SERVER_ACTION)}
+    assert actions == {}, actions
+    assert {n: s["status"] for n, s in raw_servers(world.legacy).items()} == {
+        n: s["status"] for n, s in legacy_before.items()}
+    assert differences(before, target_state(world.sim)) == []
+    steps = rows(url, select(Step.kind).join(Run).where(Run.name == report["run"]))
+    assert steps and "server" not in {r.kind for r in steps}

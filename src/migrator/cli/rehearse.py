@@ -71,6 +71,9 @@ def render(report: RehearsalReport) -> None:
         click.echo()
         echo_table(table)
         click.echo()
+    if report.not_rehearsed:
+        click.echo(f"Not rehearsed: {len(report.not_rehearsed)} step(s), server cutovers stop "
+                   "their source servers: " + ", ".join(report.not_rehearsed))
     if report.failed_steps:
         click.echo("Failed steps: " + ", ".join(report.failed_steps))
     if report.status == "interrupted":

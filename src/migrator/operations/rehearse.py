@@ -7,7 +7,9 @@ suffix, and marked as a rehearsal (the project and Neutron tag ``migrator-rehear
 image tag, a volume metadata key, a user description): nothing it creates can take a name the
 real run needs. Decisions to adopt an existing project or user are dropped (a rehearsal
 creates its own instead of touching one that is in use). The copy has its own content hash,
-so the real plan's run, its waves and ``--resume`` never see the rehearsal.
+so the real plan's run, its waves and ``--resume`` never see the rehearsal. Server steps
+are left out (a cutover stops its source server, a downtime a rehearsal must not cause) and
+listed in the report.
 
 :func:`rehearse` registers the copy as a run of kind ``rehearsal``, executes it with the
 ordinary handlers, measures each step kind's time and the throughput from its events, then
@@ -48,6 +50,9 @@ REHEARSAL_TAG = "migrator-rehearsal"
 RENAMED = frozenset({"project", "user", "network", "subnet", "router", "security_group",
                      "image", "volume"})
 TAGGED = frozenset({"project", "network", "subnet", "router", "security_group", "image"})
+# Kinds a rehearsal leaves out: a server's cutover stops its source server (and moves the
+# volumes attached to it), a downtime a rehearsal must not cause.
+NOT_REHEARSED = frozenset({"server"})
 
 
 def rehearsal_plan(plan: Plan, suffix: str) -> Plan:
@@ -55,8 +60,11 @@ def rehearsal_plan(plan: Plan, suffix: str) -> Plan:
     if not suffix or suffix != suffix.strip():
         raise ConfigError(f"--suffix {suffix!r}: a rehearsal needs a non-empty suffix "
                           "without spaces around it")
+    left_out = not_rehearsed(plan)
     steps = []
     for step in plan.steps:
+        if step.key in left_out:
+            continue
         spec = copy.deepcopy(step.spec)
         attrs = spec.setdefault("attrs", {})
         lookup = spec.get("lookup")
@@ -74,7 +82,8 @@ def rehearsal_plan(plan: Plan, suffix: str) -> Plan:
         if step.kind == "user":
             attrs["description"] = f"rehearsal of {plan.name}; removed after it"
         steps.append(PlanStep(step.key, step.kind, step.tenant, step.source_id, name,
-                              step.wave, list(step.depends_on), spec))
+                              step.wave, [d for d in step.depends_on if d not in left_out],
+                              spec))
     out = Plan(f"{plan.name}{suffix}", plan.created_at, dict(plan.source),
                {**plan.target, "rehearsal_of": plan.name}, dict(plan.selection),
                plan.mappings, dict(plan.summary), steps, list(plan.warnings), plan.format)
@@ -82,6 +91,20 @@ def rehearsal_plan(plan: Plan, suffix: str) -> Plan:
     out.content_hash = hashlib.sha256(
         f"{plan.content_hash}:rehearsal:{suffix}".encode()).hexdigest()
     return out
+
+
+def not_rehearsed(plan: Plan) -> list[str]:
+    """The keys of the steps a rehearsal leaves out (:data:`NOT_REHEARSED` kinds and what
+    depends on them), in plan order."""
+    out = {s.key for s in plan.steps if s.kind in NOT_REHEARSED}
+    grew = True
+    while grew:
+        grew = False
+        for s in plan.steps:
+            if s.key not in out and any(d in out for d in s.depends_on):
+                out.add(s.key)
+                grew = True
+    return [s.key for s in plan.steps if s.key in out]
 
 
 @dataclass(frozen=True)
@@ -107,6 +130,8 @@ class RehearsalReport:
     cleanup_status: str | None = None
     cleanup_outcomes: dict[str, int] = field(default_factory=dict)
     failed_steps: list[str] = field(default_factory=list)
+    # Steps of the plan the rehearsal leaves out (server cutovers: they stop the source).
+    not_rehearsed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -163,6 +188,7 @@ def rehearse(url: str, plan_path: str | Path, *, suffix: str = "-rehearsal",
             else:
                 run_name, status = existing
             report = RehearsalReport(real.name, run_name, suffix, status, planned)
+            report.not_rehearsed = not_rehearsed(real)
             result: RunResult | None = None
             if status in ("created", "running", "interrupted", "failed", "paused",
                           "cancelled"):
