@@ -18,7 +18,12 @@ it with the undo handlers (handlers/undo.py): each removal is a checkpoint event
 rollback run, and the undone step goes ``done -> rolled_back`` in its own run's audit trail.
 When nothing is left to undo, the run's status becomes ``rolled_back``, and its id map no
 longer answers the lookups of later runs (handlers/idmap.py). The source is never written,
-except through a source restorer of handlers/undo.py (none of today's kinds needs one).
+except through a source restorer of handlers/undo.py (a volume copy's temporary images; a
+server's snapshot and temporary images, and its start when it was ACTIVE before its cutover).
+
+A server step is undone as a whole (handlers/undo_servers.py): its undo carries the step's
+checkpoint, its target project and the source ids of its ports and volumes; a cutover that
+booted no server yet (target id ``-``) is undone too, for what it made and stopped.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class Undo:
     why: str
     step_id: int = 0  # the original step's row
     source_id: str | None = None
-    # What the mark check needs beyond the source id (a keypair's fingerprint).
+    # What the undo needs beyond the target and source ids (a keypair's fingerprint, a
+    # volume's or server's checkpoint, a server's project, ports and volumes).
     extra: UndoSpec = field(default_factory=UndoSpec)
 
 
