@@ -44,7 +44,7 @@ from migrator.services import Services
 from migrator.store.run_kinds import DRY_RUN, Measured, latest_measured, taken_names
 
 GIB = 1 << 30
-ERROR, WARNING, OK = "error", "warning", "ok"
+ERROR, OK = "error", "ok"
 # Seconds per step of a kind when no earlier run measured it: a few API calls each on a
 # real cloud; data kinds add their copy (bytes over the rate).
 DEFAULT_STEP_SECONDS = 1.0
