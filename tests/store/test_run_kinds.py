@@ -110,3 +110,14 @@ def test_the_queries_of_rollbacks_dry_runs_and_rehearsals(url: str) -> None:
 def find_step(conn: Connection, run_id: int, key: str) -> Row[tuple[int, str]]:
     return conn.execute(select(STEPS.c.id, STEPS.c.key).where(
         STEPS.c.run_id == run_id, STEPS.c.key == key)).one()
+
+
+def test_a_server_step_moved_its_snapshot_and_its_volumes_copies() -> None:
+    from migrator.store.run_kinds import _moved_bytes
+
+    cp = {"snapshot_id": "S", "snapshot": {"size": 4096},
+          "volumes": {"v1": {"copied": {"bytes": 1000}}, "v2": {"phase": "upload"}}}
+    assert _moved_bytes("server", cp) == 5096
+    # Volume-backed: no snapshot; nothing copied yet.
+    assert _moved_bytes("server", {"volumes": {"v1": {"copied": {"bytes": 7}}}}) == 7
+    assert _moved_bytes("server", {}) == 0
