@@ -12,6 +12,8 @@ hash does not change.
 - ``source``: the legacy resource it comes from;
 - ``properties``: image properties before translation and the changes the rules made (image
   and volume steps that have any), shown by ``plan`` and kept for the audit;
+- ``undo``: a rollback run's step (handlers/undo.py, written by operations/rollback.py): what
+  it removes (:class:`UndoSpec`); such a step has no other part;
 - ``cutover``: a server step's planned cutover (flavor, addresses, bytes, estimated
   downtime), shown by ``plan``.
 
@@ -84,6 +86,34 @@ class PropertyChanges(TypedDict):
     changes: list[str]
 
 
+class UndoSpec(TypedDict, total=False):
+    """What an ``undo_<kind>`` step removes, decided when the rollback was planned."""
+
+    # the run undone and its step
+    run: str
+    run_id: int
+    step_key: str
+    step_id: int | None
+    kind: str
+    # the target resource (a composite "<a>:<b>" for keypairs, grants, members, quotas)
+    target_id: str | None
+    source_id: str
+    # delete, revoke, remove_interface, remove_member, reset_quotas, temporaries
+    action: str
+    why: str
+    # keypair: the fingerprint of the key the run imported
+    fingerprint: str
+    # the undone step's checkpoint, for the source restorer (kinds that have one)
+    original_checkpoint: dict[str, Any]
+    # whether a source restorer runs (handlers/undo.py register_source_restorer)
+    restore_source: bool
+    # server: the target project it was booted in, the source ids of its ports and of the
+    # volumes its cutover moved (what it made carries one of them)
+    project_id: str | None
+    source_ports: list[str]
+    source_volumes: list[str]
+
+
 class ServerCutover(TypedDict):
     """What a server's cutover is planned to be, for the operator (``plan`` shows it,
     plan/servers_view.py); no handler reads it."""
@@ -107,6 +137,7 @@ class Spec(TypedDict, total=False):
     lookup: Lookup
     source: Source
     properties: PropertyChanges
+    undo: UndoSpec
     cutover: ServerCutover  # server steps
 
 

@@ -30,6 +30,7 @@ from migrator.operations.plan import (
     register_plan,
     target_problems,
 )
+from migrator.operations.rehearse import rehearsal_problems
 from migrator.plan.model import Plan
 from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, load_plan_data
 from migrator.plan.target_names import CloudTargetNames, TargetNames
@@ -110,8 +111,14 @@ DRY_RUN_CHECKS = (
     "no project name planned for creation has been taken on the target since planning",
     "the planned networks, subnets, routers, security groups and rules fit the network quota "
     "the plan gives each tenant",
-    "the run can be registered (wave exists, earlier waves finished, no conflicting run); "
-    "nothing is written to the state database or the target",
+    "the run can be registered (wave exists, earlier waves finished, no conflicting run)",
+    "credentials and endpoints of both clouds; permissions per step kind (probed with read "
+    "calls, named where no read can tell)",
+    "quotas and free capacity per tenant against what the plan consumes; volume types, "
+    "flavors, user names; image formats and properties after translation; the source's "
+    "images and volumes",
+    "bytes to copy and the estimated duration; nothing is written on either cloud, the "
+    "findings are recorded as a run of kind dry_run",
 )
 
 
@@ -123,10 +130,13 @@ class DryRunReport:
     checks: tuple[str, ...]
     problems: list[str]
     run_name: str | None
+    # The deep checks' findings per tenant, the estimate, the calls made
+    # (operations/dry_run.py); None when they could not run.
+    deep: Any = None
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and (self.deep is None or self.deep.ok)
 
 
 @dataclass(frozen=True)
@@ -219,12 +229,15 @@ def execute_plan(url: str, plan_path: str | Path,
             if settings is not None:
                 workers = (settings.metadata_workers if workers is None else workers) \
                     + settings.parallel_transfers
+            if o.dry_run:
+                from migrator.operations.dry_run_plan import dry_run_plan
+
+                report = dry_run_plan(factory, plan, path, svc, names, settings, o,
+                                      workers or 8, _run_problems)
+                return PlanExecution(plan, path, dry_run=report, replanned=replanned)
             problems = target_problems(plan, names)
             problems += _run_problems(factory, plan, path, o.wave, o.resume)
-            if o.dry_run:
-                report = DryRunReport(plan.name, len(plan.steps), plan.waves, DRY_RUN_CHECKS,
-                                      problems, None)
-                return PlanExecution(plan, path, dry_run=report, replanned=replanned)
+            problems += rehearsal_problems(factory, plan)
             if problems:
                 found = problems[0] if len(problems) == 1 else (
                     f"{len(problems)} problems (each on a line below)")
