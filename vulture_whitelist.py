@@ -30,6 +30,8 @@ drift_checked  # verify --format json
 failed_at  # status --format json
 last_change  # status --format json
 stopped_at  # the workers table's column
+rehearse_command  # click command (cli/rehearse.py)
+rollback_command  # click command (cli/rollback.py)
 
 # Keys of the step spec's lookup (migrator/spec.py), read with lookup.get("...") by handlers.
 subnetpool_id
@@ -40,6 +42,13 @@ content_format
 legacy_disk_format
 source_volume_type
 source_status
+
+# Keys of an undo step's spec (migrator/spec.py UndoSpec), read with spec.get("...") by
+# handlers/undo.py and handlers/undo_servers.py.
+original_checkpoint
+restore_source
+source_ports
+source_volumes
 
 # Used by the tests (tests/ is not scanned).
 detect  # tests/sim/test_glance_formats.py
@@ -56,8 +65,8 @@ find_project_by_name  # tests/clouds/test_target.py
 find_network_by_name  # tests/clouds/test_target.py
 wait_for_network_active  # tests/clouds/test_target.py
 
-# TargetCloud verbs the rollback (handlers/undo.py on the rehearse branch, being merged)
-# calls, some as getattr(tc, f"delete_{kind}").
+# TargetCloud verbs the rollback (handlers/undo.py) calls, some as
+# getattr(tc, f"delete_{kind}").
 delete_project
 delete_user
 delete_security_group

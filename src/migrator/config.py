@@ -36,6 +36,7 @@ from migrator.config_schema import (
     PASSWORD_POLICIES,
     QUOTA_POLICIES,
     QUOTA_SERVICES,
+    SERVER_CUTOVERS,
     AddressPlanConfig,
     Checker,
     Config,
@@ -45,6 +46,7 @@ from migrator.config_schema import (
     QuotaConfig,
     RetriesConfig,
     SelectionConfig,
+    ServersConfig,
     SourceConfig,
     TargetConfig,
     TransferConfig,
@@ -57,7 +59,7 @@ from migrator.transfer.properties import RulesError, parse_image_properties
 DEFAULT_CONFIG = "migrator.yaml"
 
 SECTIONS = ("source", "target", "selection", "mappings", "address_plan", "quotas", "users",
-            "conflicts", "image_properties", "image_formats", "transfer", "retries")
+            "conflicts", "image_properties", "image_formats", "transfer", "retries", "servers")
 
 __all__ = ["DEFAULT_CONFIG", "SAMPLE", "Config", "load_config", "parse_bytes",
            "parse_config", "write_sample"]
@@ -104,6 +106,7 @@ def parse_config(text: str, file: str = "<config>") -> Config:
         image_properties=check.mapping(top.get("image_properties"), ("image_properties",)),
         transfer=_transfer(check, top.get("transfer")),
         retries=_retries(check, top.get("retries")),
+        servers=_servers(check, top.get("servers")),
         image_rules=_image_rules(check, top.get("image_properties")),
         image_formats=check.choice(top.get("image_formats", "detect"), ("image_formats",),
                                    IMAGE_FORMAT_POLICIES),
@@ -175,6 +178,29 @@ def _transfer(check: Checker, raw: Any) -> TransferConfig:
                                          (*p, "allow_force_upload")),
         timeouts=timeouts,
     )
+
+
+def _servers(check: Checker, raw: Any) -> ServersConfig:
+    p: Path = ("servers",)
+    data = check.mapping(raw, p, _fields(ServersConfig))
+    default = ServersConfig()
+    bandwidth = data.get("estimate_bandwidth", default.estimate_bandwidth)
+    try:
+        bandwidth = parse_bytes(bandwidth)
+    except ValueError as exc:
+        raise check.fail((*p, "estimate_bandwidth"), f"{exc} (bytes per second)") from None
+
+    def seconds(key: str) -> float:
+        return check.number(data.get(key, getattr(default, key)), (*p, key), minimum=0.001)
+
+    return ServersConfig(
+        cutover=check.choice(data.get("cutover", default.cutover), (*p, "cutover"),
+                             SERVER_CUTOVERS),
+        keep_mac=check.boolean(data.get("keep_mac", default.keep_mac), (*p, "keep_mac")),
+        stop_timeout=seconds("stop_timeout"), snapshot_timeout=seconds("snapshot_timeout"),
+        active_timeout=seconds("active_timeout"), estimate_bandwidth=bandwidth,
+        boot_overhead=check.number(data.get("boot_overhead", default.boot_overhead),
+                                   (*p, "boot_overhead")))
 
 
 def _retries(check: Checker, raw: Any) -> RetriesConfig:
@@ -452,6 +478,17 @@ transfer:
     image_active: 21600            # legacy volume upload until its image is active (s)
     volume_available: 21600        # target volume until available (s)
     poll_interval: 2               # between status reads while waiting (s)
+
+servers:                           # cutover of servers (instances)
+  cutover: stop                    # stop (disks read once the source is stopped) |
+                                   # snapshot_running (read while it runs: crash-consistent,
+                                   # stopped just before the target boots)
+  keep_mac: true                   # target ports keep the source MAC (SLAAC address known)
+  stop_timeout: 600                # source server until SHUTOFF (s)
+  snapshot_timeout: 21600          # createImage until its image is active (s)
+  active_timeout: 1800             # target server until ACTIVE (s)
+  estimate_bandwidth: 100MiB       # plan's downtime estimate when transfer.bandwidth is null
+  boot_overhead: 60                # plan's estimate: seconds added to the copy time
 
 retries:                           # transient faults (5xx, dropped connections, expired tokens)
   step_attempts: 3                 # tries of a step before it fails (execute --max-attempts)

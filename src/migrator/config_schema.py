@@ -118,6 +118,27 @@ class TransferConfig:
     timeouts: TransferTimeouts = field(default_factory=TransferTimeouts)
 
 
+SERVER_CUTOVERS = ("stop", "snapshot_running")
+
+
+@dataclass(frozen=True)
+class ServersConfig:
+    """How servers are cut over (handlers/servers.py)."""
+
+    # stop: the source is stopped before its disks are read (consistent, the copy is inside
+    # the downtime); snapshot_running: the disks are read while it runs (crash-consistent,
+    # writes after the snapshot are not carried) and it is stopped just before the target boots.
+    cutover: str = "stop"
+    keep_mac: bool = True  # target ports take the source port's MAC (its SLAAC address)
+    stop_timeout: float = 600.0  # source server until SHUTOFF (seconds)
+    snapshot_timeout: float = 6 * 3600.0  # createImage until the image is active
+    active_timeout: float = 1800.0  # target server until ACTIVE
+    # The downtime estimate of the plan: bytes / bandwidth (transfer.bandwidth, else this)
+    # plus boot_overhead seconds.
+    estimate_bandwidth: int = 100 << 20
+    boot_overhead: float = 60.0
+
+
 @dataclass(frozen=True)
 class RetriesConfig:
     """How failures are retried (migrator/retry.py): a step, and one API call of a cloud."""
@@ -153,6 +174,7 @@ class Config:
     image_properties: dict[str, Any] = field(default_factory=dict)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     retries: RetriesConfig = field(default_factory=RetriesConfig)
+    servers: ServersConfig = field(default_factory=ServersConfig)
     image_rules: RuleSet = field(default_factory=lambda: DEFAULT_RULES)
     # An image whose disk_format label contradicts its bytes (read at discovery): detect
     # (the target image gets the format of the bytes) or trust_legacy (the label is kept).

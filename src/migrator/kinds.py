@@ -7,6 +7,6 @@ KINDS = (
     "project", "quota", "user", "role_assignment",
     "network", "subnet", "router", "router_interface",
     "security_group", "security_group_rule", "keypair",
-    "image", "image_member", "volume",
+    "image", "image_member", "volume", "server",
 )
 KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}

@@ -1,5 +1,5 @@
-"""What the executor hands every handler of a run (``StepContext.services``): the clouds and
-the data path, each None when the run does not need it.
+"""What the executor hands every handler of a run (``StepContext.services``): the clouds, the
+data path and the server cutover's settings, each None when the run does not need it.
 
 One definition for the engine (which carries it without looking inside) and the handlers
 (which read it: handlers/base.py ``target_cloud``, handlers/data.py ``source_cloud`` and
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from migrator.clouds.connection import CloudHandle
     from migrator.clouds.target import TargetCloud
+    from migrator.config_schema import ServersConfig
     from migrator.handlers.data import DataServices
 
 
@@ -28,3 +29,6 @@ class Services:
     source: CloudHandle | openstack.connection.Connection | None = None
     # The data path's shared limits, options and progress (handlers/data.py).
     transfer: DataServices | None = None
+    # The configuration's ``servers`` section (the cutover's policy and timeouts;
+    # handlers/server_phases.py falls back to the defaults without it).
+    servers: ServersConfig | None = None

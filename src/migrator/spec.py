@@ -11,10 +11,15 @@ hash does not change.
 - ``lookup``: what the handler needs to find, adopt or check the resource (:class:`Lookup`);
 - ``source``: the legacy resource it comes from;
 - ``properties``: image properties before translation and the changes the rules made (image
-  and volume steps that have any), shown by ``plan`` and kept for the audit.
+  and volume steps that have any), shown by ``plan`` and kept for the audit;
+- ``undo``: a rollback run's step (handlers/undo.py, written by operations/rollback.py): what
+  it removes (:class:`UndoSpec`); such a step has no other part;
+- ``cutover``: a server step's planned cutover (flavor, addresses, bytes, estimated
+  downtime), shown by ``plan``.
 
 What each kind puts in ``attrs`` is described at the top of handlers/identity.py,
-handlers/network.py, handlers/compute.py, handlers/image.py and handlers/volume.py.
+handlers/network.py, handlers/compute.py, handlers/image.py, handlers/volume.py and
+handlers/servers.py.
 """
 
 from __future__ import annotations
@@ -57,14 +62,70 @@ class Lookup(TypedDict, total=False):
     checksum: str | None
     content_format: str | None
     legacy_disk_format: str | None
-    # volume: the legacy volume's type and status
+    # volume: the legacy volume's type and status (server: the source server's status)
     source_volume_type: str | None
     source_status: str | None
+    # server (plan/rules/servers.py writes them, handlers/server_phases.py reads them): how
+    # it boots ("image" or "volume"), the mapped flavor (its target id when the target was
+    # read) and the legacy flavor's name, how its owner's key reaches the boot, the boot
+    # image's format and translated properties, each port's target, each attached volume's
+    # translated attributes in attach order (``size`` above: the bytes to copy), the
+    # cutover policy (``servers.cutover``)
+    boot: str
+    flavor_id: str | None
+    source_flavor: str | None
+    owner: dict[str, Any]
+    image: dict[str, Any]
+    ports: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+    policy: str
 
 
 class PropertyChanges(TypedDict):
     before: dict[str, Any]
     changes: list[str]
+
+
+class UndoSpec(TypedDict, total=False):
+    """What an ``undo_<kind>`` step removes, decided when the rollback was planned."""
+
+    # the run undone and its step
+    run: str
+    run_id: int
+    step_key: str
+    step_id: int | None
+    kind: str
+    # the target resource (a composite "<a>:<b>" for keypairs, grants, members, quotas)
+    target_id: str | None
+    source_id: str
+    # delete, revoke, remove_interface, remove_member, reset_quotas, temporaries
+    action: str
+    why: str
+    # keypair: the fingerprint of the key the run imported
+    fingerprint: str
+    # the undone step's checkpoint, for the source restorer (kinds that have one)
+    original_checkpoint: dict[str, Any]
+    # whether a source restorer runs (handlers/undo.py register_source_restorer)
+    restore_source: bool
+    # server: the target project it was booted in, the source ids of its ports and of the
+    # volumes its cutover moved (what it made carries one of them)
+    project_id: str | None
+    source_ports: list[str]
+    source_volumes: list[str]
+
+
+class ServerCutover(TypedDict):
+    """What a server's cutover is planned to be, for the operator (``plan`` shows it,
+    plan/servers_view.py); no handler reads it."""
+
+    flavor: str  # "<legacy> -> <target>"
+    power_state: str
+    boot: str
+    addresses: list[dict[str, Any]]
+    bytes: int
+    copy_seconds: float
+    estimated_downtime_seconds: float
+    policy: str
 
 
 class Spec(TypedDict, total=False):
@@ -76,6 +137,8 @@ class Spec(TypedDict, total=False):
     lookup: Lookup
     source: Source
     properties: PropertyChanges
+    undo: UndoSpec
+    cutover: ServerCutover  # server steps
 
 
 # The parts a handler reads as mappings (handlers/base.py ``spec_part``).

@@ -119,8 +119,10 @@ def test_db_history_lists_every_revision(invoke: Invoke) -> None:
         "dependencies, events, id map, inventory, locks.\n"
         "0001_initial -> 0002_verifications: Verifications: what each 'migrator "
         "verify' of a run found, with its time.\n"
-        "0002_verifications -> 0003_workers (head): Workers sharing a run: the workers table "
-        "and runs.control replace the run lock.\n",
+        "0002_verifications -> 0003_workers: Workers sharing a run: the workers table "
+        "and runs.control replace the run lock.\n"
+        "0003_workers -> 0004_server_downtimes (head): Servers: the measured downtime of "
+        "each server cut over (server_downtimes).\n",
     )
 
 

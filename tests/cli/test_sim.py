@@ -54,13 +54,17 @@ def test_seed_json_output(invoke: Invoke, tmp_path: Path) -> None:
     assert json.loads(out.read_text())["clouds"]["legacy"]["tenants"][1]["name"] == "physics"
 
 
-def test_seed_without_servers_by_default(invoke: Invoke, tmp_path: Path) -> None:
+def test_seed_with_four_servers_per_tenant_by_default(invoke: Invoke, tmp_path: Path) -> None:
     out = tmp_path / "seed.json"
     result = invoke("sim", "seed", "--tenants", "1", "-o", str(out), "--format", "json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["servers"] == 0
-    assert json.loads(result.output)["volumes"] == 2
-    assert "servers" not in json.loads(out.read_text())["clouds"]["legacy"]["tenants"][1]
+    assert json.loads(result.output)["servers"] == 4
+    servers = json.loads(out.read_text())["clouds"]["legacy"]["tenants"][1]["servers"]
+    assert len(servers) == 4
+    none = invoke("sim", "seed", "--tenants", "1", "--servers-per-tenant", "0", "-o",
+                  str(tmp_path / "none.json"), "--format", "json")
+    assert json.loads(none.output)["servers"] == 0
+    assert json.loads(none.output)["volumes"] == 2
 
 
 def test_bad_size_is_one_line(invoke: Invoke, tmp_path: Path) -> None:

@@ -116,6 +116,7 @@ def test_status_of_an_empty_database_as_json(invoke: Invoke, db_url: str) -> Non
         "failed": [],
         "workers": [],
         "processes": [],
+        "servers": [],
     }
 
 
@@ -222,6 +223,7 @@ def test_status_of_one_tenant_as_json(invoke: Invoke, seeded_url: str) -> None:
         ],
         "workers": [],
         "processes": [],
+        "servers": [],
     }
 
 

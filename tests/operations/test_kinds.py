@@ -77,8 +77,8 @@ def test_plan_and_run_onto_keystone_glance_cinder(world: KgWorld) -> None:
     assert ("Kinds left out: network (no network service), subnet (no network service), "
             "router (no network service)") in result.stdout
     assert "keypair (no compute service)" in result.stdout
-    assert ("Warning: the target has no compute service in its catalog: kind(s) keypair not "
-            "planned") in result.stderr
+    assert ("Warning: the target has no compute service in its catalog: kind(s) keypair, "
+            "server not planned") in result.stderr
     plan = load_plan(plan_path)
     assert plan.target["services"] == ["identity", "image", "volume"]
     assert {s.kind for s in plan.steps} == KEPT

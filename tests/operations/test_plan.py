@@ -101,7 +101,10 @@ def test_plan_dry_run_execute_and_the_translated_target(
     rehearsal = execute_plan(url, result.path,
         ExecuteOptions(dry_run=True, clouds_yaml=sim.clouds_yaml, handle_sigint=False))
     assert rehearsal.dry_run is not None and rehearsal.dry_run.ok, rehearsal.dry_run
-    assert rows(url) == before and target.identity.find_project("physics") is None
+    # The dry run is recorded as one run of its own (no step, no plan row, no id map).
+    assert rows(url) == {**before, "runs": before["runs"] + 1}
+    assert rehearsal.dry_run.run_name == "physics-dry-run"
+    assert target.identity.find_project("physics") is None
     done = execute_plan(url, result.path,
         ExecuteOptions(clouds_yaml=sim.clouds_yaml, handle_sigint=False, backoff_base=0.05))
     assert done.run is not None and done.run.status == "finished", done.run
@@ -154,7 +157,7 @@ def test_stale_plan_refused_then_replanned(url: str, sim: SimServer, tmp_path: P
     replanned = load_plan(result.path)
     assert replanned.source["snapshot_id"] == 2
     assert "biology-extra" in {s.name for s in replanned.steps}
-    assert rows(url) == before
+    assert rows(url) == {**before, "runs": before["runs"] + 1}
 
 
 def test_name_clash_needs_a_decision(url: str, sim: SimServer, tmp_path: Path,

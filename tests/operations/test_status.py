@@ -76,13 +76,14 @@ def test_no_schema_and_no_file_get_the_usual_errors(empty_sqlite_url: str,
 
 def test_both_paths_read_the_same_bytes_failures_and_executors(db_url: str) -> None:
     """The data steps' bytes (read out of their JSON), the steps finished since the start,
-    the failed steps and the executors holding steps: the same on both paths."""
+    the failed steps, the executors holding steps and the servers' measured downtime: the
+    same on both paths."""
     from datetime import timedelta
 
     from sqlalchemy.orm import Session
 
     from migrator.store.db import make_engine
-    from migrator.store.models import Run, Step, Worker
+    from migrator.store.models import Run, ServerDowntime, Step, Worker
     from tests.cli.test_status import STARTED, seed_data_run
 
     seed(db_url)
@@ -95,6 +96,14 @@ def test_both_paths_read_the_same_bytes_failures_and_executors(db_url: str) -> N
                            status="active", started_at=STARTED, heartbeat_at=STARTED))
         step = session.query(Step).filter(Step.key == "i2").one()
         step.state, step.lease_owner = "running", "vm-a:41:w1"
+        done = session.query(Step).filter(Step.run_id == run.id, Step.key != "i2").first()
+        assert done is not None
+        session.add(ServerDowntime(
+            run_id=run.id, step_id=done.id, tenant=done.tenant, source_id="s1",
+            target_id="t1", name="web", power_state="ACTIVE", stopped_at=STARTED,
+            active_at=STARTED + timedelta(seconds=30), verified_at=STARTED + timedelta(seconds=31),
+            downtime_seconds=31.5, copy_seconds=20.25, bytes=3 << 30))
+        downtime_tenant = done.tenant
         session.commit()
     engine.dispose()
     now = STARTED + timedelta(seconds=80)
@@ -107,3 +116,5 @@ def test_both_paths_read_the_same_bytes_failures_and_executors(db_url: str) -> N
     assert [w.owner for w in report.workers] == ["vm-a:41:w1"]
     assert [(p.name, p.host, p.pid) for p in report.processes] == [("vm-a:41:w1", "vm-a", 41)]
     assert [(f.tenant, f.kind) for f in report.failed] == [("chemistry", "volume")]
+    assert [(d.tenant, d.servers, d.total_seconds, d.copy_seconds, d.bytes)
+            for d in report.servers] == [(downtime_tenant, 1, 31.5, 20.25, 3 << 30)]

@@ -56,7 +56,8 @@ def test_missing_services_leave_out_unasked_kinds() -> None:
     assert not chosen.quota_wanted("network")
     warnings = chosen.warnings()
     assert warnings == [
-        "the target has no compute service in its catalog: kind(s) keypair not planned",
+        "the target has no compute service in its catalog: kind(s) keypair, server not "
+        "planned",
         "the target has no network service in its catalog: kind(s) "
         f"{', '.join(NETWORK_KINDS)} not planned",
         "the target has no compute or network service in its catalog: compute, network "

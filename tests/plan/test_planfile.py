@@ -67,10 +67,10 @@ def test_tampered_malformed_and_inconsistent_plans(plan_path: Path) -> None:
         read_plan(resigned(plan_path, drop_source_cloud))
 
     def unknown_kind(d: dict[str, Any]) -> None:
-        d["steps"][0]["kind"] = "server"
+        d["steps"][0]["kind"] = "instance"
 
     with pytest.raises(PlanError, match=r"changed.yaml: steps\[0\] \(project:\w+\): kind: "
-                                        r"unknown step kind 'server'"):
+                                        r"unknown step kind 'instance'"):
         read_plan(resigned(plan_path, unknown_kind))
 
     def unknown_dependency(d: dict[str, Any]) -> None:

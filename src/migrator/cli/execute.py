@@ -34,8 +34,9 @@ DEFAULT_MAX_PLAN_SIZE = "512MiB"
 @click.option("--wave", type=click.IntRange(1), metavar="N",
               help="Run only wave N of the plan (earlier waves must have finished).")
 @click.option("--dry-run", is_flag=True,
-              help="Rehearse: check the plan, the inventory, the target's mappings, names and "
-                   "quotas; write nothing anywhere.")
+              help="Every read and check of a real run (plan, inventory, credentials, "
+                   "permissions, quotas and capacity, types, formats, an estimated duration); "
+                   "nothing written on either cloud, the findings recorded as a dry-run run.")
 @click.option("--replan", is_flag=True,
               help="If the plan is stale (or was edited), plan again into the same file with "
                    "the same selection and execute the new plan.")
@@ -162,25 +163,41 @@ def is_plan_file(argument: str) -> bool:
 
 
 def render_dry_run(report_: DryRunReport, as_json: bool = False) -> None:
+    from migrator.cli.dry_run import render_deep
+
+    deep = report_.deep
+    errors = report_.problems + ([] if deep is None else [
+        (f"tenant {f.tenant}: " if f.tenant else "") + f"{f.check}: {f.message}"
+        for f in deep.findings if f.result == "error"])
+    count = len(errors)
+    error = None if not errors else PlanError(
+        errors[0] if count == 1 else
+        f"dry run of plan {report_.plan}: {count} problems (each on a line below)", errors)
     if as_json:
-        if report_.ok:
-            echo_json({"dry_run": {"plan": report_.plan, "steps": report_.steps,
-                                   "waves": report_.waves, "checks": list(report_.checks),
-                                   "problems": []}})
+        document: dict[str, object] = {"dry_run": {
+            "plan": report_.plan, "steps": report_.steps, "waves": report_.waves,
+            "checks": list(report_.checks), "problems": report_.problems, "ok": report_.ok,
+            **(deep.as_dict() if deep is not None else {})}}
+        if error is not None:
+            # The error as every command prints it in JSON, beside the findings.
+            document["error"] = {"message": " ".join(str(error).splitlines()),
+                                 "exit_code": error.exit_code,
+                                 "problems": [" ".join(p.splitlines()) for p in errors]}
+        echo_json(document)
     else:
         click.echo(f"Dry run of plan {report_.plan}: {report_.steps} steps in wave(s) "
-                   f"{', '.join(map(str, report_.waves))}; nothing was written.")
+                   f"{', '.join(map(str, report_.waves))}; nothing was written on either "
+                   "cloud" + (f" (findings recorded as run {report_.run_name})."
+                              if report_.run_name else "."))
         click.echo("Checked:")
         for check in report_.checks:
             click.echo(f"  - {check}")
+        if deep is not None:
+            render_deep(deep)
         if report_.ok:
             click.echo("Result: ready to execute.")
-    if report_.ok:
-        return
-    count = len(report_.problems)
-    raise PlanError(report_.problems[0] if count == 1 else
-                    f"dry run of plan {report_.plan}: {count} problems (each on a line below)",
-                    report_.problems)
+    if error is not None:
+        raise error
 
 
 def run_summary(result: RunResult) -> str:

@@ -36,6 +36,8 @@ COMMANDS = {
     "report": "migrator.cli.report:report_command",
     "worker": "migrator.cli.worker:worker_command",
     "run": "migrator.cli.run:run_group",
+    "rollback": "migrator.cli.rollback:rollback_command",
+    "rehearse": "migrator.cli.rehearse:rehearse_command",
 }
 
 

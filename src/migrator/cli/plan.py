@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 MAX_TENANT_ROWS = 50
 MAX_PROPERTY_ROWS = 60
+MAX_SERVER_ROWS = 100
 
 
 @click.command("plan")
@@ -42,6 +43,9 @@ MAX_PROPERTY_ROWS = 60
 @click.option("--offline", is_flag=True,
               help="Do not read the target (no clash detection, names resolved at run time; "
                    "execute checks the target before it starts).")
+@click.option("--address-map", "address_map", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Also write the servers' address map (CSV: every old IPv4 and floating "
+                   "address with the IPv6 address replacing it) for the DNS cutover.")
 @format_option()
 @click.option("--graph", metavar="FILE", type=click.Path(dir_okay=False),
               help="Also draw the plan's DAG, grouped by tenant: FILE.dot (always), FILE.svg "
@@ -53,8 +57,8 @@ MAX_PROPERTY_ROWS = 60
 def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
                  kinds: tuple[str, ...], exclude_kinds: tuple[str, ...],
                  include_dependencies: bool, output: str | None, name: str | None,
-                 clouds_yaml: str | None, offline: bool, output_format: str,
-                 graph: str | None, graph_run: str | None) -> None:
+                 clouds_yaml: str | None, offline: bool, address_map: str | None,
+                 output_format: str, graph: str | None, graph_run: str | None) -> None:
     """Build the plan (steps, dependencies, translated resources) of the selected tenants from
     the latest inventory snapshot and write it for review."""
     # Imported here: the planner, openstacksdk and SQLAlchemy are not for `--help`.
@@ -73,10 +77,18 @@ def plan_command(cli: CliContext, config_path: str, tenants: tuple[str, ...],
                        exclude_kinds=list(exclude_kinds) or None)
     drawn = write_graph(plan_steps(result.plan), graph, title=f"plan {result.plan.name}") \
         if graph else None
+    mapped = None
+    if address_map:
+        from migrator.plan.servers_view import write_address_map
+
+        mapped = write_address_map(result.servers(), address_map)
     if output_format == "json":
-        echo_json({**result.as_dict(), **({"graph": str(drawn.path)} if drawn else {})})
+        echo_json({**result.as_dict(), **({"graph": str(drawn.path)} if drawn else {}),
+                   **({"address_map": str(mapped)} if mapped else {})})
         return
     render(result)
+    if mapped is not None:
+        click.echo(f"Address map: {mapped}")
     if drawn is not None:
         echo_graph(drawn)
 
@@ -131,8 +143,30 @@ def render(result: PlanResult) -> None:
                                  ""])
         click.echo()
         echo_table(changes)
+    render_servers(result)
     for warning in plan.warnings[:20]:
         click.echo(f"Warning: {warning}", err=True)
     if len(plan.warnings) > 20:
         click.echo(f"Warning: ... {len(plan.warnings) - 20} more in the plan file", err=True)
     click.echo(f"\nReview {result.path}, then: migrator execute {result.path} --dry-run")
+
+
+def render_servers(result: PlanResult) -> None:
+    rows = result.servers()
+    if not rows:
+        return
+    table = Table("Servers (cutover)", ["TENANT", "SERVER", "FLAVOR", "STATE", "ADDRESSES",
+                                        "FLOATING -> IPV6", "BYTES", "EST. DOWNTIME"],
+                  numeric={6, 7})
+    for row in rows[:MAX_SERVER_ROWS]:
+        addresses = ", ".join(f"{a['ipv4']} -> {a['ipv6']}" for a in row["addresses"]) or "-"
+        floating = ", ".join(f"{f} -> {a['floating_ipv6']}" for a in row["addresses"]
+                             for f in a.get("floating_ipv4") or []) or "-"
+        table.rows.append([str(row["tenant"] or "-"), str(row["server"]), str(row["flavor"]),
+                           str(row["power_state"]), addresses, floating, str(row["bytes"]),
+                           f"{row['estimated_downtime_seconds']:.0f} s"])
+    if len(rows) > MAX_SERVER_ROWS:
+        table.rows.append([f"... {len(rows) - MAX_SERVER_ROWS} more (--address-map, "
+                           "--format json)", "", "", "", "", "", "", ""])
+    click.echo()
+    echo_table(table)

@@ -73,8 +73,8 @@ def serve_command(clouds: tuple[str, ...], seed: Path | None, data_dir: Path | N
 @click.option("--images-per-tenant", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--volumes-per-tenant", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--users-per-tenant", type=click.IntRange(1), default=2, show_default=True)
-@click.option("--servers-per-tenant", type=click.IntRange(0), default=0, show_default=True,
-              help="Servers per tenant (none by default: servers do not migrate yet), in a "
+@click.option("--servers-per-tenant", type=click.IntRange(0), default=4, show_default=True,
+              help="Servers per tenant (0: none), in a "
                    "cycle: AArch64 with a floating IP, "
                    "volume-backed x86 with a data volume, SHUTOFF x86, AArch64.")
 @click.option("--image-size", default="4MiB", show_default=True,

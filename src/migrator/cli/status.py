@@ -55,8 +55,21 @@ def status_tables(report: StatusReport) -> list[Table]:
         tenants.rows.append([tenant.tenant or "-", str(tenant.total),
                              *_counts(tenant.steps, states),
                              *(_throughput(tenant.data) if data else [])])
-    return [runs, tenants, kind_table(report, states), *failure_tables(report),
-            *worker_tables(report)]
+    return [runs, tenants, kind_table(report, states), *server_tables(report),
+            *failure_tables(report), *worker_tables(report)]
+
+
+def server_tables(report: StatusReport) -> list[Table]:
+    """Per tenant: servers cut over, total and worst measured downtime."""
+    if not report.servers:
+        return []
+    table = Table("Servers cut over (downtime: source stopped -> target ACTIVE and verified)",
+                  ["TENANT", "SERVERS", "TOTAL DOWNTIME", "WORST", "COPY IN WINDOW"],
+                  numeric={1, 2, 3, 4})
+    for row in report.servers:
+        table.rows.append([row.tenant or "-", str(row.servers), f"{row.total_seconds:.1f} s",
+                           f"{row.worst_seconds:.1f} s", f"{row.copy_seconds:.1f} s"])
+    return [table]
 
 
 def kind_table(report: StatusReport, states: list[str]) -> Table:

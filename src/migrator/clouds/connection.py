@@ -200,6 +200,22 @@ class CloudHandle:
         handle.lean_reads = self.lean_reads
         return handle
 
+    def as_user(self, username: str, password: str, user_domain_id: str, project_id: str
+                ) -> CloudHandle:
+        """Another user's credentials (a migrated user whose password migrator set) with a
+        token scoped to ``project_id``; the call counter and the retry policy are shared."""
+        handle = _open(self.name, config_file=self.config_file, role=self.role,
+                       api_overrides=self.api_overrides, timeout=self.timeout,
+                       wait_timeout=self.wait_timeout, counter=self.counter, retry=self.retry,
+                       auth_overrides={"username": username, "password": password,
+                                       "user_id": None, "user_domain_id": user_domain_id,
+                                       "user_domain_name": None, "project_id": project_id,
+                                       "project_name": None, "project_domain_id": None,
+                                       "project_domain_name": None},
+                       check=True)
+        handle.lean_reads = self.lean_reads
+        return handle
+
     def proxy(self, service: str) -> Any:
         """The SDK proxy of a service: identity, image, block_storage, network, compute."""
         return getattr(self.conn, service)

@@ -52,6 +52,7 @@ from migrator.clouds.source_base import (
 from migrator.clouds.source_compute import ComputeReads
 from migrator.clouds.source_identity import IdentityReads, project_item
 from migrator.clouds.source_network import NetworkReads
+from migrator.clouds.source_servers import ServerReads
 from migrator.clouds.source_storage import StorageReads
 from migrator.store.inventory import Item
 
@@ -67,7 +68,7 @@ class ReadResult:
     mode: str = "admin"  # admin: cloud-wide listings; limited: per-tenant tokens
 
 
-class LegacySource(IdentityReads, ComputeReads, NetworkReads, StorageReads):
+class LegacySource(IdentityReads, ComputeReads, NetworkReads, StorageReads, ServerReads):
     """Reads a legacy cloud through ``admin`` (a source CloudHandle).
 
     ``tenant_credentials`` maps a tenant (name or id) to the clouds.yaml name of credentials
@@ -133,6 +134,8 @@ class LegacySource(IdentityReads, ComputeReads, NetworkReads, StorageReads):
         self.progress(f"images read ({self.admin.calls} calls)")
         self._read_volumes(selected, limited, out)
         self.progress(f"volumes read ({self.admin.calls} calls)")
+        self._read_servers(selected, limited, out)
+        self.progress(f"servers read ({self.admin.calls} calls)")
 
     def _read_per_owner(self, selected: Sequence[Tenant], users: Sequence[Item],
                         out: Collector) -> None:

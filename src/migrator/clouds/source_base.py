@@ -22,7 +22,7 @@ DEFAULT_PAGE_SIZE = 1000
 DEFAULT_WORKERS = 8
 KINDS = ("domain", "project", "user", "role", "role_assignment", "quota", "flavor",
          "network", "subnet", "router", "security_group", "security_group_rule", "keypair",
-         "image", "volume")
+         "image", "volume", "server")
 DENIED = frozenset({401, 403})
 
 Progress = Callable[[str], None]

@@ -216,6 +216,19 @@ class NetworkMixin(TargetBase):
     def get_port(self, port_id: str) -> dict[str, Any]:
         return self._get("ports", "port", port_id)
 
+    # -- ports of servers ------------------------------------------------------------------
+    def find_port_by_source(self, source_id: str, attrs: Mapping[str, Any] | None = None
+                            ) -> dict[str, Any] | None:
+        return self._find_tagged("ports", "ports", "port", source_id, attrs)
+
+    def create_port(self, source_id: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """A port (the admin may set ``mac_address`` and ``project_id``) tagged with the
+        source port's id."""
+        return self._create_tagged("ports", "port", source_id, attrs)
+
+    def delete_port(self, port_id: str) -> None:
+        self._delete("ports", port_id)
+
     # -- security groups -------------------------------------------------------------------
     def find_security_group_by_source(self, source_id: str,
                                       attrs: Mapping[str, Any] | None = None

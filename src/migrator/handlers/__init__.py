@@ -44,13 +44,14 @@ def handlers() -> dict[str, Handler]:
             SecurityGroupRuleHandler,
             SubnetHandler,
         )
+        from migrator.handlers.servers import ServerHandler
         from migrator.handlers.volume import VolumeHandler
 
         for handler in (
             ProjectHandler(), QuotaHandler(), UserHandler(), RoleAssignmentHandler(),
             NetworkHandler(), SubnetHandler(), RouterHandler(), RouterInterfaceHandler(),
             SecurityGroupHandler(), SecurityGroupRuleHandler(), KeypairHandler(),
-            ImageHandler(), ImageMemberHandler(), VolumeHandler(),
+            ImageHandler(), ImageMemberHandler(), VolumeHandler(), ServerHandler(),
         ):
             _HANDLERS[handler.kind] = handler
     return dict(_HANDLERS)

@@ -29,9 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from migrator.engine.handlers import StepContext
 from migrator.engine.steps import read_connection, utcnow
 from migrator.errors import StepFailedError
-from migrator.store.models import IdMap
+from migrator.store.models import IdMap, Run
 
 IDMAP = cast(Table, IdMap.__table__)
+RUNS = cast(Table, Run.__table__)
 
 
 def split_key(step_key: str) -> tuple[str, str]:
@@ -107,14 +108,17 @@ def _known(factory: sessionmaker[Session], run_id: int) -> dict[tuple[str, str],
 def lookup(
     factory: sessionmaker[Session], run_id: int, kind: str, source_id: str
 ) -> str | None:
-    """The target id of (kind, source id): this run's mapping, else the latest earlier one."""
+    """The target id of (kind, source id): this run's mapping, else the latest earlier one
+    of a migration run that was not rolled back (a rehearsal's or a rolled-back run's
+    resources are not on the target any more, or are about to go)."""
     known = _known(factory, run_id)
     found = known.get((kind, source_id))
     if found is not None:
         return found
     with read_connection(factory) as conn:
         rows = conn.execute(
-            select(IDMAP.c.run_id, IDMAP.c.target_id)
+            select(IDMAP.c.run_id, IDMAP.c.target_id, RUNS.c.status, RUNS.c.options)
+            .join(RUNS, RUNS.c.id == IDMAP.c.run_id)
             .where(IDMAP.c.kind == kind, IDMAP.c.source_id == source_id)
             .order_by(IDMAP.c.id.desc())
         ).all()
@@ -122,7 +126,10 @@ def lookup(
         if row.run_id == run_id:
             known[(kind, source_id)] = str(row.target_id)
             return str(row.target_id)
-    return str(rows[0].target_id) if rows else None
+    for row in rows:
+        if row.status != "rolled_back" and not (row.options or {}).get("kind"):
+            return str(row.target_id)
+    return None
 
 
 def target_of(factory: sessionmaker[Session], run_id: int, step_key: str) -> str:

@@ -81,8 +81,10 @@ def open_audit(url: str, *, run: str | None = None, tenant: str | None = None,
     """The audit of run ``run`` (default: every run), restricted to ``tenant``'s steps, to
     steps of ``kind`` and to events since ``since``. NotFoundError for a run or tenant that
     matches nothing, ConfigError for an unknown kind."""
-    if kind is not None and kind not in KINDS:
-        raise ConfigError(f"--kind {kind!r}: not a step kind (kinds: {', '.join(KINDS)})")
+    # A rollback run's steps are undo_<kind> (handlers/undo.py).
+    if kind is not None and kind.removeprefix("undo_") not in KINDS:
+        raise ConfigError(f"--kind {kind!r}: not a step kind (kinds: {', '.join(KINDS)}, "
+                          "and undo_<kind> in a rollback run)")
     with open_state(url) as engine, database_errors(url), engine.connect() as conn:
         runs = queries.runs_named(conn, run)
         if not runs:

@@ -104,8 +104,17 @@ def _workdir(path: Path | None) -> Iterator[tuple[Path, bool]]:
         yield Path(tmp), False
 
 
+# Servers per tenant in the demo: an AArch64 web server with a floating IP, a volume-backed
+# x86 database with a data volume, an x86 server left SHUTOFF (sim/seed_gen.py's cycle).
+DEMO_SERVERS = 3
+# The target's flavors, as its operator made them: the legacy names, so no mapping is needed.
+DEMO_FLAVORS = {"m1.small": (1, 2048, 20), "m1.medium": (2, 4096, 40),
+                "a1.large": (4, 8192, 80)}
+
+
 def _prepare_target(server: SimServer) -> None:
-    """What the operator of the new cloud set up before migrating: its external network."""
+    """What the operator of the new cloud set up before migrating: its external network,
+    a volume type, its flavors."""
     handle = open_cloud("target", config_file=server.clouds_yaml, role="target")
     try:
         network = handle.conn.network
@@ -118,6 +127,10 @@ def _prepare_target(server: SimServer) -> None:
         storage = handle.conn.block_storage
         if storage.find_type("ssd") is None:
             storage.create_type(name="ssd")
+        compute = handle.conn.compute
+        for name, (vcpus, ram, disk) in DEMO_FLAVORS.items():
+            if compute.find_flavor(name, ignore_missing=True) is None:
+                compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk)
     finally:
         handle.close()
 
@@ -148,7 +161,8 @@ def run_demo(options: DemoOptions, reporter: DemoReporter) -> DemoResult:
     with _workdir(options.workdir) as (workdir, kept):
         seed = workdir / "seed.json"
         seed.write_text(json.dumps(generate(SeedShape(
-            tenants=options.tenants, image_size=256 << 10, volume_data_size=256 << 10))))
+            tenants=options.tenants, image_size=256 << 10, volume_data_size=256 << 10,
+            servers_per_tenant=DEMO_SERVERS))))
         reporter.section("Simulated clouds")
         with SimServer([CloudSpec("legacy", "liberty"), CloudSpec("target", "modern")],
                        workdir / "sim", seed=seed, tls=options.tls) as server:

@@ -30,6 +30,7 @@ from migrator.operations.plan import (
     register_plan,
     target_problems,
 )
+from migrator.operations.rehearse import rehearsal_problems
 from migrator.plan.model import Plan
 from migrator.plan.planfile import DEFAULT_MAX_PLAN_BYTES, load_plan_data
 from migrator.plan.target_names import CloudTargetNames, TargetNames
@@ -105,12 +106,19 @@ DRY_RUN_CHECKS = (
     "no cycle",
     "the plan is not stale: the latest inventory snapshot of the source is the one planned from",
     "the target answers with the plan's credentials (a few read-only LIST calls)",
-    "mappings resolve on the target: domains, roles, external networks, subnet pools",
+    "mappings resolve on the target: domains, roles, external networks, subnet pools, "
+    "flavors",
     "no project name planned for creation has been taken on the target since planning",
     "the planned networks, subnets, routers, security groups and rules fit the network quota "
     "the plan gives each tenant",
-    "the run can be registered (wave exists, earlier waves finished, no conflicting run); "
-    "nothing is written to the state database or the target",
+    "the run can be registered (wave exists, earlier waves finished, no conflicting run)",
+    "credentials and endpoints of both clouds; permissions per step kind (probed with read "
+    "calls, named where no read can tell)",
+    "quotas and free capacity per tenant against what the plan consumes; volume types, "
+    "flavors, user names; image formats and properties after translation; the source's "
+    "images and volumes",
+    "bytes to copy and the estimated duration; nothing is written on either cloud, the "
+    "findings are recorded as a run of kind dry_run",
 )
 
 
@@ -122,10 +130,13 @@ class DryRunReport:
     checks: tuple[str, ...]
     problems: list[str]
     run_name: str | None
+    # The deep checks' findings per tenant, the estimate, the calls made
+    # (operations/dry_run.py); None when they could not run.
+    deep: Any = None
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and (self.deep is None or self.deep.ok)
 
 
 @dataclass(frozen=True)
@@ -218,12 +229,15 @@ def execute_plan(url: str, plan_path: str | Path,
             if settings is not None:
                 workers = (settings.metadata_workers if workers is None else workers) \
                     + settings.parallel_transfers
+            if o.dry_run:
+                from migrator.operations.dry_run_plan import dry_run_plan
+
+                report = dry_run_plan(factory, plan, path, svc, names, settings, o,
+                                      workers or 8, _run_problems)
+                return PlanExecution(plan, path, dry_run=report, replanned=replanned)
             problems = target_problems(plan, names)
             problems += _run_problems(factory, plan, path, o.wave, o.resume)
-            if o.dry_run:
-                report = DryRunReport(plan.name, len(plan.steps), plan.waves, DRY_RUN_CHECKS,
-                                      problems, None)
-                return PlanExecution(plan, path, dry_run=report, replanned=replanned)
+            problems += rehearsal_problems(factory, plan)
             if problems:
                 found = problems[0] if len(problems) == 1 else (
                     f"{len(problems)} problems (each on a line below)")
@@ -328,10 +342,10 @@ def _target(plan: Plan, clouds_yaml: str | Path | None, services: Services | Non
         handle.close()
 
 
-DATA_KINDS = frozenset({"image", "image_member", "volume"})
+DATA_KINDS = frozenset({"image", "image_member", "volume", "server"})
 # The kinds that copy bytes: their number at once is the run's parallel_transfers, counted
 # over every worker of the run.
-TRANSFER_KINDS = frozenset({"image", "volume"})
+TRANSFER_KINDS = frozenset({"image", "volume", "server"})
 
 
 def transfer_limits(settings: Any) -> ClaimLimits:
@@ -388,6 +402,8 @@ def _data_services(plan: Plan, services: Services, clouds_yaml: str | Path | Non
         settings = replace(settings, bandwidth=bandwidth or None)
     out = services
     opened: list[Any] = []
+    if out.servers is None:
+        out = replace(out, servers=_settings(plan, config).servers)
     if out.transfer is None:
         times = settings.timeouts
         data = data_services_for(

@@ -56,7 +56,14 @@ class PlanResult:
                 "content_hash": self.plan.content_hash, "target_checked":
                     self.plan.target.get("checked"), "selection": self.plan.selection,
                 "summary": self.plan.summary, "warnings": self.plan.warnings,
-                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+                "timings": {k: round(v, 3) for k, v in self.timings.items()},
+                **({"servers": servers} if (servers := self.servers()) else {})}
+
+    def servers(self) -> list[dict[str, Any]]:
+        """Per server: target flavor, addresses old -> new, bytes, estimated downtime."""
+        from migrator.plan.servers_view import server_rows
+
+        return server_rows(self.plan.steps)
 
 
 @contextmanager
@@ -154,8 +161,8 @@ def check_fresh(factory: sessionmaker[Session], plan: Plan, file: str | Path) ->
 
 def target_problems(plan: Plan, names: TargetNames) -> list[str]:
     """What would make the plan fail on the target as it is now: services its catalog lacks,
-    mappings that do not resolve, names taken since planning, quotas the planned resources
-    do not fit in."""
+    mappings that do not resolve (servers' flavors included), names taken since planning,
+    quotas the planned resources do not fit in."""
     problems: list[str] = []
     services = names.services() if names.checked else None
     if services is not None:
@@ -193,6 +200,12 @@ def target_problems(plan: Plan, names: TargetNames) -> list[str]:
                 str(lookup["subnetpool"])) is None:
             problems.append(f"step {step.key}: subnet pool {lookup['subnetpool']!r} does not "
                             "exist on the target")
+        elif step.kind == "server" and hasattr(names, "flavors"):
+            flavors = dict(names.flavors())
+            wanted = str(attrs.get("flavor"))
+            if wanted not in flavors and lookup.get("flavor_id") not in flavors.values():
+                problems.append(f"step {step.key}: server {step.name}: flavor {wanted!r} "
+                                "does not exist on the target")
     return problems + quota_problems(plan)
 
 

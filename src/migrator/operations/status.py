@@ -24,6 +24,7 @@ from migrator.store.progress_rows import (
     FailedStep,
     ProgressRows,
     RunRow,
+    TenantDowntime,
     WorkerProcess,
     WorkerRow,
 )
@@ -99,6 +100,8 @@ class StatusReport:
     # Steps held right now per lease owner, and the worker processes of the runs.
     workers: list[WorkerRow] = field(default_factory=list)
     processes: list[WorkerProcess] = field(default_factory=list)
+    # Per tenant: servers cut over, their total and worst measured downtime.
+    servers: list[TenantDowntime] = field(default_factory=list)
 
     @property
     def states(self) -> list[str]:
@@ -205,7 +208,7 @@ def _report(database: str, revision: str, run: str | None, tenant: str | None,
     return StatusReport(
         database=database, revision=revision, run=run, tenant=tenant, runs=run_rows,
         tenants=tenant_rows, failed=rows.failed, workers=rows.workers,
-        processes=rows.processes)
+        processes=rows.processes, servers=rows.downtimes)
 
 
 def _window(run: RunRow, now: datetime) -> float | None:

@@ -36,6 +36,10 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "image": ("project",),
     "image_member": ("image", "project"),
     "volume": ("project",),
+    # its ports' subnets, its groups, its owner (who boots it: roles on the project) and
+    # the owner's key, its attached volumes (moved by it)
+    "server": ("project", "subnet", "security_group", "role_assignment", "keypair",
+               "volume"),
 }
 
 # kind -> the target services (catalog, see catalog_service) its handler calls.
@@ -55,6 +59,8 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "image_member": ("image",),
     # the bytes go through a temporary image on the target's Glance
     "volume": ("volume", "image"),
+    # a snapshot image, its volumes through the volume path, its ports
+    "server": ("compute", "image", "network", "volume"),
 }
 
 # The service a quota step (source id "<service>:<project>") sets its values through.

@@ -22,10 +22,11 @@ from migrator.plan.planfile import check_graph
 from migrator.plan.rules import apply_rules
 from migrator.plan.target_names import TargetNames
 
-# What the rules read from a snapshot (flavors are mapped, not migrated).
+# What the rules read from a snapshot (flavors are mapped, not migrated: a server carries its
+# flavor's name).
 INPUT_KINDS = ("domain", "project", "user", "role", "role_assignment", "quota", "network",
                "subnet", "router", "security_group", "security_group_rule", "keypair",
-               "image", "volume")
+               "image", "volume", "server")
 MAX_PASSES = 20
 
 

@@ -83,6 +83,9 @@ class OfflineTarget:
     def volume_types(self) -> dict[str, str]:
         return {}
 
+    def flavors(self) -> dict[str, str]:
+        return {}
+
     def services(self) -> set[str] | None:
         return None
 
@@ -153,3 +156,8 @@ class CloudTargetNames:
         """Volume type name -> id (the types the admin sees, private ones included)."""
         return {str(t["name"]): str(t["id"]) for t in self._get(
             "block_storage", "/types", "volume_types", is_public="None")}
+
+    def flavors(self) -> dict[str, str]:
+        """Flavor name -> id (public and private ones the admin sees)."""
+        return {str(f["name"]): str(f["id"]) for f in self._get(
+            "compute", "/flavors/detail", "flavors", is_public="None")}

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -261,3 +262,29 @@ class Verification(Base):
     finished_at: Mapped[datetime] = mapped_column(default=utcnow)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     findings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ServerDowntime(Base):
+    """The measured cutover window of one server: from the moment migrator stopped the
+    source (or, for a server that was already SHUTOFF, the moment it started to move it) to
+    the target server ACTIVE (or left SHUTOFF) and verified. One row per server step,
+    written by the step's verify phase (again, with the same figures, when a resumed step
+    verifies again)."""
+
+    __tablename__ = "server_downtimes"
+    __table_args__ = (UniqueConstraint("step_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id", ondelete="CASCADE"))
+    tenant: Mapped[str | None] = mapped_column(String(255))
+    source_id: Mapped[str] = mapped_column(String(255))
+    target_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    power_state: Mapped[str] = mapped_column(String(32))  # the source's, before the cutover
+    stopped_at: Mapped[datetime] = mapped_column()
+    active_at: Mapped[datetime] = mapped_column()
+    verified_at: Mapped[datetime] = mapped_column()
+    downtime_seconds: Mapped[float] = mapped_column(Float)
+    copy_seconds: Mapped[float] = mapped_column(Float)  # the bytes' copy inside the window
+    bytes: Mapped[int] = mapped_column(BigInteger)  # copied (snapshot and volumes)

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from migrator.engine.steps import as_utc
+from migrator.store import downtimes
 from migrator.store.models import Run, Step, Worker
 from migrator.store.progress_rows import (
     DATA_KINDS,
@@ -33,7 +34,8 @@ from migrator.store.progress_rows import (
 
 def read_rows(conn: Connection, run: str | None, tenant: str | None) -> ProgressRows:
     """Every row ``status`` reports: the runs (only ``run`` when given), and their steps (of
-    ``tenant`` when given) counted, with their bytes, failures and workers."""
+    ``tenant`` when given) counted, with their bytes, failures, workers and the servers'
+    measured downtimes."""
     found = runs(conn, run)
     if not found:
         return ProgressRows(found)
@@ -42,7 +44,8 @@ def read_rows(conn: Connection, run: str | None, tenant: str | None) -> Progress
         found, kind_counts(conn, ids, tenant), data_steps(conn, ids, tenant),
         {r[0]: finished_since(conn, r[0], started, tenant)
          for r in found if (started := utc(r[5])) is not None},
-        failed_steps(conn, ids, tenant), workers(conn, ids), worker_processes(conn, ids))
+        failed_steps(conn, ids, tenant), workers(conn, ids), worker_processes(conn, ids),
+        downtimes.read_connection(conn, ids, tenant))
 
 
 def runs(conn: Connection, name: str | None) -> list[RunRow]:

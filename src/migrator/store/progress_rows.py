@@ -68,6 +68,18 @@ class WorkerProcess:
     heartbeat_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class TenantDowntime:
+    """A tenant's servers cut over in the runs (table ``server_downtimes``, store/downtimes.py)."""
+
+    tenant: str | None
+    servers: int  # servers moved (target ACTIVE, or left SHUTOFF, and verified)
+    total_seconds: float
+    worst_seconds: float
+    copy_seconds: float
+    bytes: int
+
+
 def json_int(value: object) -> int | None:
     """A JSON number read out as text (None: absent, null or not a number)."""
     if value is None:
@@ -99,6 +111,7 @@ class ProgressRows:
     failed: list[FailedStep] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
     processes: list[WorkerProcess] = field(default_factory=list)
+    downtimes: list[TenantDowntime] = field(default_factory=list)
 
 
 def utc(value: datetime | None) -> datetime | None:

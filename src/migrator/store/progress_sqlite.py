@@ -8,6 +8,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
+from migrator.store import downtimes
 from migrator.store.progress_rows import (
     DATA_KINDS,
     FINISHED_STATES,
@@ -93,7 +94,8 @@ def read_sqlite(conn: sqlite3.Connection, run: str | None, tenant: str | None
                      "w.heartbeat_at FROM workers w JOIN runs r ON r.id = w.run_id WHERE "
                      f"w.run_id IN ({marks}) AND w.status = 'active' ORDER BY r.name, w.id",
                      ids)]
-    return ProgressRows(runs, counts, data, finished, failed, workers, processes)
+    return ProgressRows(runs, counts, data, finished, failed, workers, processes,
+                        downtimes.read_sqlite(conn, ids, tenant))
 
 
 def _data_step(run_id: int, tenant: str | None, kind: str, state: str, image_sent: Any,
