@@ -94,7 +94,8 @@ class QuotaHandler(ResourceHandler):
         if result.answer is not None:
             ctx.answers["quotas"] = result.answer
         target_id = f"{service}:{project_id}"
-        idmap.record_target(ctx, source_id_of(step), target_id)
+        # Unmarked on the target: recorded at once (see idmap.record_step_target).
+        idmap.record_step_target(ctx.factory, ctx.step, source_id_of(step), target_id)
         data: dict[str, Any] = {"target_id": target_id, "applied": result.applied,
                                 "apply_calls": counted["calls"]}
         if result.dropped:
@@ -240,7 +241,8 @@ class RoleAssignmentHandler(ResourceHandler):
         # The grant is an idempotent PUT: no need to look first.
         created = self.create(ctx, tc, step, source_id_of(step), attrs)
         ctx.answers["resource"] = created
-        idmap.record_target(ctx, source_id_of(step), created["id"])
+        # Unmarked on the target: recorded at once (see idmap.record_step_target).
+        idmap.record_step_target(ctx.factory, ctx.step, source_id_of(step), created["id"])
         return {"target_id": created["id"]}
 
     def read(self, tc: TargetCloud, target_id: str, step: StepSnapshot,

@@ -27,7 +27,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.handlers import StepContext
-from migrator.engine.steps import read_connection, utcnow
+from migrator.engine.leases import fenced_transaction
+from migrator.engine.steps import StepSnapshot, read_connection, utcnow
 from migrator.errors import StepFailedError
 from migrator.store.models import IdMap, Run
 
@@ -41,6 +42,16 @@ def split_key(step_key: str) -> tuple[str, str]:
     if not sep or not kind or not source_id:
         raise StepFailedError(f"reference {step_key!r} is not a step key '<kind>:<source id>'")
     return kind, source_id
+
+
+def record_step_target(factory: sessionmaker[Session], step: StepSnapshot, source_id: str,
+                       target_id: str) -> None:
+    """The mapping of ``step``'s resource, written at once in a transaction of its own,
+    fenced by the step's lease token. For kinds nothing on the target marks (a quota set, a
+    role grant): a rollback of a run killed before the step's next checkpoint has only this
+    row to know that the change was made."""
+    with fenced_transaction(factory, step) as conn:
+        _record(conn, step.run_id, step.kind, source_id, target_id)
 
 
 def record_target(ctx: StepContext, source_id: str, target_id: str) -> None:
