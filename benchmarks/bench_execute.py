@@ -54,6 +54,12 @@ SPEEDUP_TARGET = 3.0  # at 200 tenants: migrator at least 3x faster than the nai
 CPU_PER_STEP_TARGET_MS = 4.0
 CALLS_PER_RESOURCE_TARGET = 2.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# A folder: migrator execute runs under py-spy (a speedscope profile per size; the wall and
+# CPU figures then include py-spy's sampling, so they are not comparable).
+PROFILE = os.environ.get("MIGRATOR_BENCH_EXECUTE_PROFILE", "")
+# Sizes above this run migrator alone (the sequential baseline takes about 2 s a tenant here,
+# more than half an hour at 1,000 tenants): their figures are migrator's, with no ratio.
+NAIVE_UP_TO = int(os.environ.get("MIGRATOR_BENCH_EXECUTE_NAIVE_UP_TO", "1000"))
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,15 @@ def measure(tenants: int) -> list[Metric]:
     from migrator.sim.seed_gen import SeedShape, generate
 
     tmp = Path(tempfile.mkdtemp(prefix="migrator-bench-execute-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MIGRATOR_DB": f"sqlite:///{tmp}/state.db"}
+    # This tree's code in the child processes (the simulator's too), whatever is installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+           "MIGRATOR_DB": f"sqlite:///{tmp}/state.db"}
     migrator = [str(Path(sys.executable).parent / "migrator")]
     try:
         seed = tmp / "seed.json"
         seed.write_text(json.dumps(generate(SeedShape(
-            tenants=tenants, volumes_per_tenant=0, image_size=65536, content_pool=8))))
+            tenants=tenants, volumes_per_tenant=0, image_size=65536, content_pool=8,
+            mislabelled=0))))
         config = yaml.safe_load(SAMPLE)
         config["users"]["password_file"] = str(tmp / "passwords.yaml")
         config["address_plan"]["ipv6_prefix"] = "2001:db8:100::/40"
@@ -183,29 +192,41 @@ def measure(tenants: int) -> list[Metric]:
                 step = run_measured([*migrator, *args], tmp, env)
                 if step.returncode != 0:
                     raise RuntimeError(f"migrator {args[0]} failed: {step.stderr[-2000:]}")
-            clouds.reset()
-            sim_cpu = process_cpu(process.pid)
-            naive = run_measured([sys.executable, "-m", "benchmarks.naive_copy",
-                                  str(clouds_yaml), "legacy", "naive"], tmp, env)
-            naive_sim_cpu = process_cpu(process.pid) - sim_cpu
-            if naive.returncode != 0:
-                raise RuntimeError(f"the naive script failed: {naive.stderr[-2000:]}")
-            naive_calls = clouds.calls("naive")
-            naive_source_calls = clouds.calls("legacy")
-            naive_result = json.loads(naive.stdout.strip().splitlines()[-1])
+            naive: Process | None = None
+            naive_sim_cpu, naive_calls, naive_source_calls = 0.0, 0, 0
+            naive_result: dict[str, Any] = {}
+            if tenants <= NAIVE_UP_TO:
+                clouds.reset()
+                sim_cpu = process_cpu(process.pid)
+                naive = run_measured([sys.executable, "-m", "benchmarks.naive_copy",
+                                      str(clouds_yaml), "legacy", "naive"], tmp, env)
+                naive_sim_cpu = process_cpu(process.pid) - sim_cpu
+                if naive.returncode != 0:
+                    raise RuntimeError(f"the naive script failed: {naive.stderr[-2000:]}")
+                naive_calls = clouds.calls("naive")
+                naive_source_calls = clouds.calls("legacy")
+                naive_result = json.loads(naive.stdout.strip().splitlines()[-1])
 
             clouds.reset()
             sim_cpu = process_cpu(process.pid)
-            mig = run_measured([*migrator, "execute", "plans/bench.yaml", *cy], tmp, env)
+            command = [*migrator, "execute", "plans/bench.yaml", *cy]
+            if PROFILE:
+                # py-spy samples the whole process (threads included, idle ones left out).
+                Path(PROFILE).mkdir(parents=True, exist_ok=True)
+                command = [str(Path(sys.executable).parent / "py-spy"), "record", "-o",
+                           f"{PROFILE}/execute-{tenants}t.json", "--format", "speedscope",
+                           "-r", "200", "--", *command]
+            mig = run_measured(command, tmp, env)
             mig_sim_cpu = process_cpu(process.pid) - sim_cpu
             if mig.returncode != 0:
                 raise RuntimeError(f"migrator execute failed: {mig.stderr[-2000:]}")
             target_calls = clouds.calls("target")
             source_calls = clouds.calls("legacy")
-            same = clouds.counts("target") == clouds.counts("naive")
-            differences = {k: (clouds.counts("target").get(k), v)
-                           for k, v in clouds.counts("naive").items()
-                           if clouds.counts("target").get(k) != v}
+            same = naive is not None and clouds.counts("target") == clouds.counts("naive")
+            differences = {} if naive is None else {
+                k: (clouds.counts("target").get(k), v)
+                for k, v in clouds.counts("naive").items()
+                if clouds.counts("target").get(k) != v}
         finally:
             stop(process)
         times = done_times(tmp / "state.db")
@@ -213,13 +234,33 @@ def measure(tenants: int) -> list[Metric]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     steps = len(times)
-    resources = int(naive_result["resources"])
     rates = per_tenth(times)
     span = times[-1] if times else 0.0
-    speedup = naive.wall / mig.wall
     tag = f"{tenants}t"
-    naive_sim_per_call = naive_sim_cpu / max(1, naive_calls + naive_source_calls)
     note_rates = " ".join(f"{r:.0f}" for r in rates)
+    kinds = ", ".join(f"{k} {v:.1f}" for k, v in per_kind.items())
+    if naive is None:
+        return [
+            Metric(f"{tag}_steps", steps, "steps",
+                   note=f"migrator alone (no sequential baseline above {NAIVE_UP_TO} tenants)"),
+            Metric(f"{tag}_migrator_execute_s", mig.wall, "s", better="lower",
+                   note="migrator execute in a fresh process, interpreter start included"),
+            Metric(f"{tag}_steps_per_s", steps / span if span else None, "steps/s",
+                   note=f"per tenth of the run: {note_rates}; last/first "
+                        f"{rates[-1] / rates[0]:.2f}" if rates else ""),
+            Metric(f"{tag}_migrator_cpu_ms_per_step", 1000 * mig.cpu / steps, "ms",
+                   target=CPU_PER_STEP_TARGET_MS, better="lower"),
+            Metric(f"{tag}_target_calls_per_resource", target_calls / steps, "calls",
+                   target=CALLS_PER_RESOURCE_TARGET, better="lower",
+                   note=f"source calls {source_calls}; per kind (checkpoints): {kinds}"),
+            Metric(f"{tag}_sim_cpu_ms_per_call",
+                   1000 * mig_sim_cpu / max(1, target_calls + source_calls), "ms",
+                   better="lower"),
+            Metric(f"{tag}_migrator_peak_rss_mib", mig.rss_mib, "MiB", better="lower"),
+        ]
+    resources = int(naive_result["resources"])
+    speedup = naive.wall / mig.wall
+    naive_sim_per_call = naive_sim_cpu / max(1, naive_calls + naive_source_calls)
     return [
         Metric(f"{tag}_steps", steps, "steps", note=f"naive script created {resources} "
                f"resources; targets identical per collection: {same}"
@@ -241,7 +282,7 @@ def measure(tenants: int) -> list[Metric]:
                target=CALLS_PER_RESOURCE_TARGET, better="lower",
                note=f"naive {naive_calls / resources:.2f}; source calls: migrator "
                     f"{source_calls}, naive {naive_source_calls}; per kind (checkpoints): "
-                    + ", ".join(f"{k} {v:.1f}" for k, v in per_kind.items())),
+                    + kinds),
         Metric(f"{tag}_sim_cpu_ms_per_call",
                1000 * mig_sim_cpu / max(1, target_calls + source_calls), "ms", better="lower",
                note=f"naive run: {1000 * naive_sim_per_call:.2f} ms"),

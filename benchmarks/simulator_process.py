@@ -4,6 +4,7 @@ started from a seed file, read its ready line, measured, stopped."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -15,9 +16,14 @@ def serve(seed: Path, data_dir: Path, clouds: Sequence[str]
     """``migrator sim serve`` for ``clouds`` (``NAME:PROFILE`` specs); returns the process and
     its ready line (``clouds_yaml``, the clouds' URLs)."""
     spec = [arg for cloud in clouds for arg in ("--cloud", cloud)]
+    # This tree's simulator, whatever is installed.
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     process = subprocess.Popen(
         [sys.executable, "-m", "migrator.sim", "serve", *spec, "--seed", str(seed),
-         "--data-dir", str(data_dir), "--format", "json"], stdout=subprocess.PIPE, text=True)
+         "--data-dir", str(data_dir), "--format", "json"], stdout=subprocess.PIPE, text=True,
+        env=env)
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:

@@ -50,6 +50,10 @@ def test_execute_with_two_worker_processes_migrates_everything_once(world: World
     plan_path = world.root / "plans" / "two.yaml"
     planned = world.cli("plan", "--config", str(world.config), "-o", str(plan_path))
     assert planned.exit_code == 0, planned.output
+    # Each create answered after 100 ms: the run outlasts the start of both processes (its
+    # ~70 steps take a second or two otherwise, less than a loaded machine needs to start a
+    # second interpreter, which then finds the run over and does not join).
+    world.admin("target").add_fault(match="POST /*", latency_ms=100)
     # The workers are separate processes: they read the database and clouds.yaml by path.
     result = world.cli("execute", str(plan_path), "--processes", "2", "--workers", "3")
     assert result.exit_code == 0, result.output
@@ -102,8 +106,10 @@ def test_pause_resume_and_cancel_are_obeyed_by_a_worker(db_url: str) -> None:
 
         assert migrator("run", "pause", "run") == {
             "run": "run", "action": "pause", "status": "paused", "workers": 1}
-        # Within a heartbeat and a phase, nothing runs and nothing more completes.
-        wait_for(lambda: not state_counts(factory, run_id).get("running"), 30, "idle")
+        # Within a heartbeat and a phase, nothing runs and nothing more completes (a step
+        # verifying runs too: it completes with its thread's next claim).
+        wait_for(lambda: not {"running", "verifying"} & set(state_counts(factory, run_id)),
+                 30, "idle")
         done = state_counts(factory, run_id)["done"]
         time.sleep(3)
         assert state_counts(factory, run_id).get("done") == done

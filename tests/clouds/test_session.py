@@ -1,9 +1,11 @@
 """CloudSession over real HTTP against the simulator: revoked tokens renewed once for all the
 worker threads that meet the 401, token requests and version discovery retried under the
-cloud's policy, bad credentials not retried."""
+cloud's policy, bad credentials not retried, the environment (proxies, netrc, CA bundle
+variables) read once per host instead of per request."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 import requests
 
 from migrator.clouds.connection import CloudHandle, open_cloud
-from migrator.clouds.session import CloudSession
+from migrator.clouds.session import CloudSession, SettledSession
 from migrator.clouds.target import TargetCloud
 from migrator.errors import CloudError
 from migrator.retry import Backoff, RetryBudget, RetryPolicy
@@ -160,5 +162,72 @@ def test_version_discovery_is_retried(sim: SimServer, admin: Sim) -> None:
     try:
         assert TargetCloud(handle).compute_max_microversion() == (2, 96)
         assert policy.budget.spent >= 2
+    finally:
+        handle.close()
+
+
+def test_the_environment_is_read_once_per_host(sim: SimServer, admin: Sim,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    proxies, netrc = requests.utils.get_environ_proxies, requests.utils.get_netrc_auth
+
+    def counted_proxies(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(f"proxies {url}")
+        return proxies(url, no_proxy=no_proxy)
+
+    def counted_netrc(url: str, raise_errors: bool = False) -> Any:
+        reads.append(f"netrc {url}")
+        return netrc(url, raise_errors)
+
+    monkeypatch.setattr(requests.utils, "get_environ_proxies", counted_proxies)
+    monkeypatch.setattr(requests.utils, "get_netrc_auth", counted_netrc)
+    handle = open_target(sim)
+    try:
+        session = handle.conn.session.session
+        assert isinstance(session, SettledSession) and session.trust_env is False
+        identity = handle.proxy("identity")
+        identity.get("/projects").raise_for_status()
+        after_one = len(reads)
+        for _ in range(20):
+            identity.get("/projects").raise_for_status()
+            handle.proxy("network").get("/networks").raise_for_status()
+        # Every endpoint of the simulated cloud is on one host: one read of each kind.
+        assert after_one == len(reads) == 2, reads
+        assert session.environment_reads() == 1
+        assert admin.calls("GET /identity/v3/projects") == 21
+    finally:
+        handle.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_proxies_and_no_proxy_from_the_environment_still_apply(
+        sim: SimServer, monkeypatch: pytest.MonkeyPatch, bypass: bool) -> None:
+    """A proxy in the environment when the session is made carries its requests (here one
+    that refuses connections), unless no_proxy names the host."""
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                 "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{_closed_port()}")
+    if bypass:
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    policy = RetryPolicy(retries=0, budget=RetryBudget(0, 0, name="target"))
+    if not bypass:
+        with pytest.raises(CloudError, match="cannot reach") as refused:
+            open_target(sim, policy)
+        chain, cause = [], refused.value.__cause__
+        while cause is not None:
+            chain.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        assert any("Unable to connect to proxy" in text for text in chain), chain
+        return
+    handle = open_target(sim, policy)
+    try:
+        handle.proxy("network").get("/networks").raise_for_status()
     finally:
         handle.close()

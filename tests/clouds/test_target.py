@@ -239,3 +239,43 @@ def test_untagged_leftover_of_a_crash_is_found_and_tagged(handle: CloudHandle,
     assert found is not None and found["id"] == net["id"]
     assert tc.get_network(net["id"])["tags"] == [source_tag(sid)]
     assert tc.find_network_by_source(sid)["id"] == net["id"]
+
+
+def test_calls_go_through_the_lean_transport_with_the_sdk_path_as_fallback(
+        sim: SimServer, admin_api: dict[str, Admin]) -> None:  # noqa: F811
+    """Writes and reads of the adapter use the handle's lean transport (clouds/raw_reads.py:
+    the SDK's endpoint, token and microversions, not its per-request cost); turned off, the
+    SDK's session sends them, with the same answers and the same errors."""
+    for lean in (True, False):
+        h = open_cloud("target", config_file=sim.clouds_yaml, role="target")
+        h.lean_reads = lean
+        through_sdk: list[str] = []
+
+        def seen(response: Any, *args: Any, sent: list[str] = through_sdk, **kwargs: Any) -> None:
+            sent.append(response.request.method)
+
+        h.conn.session.session.hooks["response"].append(seen)
+        try:
+            adapter = TargetCloud(h, retry=FAST_RETRY)
+            before = h.calls
+            answered = sum(admin_api["target"].calls().values())
+            sid = hexid()
+            created = adapter.create_network(sid, {"name": f"lean-{lean}"})
+            assert adapter.find_network_by_source(sid)["id"] == created["id"]
+            assert source_tag(sid) in adapter.get_network(created["id"])["tags"]
+            with pytest.raises(TargetCloudError, match=r"create network \('x'\): HTTP 400"):
+                adapter.create_network(hexid(), {"name": "x", "bogus": 1})
+            # A POST whose connection drops is not sent again by the transport.
+            admin_api["target"].add_fault(match="POST /network/v2.0/networks", times=1,
+                                          drop_after_bytes=0)
+            posts = admin_api["target"].calls().get("POST /network/v2.0/networks", 0)
+            with pytest.raises(TargetCloudError):
+                adapter.create_network(hexid(), {"name": "dropped"})
+            assert admin_api["target"].calls()["POST /network/v2.0/networks"] == posts + 1
+            # Every request counted, the dropped one too (the simulator saw them all).
+            seen_by_sim = sum(admin_api["target"].calls().values()) - answered
+            assert not lean or h.calls - before == seen_by_sim
+            assert (through_sdk == []) is lean, through_sdk
+        finally:
+            admin_api["target"].clear_faults()
+            h.close()

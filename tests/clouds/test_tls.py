@@ -153,26 +153,42 @@ def test_the_lean_reader_refuses_what_the_sdk_refuses(sim: SimServer, tmp_path: 
 
 def test_session_trust_follows_requests(sim: SimServer, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    handle = open_cloud("legacy", config_file=sim.clouds_yaml)
-    session = handle.conn.session
     url = sim.cloud("legacy").base_url
+    for variable in CA_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+    def opened() -> Any:
+        # The CA bundle variables are read when the session is made (clouds/session.py).
+        return open_cloud("legacy", config_file=sim.clouds_yaml, check=False)
+
+    handle = opened()
+    session = handle.conn.session
     try:
         assert session_trust(session, url).verify == str(sim.cacert)
         session.verify = True
         assert session_trust(session, url).verify is True
         assert session_trust(session, url).ca_bundle == requests.certs.where()
         monkeypatch.setenv("CURL_CA_BUNDLE", "/curl/ca.pem")
-        assert session_trust(session, url).verify == "/curl/ca.pem"
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/requests/ca.pem")
-        assert session_trust(session, url).verify == "/requests/ca.pem"  # requests' order
-        session.verify = str(sim.cacert)  # a cacert wins over the environment, as in requests
-        assert session_trust(session, url).verify == str(sim.cacert)
-        session.verify = False
-        assert session_trust(session, url).verify is False
-        session.cert = ("/c.pem", "/k.pem")
-        assert session_trust(session, url).cert == ("/c.pem", "/k.pem")
+        # Read once per session: a variable set afterwards does not apply to it.
+        assert session_trust(session, url).verify is True
     finally:
         handle.close()
+    for expected in ("/curl/ca.pem", "/requests/ca.pem"):
+        if expected == "/requests/ca.pem":
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/requests/ca.pem")  # requests' order
+        handle = opened()
+        session = handle.conn.session
+        try:
+            session.verify = True
+            assert session_trust(session, url).verify == expected
+            session.verify = str(sim.cacert)  # a cacert wins over the environment
+            assert session_trust(session, url).verify == str(sim.cacert)
+            session.verify = False
+            assert session_trust(session, url).verify is False
+            session.cert = ("/c.pem", "/k.pem")
+            assert session_trust(session, url).cert == ("/c.pem", "/k.pem")
+        finally:
+            handle.close()
 
 
 def test_the_host_name_is_checked(tmp_path: Path) -> None:

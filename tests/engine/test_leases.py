@@ -193,3 +193,46 @@ def test_waiting_counts_the_dependencies_not_done(any_factory: Factory) -> None:
     assert [c.step.key for c in claim_steps(any_factory, run_id, "me", 10)] == ["c"]
     fire(any_factory, ids["a"], "rollback")  # done no more: c waits for it again
     assert waiting(any_factory, run_id) == {"a": 0, "b": 0, "c": 1, "d": 1}
+
+
+def test_completion_and_the_next_claim_share_one_transaction(any_factory: Factory) -> None:
+    from migrator.engine.leases import complete_and_claim
+    from migrator.store.models import Event
+
+    run_id = create_run(any_factory, "r", [StepSpec("a", "x"), StepSpec("b", "x")],
+                        [("b", "a")])
+    (a,) = claim_steps(any_factory, run_id, "w1", 1)
+    verified = advance(any_factory, a.step, "verify")
+    done, (b,) = complete_and_claim(any_factory, verified, "w1", 1)
+    # b became ready by a's completion and was claimed in the same commit.
+    assert done.state == "done" and b.step.key == "b" and b.step.state == "running"
+    with any_factory() as s:
+        triggers = [t for (t,) in s.execute(select(Event.trigger).where(
+            Event.step_id.is_not(None)).order_by(Event.id))]
+    assert triggers == ["start", "verify", "complete", "start"]
+    # A completion whose step was taken over writes nothing, the claim included.
+    run2 = create_run(any_factory, "r2", [StepSpec("c", "x"), StepSpec("d", "x")], [])
+    now = utcnow()
+    (c,) = claim_steps(any_factory, run2, "w1", 1, lease_seconds=1, now=now)
+    stale = advance(any_factory, c.step, "verify")
+    (taken,) = claim_steps(any_factory, run2, "w2", 1, now=now + timedelta(seconds=5))
+    assert taken.reclaimed and taken.step.key == "c"
+    with pytest.raises(ConcurrencyError):
+        complete_and_claim(any_factory, stale, "w1", 1)
+    assert state_counts(any_factory, run2) == {"pending": 1, "verifying": 1}
+
+
+def test_transfers_first_while_the_limit_has_room(any_factory: Factory) -> None:
+    run_id = create_run(any_factory, "r", [StepSpec("p1", "plain"), StepSpec("p2", "plain"),
+                                           StepSpec("i1", "image"), StepSpec("i2", "image")],
+                        [])
+    limits = ClaimLimits(frozenset({"image"}), 1)
+    # Plain steps first unless asked: the transfers wait for the end of the run.
+    (first,) = claim_steps(any_factory, run_id, "w", 1, limits=limits)
+    assert first.step.key == "p1"
+    (second,) = claim_steps(any_factory, run_id, "w", 1, limits=limits, data_first=True)
+    assert second.step.key == "i1"
+    # The limit (one transfer at a time) is full: plain steps, then nothing more to move.
+    (third,) = claim_steps(any_factory, run_id, "w", 1, limits=limits, data_first=True)
+    assert third.step.key == "p2"
+    assert claim_steps(any_factory, run_id, "w", 1, limits=limits, data_first=True) == []

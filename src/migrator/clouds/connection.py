@@ -259,10 +259,9 @@ class CloudHandle:
 
         return call_with_retries(once, self.retry, on_retry=self._note_retry)
 
-    def _raw_get(self, service: str, params: Mapping[str, Any] | None,
-                 microversion: str | None) -> Callable[[str], Any]:
-        """One GET attempt of ``path``: through the lean transport when it applies (see
-        clouds/raw_reads.py), else through the service's SDK proxy."""
+    def lean(self, service: str) -> RawReader | None:
+        """The lean transport (clouds/raw_reads.py) for requests to ``service``, or None when
+        it does not apply (turned off, a proxy, no endpoint): use the SDK's proxy then."""
         reader = self._reader
         if reader is None and self.lean_reads:
             with self._reader_lock:
@@ -270,7 +269,14 @@ class CloudHandle:
                     self._reader = RawReader(self.conn, timeout=self.timeout,
                                              count=self.counter.count)
                 reader = self._reader
-        if reader is not None and reader.usable(service):
+        return reader if reader is not None and reader.usable(service) else None
+
+    def _raw_get(self, service: str, params: Mapping[str, Any] | None,
+                 microversion: str | None) -> Callable[[str], Any]:
+        """One GET attempt of ``path``: through the lean transport when it applies (see
+        clouds/raw_reads.py), else through the service's SDK proxy."""
+        reader = self.lean(service)
+        if reader is not None:
             return lambda path: reader.get(service, path, params=params,
                                            microversion=microversion)
         proxy = self.proxy(service)

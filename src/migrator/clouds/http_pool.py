@@ -82,7 +82,7 @@ class Trust:
 
 @dataclass(frozen=True)
 class Answer:
-    """A GET's answer, read in full."""
+    """An answer, read in full."""
 
     status: int
     reason: str
@@ -123,17 +123,24 @@ class Pool:
 
     def get(self, url: str, headers: dict[str, str]) -> Answer:
         """GET ``url``; raises OSError or http.client.HTTPException when no full answer came."""
+        return self.request("GET", url, headers)
+
+    def request(self, method: str, url: str, headers: dict[str, str],
+                body: bytes | None = None) -> Answer:
+        """One request (``body`` sent with its Content-Length); raises OSError or
+        http.client.HTTPException when no full answer came. Never sent twice: a request that
+        failed may or may not have reached the server, which only its caller can judge."""
         parts = urlsplit(url)
         scheme = parts.scheme
         port = parts.port or (443 if scheme == "https" else 80)
         host = parts.hostname or ""
         key = (scheme, host, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = _request(target, parts.netloc, headers)
+        request = _request(target, parts.netloc, headers, method, body)
         conn = self._take(key)
         try:
             conn.sock.sendall(request)
-            answer, keep = _read_answer(conn.reader)
+            answer, keep = _read_answer(conn.reader, head=method == "HEAD")
         except BaseException:
             conn.close()
             raise
@@ -178,21 +185,25 @@ class Pool:
             self._idle.clear()
 
 
-def _request(target: str, netloc: str, headers: dict[str, str]) -> bytes:
-    if _UNSAFE.search(target):
+def _request(target: str, netloc: str, headers: dict[str, str], method: str = "GET",
+             body: bytes | None = None) -> bytes:
+    if _UNSAFE.search(target) or _UNSAFE.search(method):
         raise http.client.InvalidURL(f"URL can't contain control characters: {target!r}")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {netloc.rpartition('@')[2]}",
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {netloc.rpartition('@')[2]}",
              "Accept-Encoding: identity"]
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body or b'')}")
     for name, value in headers.items():
         if _UNSAFE_VALUE.search(value) or _UNSAFE.search(name):
             raise ValueError(f"invalid header {name!r}")
         lines.append(f"{name}: {value}")
     lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1")
+    return "\r\n".join(lines).encode("latin-1") + (body or b"")
 
 
-def _read_answer(reader: BinaryIO) -> tuple[Answer, bool]:
-    """The answer on ``reader`` and whether the connection may be used again."""
+def _read_answer(reader: BinaryIO, *, head: bool = False) -> tuple[Answer, bool]:
+    """The answer on ``reader`` and whether the connection may be used again (``head``: the
+    answer to a HEAD, which has no body whatever its headers say)."""
     while True:
         version, status, reason = _status_line(reader)
         headers = _header_lines(reader)
@@ -201,7 +212,7 @@ def _read_answer(reader: BinaryIO) -> tuple[Answer, bool]:
     fields = {name.lower(): value for name, value in headers}
     connection = fields.get("connection", "").lower()
     keep = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
-    if status in (204, 304) or 100 <= status < 200:
+    if head or status in (204, 304) or 100 <= status < 200:
         body = b""
     elif "chunked" in fields.get("transfer-encoding", "").lower():
         body = _chunked(reader)

@@ -118,14 +118,26 @@ class RawReader:
     def get(self, service: str, path: str, *, params: Mapping[str, Any] | None = None,
             microversion: str | None = None) -> RawResponse:
         """One GET (and at most one more after a 401)."""
+        return self.send("GET", service, path, params=params, microversion=microversion)
+
+    def send(self, method: str, service: str, path: str, *, json: Any = None,
+             params: Mapping[str, Any] | None = None,
+             microversion: str | None = None) -> RawResponse:
+        """One request with an optional JSON body (and at most one more after a 401: a
+        refused token means the request was not acted on). Not retried otherwise: that is the
+        caller's decision (clouds/target_base.py retries only idempotent methods)."""
         url = self.url(service, path, params)
         headers = self._headers(service, microversion)
+        body = None
+        if json is not None:
+            body = jsoncodec.compact(json).encode()
+            headers = {**headers, "Content-Type": "application/json"}
         auth = self._auth_headers()
-        response = self._send(url, {**headers, **auth})
+        response = self._send(url, {**headers, **auth}, method, body)
         if response.status_code == 401:
             renewed = self._auth_headers(renew=True, used=auth.get("X-Auth-Token"))
             if renewed:
-                response = self._send(url, {**headers, **renewed})
+                response = self._send(url, {**headers, **renewed}, method, body)
         return response
 
     def _headers(self, service: str, microversion: str | None) -> dict[str, str]:
@@ -142,10 +154,11 @@ class RawReader:
             self._header_sets[key] = found
         return found
 
-    def _send(self, url: str, headers: dict[str, str]) -> RawResponse:
+    def _send(self, url: str, headers: dict[str, str], method: str = "GET",
+              body: bytes | None = None) -> RawResponse:
         # A request that got no full answer raises; the caller counts it as a failure.
         try:
-            answer = self._pool_for(url).get(url, headers)
+            answer = self._pool_for(url).request(method, url, headers, body)
         except ssl.SSLError as exc:
             raise ksa_exc.SSLError(f"SSL exception connecting to {url}: {exc}") from exc
         except TimeoutError as exc:
@@ -153,8 +166,8 @@ class RawReader:
         except (OSError, http.client.HTTPException) as exc:
             raise ksa_exc.ConnectFailure(
                 f"Unable to establish connection to {url}: {exc!r}") from exc
-        self._count("GET")
-        return RawResponse(answer, url)
+        self._count(method)
+        return RawResponse(answer, url, method)
 
     def _pool_for(self, url: str) -> Pool:
         pool = self._pool
@@ -191,10 +204,19 @@ class RawResponse:
     """What get_json reads of an answer (the attributes of a requests Response it uses);
     :meth:`as_requests` builds the requests Response the SDK's error classes want."""
 
-    def __init__(self, answer: Answer, url: str) -> None:
+    def __init__(self, answer: Answer, url: str, method: str = "GET") -> None:
         self.status_code = answer.status
         self.url = url
+        self.method = method
         self._answer = answer
+
+    @property
+    def content(self) -> bytes:
+        return self._answer.body
+
+    @property
+    def text(self) -> str:
+        return self._answer.body.decode("utf-8", "replace")
 
     @property
     def headers(self) -> CaseInsensitiveDict[str]:
@@ -214,7 +236,7 @@ class RawResponse:
         response.reason = self._answer.reason
         response.encoding = "utf-8"
         request = requests.PreparedRequest()
-        request.method = "GET"
+        request.method = self.method
         request.url = self.url
         response.request = request
         return response

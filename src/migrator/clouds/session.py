@@ -29,6 +29,16 @@ What it changes in keystoneauth's behaviour, and why:
 - ``session.retry`` carries the cloud's policy to every request path that only has the
   connection (transfer/): see :func:`retry_policy_of`.
 
+- **The environment is read once per host, not on every request.** requests, trusting the
+  environment (its default), reads the proxy variables (all of ``os.environ``, then
+  ``no_proxy`` against the host), the CA bundle variables and ``~/.netrc`` for every request
+  it sends, and stats the CA bundle for every HTTPS one: about a tenth of a worker's CPU per
+  call. The session's requests session is a :class:`SettledSession`: requests' own
+  environment reads are off (``trust_env = False``) and the same values are worked out the
+  same way (requests' functions) the first time a host is called, then kept for the
+  session's life; the CA bundle variables are read when the session is made. A process that
+  changes its proxy environment afterwards must open its clouds again (migrator never does).
+
 keystoneauth's own status-code and connect retries are switched off for every service
 (clouds/connection.py): the retries are ours, counted and under the budget, and an upload is
 never re-sent with a half-consumed body.
@@ -38,11 +48,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.utils
 from keystoneauth1 import exceptions as ksa_exc
 from keystoneauth1 import session as ksa_session
 from keystoneauth1.identity.base import BaseIdentityPlugin
@@ -57,7 +70,14 @@ class CloudSession(ksa_session.Session):
 
     def __init__(self, *args: Any, retry: RetryPolicy | None = None, cloud: str = "?",
                  **kwargs: Any) -> None:
+        given = kwargs.get("session")
+        if given is None:
+            kwargs["session"] = SettledSession(tls_ciphers=kwargs.get("tls_ciphers"),
+                                               tls_min_version=kwargs.get("tls_min_version"))
         super().__init__(*args, **kwargs)
+        if given is None:
+            # Ours, so closed with the keystoneauth session (as the one it makes itself).
+            self._session = self.session
         self.retry = retry if retry is not None else RetryPolicy()
         self.cloud = cloud
         self._sent = threading.local()
@@ -102,6 +122,125 @@ class CloudSession(ksa_session.Session):
                     return True
                 return bool(plugin.invalidate())
         return bool(super().invalidate(auth))
+
+
+@dataclass(frozen=True)
+class _HostEnvironment:
+    """What the environment says about requests to one scheme://host:port."""
+
+    proxies: dict[str, str]
+    netrc: tuple[str, str] | None
+
+
+class SettledSession(requests.Session):
+    """A requests Session that reads the environment once per host (module doc): proxies
+    (``no_proxy`` honoured per host), ``~/.netrc`` credentials per host, and the CA bundle
+    variables (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) once, applied exactly where
+    requests applies them; the CA bundle and client certificate paths are checked once per
+    path. Mounts keystoneauth's keep-alive adapter, as keystoneauth does for its own."""
+
+    def __init__(self, *, tls_ciphers: str | None = None,
+                 tls_min_version: Any = None) -> None:
+        super().__init__()
+        self.trust_env = False  # requests' per-request reads; ours are per host
+        self.ca_bundle: str | None = (os.environ.get("REQUESTS_CA_BUNDLE")
+                                      or os.environ.get("CURL_CA_BUNDLE") or None)
+        self._hosts: dict[tuple[str, str | None], _HostEnvironment] = {}
+        self._lock = threading.Lock()
+        adapter = _SettledAdapter(tls_ciphers=tls_ciphers, tls_min_version=tls_min_version)
+        for scheme in list(self.adapters):
+            self.mount(scheme, adapter)
+
+    def environment_reads(self) -> int:
+        """How many hosts' environments were read (tests: one per host, whatever the calls)."""
+        return len(self._hosts)
+
+    def host_environment(self, url: str, no_proxy: str | None = None) -> _HostEnvironment:
+        parts = urlsplit(url)
+        key = (f"{parts.scheme}://{parts.netloc}".lower(), no_proxy)
+        found = self._hosts.get(key)
+        if found is None:
+            with self._lock:
+                found = self._hosts.get(key)
+                if found is None:
+                    auth = requests.utils.get_netrc_auth(url)
+                    found = _HostEnvironment(
+                        dict(requests.utils.get_environ_proxies(url, no_proxy=no_proxy)),
+                        tuple(auth) if auth else None)  # type: ignore[arg-type]
+                    self._hosts[key] = found
+        return found
+
+    def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        # requests' own, with its environment reads replaced by what was read once.
+        if proxies is not None:
+            env = self.host_environment(url, proxies.get("no_proxy"))
+            for key, value in env.proxies.items():
+                proxies.setdefault(key, value)
+        if verify is True or verify is None:
+            verify = self.ca_bundle or verify
+        merged: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert)
+        return merged
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if not request.auth and not self.auth and request.url:
+            netrc = self.host_environment(str(request.url)).netrc
+            if netrc:
+                request.auth = netrc
+        return super().prepare_request(request)
+
+
+class _SettledAdapter(ksa_session.TCPKeepAliveAdapter):
+    """keystoneauth's adapter, checking each CA bundle and certificate path once instead of on
+    every request (requests stats them per request: exists, isdir)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._paths: dict[str, tuple[bool, bool]] = {}
+        super().__init__(*args, **kwargs)
+
+    def _path(self, path: str) -> tuple[bool, bool]:
+        found = self._paths.get(path)
+        if found is None:
+            found = self._paths[path] = (os.path.exists(path), os.path.isdir(path))
+        return found
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any,
+                                             cert: Any = None) -> Any:
+        if isinstance(verify, str) and self._path(verify)[0]:
+            # requests asks os.path.isdir(verify) each time: answered once here.
+            host, pool = super().build_connection_pool_key_attributes(request, True, cert)
+            if self._path(verify)[1]:
+                pool["ca_cert_dir"] = verify
+            else:
+                pool["ca_certs"] = verify
+            return host, pool
+        return super().build_connection_pool_key_attributes(request, verify, cert)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # requests' checks (same errors), each path looked at once.
+        if url.lower().startswith("https") and verify:
+            location = verify if verify is not True else requests.adapters.DEFAULT_CA_BUNDLE_PATH
+            exists, is_dir = self._path(location) if location else (False, False)
+            if not exists:
+                raise OSError("Could not find a suitable TLS CA certificate bundle, "
+                              f"invalid path: {location}")
+            conn.cert_reqs = "CERT_REQUIRED"
+            if is_dir:
+                conn.ca_cert_dir = location
+            else:
+                conn.ca_certs = location
+        else:
+            conn.cert_reqs = "CERT_NONE"
+            conn.ca_certs = None
+            conn.ca_cert_dir = None
+        if cert:
+            conn.cert_file, conn.key_file = (cert, None) if isinstance(cert, str) else cert
+            if conn.cert_file and not self._path(conn.cert_file)[0]:
+                raise OSError("Could not find the TLS certificate file, "
+                              f"invalid path: {conn.cert_file}")
+            if conn.key_file and not self._path(conn.key_file)[0]:
+                raise OSError(f"Could not find the TLS key file, invalid path: {conn.key_file}")
 
 
 def _retry_token_requests(plugin: BaseIdentityPlugin, session: CloudSession) -> None:

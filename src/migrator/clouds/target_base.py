@@ -35,6 +35,7 @@ from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 
 from migrator.clouds.errors import CloudCallError, translate
+from migrator.clouds.raw_reads import RawReader, RawResponse
 from migrator.clouds.session import retry_policy_of
 from migrator.errors import CloudError, NotFoundError
 from migrator.retry import TRANSIENT_STATUSES, Failed, RetryPolicy, call_with_retries
@@ -167,6 +168,7 @@ class TargetBase:
         self._counter = _Counter()
         self._cache: dict[str, Any] = {}
         self._cache_lock = threading.Lock()
+        self._computing: dict[str, threading.Lock] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------
     @contextmanager
@@ -181,14 +183,20 @@ class TargetBase:
             out["retries"] = self._counter.retries - retries
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """A per-adapter memo (extension lists, microversions): computed once."""
+        """A per-adapter memo (extension lists, microversions): computed once, by the first
+        thread that asks; the others wait for its answer instead of asking the cloud too."""
         with self._cache_lock:
             if key in self._cache:
                 return self._cache[key]
-        value = compute()
-        with self._cache_lock:
-            self._cache.setdefault(key, value)
-            return self._cache[key]
+            lock = self._computing.setdefault(key, threading.Lock())
+        with lock:
+            with self._cache_lock:
+                if key in self._cache:
+                    return self._cache[key]
+            value = compute()  # an error leaves nothing cached: the next caller tries again
+            with self._cache_lock:
+                self._cache.setdefault(key, value)
+                return self._cache[key]
 
     def source_description(self, source_id: str) -> str:
         return f"migrated from {self.source_cloud} {source_id}"
@@ -196,6 +204,12 @@ class TargetBase:
     # -- the request path ----------------------------------------------------------------
     def _proxy(self, service: str) -> Any:
         return getattr(self.conn, service)
+
+    def _lean(self, service: str) -> RawReader | None:
+        """The handle's lean transport for ``service`` (a CloudHandle's, when it applies):
+        the SDK's endpoint, token and microversion headers, without its per-request cost."""
+        lean = getattr(self.handle, "lean", None)
+        return lean(service) if callable(lean) else None
 
     def request(
         self,
@@ -216,7 +230,8 @@ class TargetBase:
         when ``missing_ok``). ``op`` and ``what`` name the operation and the resource in
         error messages (``create network``, ``'physics-net'``). ``secret``: the body holds a
         secret, so keystoneauth must not log the call (its DEBUG log prints request bodies)."""
-        proxy = self._proxy(service)
+        lean = self._lean(service)
+        proxy: Any = self._proxy(service) if lean is None else None
         kwargs: dict[str, Any] = {"raise_exc": False}
         if secret:
             kwargs["log"] = False
@@ -232,7 +247,11 @@ class TargetBase:
             self._counter.calls += 1
             error: TargetCloudError
             try:
-                response = proxy.request(path, method, **kwargs)
+                if lean is not None:
+                    response = lean.send(method, service, path, json=json, params=params,
+                                         microversion=microversion)
+                else:
+                    response = proxy.request(path, method, **kwargs)
             except (ksa_exc.ConnectionError, ksa_exc.HttpError, sdk_exc.SDKException) as exc:
                 # refused, dropped or timed out (or a token request that failed for good):
                 # one line from clouds/errors.py
@@ -248,8 +267,9 @@ class TargetBase:
                 return None
             message, error_type = server_message(response)
             cls = TargetNotFoundError if status == 404 else TargetCloudError
+            answer = response.as_requests() if isinstance(response, RawResponse) else response
             error = cls.from_call_error(
-                translate(sdk_exc.HttpException(response=response), self.name, op, what),
+                translate(sdk_exc.HttpException(response=answer), self.name, op, what),
                 error_type=error_type, server_message=message,
             )
             return Failed(error, retryable=idempotent and error.transient,

@@ -40,6 +40,8 @@ class QuotaResult:
     applied: dict[str, Any]
     dropped: dict[str, str] = field(default_factory=dict)  # key -> reason
     microversion: str | None = None
+    # The quota set as the target answered the PUT (get_quotas' shape); None: nothing sent.
+    answer: dict[str, Any] | None = None
 
 
 def fingerprint(public_key: str) -> str:
@@ -179,19 +181,22 @@ class ComputeMixin(TargetBase):
                    ) -> QuotaResult:
         """Write the quota set (idempotent PUT) with only the keys the target accepts."""
         keep, dropped, microversion = self.filter_quotas(service, project_id, values)
+        answer: Any = None
         if keep:
             if service == "compute":
-                self.request(
+                answer = (self.request(
                     "compute", "PUT", f"/os-quota-sets/{project_id}", op="set compute quotas",
                     what=f"of project {project_id}", json={"quota_set": keep},
                     microversion=microversion,
-                )
+                ) or {}).get("quota_set")
             elif service == "volume":
-                self.request(
+                answer = (self.request(
                     "block_storage", "PUT", f"/os-quota-sets/{project_id}",
                     op="set volume quotas", what=f"of project {project_id}",
                     json={"quota_set": keep},
-                )
+                ) or {}).get("quota_set")
             else:
-                self.put_network_quotas(project_id, keep)  # type: ignore[attr-defined]
-        return QuotaResult(service, project_id, keep, dropped, microversion)
+                answer = self.put_network_quotas(project_id, keep)  # type: ignore[attr-defined]
+        shown = ({k: v for k, v in dict(answer).items() if k != "id"}
+                 if isinstance(answer, Mapping) else None)
+        return QuotaResult(service, project_id, keep, dropped, microversion, shown)

@@ -34,7 +34,14 @@ from migrator.engine.handlers import (
     StepContext,
     StepInterrupted,
 )
-from migrator.engine.leases import DEFAULT_LEASE_SECONDS, ClaimLimits, HeldSteps, claim_steps
+from migrator.engine.leases import (
+    DEFAULT_LEASE_SECONDS,
+    Claim,
+    ClaimLimits,
+    HeldSteps,
+    claim_steps,
+    complete_and_claim,
+)
 from migrator.engine.steps import StepSnapshot, advance, utcnow
 from migrator.engine.workers import (
     active_workers,
@@ -54,6 +61,9 @@ RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "inter
 PAUSED, CANCELLED = "paused", "cancelled"
 # A run in one of these states has workers, or is waiting for them.
 JOINABLE = frozenset({"created", RUNNING, PAUSED})
+# After a claim that tried transfers first and got none, the claims of the next moment
+# take the other steps first (one query instead of three).
+DATA_FIRST_PAUSE_S = 0.5
 # The operator's requests (runs.control), obeyed by every worker at its next checkpoint.
 PAUSE, CANCEL = "pause", "cancel"
 
@@ -76,6 +86,12 @@ class ExecutorConfig:
     @property
     def heartbeat_interval(self) -> float:
         return self.lease_seconds / 3
+
+    @property
+    def reclaim_interval(self) -> float:
+        """How often claims look for expired leases: a small part of the lease, so a dead
+        worker's steps are taken over about as soon as its leases end."""
+        return min(1.0, self.lease_seconds / 10)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -156,6 +172,17 @@ class Executor:
         # Worker coordination: the busy count and the end of the run.
         self._wake = threading.Condition()
         self._busy = 0
+        # Bumped each time a thread is done with a step: its dependents may be claimable.
+        self._generation = 0
+        # When a claim next looks for expired leases (monotonic): at most every
+        # reclaim_interval, not in every claim (a query per step otherwise).
+        self._reclaim_at = 0.0
+        # When a claim next tries ready transfers before the other steps (monotonic): at
+        # once after it got one, a moment later after it found none or no free slot.
+        self._data_at = 0.0
+        # The id after which those claims look for ready transfers: the last one found (ids
+        # grow through a plan), back to 0 when none is found after it.
+        self._data_after = 0
         self._exhausted = False
         self._fatal: BaseException | None = None
         self._stopped_by: MigratorError | None = None
@@ -323,21 +350,22 @@ class Executor:
                 self._wake.notify_all()
 
     def _worker(self) -> None:
+        # A step verified by this thread, completed in the transaction of its next claim.
+        finishing: StepSnapshot | None = None
         try:
-            while (job := self._next_job()) is not None:
+            while (job := self._next_job(finishing)) is not None:
+                finishing = None
                 run_step, step = job
                 try:
-                    run_step(step)
+                    finishing = run_step(step)
                 except ConcurrencyError as exc:
                     # Taken over (this worker was paused or cut off past its lease): the
                     # step is the other worker's now, and nothing more may be written here.
                     log.warning("step %s dropped: %s", step.key, _one_line(exc))
                     self._notify("step-lost", step.key, _one_line(exc), _label(step))
                 finally:
-                    self.held.drop(step.id)
-                    with self._wake:
-                        self._busy -= 1
-                        self._wake.notify_all()  # its dependents may be ready now
+                    if finishing is None:
+                        self._finished(step)
         except BaseException as exc:  # engine-level (database): stop this worker
             log.error("worker stopped the run: %s", _one_line(exc))
             with self._wake:
@@ -345,22 +373,58 @@ class Executor:
                 self.stop.set()
                 self._wake.notify_all()
 
-    def _next_job(self) -> tuple[Callable[[StepSnapshot], None], StepSnapshot] | None:
+    def _finished(self, step: StepSnapshot) -> None:
+        """The thread is done with ``step`` (completed, failed, requeued or lost)."""
+        self.held.drop(step.id)
+        with self._wake:
+            self._busy -= 1
+            self._generation += 1
+            self._wake.notify_all()  # its dependents may be ready now
+
+    def _next_job(self, finishing: StepSnapshot | None = None
+                  ) -> tuple[Callable[[StepSnapshot], StepSnapshot | None], StepSnapshot] | None:
         """The next step for a thread: one whose lease expired (in doubt), else a ready one;
         waits while running steps (of any worker) or backoffs may make more ready; None when
-        the run is over for this worker."""
+        the run is over for this worker. ``finishing``: a step the thread verified, completed
+        in the same transaction as the claim. The claim runs outside the threads' lock; a step
+        finished by another thread meanwhile (``_generation``) makes it claim again at once
+        instead of waiting."""
         assert self.name is not None
-        with self._wake:
-            while not (self.stop.is_set() or self._exhausted):
-                if self.paused.is_set():
-                    self._wake.wait(self.config.poll_interval)
-                    continue
-                # Taken before the claim: a backoff that expires between the claim and the
-                # wake-up query below must still count as a reason to wait, not as the end.
-                claim_time = utcnow()
+        while True:
+            with self._wake:
+                idle = self.stop.is_set() or self._exhausted or self.paused.is_set()
+                if finishing is None:
+                    if self.stop.is_set() or self._exhausted:
+                        return None
+                    if self.paused.is_set():
+                        self._wake.wait(self.config.poll_interval)
+                        continue
+                generation = self._generation
+            # Taken before the claim: a backoff that expires between the claim and the
+            # wake-up query below must still count as a reason to wait, not as the end.
+            claim_time = utcnow()
+            data_first = self._data_first()
+            after = self._data_after
+            if finishing is not None:
+                step, finishing = finishing, None
+                claims = self._complete_and_claim(step, 0 if idle else 1, claim_time,
+                                                  data_first, after)
+            else:
                 claims = claim_steps(self.factory, self.run_ref.id, self.name, 1,
                                      lease_seconds=self.config.lease_seconds,
-                                     limits=self.config.limits, now=claim_time)
+                                     limits=self.config.limits, now=claim_time,
+                                     reclaim=self._reclaim_due(), data_first=data_first,
+                                     data_after=after)
+            if data_first:
+                found = [c.step.id for c in claims
+                         if c.step.kind in self.config.limits.transfer_kinds]
+                with self._wake:
+                    if found:
+                        self._data_after = max(self._data_after, *found)
+                    else:
+                        self._data_after = 0
+                        self._data_at = time.monotonic() + DATA_FIRST_PAUSE_S
+            with self._wake:
                 if claims:
                     claim = claims[0]
                     self._busy += 1
@@ -369,16 +433,56 @@ class Executor:
                         return self._reconcile_step, claim.step
                     self._moved(machine.PENDING, machine.RUNNING, "step-started", claim.step)
                     return self._execute_step, claim.step
+                if idle or self._generation != generation:
+                    continue
                 timeout = self.config.poll_interval
                 if self._busy == 0:
                     wait = self._idle_wait(claim_time)
                     if wait is None:
                         self._exhausted = True
                         self._wake.notify_all()
-                        break
+                        return None
                     timeout = min(timeout, wait)
                 self._wake.wait(timeout)
-            return None
+
+    def _reclaim_due(self) -> bool:
+        """Whether this claim looks for steps whose lease expired (taken over from a worker
+        that stopped heartbeating): at most every ``reclaim_interval`` per process."""
+        now = time.monotonic()
+        with self._wake:
+            if now < self._reclaim_at:
+                return False
+            self._reclaim_at = now + self.config.reclaim_interval
+            return True
+
+    def _data_first(self) -> bool:
+        """Whether this claim tries ready transfers first (ClaimLimits): the data steps of a
+        run start as soon as they are ready and a slot is free, instead of after every other
+        step (their step ids come last), which left a run's last tenth to a few transfers."""
+        limits = self.config.limits
+        if limits.transfer_limit is None or not limits.transfer_kinds:
+            return False
+        with self._wake:
+            return time.monotonic() >= self._data_at
+
+    def _complete_and_claim(self, step: StepSnapshot, want: int, now: datetime,
+                            data_first: bool = False, data_after: int = 0) -> list[Claim]:
+        assert self.name is not None
+        claims: list[Claim] = []
+        try:
+            done, claims = complete_and_claim(
+                self.factory, step, self.name, want, lease_seconds=self.config.lease_seconds,
+                limits=self.config.limits, now=now, reclaim=want > 0 and self._reclaim_due(),
+                data_first=data_first, data_after=data_after)
+            self._moved(machine.RUNNING, machine.DONE, "step-done", done)
+        except ConcurrencyError as exc:  # taken over after its verification: not ours
+            log.warning("step %s dropped: %s", step.key, _one_line(exc))
+            self._notify("step-lost", step.key, _one_line(exc), _label(step))
+        finally:
+            # (A thread that sees no busy step in between asks the database, which counts
+            # the claimed step as running: it waits, it does not end.)
+            self._finished(step)
+        return claims
 
     def _idle_wait(self, claim_time: datetime) -> float | None:
         """Nothing claimable and nothing running here: how long to wait before claiming
@@ -403,12 +507,14 @@ class Executor:
             interrupted=lambda: self.paused.is_set() or self.held.is_lost(step.id),
         )
 
-    def _execute_step(self, step: StepSnapshot) -> None:
+    def _execute_step(self, step: StepSnapshot) -> StepSnapshot | None:
+        """Run the step; return it verified (to be completed with the thread's next claim),
+        or None when it ended otherwise (skipped, requeued, failed)."""
         handler = self.registry.get(step.kind)
         ctx = self._context(step)
         try:
             handler.run(ctx, ctx.step)
-            self._verify_and_complete(ctx)
+            return self._verify(ctx)
         except StepInterrupted:
             self._requeue(ctx.step, {"reason": self._interruption()})
         except SkipStep as skip:
@@ -425,21 +531,22 @@ class Executor:
             raise
         except Exception as exc:
             self._fail(ctx.step, exc)
+        return None
 
     def _interruption(self) -> str:
         if self.paused.is_set() and not self.stop.is_set():
             return "paused"
         return "cancelled" if self._cancelled else "interrupted"
 
-    def _reconcile_step(self, step: StepSnapshot) -> None:
+    def _reconcile_step(self, step: StepSnapshot) -> StepSnapshot | None:
         handler = self.registry.get(step.kind)
         ctx = self._context(step)
         try:
             outcome = handler.reconcile(ctx, ctx.step)
             log.info("step %s was in doubt: %s", step.key, outcome.value)
             if outcome is Reconciliation.DONE:
-                self._verify_and_complete(ctx, {"reconciled": outcome.value})
-            elif outcome is Reconciliation.RESTART:
+                return self._verify(ctx, {"reconciled": outcome.value})
+            if outcome is Reconciliation.RESTART:
                 self._requeue(
                     ctx.step,
                     {"reason": "in doubt", "reconciled": outcome.value},
@@ -452,13 +559,14 @@ class Executor:
             raise
         except Exception as exc:
             self._fail(ctx.step, exc)
+        return None
 
-    def _verify_and_complete(
+    def _verify(
         self, ctx: StepContext, detail: Mapping[str, str] | None = None
-    ) -> None:
+    ) -> StepSnapshot:
+        """Verify the step's result; the verified snapshot is completed by the caller (with
+        its next claim, engine/leases.complete_and_claim)."""
         handler = self.registry.get(ctx.step.kind)
-        # Counted as running from its start to its end, verifying included.
-        before = machine.RUNNING
         if ctx.step.state == machine.RUNNING:
             ctx.step = advance(
                 self.factory,
@@ -467,14 +575,7 @@ class Executor:
                 detail=detail,
             )
         handler.verify(ctx, ctx.step)
-        ctx.step = advance(
-            self.factory,
-            ctx.step,
-            "complete",
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        self._moved(before, machine.DONE, "step-done", ctx.step)
+        return ctx.step
 
     def _requeue(self, step: StepSnapshot, detail: dict[str, str], **changes: object) -> None:
         snap = advance(

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.steps import StepSnapshot, checkpoint_step
@@ -80,6 +81,12 @@ class StepContext:
         # Executor(services=...)); handlers read them, never replace them.
         self.services: Services = services or Services()
         self.log = logging.getLogger(f"migrator.step.{step.kind}")
+        # Writes of the handler's own (the id map), committed with the next checkpoint.
+        self._writes: list[Callable[[Connection], None]] = []
+        # What the target answered during this execution of the step (a create's answer),
+        # which verification may use instead of reading the resource again; never persisted:
+        # a resumed or reclaimed step reads the target.
+        self.answers: dict[str, Any] = {}
 
     @property
     def factory(self) -> sessionmaker[Session]:
@@ -101,12 +108,19 @@ class StepContext:
         if self.stopping:
             raise StepInterrupted(self.step.key)
 
+    def write_with_checkpoint(self, write: Callable[[Connection], None]) -> None:
+        """Run ``write`` in the transaction of the next checkpoint, after the step's row was
+        updated: fenced like it (a step taken over by another worker writes nothing)."""
+        self._writes.append(write)
+
     def checkpoint(self, phase: str, data: Mapping[str, Any] | None = None, *,
                    last: bool = False) -> StepSnapshot:
-        """Commit ``phase`` as reached, merging ``data`` into the checkpoint; one transaction.
-        ``last``: the step's work is done, it goes on to ``verifying`` in the same commit."""
+        """Commit ``phase`` as reached, merging ``data`` into the checkpoint, with the writes
+        handed to :meth:`write_with_checkpoint`; one transaction. ``last``: the step's work is
+        done, it goes on to ``verifying`` in the same commit."""
+        writes, self._writes = tuple(self._writes), []
         self.step = checkpoint_step(self._factory, self.step, phase, data or {},
-                                    then="verify" if last else None)
+                                    then="verify" if last else None, writes=writes)
         return self.step
 
 

@@ -21,19 +21,28 @@ workers together) is counted inside the claim, under the run row's lock.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine import machine
 from migrator.engine.runs import READY, RUNS
-from migrator.engine.steps import STEPS, StepSnapshot, apply_trigger, utcnow, write_transaction
+from migrator.engine.steps import (
+    STEPS,
+    StepSnapshot,
+    advance_in,
+    apply_trigger,
+    utcnow,
+    write_transaction,
+)
 from migrator.errors import ConcurrencyError
 
 DEFAULT_LEASE_SECONDS = 30.0
@@ -87,33 +96,73 @@ def claim_steps(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     limits: ClaimLimits | None = None,
     now: datetime | None = None,
+    reclaim: bool = True,
+    data_first: bool = False,
+    data_after: int = 0,
 ) -> list[Claim]:
     """Take up to ``limit`` steps for ``owner`` in one transaction: first steps whose lease
-    expired (in doubt), then ready ones (pending, backoff over, dependencies done)."""
+    expired (in doubt; ``reclaim=False`` skips looking for them), then ready ones (pending,
+    backoff over, dependencies done). ``data_first``: ready steps that move bytes before the
+    others while the run's transfer limit leaves room (long steps started early, not left
+    for the end of the run); ``data_after``: only those after this step id (where the last
+    one was found: the ready steps before it are not scanned again)."""
     if limit <= 0:
         return []
+    with write_transaction(factory) as conn:
+        return _claim(conn, run_id, owner, limit, lease_seconds, limits, now, reclaim,
+                      data_first, data_after)
+
+
+def complete_and_claim(
+    factory: sessionmaker[Session],
+    step: StepSnapshot,
+    owner: str,
+    limit: int,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    limits: ClaimLimits | None = None,
+    now: datetime | None = None,
+    reclaim: bool = True,
+    data_first: bool = False,
+    data_after: int = 0,
+) -> tuple[StepSnapshot, list[Claim]]:
+    """Complete ``step`` (verified; the worker's snapshot is its latest version, so the write
+    is fenced like every other) and claim up to ``limit`` steps for ``owner``, in one
+    transaction: a worker thread's end of one step and start of the next cost one commit, and
+    the steps the completion made ready can be among those claimed. A step taken over in the
+    meantime raises :class:`ConcurrencyError` with nothing written, the claim included."""
+    with write_transaction(factory) as conn:
+        done = advance_in(conn, step, "complete", lease_owner=None, lease_expires_at=None)
+        claims = _claim(conn, step.run_id, owner, limit, lease_seconds, limits, now,
+                        reclaim, data_first, data_after) if limit > 0 else []
+    return done, claims
+
+
+def _claim(conn: Connection, run_id: int, owner: str, limit: int, lease_seconds: float,
+           limits: ClaimLimits | None, now: datetime | None, reclaim: bool = True,
+           data_first: bool = False, data_after: int = 0) -> list[Claim]:
     limits = limits or ClaimLimits()
     now = now or utcnow()
     expires = now + timedelta(seconds=lease_seconds)
     claims: list[Claim] = []
-    with write_transaction(factory) as conn:
-        pg = conn.dialect.name == "postgresql"
-        expired = _EXPIRED.with_for_update(skip_locked=True) if pg else _EXPIRED
-        for row in conn.execute(expired, {"run_id": run_id, "now": now, "limit": limit}
-                                ).mappings().all():
+    pg = conn.dialect.name == "postgresql"
+    expired = _EXPIRED.with_for_update(skip_locked=True) if pg else _EXPIRED
+    found = conn.execute(expired, {"run_id": run_id, "now": now, "limit": limit}
+                         ).mappings().all() if reclaim else []
+    for row in found:
+        token = row["lease_token"] + 1
+        snap = apply_trigger(conn, row, machine.RECLAIM_TRIGGER, None,
+                             {"previous_owner": row["lease_owner"], "lease_token": token},
+                             _lease(owner, token, expires))
+        claims.append(Claim(snap, True, row["lease_owner"]))
+    wanted = limit - len(claims)
+    if wanted > 0:
+        rows = _ready_rows(conn, run_id, wanted, now, limits, data_first, data_after)
+        for row in rows:
             token = row["lease_token"] + 1
-            snap = apply_trigger(conn, row, machine.RECLAIM_TRIGGER, None,
-                                 {"previous_owner": row["lease_owner"], "lease_token": token},
+            snap = apply_trigger(conn, row, "start", None, None,
                                  _lease(owner, token, expires))
-            claims.append(Claim(snap, True, row["lease_owner"]))
-        wanted = limit - len(claims)
-        if wanted > 0:
-            rows = _ready_rows(conn, run_id, wanted, now, limits)
-            for row in rows:
-                token = row["lease_token"] + 1
-                snap = apply_trigger(conn, row, "start", None, None,
-                                     _lease(owner, token, expires))
-                claims.append(Claim(snap, False))
+            claims.append(Claim(snap, False))
     return claims
 
 
@@ -121,37 +170,52 @@ def _lease(owner: str, token: int, expires: datetime) -> dict[str, object]:
     return {"lease_owner": owner, "lease_token": token, "lease_expires_at": expires}
 
 
+@functools.lru_cache(maxsize=16)
+def _split_queries(kinds: tuple[str, ...], pg: bool) -> tuple[Select[Any], Select[Any],
+                                                             Select[Any], Select[Any]]:
+    """(ready steps moving no bytes, ready transfers, running transfers counted, the run row
+    locked), built once per kinds (SQLAlchemy then reuses their compiled forms)."""
+    plain = READY.where(STEPS.c.kind.not_in(kinds))
+    # (kind is in no index: starting after the last transfer found keeps the scan short)
+    data = READY.where(STEPS.c.kind.in_(kinds), STEPS.c.id > bindparam("after"))
+    if pg:
+        plain = plain.with_for_update(skip_locked=True, of=STEPS)
+        data = data.with_for_update(skip_locked=True, of=STEPS)
+    running = select(func.count()).select_from(STEPS).where(
+        STEPS.c.run_id == bindparam("run_id"), STEPS.c.state.in_(_IN_DOUBT),
+        STEPS.c.kind.in_(kinds), STEPS.c.lease_expires_at >= bindparam("now"))
+    run_row = select(RUNS.c.id).where(RUNS.c.id == bindparam("run_id")).with_for_update()
+    return plain, data, running, run_row
+
+
 def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
-                limits: ClaimLimits) -> list[RowMapping]:
+                limits: ClaimLimits, data_first: bool = False, data_after: int = 0
+                ) -> list[RowMapping]:
     pg = conn.dialect.name == "postgresql"
     params = {"run_id": run_id, "now": now, "limit": limit}
-    kinds = sorted(limits.transfer_kinds)
+    kinds = tuple(sorted(limits.transfer_kinds))
     if limits.transfer_limit is None or not kinds:
         query = READY.with_for_update(skip_locked=True, of=STEPS) if pg else READY
         return list(conn.execute(query, params).mappings().all())
-    # Steps that move no bytes: as many as asked.
-    plain = READY.where(STEPS.c.kind.not_in(kinds))
-    if pg:
-        plain = plain.with_for_update(skip_locked=True, of=STEPS)
-    rows = list(conn.execute(plain, params).mappings().all())
-    if len(rows) >= limit:
-        return rows
-    # Transfers: counted and taken under the run row's lock, so that two workers claiming at
-    # the same instant cannot both see the last free slot.
-    if pg:
-        conn.execute(select(RUNS.c.id).where(RUNS.c.id == run_id).with_for_update())
-    running = conn.execute(
-        select(func.count()).select_from(STEPS).where(
-            STEPS.c.run_id == run_id, STEPS.c.state.in_(_IN_DOUBT), STEPS.c.kind.in_(kinds),
-            STEPS.c.lease_expires_at >= now)
-    ).scalar_one()
-    free = min(limits.transfer_limit - running, limit - len(rows))
-    if free <= 0:
-        return rows
-    data = READY.where(STEPS.c.kind.in_(kinds))
-    if pg:
-        data = data.with_for_update(skip_locked=True, of=STEPS)
-    rows += conn.execute(data, {**params, "limit": free}).mappings().all()
+    plain, data, running, run_row = _split_queries(kinds, pg)
+
+    def transfers(room: int, after: int) -> list[RowMapping]:
+        # Counted and taken under the run row's lock, so that two workers claiming at the
+        # same instant cannot both see the last free slot.
+        if pg:
+            conn.execute(run_row, {"run_id": run_id})
+        busy = conn.execute(running, {"run_id": run_id, "now": now}).scalar_one()
+        free = min(int(limits.transfer_limit or 0) - busy, room)
+        if free <= 0:
+            return []
+        return list(conn.execute(data, {**params, "limit": free, "after": after}
+                                 ).mappings().all())
+
+    rows: list[RowMapping] = transfers(limit, data_after) if data_first else []
+    if len(rows) < limit:  # steps that move no bytes: as many as asked
+        rows += conn.execute(plain, {**params, "limit": limit - len(rows)}).mappings().all()
+    if len(rows) < limit and not data_first:
+        rows += transfers(limit - len(rows), 0)
     return rows
 
 

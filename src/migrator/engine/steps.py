@@ -15,7 +15,7 @@ import getpass
 import os
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -272,22 +272,36 @@ def advance(
     state too). That saves the row read; the guarantees are those of ``fire`` with
     ``expected_version=step.version``, and so are the errors.
     """
+    with write_transaction(factory) as conn:
+        return advance_in(conn, step, trigger, detail=detail, **changes)
+
+
+def advance_in(
+    conn: Connection,
+    step: StepSnapshot,
+    trigger: str,
+    *,
+    detail: Mapping[str, Any] | None = None,
+    **changes: Any,
+) -> StepSnapshot:
+    """:func:`advance` inside a write transaction the caller holds (with other writes)."""
     _check_changes(changes)
     dest = machine.destination(step.state, trigger)
     if dest is None:
         raise _illegal(step.key, step.state, trigger)
-    with write_transaction(factory) as conn:
-        return _write(conn, _as_row(step), dest, trigger, detail, changes)
+    return _write(conn, _as_row(step), dest, trigger, detail, changes)
 
 
 def checkpoint_step(
     factory: sessionmaker[Session], step: StepSnapshot, phase: str, data: Mapping[str, Any],
-    *, then: str | None = None,
+    *, then: str | None = None, writes: Iterable[Callable[[Connection], None]] = (),
 ) -> StepSnapshot:
     """:func:`checkpoint` for a caller holding the step's latest snapshot (optimistic).
 
     ``then``: a trigger fired in the same transaction right after the checkpoint (its own
     event): the executor's ``verify`` after a step's last phase, one commit instead of two.
+    ``writes``: run in the same transaction once the step's row is updated (so only while the
+    snapshot is current: fenced), e.g. the id map row of the step's resource.
     """
     if step.state not in machine.IN_DOUBT_STATES:
         raise _not_checkpointable(step.key, step.state, phase)
@@ -297,15 +311,27 @@ def checkpoint_step(
         if dest is None:
             raise _illegal(step.key, step.state, then)
     changes = {"phase": phase, "checkpoint": {**step.checkpoint, **data}}
+    detail = {"phase": phase, "data": dict(data)}
+    satisfied = machine.SATISFIED_STATES
     with write_transaction(factory) as conn:
-        snap = _write(
-            conn,
-            _as_row(step),
-            step.state,
-            machine.CHECKPOINT_TRIGGER,
-            {"phase": phase, "data": dict(data)},
-            changes,
-        )
+        if dest is not None and then is not None and dest not in satisfied \
+                and step.state not in satisfied:
+            # The checkpoint and the trigger after it: one UPDATE (two versions on) and their
+            # two events in one INSERT, as two _write calls would leave them.
+            row = _as_row(step)
+            now = utcnow()
+            values = {**changes, "state": dest, "version": step.version + 2, "updated_at": now}
+            _update(conn, row, values)
+            for write in writes:
+                write(conn)
+            conn.execute(_INSERT_EVENT, [
+                _event(row, step.state, machine.CHECKPOINT_TRIGGER, detail, now),
+                {**_event(row, dest, then, None, now), "from_state": step.state}])
+            return StepSnapshot.from_row({**row, **values})
+        snap = _write(conn, _as_row(step), step.state, machine.CHECKPOINT_TRIGGER, detail,
+                      changes)
+        for write in writes:
+            write(conn)
         if then is not None and dest is not None:
             snap = _write(conn, _as_row(snap), dest, then, None, {})
         return snap
@@ -358,6 +384,18 @@ def _write(
     now = utcnow()
     version = row["version"] + 1
     values = {**changes, "state": dest, "version": version, "updated_at": now}
+    _update(conn, row, values)
+    satisfied = machine.SATISFIED_STATES
+    if (dest in satisfied) != (row["state"] in satisfied):
+        # The step's dependents wait for one dependency less (or, leaving done, one more).
+        conn.execute(_DEPENDENTS_DONE if dest in satisfied else _DEPENDENTS_UNDONE,
+                     {"sid": row["id"]})
+    conn.execute(_INSERT_EVENT, _event(row, dest, trigger, detail, now))
+    return StepSnapshot.from_row({**row, **values})
+
+
+def _update(conn: Connection, row: Mapping[Any, Any], values: Mapping[str, Any]) -> None:
+    """The row's UPDATE, guarded by the version the caller read (its fencing)."""
     # The version condition is redundant under the row lock, and cheap insurance without it.
     result = conn.execute(_UPDATE, {**values, "b_id": row["id"], "b_version": row["version"]})
     if result.rowcount != 1:
@@ -368,26 +406,21 @@ def _write(
             f"step {row['key']!r} is at version {current['version']}, not {row['version']}: "
             "someone else changed it"
         )
-    satisfied = machine.SATISFIED_STATES
-    if (dest in satisfied) != (row["state"] in satisfied):
-        # The step's dependents wait for one dependency less (or, leaving done, one more).
-        conn.execute(_DEPENDENTS_DONE if dest in satisfied else _DEPENDENTS_UNDONE,
-                     {"sid": row["id"]})
-    conn.execute(
-        _INSERT_EVENT,
-        {
-            "run_id": row["run_id"],
-            "step_id": row["id"],
-            "from_state": row["state"],
-            "to_state": dest,
-            "trigger": trigger,
-            "actor": actor(),
-            "pid": os.getpid(),
-            "at": now,
-            "detail": dict(detail or {}),
-        },
-    )
-    return StepSnapshot.from_row({**row, **values})
+
+
+def _event(row: Mapping[Any, Any], dest: str, trigger: str,
+           detail: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    return {
+        "run_id": row["run_id"],
+        "step_id": row["id"],
+        "from_state": row["state"],
+        "to_state": dest,
+        "trigger": trigger,
+        "actor": actor(),
+        "pid": os.getpid(),
+        "at": now,
+        "detail": dict(detail or {}),
+    }
 
 
 def _locked_row(conn: Connection, step_id: int) -> RowMapping:

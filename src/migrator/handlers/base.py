@@ -169,6 +169,10 @@ class ResourceHandler(Handler):
                      resource: dict[str, Any]) -> list[str]:
         return []
 
+    def shown(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """A resource as :meth:`read` presents it (the create's answer goes through it)."""
+        return resource
+
     def notes(self, resource: Mapping[str, Any]) -> Mapping[str, Any]:
         """Extra checkpoint data about the created or adopted resource."""
         return {}
@@ -215,8 +219,11 @@ class ResourceHandler(Handler):
                          step.key, error)
 
         resource, adopted = call_with_retries(once, tc.retry, on_retry=note)
+        # The target's answer (the create's, or the listing that found it): what verification
+        # compares in this execution of the step, instead of reading the resource again.
+        ctx.answers["resource"] = resource
         target_id = self.target_id_of(resource, attrs)
-        idmap.record_step_target(ctx.factory, step, source_id, target_id)
+        idmap.record_target(ctx, source_id, target_id)
         data: dict[str, Any] = {"target_id": target_id, **self.notes(resource)}
         if adopted:
             data["adopted"] = adopted
@@ -227,7 +234,11 @@ class ResourceHandler(Handler):
         target_id = step.checkpoint.get("target_id")
         if not target_id:
             raise StepFailedError(f"step {step.key!r} has no target id to verify")
-        problems = self.differences(tc, step, str(target_id), resolve_attrs(ctx, step))
+        attrs = resolve_attrs(ctx, step)
+        answer = ctx.answers.get("resource")
+        if answer is not None and self.target_id_of(answer, attrs) != str(target_id):
+            answer = None
+        problems = self.differences(tc, step, str(target_id), attrs, answer)
         if problems:
             raise StepFailedError(
                 f"step {step.key!r}: target {step.kind} {target_id} differs: "
@@ -235,11 +246,15 @@ class ResourceHandler(Handler):
             )
 
     def differences(self, tc: TargetCloud, step: StepSnapshot, target_id: str,
-                    attrs: dict[str, Any]) -> list[str]:
+                    attrs: dict[str, Any], answer: Mapping[str, Any] | None = None
+                    ) -> list[str]:
         """How the target resource differs from the plan's ``attrs`` (references resolved),
         in words; empty when it matches. A resource that is gone raises NotFoundError (the
-        adapter's 404). Also what ``migrator verify`` asks, long after the run."""
-        resource = self.read(tc, target_id, step, attrs)
+        adapter's 404). Also what ``migrator verify`` asks, long after the run. ``answer``:
+        the resource as the target answered its create (or the lookup that found it) in this
+        execution of the step, compared instead of a new read."""
+        resource = (self.shown(dict(answer)) if answer is not None
+                    else self.read(tc, target_id, step, attrs))
         if step.checkpoint.get("adopted") == "decision":
             problems = mismatches(attrs, resource, ("name",))
         else:
@@ -265,7 +280,7 @@ class ResourceHandler(Handler):
         if resource is None:
             return Reconciliation.RESTART
         target_id = self.target_id_of(resource, attrs)
-        idmap.record_step_target(ctx.factory, step, source_id, target_id)
+        idmap.record_target(ctx, source_id, target_id)
         ctx.checkpoint(self.phases[0], {"target_id": target_id, "adopted": "in-doubt",
                                         **self.notes(resource)})
         return Reconciliation.DONE if len(self.phases) == 1 else Reconciliation.RESUME

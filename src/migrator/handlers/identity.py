@@ -91,8 +91,11 @@ class QuotaHandler(ResourceHandler):
         with tc.counting() as counted:
             service, project_id, values = self._split(step, resolve_attrs(ctx, step))
             result = tc.set_quotas(service, project_id, values)
+        if result.answer is not None:
+            ctx.answers["quotas"] = result.answer
         target_id = f"{service}:{project_id}"
-        idmap.record_step_target(ctx.factory, step, source_id_of(step), target_id)
+        # Unmarked on the target: recorded at once (see idmap.record_step_target).
+        idmap.record_step_target(ctx.factory, ctx.step, source_id_of(step), target_id)
         data: dict[str, Any] = {"target_id": target_id, "applied": result.applied,
                                 "apply_calls": counted["calls"]}
         if result.dropped:
@@ -106,7 +109,8 @@ class QuotaHandler(ResourceHandler):
     def verify(self, ctx: StepContext, step: StepSnapshot) -> None:
         tc = target_cloud(ctx)
         service, project_id, _ = self._split(step, resolve_attrs(ctx, step))
-        have = tc.get_quotas(service, project_id)
+        # The PUT's answer is the quota set as the target stored it: no second read.
+        have = ctx.answers.get("quotas") or tc.get_quotas(service, project_id)
         applied = step.checkpoint.get("applied") or {}
         wrong = [f"{k}: wanted {v!r}, target has {have.get(k)!r}" for k, v in applied.items()
                  if have.get(k) != v]
@@ -217,21 +221,28 @@ class RoleAssignmentHandler(ResourceHandler):
              attrs: dict[str, Any]) -> dict[str, Any] | None:
         user_id, project_id, role_id = self._parts(tc, step, attrs)
         if tc.has_project_role(project_id, user_id, role_id):
-            return {"id": f"{user_id}:{project_id}:{role_id}"}
+            return self._assignment(user_id, project_id, role_id)
         return None
+
+    @staticmethod
+    def _assignment(user_id: str, project_id: str, role_id: str) -> dict[str, Any]:
+        return {"id": f"{user_id}:{project_id}:{role_id}", "user_id": user_id,
+                "project_id": project_id, "role_id": role_id}
 
     def create(self, ctx: StepContext, tc: TargetCloud, step: StepSnapshot, source_id: str,
                attrs: dict[str, Any]) -> dict[str, Any]:
         user_id, project_id, role_id = self._parts(tc, step, attrs)
+        # Keystone's 204 to the grant is the assignment's existence: verified from it.
         tc.grant_project_role(project_id, user_id, role_id)
-        return {"id": f"{user_id}:{project_id}:{role_id}"}
+        return self._assignment(user_id, project_id, role_id)
 
     def _create_or_adopt(self, ctx: StepContext, tc: TargetCloud, step: StepSnapshot,
                          attrs: dict[str, Any]) -> Mapping[str, Any]:
         # The grant is an idempotent PUT: no need to look first.
         created = self.create(ctx, tc, step, source_id_of(step), attrs)
-        idmap.record_step_target(ctx.factory, step, source_id_of(step),
-                            created["id"])
+        ctx.answers["resource"] = created
+        # Unmarked on the target: recorded at once (see idmap.record_step_target).
+        idmap.record_step_target(ctx.factory, ctx.step, source_id_of(step), created["id"])
         return {"target_id": created["id"]}
 
     def read(self, tc: TargetCloud, target_id: str, step: StepSnapshot,
@@ -240,7 +251,7 @@ class RoleAssignmentHandler(ResourceHandler):
         if not tc.has_project_role(project_id, user_id, role_id):
             raise StepFailedError(f"step {step.key!r}: role {role_id} of user {user_id} on "
                                   f"project {project_id} is missing on {tc.name}")
-        return {"user_id": user_id, "project_id": project_id, "role_id": role_id}
+        return self._assignment(user_id, project_id, role_id)
 
     def reconcile(self, ctx: StepContext, step: StepSnapshot) -> Reconciliation:
         return Reconciliation.RESTART  # granting again is harmless

@@ -120,7 +120,10 @@ class ImageHandler(Handler):
             keep = api.create_image(body)
         else:
             keep = update_image(api, keep, attrs)
-        idmap.record_step_target(ctx.factory, step, source_id, str(keep["id"]))
+        # The record as the target answered (created, found or patched): the upload phase of
+        # this execution starts from it instead of reading the image again.
+        ctx.answers["image"] = keep
+        idmap.record_target(ctx, source_id, str(keep["id"]))
         return keep, adopted
 
     # -- upload ------------------------------------------------------------------------------
@@ -129,7 +132,10 @@ class ImageHandler(Handler):
         size, md5 = _expected(step)
         record = None
         known = step.checkpoint.get("target_id")
-        if known:
+        answered = ctx.answers.get("image")
+        if known and answered is not None and str(answered.get("id")) == str(known):
+            record = answered  # created or found by this execution's create phase
+        elif known:
             record = api.image(str(known))
         tainted = step.checkpoint.get("upload_into")
         if record is not None and not holds_bytes(record, size, md5) and (
@@ -144,6 +150,7 @@ class ImageHandler(Handler):
             record, _adopted = self._find_or_create(ctx, api, step, source_id, attrs)
         target_id = str(record["id"])
         if holds_bytes(record, size, md5):
+            ctx.answers["image"] = record
             return {"target_id": target_id, "bytes": record.get("size"),
                     "sha512": record.get("os_hash_value"), "sent": False}
         # Written before the first byte goes: a crash or a refusal leaves the mark, and the
@@ -162,7 +169,7 @@ class ImageHandler(Handler):
                 as_connection(source_cloud(ctx)), source_id, as_connection(api.conn),
                 target_id, expected_md5=md5, expected_size=size, limiter=services.limiter,
                 progress=progress, stop=stop, timeout=services.options.request_timeout,
-                chunk_size=services.options.chunk_size)
+                chunk_size=services.options.chunk_size, record=record)
             ok = True
         except TransferInterrupted:
             raise StepInterrupted(step.key) from None
@@ -177,6 +184,8 @@ class ImageHandler(Handler):
         finally:
             services.slots.release()
             services.done(step.key, ok)
+        if result.record is not None:
+            ctx.answers["image"] = result.record  # read after the upload: what verify checks
         return {"target_id": target_id, "upload_into": None, "bytes": result.bytes,
                 "md5": result.md5, "sha512": result.sha512,
                 "seconds": round(result.seconds, 3), "sent": True}
@@ -187,7 +196,11 @@ class ImageHandler(Handler):
         if not target_id:
             raise StepFailedError(f"step {step.key!r} has no target image to verify")
         api = Api(target_cloud(ctx).handle)
-        record = api.image(str(target_id))
+        record = ctx.answers.get("image")
+        if record is None or str(record.get("id")) != str(target_id) \
+                or record.get("status") != "active":
+            # Not read after this execution's upload (a resumed or reclaimed step): read it.
+            record = api.image(str(target_id))
         if record is None:
             raise StepFailedError(f"step {step.key!r}: target image {target_id} is gone")
         problems = image_differences(record, resolve_attrs(ctx, step), _expected(step),
@@ -298,27 +311,33 @@ class ImageMemberHandler(Handler):
                 if exc.status_code != 409:  # 409: already a member
                     raise
             target_id = f"{image_id}:{member_id}"
-            idmap.record_step_target(ctx.factory, step, source_id_of(step),
-                                target_id)
+            idmap.record_target(ctx, source_id_of(step), target_id)
             return {"target_id": target_id}
         status = str(attrs.get("status") or "accepted")
         try:
-            api.request("image", "PUT", f"{path}/{member_id}", f"setting member {member_id} "
-                        f"of image {image_id} {status}", body={"status": status}, ok=(200,))
+            answer = api.request("image", "PUT", f"{path}/{member_id}", f"setting member "
+                                 f"{member_id} of image {image_id} {status}",
+                                 body={"status": status}, ok=(200,))
         except TransferError as exc:
             if exc.status_code not in (403, 404):
                 raise
             ctx.log.warning("step %s: %s; the member stays pending until project %s accepts",
                             step.key, exc, member_id)
             return {"member_status": "pending", "accept_refused": str(exc)}
+        if isinstance(answer, dict):
+            ctx.answers["member"] = answer  # the member as Glance stored it
         return {"member_status": status}
 
     def verify(self, ctx: StepContext, step: StepSnapshot) -> None:
         api = Api(target_cloud(ctx).handle)
         attrs = resolve_attrs(ctx, step)
         image_id, member_id = str(attrs["image_id"]), str(attrs["member_id"])
-        found = api.request("image", "GET", f"images/{image_id}/members/{member_id}",
-                            f"reading member {member_id} of image {image_id}", missing_ok=True)
+        found = ctx.answers.get("member")
+        if not isinstance(found, dict) or found.get("member_id") != member_id \
+                or found.get("image_id") != image_id:
+            found = api.request("image", "GET", f"images/{image_id}/members/{member_id}",
+                                f"reading member {member_id} of image {image_id}",
+                                missing_ok=True)
         if not isinstance(found, dict):
             raise StepFailedError(f"step {step.key!r}: project {member_id} is not a member "
                                   f"of target image {image_id}")

@@ -193,7 +193,11 @@ class RouterInterfaceHandler(ResourceHandler):
                attrs: dict[str, Any]) -> dict[str, Any]:
         router_id, subnet_id = self._ids(step, attrs)
         out = tc.add_router_interface(router_id, subnet_id)
-        return {"id": out["port_id"]}
+        # Neutron's answer names the router, the port and its subnet(s): the port as
+        # verification sees it, without reading it again.
+        subnets = out.get("subnet_ids") or [out.get("subnet_id")]
+        return {"id": out["port_id"], "device_id": out.get("id"),
+                "fixed_ips": [{"subnet_id": s} for s in subnets if s]}
 
     def read(self, tc: TargetCloud, target_id: str, step: StepSnapshot,
              attrs: dict[str, Any]) -> dict[str, Any]:
@@ -235,7 +239,9 @@ class SecurityGroupHandler(ResourceHandler):
 
     def read(self, tc: TargetCloud, target_id: str, step: StepSnapshot,
              attrs: dict[str, Any]) -> dict[str, Any]:
-        group = tc.get_security_group(target_id)
+        return self.shown(tc.get_security_group(target_id))
+
+    def shown(self, group: dict[str, Any]) -> dict[str, Any]:
         if group.get("name") == "default":
             # The target's own description stays on the adopted default group.
             group = {k: v for k, v in group.items() if k != "description"}

@@ -55,8 +55,7 @@ class ServerHandler(Handler):
                 raise StepInterrupted(step.key) from None
             target_id = data.get("target_server_id")
             if target_id and target_id != ctx.step.checkpoint.get("target_id"):
-                idmap.record_step_target(ctx.factory, ctx.step, source_id_of(step),
-                                         str(target_id))
+                idmap.record_target(ctx, source_id_of(step), str(target_id))
                 data["target_id"] = target_id
             ctx.checkpoint(name, data, last=name == remaining[-1])
 

@@ -94,8 +94,7 @@ class VolumeHandler(Handler):
             data: dict[str, Any] = {"copy": cp}
             target_id = cp.get("target_volume_id")
             if target_id and target_id != ctx.step.checkpoint.get("target_id"):
-                idmap.record_step_target(ctx.factory, step, source_id_of(step),
-                                    str(target_id))
+                idmap.record_target(ctx, source_id_of(step), str(target_id))
                 data["target_id"] = target_id
             ctx.checkpoint(name, data)
 

@@ -40,6 +40,18 @@ STANDARD_ATTRS = ("description", "tags", "created_at", "updated_at", "revision_n
 LIST_CONTROL_PARAMS = {"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"}
 LIST_MEMO_SIZE = 8  # listings whose shared part is kept (see list_response)
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
+# Filters answered from the state's indexes (query key, stored field) per collection.
+INDEXED_FILTERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "security_group_rules": (("security_group_id", "security_group_id"),
+                             ("project_id", "project_id"), ("tenant_id", "project_id")),
+    **{coll: (("project_id", "project_id"), ("tenant_id", "project_id"))
+       for coll in ("networks", "subnets", "ports", "routers", "security_groups",
+                    "floatingips")},
+}
+# Filters a modern listing checks on the stored record before rendering it (the rendered
+# value is the stored one).
+RAW_FILTERS = frozenset({"id", "name", "network_id", "device_id", "device_owner",
+                         "security_group_id"})
 ADMIN_ONLY_KEYS = ("provider:network_type", "provider:physical_network",
                    "provider:segmentation_id", "binding:host_id", "binding:profile",
                    "binding:vif_type", "binding:vif_details", "distributed", "ha")
@@ -206,7 +218,6 @@ class NeutronCore:
         self.state = cloud.state
         self.liberty = not cloud.profile.neutron_project_id
         self.rng = random.Random(f"neutron:{cloud.name}")
-        self._child_index: dict[str, tuple[int, dict[Any, list[Record]]]] = {}
         self._list_memo: GenerationMemo[Listing] = GenerationMemo(self.state,
                                                                   LIST_MEMO_SIZE)
 
@@ -257,18 +268,12 @@ class NeutronCore:
         return out
 
     def children_of(self, kind: Kind, parent_ids: set[str]) -> dict[str, list[Record]]:
-        """Child records of the given parents. The parent -> children index is built in one
-        pass and kept until the state changes, so paging through 20,000 groups does not scan
-        90,000 rules per page."""
+        """Child records of the given parents, from the state's index of the child collection
+        by parent (a subnet's network, a rule's group: kept by put and delete), so paging
+        through 20,000 groups does not scan 90,000 rules per page, nor does a listing after
+        each write."""
         child_coll, parent_key, _ = DERIVED[kind.collection]
-        cached = self._child_index.get(child_coll)
-        if cached is None or cached[0] != self.state.generation:
-            index: dict[Any, list[Record]] = {}
-            for child in self.state.coll(child_coll).values():
-                index.setdefault(child.get(parent_key), []).append(child)
-            cached = (self.state.generation, index)
-            self._child_index[child_coll] = cached
-        return {pid: cached[1].get(pid, []) for pid in parent_ids}
+        return {pid: self.state.where(child_coll, parent_key, pid) for pid in parent_ids}
 
     def known_attributes(self, kind: Kind) -> set[str]:
         keys = set(kind.liberty_keys) | {"tenant_id"}
@@ -395,8 +400,8 @@ class NeutronCore:
         used = {key: 0 for key in self.quota_defaults()}
         for kind in KINDS:
             if kind.quota_key in used:
-                used[kind.quota_key] = len(self.state.find(kind.collection,
-                                                           project_id=project_id))
+                used[kind.quota_key] = len(self.state.where(kind.collection, "project_id",
+                                                            project_id))
         return used
 
     def enforce_quota(self, kind: Kind, project_id: str, count: int = 1) -> None:
@@ -418,7 +423,7 @@ class NeutronCore:
             return None
         # By project (an index kept per state generation): every page of a group listing
         # asks, and a scan of 20,000 groups per page adds up.
-        for group in self.state.grouped("security_groups", "project_id").get(project_id, []):
+        for group in self.state.where("security_groups", "project_id", project_id):
             if group.get("name") == "default":
                 return group
         group = self.stamp_new({"name": "default", "project_id": project_id,
@@ -464,8 +469,7 @@ class NeutronCore:
                          if k not in ("limit", "marker", "fields", "page_reverse"))))
         listing = None if memo_key is None else self._list_memo.get(memo_key)
         if listing is None:
-            source = records if records is not None else list(
-                self.state.values(kind.collection))
+            source = records if records is not None else self._candidates(kind, request)
             visible = [r for r in source if self.visible(kind, r, ctx)]
             items: list[dict[str, Any]] = visible
             if plain:
@@ -498,6 +502,37 @@ class NeutronCore:
         if links:
             body[f"{kind.collection}_links"] = links
         return json_response(body)
+
+    def _candidates(self, kind: Kind, request: web.Request) -> list[Record]:
+        """The stored records a filtered listing may answer, before any is rendered: those of
+        the filtered owner or group from the state's index, then (modern profile, where a
+        rendered attribute is the stored one) without those whose stored name, id, network,
+        device, group or tags already rule them out. What remains goes through the listing's
+        own filters; rendering every record of a collection per call made a listing's cost
+        grow with the cloud."""
+        query = request.query
+        coll = kind.collection
+        records: list[Record] | None = None
+        for key, stored in INDEXED_FILTERS.get(coll, ()):
+            values = [v for v in query.getall(key, []) if v != ""]
+            if len(values) == 1 and key in self.known_attributes(kind):
+                records = self.state.where(coll, stored, values[0])
+                break
+        if records is None:
+            records = list(self.state.values(coll))
+        if self.liberty:
+            return records
+        for key in dict.fromkeys(query.keys()):
+            values = [v for v in query.getall(key) if v != ""]
+            if not values:
+                continue
+            if key == "tags" and "tags" in kind.modern_keys:
+                records = [r for r in records
+                           if "tags" not in r or self._tags_match(key, r["tags"], values)]
+            elif key in RAW_FILTERS:
+                records = [r for r in records
+                           if key not in r or self._value_matches(r[key], values)]
+        return records
 
     def show_response(self, kind: Kind, rec: Record, request: web.Request,
                       status: int = 200) -> web.Response:

@@ -50,7 +50,7 @@ class RouterHandlers:
 
     # -- address allocation ------------------------------------------------------------------
     def _used_ips(self, network_id: str) -> set[str]:
-        return {ip["ip_address"] for p in self.state.find("ports", network_id=network_id)
+        return {ip["ip_address"] for p in self.state.where("ports", "network_id", network_id)
                 for ip in p.get("fixed_ips") or []}
 
     def _allocate(self, network: Record, requested: Any, mac: str) -> list[dict[str, str]]:
@@ -58,7 +58,7 @@ class RouterHandlers:
         IPv4 subnet and one from a stateful IPv6 subnet, plus an EUI-64 address on every
         SLAAC or stateless subnet."""
         used = self._used_ips(network["id"])
-        subnets = self.state.find("subnets", network_id=network["id"])
+        subnets = self.state.where("subnets", "network_id", network["id"])
         out: list[dict[str, str]] = []
         if requested:
             if not isinstance(requested, list):
@@ -303,7 +303,7 @@ class RouterHandlers:
             raise NETWORKS.not_found(net_id)
         if not network.get("router:external"):
             raise router_bad(f"Network {net_id} is not an external network")
-        if not self.state.find("subnets", network_id=net_id):
+        if not self.state.where("subnets", "network_id", net_id):
             raise router_bad(f"Network {net_id} does not contain any IPv4 subnet")
         self._clear_gateway(rec)
         port = self.new_port(network, "", ROUTER_GATEWAY, rec["id"],

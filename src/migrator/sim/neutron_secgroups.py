@@ -277,7 +277,7 @@ class SecurityGroupHandlers:
     def _duplicate_of(self, group_id: str, rule: dict[str, Any]) -> Record | None:
         keys = ("direction", "ethertype", "port_range_min", "port_range_max",
                 "remote_ip_prefix", "remote_group_id")
-        for other in self.state.find("security_group_rules", security_group_id=group_id):
+        for other in self.state.where("security_group_rules", "security_group_id", group_id):
             same = all(other.get(k) == rule.get(k) for k in keys)
             if same and self._number(other.get("protocol")) == self._number(rule["protocol"]):
                 return other

@@ -78,6 +78,10 @@ class SimState:
         self.dirty_since: float | None = None
         self._generation = 0
         self._groups: dict[tuple[str, str], tuple[int, dict[Any, list[Record]]]] = {}
+        # (collection, field) -> (value -> {id: record}, records indexed): kept up to date by
+        # put and delete, for fields a record keeps for its life (its owner, a rule's group).
+        # See where().
+        self._indexes: dict[tuple[str, str], tuple[dict[Any, dict[str, Record]], list[int]]] = {}
 
     # -- collections -----------------------------------------------------------------------
     def coll(self, name: str) -> dict[str, Record]:
@@ -87,12 +91,46 @@ class SimState:
         return self.data[name].get(rid)
 
     def put(self, name: str, record: Record) -> Record:
+        old = self.data[name].get(record["id"])
         self.data[name][record["id"]] = record
+        for (coll, field), (index, size) in self._indexes.items():
+            if coll == name:
+                if old is None:
+                    size[0] += 1
+                elif old.get(field) != record.get(field):
+                    index.get(old.get(field), {}).pop(old["id"], None)
+                index.setdefault(record.get(field), {})[record["id"]] = record
         self.mark_dirty()
         return record
 
+    def where(self, name: str, field: str, value: Any) -> list[Record]:
+        """The records of ``name`` whose ``field`` is ``value``, in insertion order, without
+        scanning the collection: an index per (collection, field), built on first use and
+        kept by put and delete, so that a call costs the same whatever the cloud holds.
+        Only for fields a record never changes in place (an owner, a rule's group); a change
+        made around put and delete (a collection replaced, a record swapped) is noticed and
+        the index built again."""
+        key = (name, field)
+        coll = self.data[name]
+        entry = self._indexes.get(key)
+        if entry is None or entry[1][0] != len(coll):
+            index: dict[Any, dict[str, Record]] = {}
+            for record in coll.values():
+                index.setdefault(record.get(field), {})[record["id"]] = record
+            entry = self._indexes[key] = (index, [len(coll)])
+        found = list(entry[0].get(value, {}).values())
+        if any(coll.get(r["id"]) is not r or r.get(field) != value for r in found):
+            del self._indexes[key]  # something changed behind put(): build it again
+            return self.where(name, field, value)
+        return found
+
     def delete(self, name: str, rid: str) -> Record | None:
         rec = self.data[name].pop(rid, None)
+        if rec is not None:
+            for (coll, field), (index, size) in self._indexes.items():
+                if coll == name:
+                    index.get(rec.get(field), {}).pop(rid, None)
+                    size[0] -= 1
         self.mark_dirty()
         return rec
 
@@ -147,6 +185,7 @@ class SimState:
         saved = jsoncodec.loads(self.path.read_bytes())
         for name in COLLECTIONS:
             self.data[name] = saved.get(name, {})
+        self._indexes.clear()
         self._generation += 1  # derived caches (grouped) were built from other records
         self.dirty = False
         self.dirty_since = None

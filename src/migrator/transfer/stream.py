@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,8 @@ class TransferResult:
     md5: str
     sha512: str
     seconds: float
+    # The target image's record as read after the upload (active, these bytes).
+    record: dict[str, Any] | None = None
 
 
 class _Abort(Exception):
@@ -203,6 +205,7 @@ def copy_image_data(
     timeout: float = 300.0,
     reader: ImageReader | None = None,
     hashing: str = HASH_MODE,
+    record: Mapping[str, Any] | None = None,
 ) -> TransferResult:
     """Stream an image's bytes from ``source`` into the ``queued`` image ``target_image_id``.
 
@@ -212,6 +215,9 @@ def copy_image_data(
     is the socket timeout of every request. ``progress`` gets the bytes sent so far, from the
     calling thread. Setting ``stop`` abandons the transfer (TransferInterrupted).
 
+    ``record``: the target image's record as the caller just created or read it, instead of
+    reading it again to check that it is ``queued``.
+
     Raises TransferError (``retryable``, ``target_status``); never retries by itself.
     """
     began = time.monotonic()
@@ -220,7 +226,8 @@ def copy_image_data(
         "source": f"image {source_image_id} on cloud {src_reader.cloud}",
         "target": f"image {target_image_id} on cloud {cloud_name(target)}",
     }
-    record = get_image_record(target, target_image_id, timeout)
+    if record is None or str(record.get("id")) != target_image_id:
+        record = get_image_record(target, target_image_id, timeout)
     status = str(record.get("status"))
     if status != "queued":
         raise TransferError(f"target {names['target']} is {status}, not queued: it cannot "
@@ -261,9 +268,10 @@ def copy_image_data(
             pipeline.close()
         else:
             stream.close()
-    verify_target_image(target, target_image_id, size=digests.size, md5=digests.md5,
-                        sha512=digests.sha512, timeout=timeout)
-    return TransferResult(digests.size, digests.md5, digests.sha512, time.monotonic() - began)
+    final = verify_target_image(target, target_image_id, size=digests.size, md5=digests.md5,
+                                sha512=digests.sha512, timeout=timeout)
+    return TransferResult(digests.size, digests.md5, digests.sha512, time.monotonic() - began,
+                          final)
 
 
 def _settled(error: BaseException, target: CloudLike, image_id: str, timeout: float
