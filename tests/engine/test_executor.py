@@ -18,6 +18,7 @@ from migrator.engine.handlers import (
     SkipStep,
     StepContext,
 )
+from migrator.engine.leases import ClaimLimits
 from migrator.engine.runs import StepSpec, create_run
 from migrator.engine.steps import StepSnapshot, checkpoint, fire
 from migrator.errors import ConfigError
@@ -238,6 +239,31 @@ def test_in_doubt_steps_are_reconciled_by_their_handler(
     assert triggers(engine, run_id, "adopt")[-2:] == ["verify", "complete"]
     assert "requeue" in triggers(engine, run_id, "restart")
     assert_event_chains(engine, run_id)
+
+
+def test_a_transfer_requeued_behind_the_claims_cursor_is_still_run(
+    db_url: str, factory: Factory, engine: Engine
+) -> None:
+    """Transfers are claimed first, each claim looking after the last transfer found; a
+    transfer taken over from a crash and requeued by its reconcile sits behind that cursor.
+    The run must look again from the start, not end as failed with the step pending."""
+    handler = Phased()
+    registry = HandlerRegistry()
+    registry.register("phased", handler)
+    run_id = create_run(factory, "r", [StepSpec("copy", "phased", {"reconcile": "restart"})],
+                        [])
+    (step_id,) = steps_by_key(engine, run_id)["copy"]["id"],
+    fire(factory, step_id, "start")  # what a crash leaves: the transfer running, no lease
+    checkpoint(factory, step_id, "create", {"create": True})
+    limits = ClaimLimits(transfer_kinds=frozenset({"phased"}), transfer_limit=2)
+
+    result = execute_run(db_url, "r", resume=True, registry=registry, limits=limits,
+                         workers=1)
+
+    assert result.status == "finished", result
+    fired = triggers(engine, run_id, "copy")
+    assert fired[-2:] == ["verify", "complete"]
+    assert "start" in fired[fired.index("requeue"):]  # claimed again after its requeue
 
 
 def test_skipped_steps_satisfy_their_dependents_and_observer_hears_everything(

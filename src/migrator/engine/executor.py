@@ -415,12 +415,19 @@ class Executor:
                                      limits=self.config.limits, now=claim_time,
                                      reclaim=self._reclaim_due(), data_first=data_first,
                                      data_after=after)
+            # A claim that looked for transfers only after the cursor has not seen a transfer
+            # put back behind it (a step requeued after a takeover, a retry): it must look
+            # again from the start before the run can be judged to have nothing left.
+            look_again = False
             if data_first:
                 found = [c.step.id for c in claims
                          if c.step.kind in self.config.limits.transfer_kinds]
                 with self._wake:
                     if found:
                         self._data_after = max(self._data_after, *found)
+                    elif after > 0:
+                        self._data_after = 0
+                        look_again = not claims
                     else:
                         self._data_after = 0
                         self._data_at = time.monotonic() + DATA_FIRST_PAUSE_S
@@ -433,7 +440,7 @@ class Executor:
                         return self._reconcile_step, claim.step
                     self._moved(machine.PENDING, machine.RUNNING, "step-started", claim.step)
                     return self._execute_step, claim.step
-                if idle or self._generation != generation:
+                if idle or look_again or self._generation != generation:
                     continue
                 timeout = self.config.poll_interval
                 if self._busy == 0:
