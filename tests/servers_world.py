@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,25 @@ def start_servers_world(root: Path) -> ServersWorld:
     init_state(f"sqlite:///{db}")
     discover(f"sqlite:///{db}", "legacy", clouds_yaml=sim.clouds_yaml)
     return ServersWorld(root, sim, db, openstack.connect(cloud="legacy"), target, CliRunner())
+
+
+@contextmanager
+def servers_world(root: Path) -> Iterator[ServersWorld]:
+    """:func:`start_servers_world` for the length of a test or a fixture: the simulator
+    stopped after, and ``OS_CLIENT_CONFIG_FILE`` (which it points at the simulator's
+    clouds.yaml) as it was before."""
+    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    try:
+        world = start_servers_world(root)
+        try:
+            yield world
+        finally:
+            world.sim.stop()
+    finally:
+        if previous is None:
+            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+        else:
+            os.environ["OS_CLIENT_CONFIG_FILE"] = previous
 
 
 def raw_servers(conn: openstack.connection.Connection) -> dict[str, dict[str, Any]]:

@@ -33,7 +33,7 @@ from tests.servers_world import (
     TARGET_FLAVORS,
     ServersWorld,
     raw_servers,
-    start_servers_world,
+    servers_world,
     target_by_source,
 )
 from tests.sim.conftest import Admin
@@ -49,16 +49,8 @@ SOURCE_VOLATILE = frozenset({"status", "vm_state", "power_state", "task_state", 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServersWorld]:
-    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
-    built = start_servers_world(tmp_path_factory.mktemp("rollback-servers"))
-    try:
+    with servers_world(tmp_path_factory.mktemp("rollback-servers")) as built:
         yield built
-    finally:
-        built.sim.stop()
-        if previous is None:
-            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
-        else:
-            os.environ["OS_CLIENT_CONFIG_FILE"] = previous
 
 
 def cli_(world: ServersWorld, url: str, *args: str) -> Result:

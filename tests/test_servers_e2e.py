@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from migrator.operations.discover import discover
 from tests.servers_world import (
     ServersWorld,
     raw_servers,
-    start_servers_world,
+    servers_world,
     target_by_source,
 )
 
@@ -38,10 +37,8 @@ class Moved:
 
 @pytest.fixture(scope="module")
 def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moved]:
-    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
     root = tmp_path_factory.mktemp("servers")
-    world = start_servers_world(root)
-    try:
+    with servers_world(root) as world:
         url = world.url(root / "run")
         config = world.config(root / "run")
         plan_file = root / "plans" / "servers.yaml"
@@ -55,12 +52,6 @@ def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moved]:
         with address_map.open() as fh:
             rows = list(csv.DictReader(fh))
         yield Moved(world, url, json.loads(planned.stdout), rows, before)
-    finally:
-        world.sim.stop()
-        if previous is None:
-            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
-        else:
-            os.environ["OS_CLIENT_CONFIG_FILE"] = previous
 
 
 def test_every_server_arrives_once_with_flavor_addresses_key_and_power_state(
@@ -212,9 +203,7 @@ def test_a_target_over_its_instance_quota_fails_the_step_with_one_line(
     """A target project allowed no server (quotas: fixed, instances 0): every server step
     fails at once with one line naming the server and the quota, before its source is
     touched; no target server, no port is made for it."""
-    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
-    world = start_servers_world(tmp_path)
-    try:
+    with servers_world(tmp_path) as world:
         url = world.url(tmp_path / "q")
         config = world.config(tmp_path / "q")
         text = config.read_text().replace("  fixed: {}", "  fixed: {compute: {instances: 0}}")
@@ -239,9 +228,3 @@ def test_a_target_over_its_instance_quota_fails_the_step_with_one_line(
         ports = world.target.network.get("/ports").json()["ports"]
         assert not [p for p in ports if str(p.get("device_owner", "")).startswith("compute:")
                     or str(p.get("name", "")).startswith("physics-vm")]
-    finally:
-        world.sim.stop()
-        if previous is None:
-            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
-        else:
-            os.environ["OS_CLIENT_CONFIG_FILE"] = previous

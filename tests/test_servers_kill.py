@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from migrator.handlers.servers import ServerHandler
-from tests.servers_world import raw_servers, start_servers_world, target_by_source
+from tests.servers_world import raw_servers, servers_world, target_by_source
 from tests.sim.conftest import Admin
 from tests.timing import replay_seed, scaled
 
@@ -63,9 +63,7 @@ def server_states(db: Path) -> list[str]:
 def test_sigkill_inside_server_phases_then_resume(tmp_path: Path) -> None:
     seed = replay_seed("MIGRATOR_SERVER_KILL_SEED", 1414)
     rng = random.Random(seed)
-    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
-    world = start_servers_world(tmp_path)
-    try:
+    with servers_world(tmp_path) as world:
         url = world.url(tmp_path / "run")
         db = tmp_path / "run" / "state.db"
         config = world.config(tmp_path / "run")
@@ -147,11 +145,5 @@ def test_sigkill_inside_server_phases_then_resume(tmp_path: Path) -> None:
         finally:
             conn.close()
         assert tuple(recorded) == (3, 3)
-    finally:
-        world.sim.stop()
-        if previous is None:
-            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
-        else:
-            os.environ["OS_CLIENT_CONFIG_FILE"] = previous
 
 

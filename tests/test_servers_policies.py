@@ -6,28 +6,19 @@ step fails with Nova's fault message, the source is started again)."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers_world import ServersWorld, raw_servers, start_servers_world, target_by_source
+from tests.servers_world import ServersWorld, raw_servers, servers_world, target_by_source
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[ServersWorld]:
-    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
-    w = start_servers_world(tmp_path)
-    try:
+    with servers_world(tmp_path) as w:
         yield w
-    finally:
-        w.sim.stop()
-        if previous is None:
-            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
-        else:
-            os.environ["OS_CLIENT_CONFIG_FILE"] = previous
 
 
 def run(world: ServersWorld, where: Path, text: tuple[tuple[str, str], ...]

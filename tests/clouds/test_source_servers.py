@@ -4,7 +4,6 @@ same ports, MACs, addresses, floating IPs, attached volumes in order and flavor 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,13 @@ from migrator.operations.db import init_state
 from migrator.operations.discover import discover
 from migrator.store.db import make_engine, session_factory
 from migrator.store.inventory import latest_snapshot, load_items
-from tests.servers_world import ServersWorld, raw_servers, start_servers_world
+from tests.servers_world import ServersWorld, raw_servers, servers_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServersWorld]:
-    previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
-    w = start_servers_world(tmp_path_factory.mktemp("source-servers"))
-    try:
+    with servers_world(tmp_path_factory.mktemp("source-servers")) as w:
         yield w
-    finally:
-        w.sim.stop()
-        if previous is None:
-            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
-        else:
-            os.environ["OS_CLIENT_CONFIG_FILE"] = previous
 
 
 def servers_of(url: str, cloud: str) -> dict[str, dict[str, Any]]:
