@@ -86,6 +86,19 @@ def test_a_step_left_in_doubt_is_undone_by_what_the_target_holds() -> None:
                                                     ("router_interface:old", "PORT2")]
 
 
+def test_quotas_left_in_doubt_on_a_created_project_are_reset() -> None:
+    """A try killed between its quota PUT and the checkpoint leaves no id; on a project the
+    run created the quotas are reset all the same, elsewhere nothing is touched."""
+    steps = [step("project:p", "P"), step("project:q", "Q", adopted="decision"),
+             step("quota:volume:p", None, state="running", refs={"project_id": "project:p"}),
+             step("quota:compute:p", None, state="pending", refs={"project_id": "project:p"}),
+             step("quota:volume:q", None, state="failed", refs={"project_id": "project:q"})]
+    undo, kept = decide(steps, set(), {})
+    assert [(u.key, u.target_id, u.action) for u in undo] == [
+        ("project:p", "P", "delete"), ("quota:volume:p", "volume:P", "reset_quotas")]
+    assert [k.key for k in kept] == ["project:q"]
+
+
 def test_undo_order_is_the_reverse_of_the_dependencies_through_kept_steps() -> None:
     steps = [step("project:p", "P"), step("quota:network:p", "network:P"),
              step("network:n", "N"), step("subnet:s", "S"), step("router:r", "R"),

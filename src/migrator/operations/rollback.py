@@ -174,6 +174,18 @@ def decide(steps: list[RunStep], elsewhere: set[tuple[str, str]],
         if s.state == machine.ROLLED_BACK:
             continue
         if target_id is None:
+            if s.kind == "quota" and s.state not in UNDONE_STATES:
+                # Quotas carry no mark: a try killed between its PUT and its checkpoint
+                # leaves no trace but the values. On a project the run created, a reset
+                # (a DELETE, harmless where nothing was set) leaves no quota rows behind.
+                project = targets.get(str((s.spec.get("refs") or {}).get("project_id")))
+                if project in created_projects:
+                    service = str((s.spec.get("lookup") or {}).get("service")
+                                  or (s.source_id or "").partition(":")[0])
+                    undo.append(Undo(s.key, s.kind, s.tenant, s.name, f"{service}:{project}",
+                                     "reset_quotas", "quotas a try left in doubt may have "
+                                     "set on a project the run created", s.id, s.source_id))
+                continue
             if s.kind == "server" and s.state not in UNDONE_STATES and s.checkpoint:
                 # A cutover that booted no server (yet) may have made its ports, boot image
                 # and volumes, and stopped the source.
