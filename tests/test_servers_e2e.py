@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,3 +229,37 @@ def test_a_target_over_its_instance_quota_fails_the_step_with_one_line(
         ports = world.target.network.get("/ports").json()["ports"]
         assert not [p for p in ports if str(p.get("device_owner", "")).startswith("compute:")
                     or str(p.get("name", "")).startswith("physics-vm")]
+
+
+def test_audit_and_verify_see_the_volumes_a_server_moved(moved: Moved) -> None:
+    world = moved.world
+    legacy_volumes = {v["name"]: v for v in world.legacy.block_storage.get(
+        "/volumes/detail", params={"all_tenants": 1}).json()["volumes"]}
+    carried = ("physics-vm0-logs", "physics-vm0-cache", "physics-vm1-root", "physics-vm1-data")
+    result = world.cli(moved.url, "audit", "--section", "id-map", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)["id_map"] if r["kind"] == "volume"}
+    for name in carried:
+        row = rows[name]
+        assert row["source_id"] == legacy_volumes[name]["id"]
+        target = world.target.block_storage.get(f"/volumes/{row['target_id']}").json()["volume"]
+        assert target["name"] == name and target["status"] == "in-use"
+        assert target["metadata"]["migrator_source_id"] == row["source_id"]
+        assert row["state"] == "done" and row["bytes"] and row["md5"] and row["sha512"]
+    # --kind volume lists them too (they have no volume step of their own).
+    only = world.cli(moved.url, "audit", "--section", "id-map", "--kind", "volume",
+                     "--format", "json")
+    assert {r["name"] for r in json.loads(only.stdout)["id_map"]} >= set(carried)
+    table = world.cli(moved.url, "audit", "--section", "id-map", "--kind", "volume")
+    assert all(name in table.stdout for name in carried)
+    # verify reads each of them back on the target: none missing.
+    result = world.cli(moved.url, "verify", "--run", "servers", "--format", "json")
+    report = json.loads(result.stdout)
+    physics = next(t for t in report["tenants"] if t["tenant"] == "physics")
+    assert physics["kinds"]["volume"] == {"match": len(rows)}, report["findings"]
+    # The run's id map holds them (what later runs' lookups and rollback read).
+    with sqlite3.connect(moved.url.removeprefix("sqlite:///")) as conn:
+        mapped = dict(conn.execute("SELECT source_id, target_id FROM id_map "
+                                   "WHERE kind = 'volume'").fetchall())
+    assert {rows[n]["source_id"]: rows[n]["target_id"] for n in carried}.items() \
+        <= mapped.items()
