@@ -8,7 +8,10 @@ the measured downtime. Refusals at plan time: an unmapped flavor, a server in ER
 from __future__ import annotations
 
 import csv
+import html
 import json
+import re
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -263,3 +266,45 @@ def test_audit_and_verify_see_the_volumes_a_server_moved(moved: Moved) -> None:
                                    "WHERE kind = 'volume'").fetchall())
     assert {rows[n]["source_id"]: rows[n]["target_id"] for n in carried}.items() \
         <= mapped.items()
+
+
+def test_report_shows_each_tenants_servers_and_their_downtime(moved: Moved,
+                                                               tmp_path: Path) -> None:
+    world = moved.world
+    result = world.cli(moved.url, "report", "--run", "servers", "--format", "json")
+    assert result.exit_code == 0, result.output
+    tenants = {t["tenant"]: t for t in json.loads(result.stdout)["tenants"]}
+    servers = tenants["physics"]["servers"]
+    windows = servers["windows"]
+    assert [w["name"] for w in windows] == ["physics-vm0", "physics-vm1", "physics-vm2"]
+    by_source = target_by_source(world.target)
+    for w in windows:
+        assert [s["id"] for s in by_source[w["source_id"]]] == [w["target_id"]]
+        assert w["downtime_seconds"] > 0 and w["bytes"] > 0
+    assert servers["moved"] == 3
+    assert servers["worst_seconds"] == max(w["downtime_seconds"] for w in windows)
+    assert servers["total_seconds"] == pytest.approx(sum(w["downtime_seconds"]
+                                                         for w in windows))
+    status = json.loads(world.cli(moved.url, "status", "--format", "json").stdout)
+    assert status["servers"][0]["worst_seconds"] == pytest.approx(servers["worst_seconds"])
+    # The HTML: a section with the tenant's line and a line per server, every value escaped
+    # (a server named like markup, as the state database may hold, is shown as text).
+    hostile = "<img src=x onerror=alert(1)>"
+    copy = tmp_path / "state.db"
+    shutil.copy(moved.url.removeprefix("sqlite:///"), copy)
+    with sqlite3.connect(copy) as conn:
+        conn.execute("UPDATE server_downtimes SET name = ? WHERE name = 'physics-vm1'",
+                     (hostile,))
+    out = tmp_path / "report.html"
+    result = world.cli(f"sqlite:///{copy}", "report", "--run", "servers", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert hostile not in page and html.escape(hostile, quote=True) in page
+    section = page[page.index('<section id="servers">'):]
+    section = section[:section.index("</section>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    cells = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r)] for r in rows
+             if "<td" in r]
+    assert cells[0][:2] == ["physics", "3"]
+    assert cells[0][3] == f"{servers['worst_seconds']:.1f} s"
+    assert sorted(c[1] for c in cells[1:]) == sorted(["physics-vm0", hostile, "physics-vm2"])
