@@ -260,6 +260,21 @@ def test_audit_and_verify_see_the_volumes_a_server_moved(moved: Moved) -> None:
     report = json.loads(result.stdout)
     physics = next(t for t in report["tenants"] if t["tenant"] == "physics")
     assert physics["kinds"]["volume"] == {"match": len(rows)}, report["findings"]
+    # ... really read: a carried volume whose mark was changed on the target differs.
+    logs = rows["physics-vm0-logs"]
+    path = f"/volumes/{logs['target_id']}/metadata/migrator_source_id"
+    world.target.block_storage.put(path, json={"meta": {"migrator_source_id": "other"}})
+    try:
+        result = world.cli(moved.url, "verify", "--run", "servers", "--format", "json")
+        assert result.exit_code != 0
+        findings = [f for f in json.loads(result.stdout)["findings"]
+                    if not f["result"].startswith("drift-")]  # the sources stopped
+        assert [(f["kind"], f["name"], f["result"]) for f in findings] == [
+            ("volume", "physics-vm0-logs", "differs")]
+        assert "moved by server physics-vm0" in findings[0]["detail"]
+    finally:
+        world.target.block_storage.put(path, json={"meta": {
+            "migrator_source_id": logs["source_id"]}})
     # The run's id map holds them (what later runs' lookups and rollback read).
     with sqlite3.connect(moved.url.removeprefix("sqlite:///")) as conn:
         mapped = dict(conn.execute("SELECT source_id, target_id FROM id_map "
