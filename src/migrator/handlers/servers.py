@@ -6,7 +6,8 @@ each (the phase functions are in server_phases.py)::
     snapshot         image-backed: createImage (``migrator-snap-<server id>``), wait active
     copy             the snapshot's bytes into the target boot image (streamed, md5 and
                      sha512 checked), each attached volume through the volume path
-                     (transfer/volume.py: temporary images, target volume, verified)
+                     (transfer/volume.py: temporary images, target volume, verified);
+                     each volume's mapping goes to the run's id map as a ``volume``'s
     ports            a target port per source port, on the migrated network and IPv6 subnet,
                      same MAC, same security groups, tagged with the source port id
     boot             (``snapshot_running``: the source stopped now) the target server booted
