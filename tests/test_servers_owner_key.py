@@ -109,3 +109,26 @@ def test_boots_wait_for_the_key_another_worker_process_holds(world: ServersWorld
     assert all(s["user_id"] == me for s in raw_servers(world.target).values())
     mine = world.target.compute.get("/os-keypairs").json()["keypairs"]
     assert not [k for k in mine if k["keypair"]["name"] == "physics-key"]
+
+
+def test_two_worker_processes_boot_one_owners_servers_with_the_owners_key(
+        world: ServersWorld, tmp_path: Path) -> None:
+    """The run executed by two worker processes (``--processes 2``; which boots land in
+    which process is up to their claims): every server arrives once, with the owner's
+    public key, and no copy is left. The wait itself is shown by the test above."""
+    url = world.url(tmp_path / "run")
+    config = world.config(tmp_path / "run")
+    config.write_text(config.read_text().replace("  password_policy: random ",
+                                                 "  password_policy: external "))
+    plan = tmp_path / "plan.yaml"
+    assert world.cli(url, "plan", "--config", str(config), "-o", str(plan)).exit_code == 0
+    result = world.cli(url, "execute", str(plan), "--processes", "2", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    legacy = world.sim.cloud("legacy").state
+    owner_key = next(k["public_key"] for k in legacy.values("keypairs")
+                     if k["name"] == "physics-key")
+    booted = [(s["name"], s.get("_public_key"))
+              for s in world.sim.cloud("target").state.values("servers")]
+    assert sorted(booted) == [(f"physics-vm{i}", owner_key) for i in range(3)]
+    mine = world.target.compute.get("/os-keypairs").json()["keypairs"]
+    assert not [k for k in mine if k["keypair"]["name"] == "physics-key"]
