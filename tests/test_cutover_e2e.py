@@ -284,6 +284,15 @@ def test_verify_finds_what_changed_on_the_target_and_drift_on_the_source(
         "size": 1, "name": "late-volume"}})
     assert added.status_code == 202, added.text
 
+    # 5. A role assignment of physics revoked on the target: missing, not different.
+    grant = db_rows(cutover.url, select(Step.key, Step.name, IdMap.target_id).join(
+        IdMap, (IdMap.run_id == Step.run_id) & (IdMap.kind == Step.kind)
+        & (IdMap.source_id == Step.source_id)).where(
+        Step.kind == "role_assignment", Step.tenant == "physics").order_by(Step.id))[0]
+    user_id, project_id, role_id = grant.target_id.split(":")
+    revoked = target.identity.delete(f"/projects/{project_id}/users/{user_id}/roles/{role_id}")
+    assert revoked.status_code == 204, revoked.text
+
     shallow = cutover.cli("verify", "--run", RUN, "--format", "json")
     assert shallow.exit_code == 1, shallow.output
     found = {(f["kind"], f["name"], f["result"]): f["detail"]
@@ -296,6 +305,9 @@ def test_verify_finds_what_changed_on_the_target_and_drift_on_the_source(
             "property os_distro: wanted 'centos', target has 'hacked'",
         ("security_group_rule", rule_step.name, "missing"):
             f"target: security group rule {deleted['id']} does not exist",
+        ("role_assignment", grant.name, "missing"):
+            f"step {grant.key!r}: role {role_id} of user {user_id} on project "
+            f"{project_id} is missing on target",
         ("volume", "late-volume", "drift-new"):
             "volume late-volume appeared on the source after planning",
     }

@@ -72,6 +72,11 @@ class StepFailedError(MigratorError):
     """A step handler failed; retried by the executor up to its limit."""
 
 
+class TargetGoneError(StepFailedError):
+    """What a step made on the target is not there (deleted since, or a grant revoked):
+    ``verify`` reports it as missing rather than as different."""
+
+
 class PlanError(MigratorError):
     """A plan file is malformed, tampered with, stale or refers to something unknown."""
 

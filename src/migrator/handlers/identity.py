@@ -26,7 +26,7 @@ from typing import Any
 from migrator.clouds.target import TargetCloud
 from migrator.engine.handlers import Reconciliation, StepContext
 from migrator.engine.steps import StepSnapshot
-from migrator.errors import ConfigError, StepFailedError
+from migrator.errors import ConfigError, StepFailedError, TargetGoneError
 from migrator.handlers import idmap
 from migrator.handlers.base import (
     ResourceHandler,
@@ -249,7 +249,7 @@ class RoleAssignmentHandler(ResourceHandler):
              attrs: dict[str, Any]) -> dict[str, Any]:
         user_id, project_id, role_id = target_id.split(":")
         if not tc.has_project_role(project_id, user_id, role_id):
-            raise StepFailedError(f"step {step.key!r}: role {role_id} of user {user_id} on "
+            raise TargetGoneError(f"step {step.key!r}: role {role_id} of user {user_id} on "
                                   f"project {project_id} is missing on {tc.name}")
         return self._assignment(user_id, project_id, role_id)
 

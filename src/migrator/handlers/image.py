@@ -35,7 +35,7 @@ from typing import Any
 
 from migrator.engine.handlers import Handler, StepContext, StepInterrupted
 from migrator.engine.steps import StepSnapshot
-from migrator.errors import StepFailedError
+from migrator.errors import StepFailedError, TargetGoneError
 from migrator.handlers import idmap
 from migrator.handlers.base import resolve_attrs, same_value, source_id_of, spec_part, target_cloud
 from migrator.handlers.data import data_services, run_again_on_transient, source_cloud
@@ -202,7 +202,7 @@ class ImageHandler(Handler):
             # Not read after this execution's upload (a resumed or reclaimed step): read it.
             record = api.image(str(target_id))
         if record is None:
-            raise StepFailedError(f"step {step.key!r}: target image {target_id} is gone")
+            raise TargetGoneError(f"step {step.key!r}: target image {target_id} is gone")
         problems = image_differences(record, resolve_attrs(ctx, step), _expected(step),
                                      step.checkpoint.get("sha512"), source_id_of(step))
         if problems:
@@ -339,7 +339,7 @@ class ImageMemberHandler(Handler):
                                 f"reading member {member_id} of image {image_id}",
                                 missing_ok=True)
         if not isinstance(found, dict):
-            raise StepFailedError(f"step {step.key!r}: project {member_id} is not a member "
+            raise TargetGoneError(f"step {step.key!r}: project {member_id} is not a member "
                                   f"of target image {image_id}")
         want = step.checkpoint.get("member_status") or "accepted"
         if found.get("status") != want:

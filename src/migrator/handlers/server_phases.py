@@ -28,7 +28,7 @@ from migrator.clouds.target import TargetCloudError
 from migrator.config_schema import ServersConfig
 from migrator.engine.handlers import StepContext, StepInterrupted
 from migrator.engine.steps import StepSnapshot
-from migrator.errors import StepFailedError
+from migrator.errors import StepFailedError, TargetGoneError
 from migrator.handlers.base import resolve_attrs, source_id_of, spec_part, target_cloud
 from migrator.handlers.data import DataServices, data_services, scoped_target, source_cloud
 from migrator.handlers.owner_key import owner_api, owner_key_imported
@@ -523,7 +523,7 @@ def wait_active(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         server = read_server(admin, server_id)
         if server is None:
-            raise StepFailedError(f"{what} is gone")
+            raise TargetGoneError(f"{what} is gone")
         status = server.get("status")
         if status == "ERROR":
             restarted = restart_source(cut, cp)
@@ -540,7 +540,7 @@ def wait_active(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
         def started() -> dict[str, Any] | None:
             now = read_server(admin, server_id)
             if now is None:
-                raise StepFailedError(f"{what} is gone")
+                raise TargetGoneError(f"{what} is gone")
             return now if now.get("status") == "ACTIVE" else None
 
         server = wait_for(cut, f"{what} until ACTIVE", cut.settings.active_timeout, started)
@@ -549,7 +549,7 @@ def wait_active(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
         def stopped() -> dict[str, Any] | None:
             now = read_server(admin, server_id)
             if now is None:
-                raise StepFailedError(f"{what} is gone")
+                raise TargetGoneError(f"{what} is gone")
             if now.get("status") == "SHUTOFF":
                 return now
             if now.get("status") == "ACTIVE" and not now.get("OS-EXT-STS:task_state"):
@@ -567,7 +567,7 @@ def verify_target(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
     admin = Api(cut.admin().handle)
     server = read_server(admin, server_id)
     if server is None:
-        raise StepFailedError(f"target server {server_id} of {cut.what()} is gone")
+        raise TargetGoneError(f"target server {server_id} of {cut.what()} is gone")
     problems: list[str] = []
     flavor_id = cut.lookup.get("flavor_id")
     have_flavor = server.get("flavor") or {}

@@ -30,7 +30,14 @@ from sqlalchemy import Connection
 from migrator.clouds.target import ListedTarget
 from migrator.engine.handlers import StepContext
 from migrator.engine.steps import StepSnapshot
-from migrator.errors import CloudError, ConfigError, MigratorError, NotFoundError, StepFailedError
+from migrator.errors import (
+    CloudError,
+    ConfigError,
+    MigratorError,
+    NotFoundError,
+    StepFailedError,
+    TargetGoneError,
+)
 from migrator.operations.context import database_errors, open_state
 from migrator.operations.drift import Drift, compare, read_source
 from migrator.plan.model import KIND_ORDER
@@ -232,11 +239,10 @@ class _Checker:
             problems = self._problems(ctx, step, target_id)
         except NotFoundError as exc:
             return "missing", finding("missing", exc.message)
+        except TargetGoneError as exc:
+            return "missing", finding("missing", exc.message)
         except StepFailedError as exc:
-            missing = "missing" in exc.message or "is gone" in exc.message \
-                or "not a member" in exc.message
-            return ("missing" if missing else "differs",
-                    finding("missing" if missing else "differs", exc.message))
+            return "differs", finding("differs", exc.message)
         except (CloudError, MigratorError) as exc:
             return "error", finding("error", exc.message)
         if problems:
