@@ -46,6 +46,7 @@ def test_a_servers_volumes_follow_it_in_the_id_map(url: str) -> None:
             servers = list(iter_id_map(conn, AuditFilter([run_id], kind="server")))
             widths = column_widths(conn, AuditFilter([run_id]))
             server_widths = column_widths(conn, AuditFilter([run_id], kind="server"))
+            volume_widths = column_widths(conn, AuditFilter([run_id], kind="volume"))
         assert [(r.kind, r.name, r.source_id, r.target_id, r.state) for r in rows] == [
             ("server", "physics-vm0", "s", None, "done"),
             ("volume", "physics-vm0-root", "v-root", "T-root", "done"),
@@ -58,5 +59,8 @@ def test_a_servers_volumes_follow_it_in_the_id_map(url: str) -> None:
         assert [r.source_id for r in servers] == ["s"]
         assert widths.name == len(LONG_NAME)
         assert server_widths.name == len("physics-vm0")
+        # Under --kind volume the carried ones count (the volume step has no target yet).
+        assert (volume_widths.name, volume_widths.source_id, volume_widths.target_id) == (
+            len(LONG_NAME), len("v-root"), len("T-root"))
     finally:
         engine.dispose()

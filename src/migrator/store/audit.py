@@ -251,21 +251,11 @@ def column_widths(conn: Connection, flt: AuditFilter) -> Widths:
     actor_where = [Event.run_id.in_(list(flt.run_ids))]
     if flt.tenant is not None or flt.kind is not None:
         actor_where.append(Event.step_id.in_(select(Step.id).where(*step_where)))
-    name = longest(Step.name, *step_where)
-    carriers = sorted(CARRIED) if flt.kind is None else sorted(
-        k for k, v in CARRIED.items() if v == flt.kind)
-    if carriers:
-        # The names of carried resources are in their carrier's spec (few steps).
-        where = [Step.run_id.in_(list(flt.run_ids)),
-                 *_step_filters(replace(flt, kind=None)), Step.kind.in_(carriers)]
-        for kind, spec in conn.execute(select(Step.kind, Step.spec).where(*where)):
-            for carried_name, *_ in carried_rows(kind, None, spec):
-                name = max(name, len(carried_name or ""))
-    return Widths(
+    widths = Widths(
         run=run,
         tenant=longest(Step.tenant, *step_where),
         kind=longest(Step.kind, *step_where),
-        name=name,
+        name=longest(Step.name, *step_where),
         actor=longest(Event.actor, *actor_where, table=Event),
         source_id=longest(Step.source_id, *step_where),
         target_id=int(conn.execute(
@@ -274,6 +264,29 @@ def column_widths(conn: Connection, flt: AuditFilter) -> Widths:
                             IdMap.source_id == Step.source_id)).where(*step_where)
         ).scalar() or 0),
     )
+    return _widen_for_carried(conn, flt, widths)
+
+
+def _widen_for_carried(conn: Connection, flt: AuditFilter, widths: Widths) -> Widths:
+    """The widths that the resources carried by other steps need too (read from their
+    carriers' specs and checkpoints: few steps)."""
+    carriers = sorted(CARRIED) if flt.kind is None else sorted(
+        k for k, v in CARRIED.items() if v == flt.kind)
+    if not carriers:
+        return widths
+    where = [Step.run_id.in_(list(flt.run_ids)), *_step_filters(replace(flt, kind=None)),
+             Step.kind.in_(carriers)]
+    out = {"tenant": widths.tenant, "kind": widths.kind, "name": widths.name,
+           "source_id": widths.source_id, "target_id": widths.target_id}
+    query = select(Step.kind, Step.tenant, Step.spec, Step.checkpoint).where(*where)
+    for kind, tenant, spec, checkpoint in conn.execute(query):
+        for name, source_id, target_id, _data, _verified in carried_rows(kind, checkpoint,
+                                                                          spec):
+            for field_name, value in (("tenant", tenant), ("kind", CARRIED[kind]),
+                                      ("name", name), ("source_id", source_id),
+                                      ("target_id", target_id)):
+                out[field_name] = max(out[field_name], len(value or ""))
+    return replace(widths, **out)
 
 
 def runs_named(conn: Connection, name: str | None) -> list[tuple[int, str]]:
