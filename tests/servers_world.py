@@ -45,11 +45,13 @@ class ServersWorld:
             "plan", "execute", "discover") else []
         return self.runner.invoke(cli, ["--db", url, *args, *extra], prog_name="migrator")
 
-    def config(self, where: Path, flavors: str = FLAVOR_MAP) -> Path:
+    def config(self, where: Path, flavors: str = FLAVOR_MAP, **replace: str) -> Path:
+        """The sample configuration with the world's mappings; ``replace``: more of its
+        text replaced (e.g. ``{"waves: []": "waves: [[physics], [chemistry]]"}``)."""
         where.mkdir(parents=True, exist_ok=True)
         return write_config(where, **{"volume_types: {}": VOLUME_TYPES,
                                       "flavors: {}": flavors,
-                                      "poll_interval: 2 ": "poll_interval: 0.05 "})
+                                      "poll_interval: 2 ": "poll_interval: 0.05 ", **replace})
 
     def url(self, where: Path) -> str:
         where.mkdir(parents=True, exist_ok=True)
@@ -58,8 +60,10 @@ class ServersWorld:
         return f"sqlite:///{copy}"
 
 
-def start_servers_world(root: Path) -> ServersWorld:
-    seed = generate(SeedShape(tenants=1, image_size=4096, volume_data_size=2048,
+def start_servers_world(root: Path, tenants: int = 1) -> ServersWorld:
+    """``tenants``: physics (the first) and, with more, chemistry, ... each with the same
+    three servers (their data volumes as ``seed_gen`` gives them)."""
+    seed = generate(SeedShape(tenants=tenants, image_size=4096, volume_data_size=2048,
                               servers_per_tenant=3))
     # The image-backed web server gets two data volumes too (attached in this order).
     tenant = seed["clouds"]["legacy"]["tenants"][1]
@@ -83,13 +87,13 @@ def start_servers_world(root: Path) -> ServersWorld:
 
 
 @contextmanager
-def servers_world(root: Path) -> Iterator[ServersWorld]:
+def servers_world(root: Path, tenants: int = 1) -> Iterator[ServersWorld]:
     """:func:`start_servers_world` for the length of a test or a fixture: the simulator
     stopped after, and ``OS_CLIENT_CONFIG_FILE`` (which it points at the simulator's
     clouds.yaml) as it was before."""
     previous = os.environ.get("OS_CLIENT_CONFIG_FILE")
     try:
-        world = start_servers_world(root)
+        world = start_servers_world(root, tenants)
         try:
             yield world
         finally:

@@ -8,7 +8,11 @@ the measured downtime. Refusals at plan time: an unmapped flavor, a server in ER
 from __future__ import annotations
 
 import csv
+import html
 import json
+import re
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,3 +232,94 @@ def test_a_target_over_its_instance_quota_fails_the_step_with_one_line(
         ports = world.target.network.get("/ports").json()["ports"]
         assert not [p for p in ports if str(p.get("device_owner", "")).startswith("compute:")
                     or str(p.get("name", "")).startswith("physics-vm")]
+
+
+def test_audit_and_verify_see_the_volumes_a_server_moved(moved: Moved) -> None:
+    world = moved.world
+    legacy_volumes = {v["name"]: v for v in world.legacy.block_storage.get(
+        "/volumes/detail", params={"all_tenants": 1}).json()["volumes"]}
+    carried = ("physics-vm0-logs", "physics-vm0-cache", "physics-vm1-root", "physics-vm1-data")
+    result = world.cli(moved.url, "audit", "--section", "id-map", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)["id_map"] if r["kind"] == "volume"}
+    for name in carried:
+        row = rows[name]
+        assert row["source_id"] == legacy_volumes[name]["id"]
+        target = world.target.block_storage.get(f"/volumes/{row['target_id']}").json()["volume"]
+        assert target["name"] == name and target["status"] == "in-use"
+        assert target["metadata"]["migrator_source_id"] == row["source_id"]
+        assert row["state"] == "done" and row["bytes"] and row["md5"] and row["sha512"]
+    # --kind volume lists them too (they have no volume step of their own).
+    only = world.cli(moved.url, "audit", "--section", "id-map", "--kind", "volume",
+                     "--format", "json")
+    assert {r["name"] for r in json.loads(only.stdout)["id_map"]} >= set(carried)
+    table = world.cli(moved.url, "audit", "--section", "id-map", "--kind", "volume")
+    assert all(name in table.stdout for name in carried)
+    # verify reads each of them back on the target: none missing.
+    result = world.cli(moved.url, "verify", "--run", "servers", "--format", "json")
+    report = json.loads(result.stdout)
+    physics = next(t for t in report["tenants"] if t["tenant"] == "physics")
+    assert physics["kinds"]["volume"] == {"match": len(rows)}, report["findings"]
+    # ... really read: a carried volume whose mark was changed on the target differs.
+    logs = rows["physics-vm0-logs"]
+    path = f"/volumes/{logs['target_id']}/metadata/migrator_source_id"
+    world.target.block_storage.put(path, json={"meta": {"migrator_source_id": "other"}})
+    try:
+        result = world.cli(moved.url, "verify", "--run", "servers", "--format", "json")
+        assert result.exit_code != 0
+        findings = [f for f in json.loads(result.stdout)["findings"]
+                    if not f["result"].startswith("drift-")]  # the sources stopped
+        assert [(f["kind"], f["name"], f["result"]) for f in findings] == [
+            ("volume", "physics-vm0-logs", "differs")]
+        assert "moved by server physics-vm0" in findings[0]["detail"]
+    finally:
+        world.target.block_storage.put(path, json={"meta": {
+            "migrator_source_id": logs["source_id"]}})
+    # The run's id map holds them (what later runs' lookups and rollback read).
+    with sqlite3.connect(moved.url.removeprefix("sqlite:///")) as conn:
+        mapped = dict(conn.execute("SELECT source_id, target_id FROM id_map "
+                                   "WHERE kind = 'volume'").fetchall())
+    assert {rows[n]["source_id"]: rows[n]["target_id"] for n in carried}.items() \
+        <= mapped.items()
+
+
+def test_report_shows_each_tenants_servers_and_their_downtime(moved: Moved,
+                                                               tmp_path: Path) -> None:
+    world = moved.world
+    result = world.cli(moved.url, "report", "--run", "servers", "--format", "json")
+    assert result.exit_code == 0, result.output
+    tenants = {t["tenant"]: t for t in json.loads(result.stdout)["tenants"]}
+    servers = tenants["physics"]["servers"]
+    windows = servers["windows"]
+    assert [w["name"] for w in windows] == ["physics-vm0", "physics-vm1", "physics-vm2"]
+    by_source = target_by_source(world.target)
+    for w in windows:
+        assert [s["id"] for s in by_source[w["source_id"]]] == [w["target_id"]]
+        assert w["downtime_seconds"] > 0 and w["bytes"] > 0
+    assert servers["moved"] == 3
+    assert servers["worst_seconds"] == max(w["downtime_seconds"] for w in windows)
+    assert servers["total_seconds"] == pytest.approx(sum(w["downtime_seconds"]
+                                                         for w in windows))
+    status = json.loads(world.cli(moved.url, "status", "--format", "json").stdout)
+    assert status["servers"][0]["worst_seconds"] == pytest.approx(servers["worst_seconds"])
+    # The HTML: a section with the tenant's line and a line per server, every value escaped
+    # (a server named like markup, as the state database may hold, is shown as text).
+    hostile = "<img src=x onerror=alert(1)>"
+    copy = tmp_path / "state.db"
+    shutil.copy(moved.url.removeprefix("sqlite:///"), copy)
+    with sqlite3.connect(copy) as conn:
+        conn.execute("UPDATE server_downtimes SET name = ? WHERE name = 'physics-vm1'",
+                     (hostile,))
+    out = tmp_path / "report.html"
+    result = world.cli(f"sqlite:///{copy}", "report", "--run", "servers", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert hostile not in page and html.escape(hostile, quote=True) in page
+    section = page[page.index('<section id="servers">'):]
+    section = section[:section.index("</section>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", section)
+    cells = [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r)] for r in rows
+             if "<td" in r]
+    assert cells[0][:2] == ["physics", "3"]
+    assert cells[0][3] == f"{servers['worst_seconds']:.1f} s"
+    assert sorted(c[1] for c in cells[1:]) == sorted(["physics-vm0", hostile, "physics-vm2"])

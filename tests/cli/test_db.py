@@ -121,8 +121,10 @@ def test_db_history_lists_every_revision(invoke: Invoke) -> None:
         "verify' of a run found, with its time.\n"
         "0002_verifications -> 0003_workers: Workers sharing a run: the workers table "
         "and runs.control replace the run lock.\n"
-        "0003_workers -> 0004_server_downtimes (head): Servers: the measured downtime of "
-        "each server cut over (server_downtimes).\n",
+        "0003_workers -> 0004_server_downtimes: Servers: the measured downtime of "
+        "each server cut over (server_downtimes).\n"
+        "0004_server_downtimes -> 0005_named_locks (head): Named locks: mutual exclusion "
+        "between worker processes around cloud calls (named_locks).\n",
     )
 
 

@@ -75,6 +75,7 @@ def write_report(out: TextIO, report: RunReport) -> None:
               f"by migrator from {esc(report.database)}</p></header>\n<main>\n")
     _summary(out, report)
     _tenants(out, report)
+    _servers(out, report)
     _verification(out, report)
     _failures(out, report)
     _timeline(out, report)
@@ -164,6 +165,44 @@ def _tenants(out: TextIO, r: RunReport) -> None:
                   + f"<td>{kinds}</td><td class=\"n\">{esc(human_bytes(t.bytes_moved))}</td>"
                     f"<td class=\"n\">{esc(human_bytes(t.bytes_left))}</td><td>{ran}</td>"
                     f"<td>{_verdict_cell(t)}</td></tr>\n")
+    out.write("</tbody></table></section>\n")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 60 else f"{value:.0f} s ({human_duration(value)})"
+
+
+def _servers(out: TextIO, r: RunReport) -> None:
+    """Per tenant the servers cut over with their downtime (total and worst), then each
+    server's window; nothing when the run moved no server."""
+    moved = [t for t in r.tenants if t.servers is not None]
+    if not moved:
+        return
+    out.write('<section id="servers"><h2>Servers cut over: measured downtime</h2>\n'
+              '<p class="muted">Downtime: from the source server stopped to the target '
+              "server running (or left stopped, as the source was) and verified.</p>\n"
+              '<table id="server-tenants"><thead><tr><th>Tenant</th>'
+              '<th class="n">Servers</th><th class="n">Total downtime</th>'
+              '<th class="n">Worst downtime</th></tr></thead><tbody>\n')
+    for t in moved:
+        assert t.servers is not None
+        out.write(f'<tr><td>{esc(t.tenant or "-")}</td><td class="n">{t.servers.moved}</td>'
+                  f'<td class="n">{esc(_seconds(t.servers.total_seconds))}</td>'
+                  f'<td class="n">{esc(_seconds(t.servers.worst_seconds))}</td></tr>\n')
+    out.write('</tbody></table>\n<table id="server-windows"><thead><tr><th>Tenant</th>'
+              "<th>Server</th><th>Source id</th><th>Target id</th><th>Was</th>"
+              '<th>Stopped</th><th class="n">Downtime</th><th class="n">Copy</th>'
+              '<th class="n">Bytes</th></tr></thead><tbody>\n')
+    for t in moved:
+        assert t.servers is not None
+        for w in t.servers.windows:
+            out.write(f'<tr><td>{esc(w.tenant or "-")}</td><td>{esc(w.name or "-")}</td>'
+                      f'<td class="id">{esc(w.source_id)}</td>'
+                      f'<td class="id">{esc(w.target_id)}</td><td>{esc(w.power_state)}</td>'
+                      f"<td>{esc(_time(w.stopped_at))}</td>"
+                      f'<td class="n">{esc(_seconds(w.downtime_seconds))}</td>'
+                      f'<td class="n">{esc(_seconds(w.copy_seconds))}</td>'
+                      f'<td class="n">{esc(human_bytes(w.bytes))}</td></tr>\n')
     out.write("</tbody></table></section>\n")
 
 

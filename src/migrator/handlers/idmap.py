@@ -62,6 +62,14 @@ def record_target(ctx: StepContext, source_id: str, target_id: str) -> None:
         lambda conn: _record(conn, step.run_id, step.kind, source_id, target_id))
 
 
+def record_carried(ctx: StepContext, kind: str, source_id: str, target_id: str) -> None:
+    """The mapping of a resource the context's step moved inside its own (a server's boot
+    and data volumes), under that resource's kind, so that lookups and the id map's readers
+    find it as if a step of its kind had made it; written with the step's next checkpoint."""
+    run_id = ctx.step.run_id
+    ctx.write_with_checkpoint(lambda conn: _record(conn, run_id, kind, source_id, target_id))
+
+
 def _record(conn: Connection, run_id: int, kind: str, source_id: str, target_id: str) -> None:
     """Insert the mapping, or replace its target id (one statement: an upsert on the
     (run, kind, source id) unique key, which both SQLite and PostgreSQL have)."""

@@ -9,24 +9,21 @@ that project; the target server is booted with the owner's credentials (the user
 created, with the password it recorded: Nova looks a ``key_name`` up among the keypairs of
 the calling user), or, when the owner has no password migrator knows (``password_policy:
 external``, an owner who is not migrated), by migrator's user with the owner's public key
-imported under the same name for the boot and deleted after it (Nova copies the key into the
-server when it is created).
+imported under the same name for the boot and deleted after it (handlers/owner_key.py: one
+such boot per key name at a time, across worker processes).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from migrator.clouds.errors import CloudCallError
 from migrator.clouds.target import TargetCloudError
 from migrator.config_schema import ServersConfig
 from migrator.engine.handlers import StepContext, StepInterrupted
@@ -34,8 +31,8 @@ from migrator.engine.steps import StepSnapshot
 from migrator.errors import StepFailedError, TargetGoneError
 from migrator.handlers.base import resolve_attrs, source_id_of, spec_part, target_cloud
 from migrator.handlers.data import DataServices, data_services, scoped_target, source_cloud
-from migrator.handlers.identity import password_key
-from migrator.handlers.passwords import read_password_file
+from migrator.handlers.owner_key import owner_api, owner_key_imported
+from migrator.handlers.server_errors import ServerFailed
 from migrator.spec import Lookup
 from migrator.transfer.errors import TransferError
 from migrator.transfer.glance_io import fresh_for_upload
@@ -55,14 +52,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT_PREFIX = "migrator-snap-"
 BOOT_TAG = "migrator-boot"
 SOURCE_KEY = "migrator_source_id"  # target server metadata: the source server id
-IMPORTED_KEY_PREFIX = "migrator-import-"
-
-
-class ServerFailed(StepFailedError):
-    """A cutover failure that trying again cannot mend (a server in ERROR on the target, a
-    quota, a MAC taken): the step fails at once; --resume tries again after a fix."""
-
-    final = True
 
 
 @dataclass
@@ -442,65 +431,6 @@ def _target_servers(cut: Cutover) -> list[dict[str, Any]]:
             and s.get("status") != "DELETED"]
 
 
-def owner_api(cut: Cutover) -> tuple[Api, Callable[[], None]]:
-    """The API the target server is booted with, and what to undo after the boot."""
-    owner = dict(cut.lookup.get("owner") or {})
-    if owner.get("method") == "password":
-        password = _owner_password(cut, owner)
-        if password is not None:
-            handle = cut.admin().handle
-            key = f"owner:{owner.get('user_id')}:{cut.project_id}"
-            try:
-                scoped = cut.services.scoped(key, lambda: handle.as_user(
-                    str(owner["name"]), password, str(owner.get("domain_id") or "default"),
-                    cut.project_id))
-            except CloudCallError as exc:
-                if exc.status != 401:
-                    raise
-                # The owner changed the password migrator gave them: the key is imported
-                # for migrator's user instead (the server's key is still the owner's).
-                log.warning("%s: cannot act as its owner %s (%s); booting it as migrator's "
-                            "user with the owner's key", cut.what(), owner.get("name"), exc)
-            else:
-                return Api(scoped), lambda: None
-    return cut.dst, _import_key(cut)
-
-
-def _owner_password(cut: Cutover, owner: dict[str, Any]) -> str | None:
-    """The password migrator gave the owner (never logged, never in a checkpoint)."""
-    policy = owner.get("password_policy")
-    if policy == "fixed":
-        return os.environ.get(str(owner.get("password_env") or "")) or None
-    if policy == "random" and owner.get("password_file"):
-        entries = read_password_file(Path(str(owner["password_file"])))
-        return entries.get(password_key({"name": owner.get("name"),
-                                         "domain_id": owner.get("domain_id")}))
-    return None
-
-
-def _import_key(cut: Cutover) -> Callable[[], None]:
-    """Migrator's user gets the owner's public key under the same name, for the boot."""
-    name = cut.attrs.get("key_name")
-    ref = cut.attrs.get("keypair")
-    if not name or not ref:
-        return lambda: None
-    user_id, _, key_name = str(ref).partition(":")
-    found = cut.admin().find_keypair(user_id, key_name)
-    if found is None:
-        raise ServerFailed(f"{cut.what()}: the owner's key pair {key_name!r} is not on the "
-                           "target")
-    mine = cut.dst.request("compute", "GET", f"os-keypairs/{name}", f"reading keypair {name}",
-                           missing_ok=True)
-    if mine is not None:
-        cut.dst.request("compute", "DELETE", f"os-keypairs/{name}",
-                        f"deleting keypair {name}", missing_ok=True)
-    cut.dst.request("compute", "POST", "os-keypairs", f"importing keypair {name}",
-                    body={"keypair": {"name": name, "public_key": found["public_key"]}},
-                    ok=(200, 201))
-    return lambda: cut.dst.request("compute", "DELETE", f"os-keypairs/{name}",
-                                   f"deleting keypair {name}", missing_ok=True)
-
-
 def boot(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if cut.settings.cutover == "snapshot_running" and not cp.get("stopped_at"):
@@ -540,25 +470,22 @@ def boot(cut: Cutover, cp: dict[str, Any]) -> dict[str, Any]:
         mappings.append(mapping)
     if mappings:
         body["block_device_mapping_v2"] = mappings
-    with _boot_lock(cut):
-        return {**out, **_boot(cut, cp, body)}
-
-
-_IMPORT_LOCKS: dict[str, threading.Lock] = {}
-_IMPORT_LOCKS_GUARD = threading.Lock()
-
-
-def _boot_lock(cut: Cutover) -> threading.Lock:
-    """Boots that import a key for migrator's user are serialised per key name in this
-    process: two owners' keys of the same name must not be swapped between import and boot.
-    (Worker processes on several hosts do not share this lock: see the operator guide.)"""
-    name = str(cut.attrs.get("key_name") or "")
-    with _IMPORT_LOCKS_GUARD:
-        return _IMPORT_LOCKS.setdefault(name, threading.Lock())
+    return {**out, **_boot(cut, cp, body)}
 
 
 def _boot(cut: Cutover, cp: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    api, undo = owner_api(cut)
+    """The boot as the owner, else as migrator's user with the owner's key imported
+    (handlers/owner_key.py)."""
+    owner = owner_api(cut)
+    if owner is not None:
+        return _post_server(cut, cp, owner, body)
+    with owner_key_imported(cut) as ready:
+        ready()
+        return _post_server(cut, cp, cut.dst, body)
+
+
+def _post_server(cut: Cutover, cp: dict[str, Any], api: Api, body: dict[str, Any]
+                 ) -> dict[str, Any]:
     try:
         answer = api.request("compute", "POST", "servers", f"booting {cut.what()} on the target",
                              body={"server": body}, ok=(202,))
@@ -572,8 +499,6 @@ def _boot(cut: Cutover, cp: dict[str, Any], body: dict[str, Any]) -> dict[str, A
             undo_refused_boot(cut, cp)
             raise ServerFailed(f"{cut.what()}: the target refuses the boot: {exc}") from exc
         raise
-    finally:
-        undo()
     created = (answer or {}).get("server") or {}
     if not created.get("id"):
         raise TransferError(f"booting {cut.what()}: no server in the answer", retryable=True)

@@ -6,7 +6,8 @@ each (the phase functions are in server_phases.py)::
     snapshot         image-backed: createImage (``migrator-snap-<server id>``), wait active
     copy             the snapshot's bytes into the target boot image (streamed, md5 and
                      sha512 checked), each attached volume through the volume path
-                     (transfer/volume.py: temporary images, target volume, verified)
+                     (transfer/volume.py: temporary images, target volume, verified);
+                     each volume's mapping goes to the run's id map as a ``volume``'s
     ports            a target port per source port, on the migrated network and IPv6 subnet,
                      same MAC, same security groups, tagged with the source port id
     boot             (``snapshot_running``: the source stopped now) the target server booted
@@ -53,6 +54,7 @@ class ServerHandler(Handler):
                 data = dict(phases[name](cut, dict(ctx.step.checkpoint)) or {})
             except TransferInterrupted:
                 raise StepInterrupted(step.key) from None
+            _record_volumes(ctx, data)
             target_id = data.get("target_server_id")
             if target_id and target_id != ctx.step.checkpoint.get("target_id"):
                 idmap.record_target(ctx, source_id_of(step), str(target_id))
@@ -77,3 +79,14 @@ class ServerHandler(Handler):
         if server is None or server.get("status") != want:
             raise StepFailedError(f"step {step.key!r}: target server {target_id} is "
                                   f"{server.get('status') if server else 'gone'}, not {want}")
+
+
+def _record_volumes(ctx: StepContext, data: Mapping[str, Any]) -> None:
+    """The volumes a phase moved, in the run's id map as volumes (source -> target volume
+    id): ``migrator audit``, ``report`` and later runs' lookups see them like a volume
+    step's. Written each time the copy phase ends (an upsert: the sub-step checkpoints of
+    the copy already hold the ids, so there is no telling here which are new)."""
+    for vid, copied in (data.get("volumes") or {}).items():
+        target = (copied or {}).get("target_volume_id")
+        if target:
+            idmap.record_carried(ctx, "volume", str(vid), str(target))

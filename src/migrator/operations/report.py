@@ -6,7 +6,8 @@
 
 The content: a summary (status, times, steps by state, bytes, the latest verification), per
 tenant the resources by kind and state, the bytes moved, when its steps ran and its
-verification result, the failures with their errors, a timeline (the run's own events and
+verification result, the servers cut over with their measured downtime (total, worst, and
+each server's window), the failures with their errors, a timeline (the run's own events and
 the steps completed over time) and the id map. The CLI writes it as one self-contained HTML
 file or as JSON.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from migrator.operations.status import TenantSummary, status
 from migrator.store import report as queries
 from migrator.store.audit import AuditFilter, IdMapRow, iter_id_map
 from migrator.store.db import redact
+from migrator.store.downtimes import ServerWindow, server_windows
 from migrator.store.report import ErrorEvent, RunEvent, RunRow
 from migrator.store.verifications import VerificationRow, verifications_of
 
@@ -45,6 +47,24 @@ class TenantVerdict:
 
 
 @dataclass(frozen=True)
+class TenantServers:
+    """A tenant's servers cut over in the run: how many, their summed and worst measured
+    downtime, and each server's window."""
+
+    moved: int
+    total_seconds: float
+    worst_seconds: float
+    windows: list[ServerWindow]
+
+    @classmethod
+    def of(cls, windows: list[ServerWindow]) -> TenantServers | None:
+        if not windows:
+            return None
+        downtimes = [w.downtime_seconds for w in windows]
+        return cls(len(windows), sum(downtimes), max(downtimes), windows)
+
+
+@dataclass(frozen=True)
 class TenantReport:
     tenant: str | None
     steps: dict[str, int]  # state -> count
@@ -54,6 +74,7 @@ class TenantReport:
     first_event: datetime | None
     last_event: datetime | None
     verification: TenantVerdict
+    servers: TenantServers | None = None  # None: no server of the tenant cut over
 
     @property
     def total(self) -> int:
@@ -130,7 +151,12 @@ def open_report(url: str, run: str, *, tenant: str | None = None,
         # tenant); per tenant: the latest one that covered it.
         verification = next((v for v in done if v.tenant is None), done[0] if done else None)
         verdicts = _verdicts(done)
-        tenants = [_tenant(t, spans, verdicts) for t in progress.tenants]
+        windows: dict[str | None, list[ServerWindow]] = {}
+        for window in server_windows(conn, row.id, tenant):
+            windows.setdefault(window.tenant, []).append(window)
+        tenants = [replace(_tenant(t, spans, verdicts),
+                           servers=TenantServers.of(windows.get(t.tenant, [])))
+                   for t in progress.tenants]
         steps = progress.runs[0].steps if progress.runs else {}
         report = RunReport(
             database=redact(url), run=row, tenant=tenant,

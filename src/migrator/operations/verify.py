@@ -43,6 +43,7 @@ from migrator.operations.drift import Drift, compare, read_source
 from migrator.plan.model import KIND_ORDER
 from migrator.services import Services
 from migrator.store import plans as plan_rows
+from migrator.store.audit import CARRIED
 from migrator.store.db import session_factory
 from migrator.store.inventory import load_items, snapshot_with_hash
 from migrator.store.steps import step_snapshots
@@ -154,6 +155,11 @@ def verify_run(url: str, run: str, *, tenant: str | None = None, deep: bool = Fa
                 counts[result] = counts.get(result, 0) + 1
                 if finding is not None:
                     findings.append(finding)
+                for result, finding in checker.carried(step):
+                    counts = bucket.kinds.setdefault("volume", {})
+                    counts[result] = counts.get(result, 0) + 1
+                    if finding is not None:
+                        findings.append(finding)
             target_calls = int(getattr(handle, "calls", 0) or 0)
         finally:
             if opened:
@@ -259,7 +265,7 @@ class _Checker:
                 problems += self._image_bytes(step, target_id)
             return problems
         if step.kind == "volume":
-            return self._volume(step, target_id, resolve_attrs(ctx, step))
+            return self._volume(source_id_of(step), target_id, resolve_attrs(ctx, step))
         if isinstance(handler, ResourceHandler) and not isinstance(handler, QuotaHandler):
             return handler.differences(self.listed, step, target_id, resolve_attrs(ctx, step))
         if handler is None:
@@ -295,10 +301,60 @@ class _Checker:
                        f"{str(sent)[:16]}... was sent")
         return out
 
+    # -- volumes a server step moved ----------------------------------------------------
+    def carried(self, step: StepSnapshot) -> list[tuple[str, Finding | None]]:
+        """The volumes a server step moved inside its cutover, each compared like a volume
+        step's (planned attributes from the server's spec, the target id from its
+        checkpoint)."""
+        from migrator.handlers.base import resolve_attrs
+
+        volumes = list(((step.spec.get("lookup") or {}).get("volumes") or []) if
+                       step.kind in CARRIED else [])
+        if not volumes or step.state != "done":
+            result = "skipped" if step.state == "skipped" else "not-migrated"
+            return [(result, None)] * len(volumes)
+        copies = step.checkpoint.get("volumes") or {}
+        ctx = StepContext(self.factory, step, self.stop, self.info.name,
+                          services=self.services)
+        out: list[tuple[str, Finding | None]] = []
+        try:
+            attrs = resolve_attrs(ctx, step)
+        except StepFailedError as exc:
+            return [("error", Finding(step.tenant, "volume", v.get("name"),
+                                      str(v.get("source_id")), None, "error", exc.message))
+                    for v in volumes]
+        for index, vol in enumerate(volumes):
+            vid = str(vol.get("source_id"))
+            target = (copies.get(vid) or {}).get("target_volume_id")
+
+            def finding(result: str, detail: str, vol: Mapping[str, Any] = vol,
+                        vid: str = vid, target: Any = target) -> Finding:
+                return Finding(step.tenant, "volume", vol.get("name"), vid,
+                               str(target) if target else None, result,
+                               f"{detail} (moved by server {step.name})")
+
+            if not target:
+                out.append(("missing", finding("missing", "the server step recorded no "
+                                                          "target volume")))
+                continue
+            planned = {**(vol.get("attrs") or {}), **(attrs.get(f"volume{index}") or {}),
+                       "project_id": attrs.get("project_id")}
+            try:
+                problems = self._volume(vid, str(target), planned)
+            except NotFoundError as exc:
+                out.append(("missing", finding("missing", exc.message)))
+                continue
+            except (CloudError, MigratorError) as exc:
+                out.append(("error", finding("error", exc.message)))
+                continue
+            out.append(("differs", finding("differs", "; ".join(problems))) if problems
+                       else ("match", None))
+        return out
+
     # -- volumes ---------------------------------------------------------------------------
-    def _volume(self, step: StepSnapshot, target_id: str, attrs: Mapping[str, Any]
+    def _volume(self, source_id: str, target_id: str, attrs: Mapping[str, Any]
                 ) -> list[str]:
-        from migrator.handlers.base import same_value, source_id_of
+        from migrator.handlers.base import same_value
 
         vol = self.listed.get_volume_record(target_id)
         if vol is None:
@@ -321,8 +377,8 @@ class _Checker:
         project = vol.get("os-vol-tenant-attr:tenant_id")
         if attrs.get("project_id") and project and project != attrs["project_id"]:
             out.append(f"project {project}, planned {attrs['project_id']}")
-        if meta.get("migrator_source_id") != source_id_of(step):
-            out.append(f"source id mark: wanted {source_id_of(step)!r}, target has "
+        if meta.get("migrator_source_id") != source_id:
+            out.append(f"source id mark: wanted {source_id!r}, target has "
                        f"{meta.get('migrator_source_id')!r}")
         return out
 

@@ -315,7 +315,8 @@ class ServerAPI:
         for bdm in plan.block_devices:
             bdm.pop("_image_meta", None)
         key_name = spec.get("key_name")
-        if key_name and self.state.get("keypairs", f"{ctx.user_id}:{key_name}") is None:
+        keypair = self.state.get("keypairs", f"{ctx.user_id}:{key_name}") if key_name else None
+        if key_name and keypair is None:
             raise SimHTTPError(400, "Invalid key_name provided.")
         assert ctx.project_id is not None
         groups = self.security_groups_for(spec.get("security_groups"), ctx.project_id)
@@ -328,6 +329,9 @@ class ServerAPI:
         check_server_quota(self.cloud, ctx.project_id, flavor)
         server = self._new_server(request, spec, ctx, flavor, image_ref, image_meta,
                                   metadata, groups)
+        # The key Nova copies into the instance (the metadata service's public-keys; not
+        # shown by the API): what the guest will let in, whatever happens to the key pair.
+        server["_public_key"] = keypair["public_key"] if keypair is not None else None
         self.state.put("servers", server)
         self.compute.reserve(server, plan)
         self.compute.start_build(server, plan)

@@ -13,7 +13,7 @@ started, interrupted, finished) belong to no step and have no attempt.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,6 +98,29 @@ def moved_data(kind: str, checkpoint: Mapping[str, Any] | None) -> MovedData:
                      str(found["sha512"]) if found.get("sha512") else None)
 
 
+# Resources a step of one kind moves inside its own: the server step carries its boot and
+# data volumes (they have no step of their own; its checkpoint and spec hold them).
+CARRIED = {"server": "volume"}
+
+
+def carried_rows(kind: str, checkpoint: Mapping[str, Any] | None,
+                 spec: Mapping[str, Any] | None) -> list[tuple[str | None, str, str | None,
+                                                              MovedData, bool]]:
+    """What a step of ``kind`` carried: (name, source id, target id, bytes moved, verified)
+    per resource, in the order of its spec; none for other kinds."""
+    if kind not in CARRIED:
+        return []
+    volumes = (checkpoint or {}).get("volumes") or {}
+    out = []
+    for vol in ((spec or {}).get("lookup") or {}).get("volumes") or []:
+        vid = str(vol.get("source_id"))
+        copy = volumes.get(vid) or {}
+        target = copy.get("target_volume_id")
+        out.append((vol.get("name"), vid, str(target) if target else None,
+                    moved_data("volume", {"copy": copy}), bool(copy.get("verified"))))
+    return out
+
+
 def _step_filters(flt: AuditFilter) -> list[Any]:
     where: list[Any] = []
     if flt.tenant is not None:
@@ -164,14 +187,20 @@ def iter_id_map(conn: Connection, flt: AuditFilter, *, by_tenant: bool = False
                Event.trigger == "complete")
         .scalar_subquery()
     )
+    carriers = sorted(k for k, v in CARRIED.items() if v == flt.kind)
+    kinds = [] if flt.kind is None else [flt.kind, *carriers]
     query = (
         select(Run.name.label("run"), Step.tenant, Step.kind, Step.name, Step.source_id,
-               IdMap.target_id, Step.state, Step.checkpoint, completed.label("completed_at"))
+               IdMap.target_id, Step.state, Step.checkpoint, completed.label("completed_at"),
+               # The spec (big) only of the steps that carry resources (few).
+               case((Step.kind.in_(sorted(CARRIED)), Step.spec), else_=None).label("spec"))
         .select_from(Step)
         .join(Run, Run.id == Step.run_id)
         .outerjoin(IdMap, and_(IdMap.run_id == Step.run_id, IdMap.kind == Step.kind,
                                IdMap.source_id == Step.source_id))
-        .where(Step.run_id.in_(list(flt.run_ids)), *_step_filters(flt))
+        .where(Step.run_id.in_(list(flt.run_ids)),
+               *_step_filters(replace(flt, kind=None)),
+               *([Step.kind.in_(kinds)] if kinds else []))
         .order_by(*((Step.run_id, Step.tenant, Step.id) if by_tenant
                     else (Step.run_id, Step.id)))
     )
@@ -179,9 +208,20 @@ def iter_id_map(conn: Connection, flt: AuditFilter, *, by_tenant: bool = False
         query = query.where(completed >= flt.since)
     result = conn.execution_options(yield_per=FETCH).execute(query)
     for row in result:
-        yield IdMapRow(row.run, row.tenant, row.kind, row.name, row.source_id, row.target_id,
-                       row.state, moved_data(row.kind, row.checkpoint),
-                       as_utc(row.completed_at))
+        completed_at = as_utc(row.completed_at)
+        if flt.kind is None or row.kind == flt.kind:
+            yield IdMapRow(row.run, row.tenant, row.kind, row.name, row.source_id,
+                           row.target_id, row.state, moved_data(row.kind, row.checkpoint),
+                           completed_at)
+        kind = CARRIED.get(row.kind)
+        if kind is None or flt.kind not in (None, kind):
+            continue
+        spec = jsoncodec.loads(row.spec) if isinstance(row.spec, str | bytes) else row.spec
+        for name, source_id, target_id, data, _verified in carried_rows(
+                row.kind, row.checkpoint, spec):
+            # In the state of the step that carried it (a done server verified it).
+            yield IdMapRow(row.run, row.tenant, kind, name, source_id, target_id, row.state,
+                           data, completed_at)
 
 
 @dataclass(frozen=True)
@@ -211,7 +251,7 @@ def column_widths(conn: Connection, flt: AuditFilter) -> Widths:
     actor_where = [Event.run_id.in_(list(flt.run_ids))]
     if flt.tenant is not None or flt.kind is not None:
         actor_where.append(Event.step_id.in_(select(Step.id).where(*step_where)))
-    return Widths(
+    widths = Widths(
         run=run,
         tenant=longest(Step.tenant, *step_where),
         kind=longest(Step.kind, *step_where),
@@ -224,6 +264,29 @@ def column_widths(conn: Connection, flt: AuditFilter) -> Widths:
                             IdMap.source_id == Step.source_id)).where(*step_where)
         ).scalar() or 0),
     )
+    return _widen_for_carried(conn, flt, widths)
+
+
+def _widen_for_carried(conn: Connection, flt: AuditFilter, widths: Widths) -> Widths:
+    """The widths that the resources carried by other steps need too (read from their
+    carriers' specs and checkpoints: few steps)."""
+    carriers = sorted(CARRIED) if flt.kind is None else sorted(
+        k for k, v in CARRIED.items() if v == flt.kind)
+    if not carriers:
+        return widths
+    where = [Step.run_id.in_(list(flt.run_ids)), *_step_filters(replace(flt, kind=None)),
+             Step.kind.in_(carriers)]
+    out = {"tenant": widths.tenant, "kind": widths.kind, "name": widths.name,
+           "source_id": widths.source_id, "target_id": widths.target_id}
+    query = select(Step.kind, Step.tenant, Step.spec, Step.checkpoint).where(*where)
+    for kind, tenant, spec, checkpoint in conn.execute(query):
+        for name, source_id, target_id, _data, _verified in carried_rows(kind, checkpoint,
+                                                                          spec):
+            for field_name, value in (("tenant", tenant), ("kind", CARRIED[kind]),
+                                      ("name", name), ("source_id", source_id),
+                                      ("target_id", target_id)):
+                out[field_name] = max(out[field_name], len(value or ""))
+    return replace(widths, **out)
 
 
 def runs_named(conn: Connection, name: str | None) -> list[tuple[int, str]]:

@@ -1,11 +1,14 @@
 """The measured downtime of servers (table ``server_downtimes``), summed per tenant for
-``migrator status``. Plain SQL that the standard library's sqlite3 and SQLAlchemy both run,
-so that ``status`` on a SQLite file imports no SQLAlchemy (cli/test_main checks it)."""
+``migrator status`` and listed per server for ``migrator report``. The summary is plain SQL
+that the standard library's sqlite3 and SQLAlchemy both run, so that ``status`` on a SQLite
+file imports no SQLAlchemy (cli/test_main checks it)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
 from migrator.store.progress_rows import TenantDowntime
 
@@ -51,8 +54,6 @@ def read_connection(conn: Any, run_ids: Sequence[int], tenant: str | None
 def record_downtime(conn: Any, row: dict[str, Any]) -> None:
     """Write one server's measured window (a SQLAlchemy connection inside the caller's
     transaction); a row of the same step is replaced (a resumed step verifying again)."""
-    from typing import cast
-
     from sqlalchemy import Table, delete, insert
 
     from migrator.store.models import ServerDowntime
@@ -60,3 +61,41 @@ def record_downtime(conn: Any, row: dict[str, Any]) -> None:
     table = cast(Table, ServerDowntime.__table__)
     conn.execute(delete(table).where(table.c.step_id == row["step_id"]))
     conn.execute(insert(table).values(**row))
+
+
+@dataclass(frozen=True)
+class ServerWindow:
+    """One server's measured cutover window, as ``migrator report`` lists it."""
+
+    tenant: str | None
+    name: str | None
+    source_id: str
+    target_id: str
+    power_state: str  # the source's before the cutover
+    stopped_at: datetime
+    active_at: datetime
+    downtime_seconds: float
+    copy_seconds: float
+    bytes: int
+
+
+def server_windows(conn: Any, run_id: int, tenant: str | None) -> list[ServerWindow]:
+    """The run's servers cut over (a SQLAlchemy connection), by tenant then name."""
+    from sqlalchemy import Table, select
+
+    from migrator.engine.steps import as_utc
+    from migrator.store.models import ServerDowntime
+
+    table = cast(Table, ServerDowntime.__table__)
+    query = select(table.c.tenant, table.c.name, table.c.source_id, table.c.target_id,
+                   table.c.power_state, table.c.stopped_at, table.c.active_at,
+                   table.c.downtime_seconds, table.c.copy_seconds, table.c.bytes
+                   ).where(table.c.run_id == run_id)
+    if tenant is not None:
+        query = query.where(table.c.tenant == tenant)
+    rows = conn.execute(query).all()
+    out = [ServerWindow(r.tenant, r.name, str(r.source_id), str(r.target_id),
+                        str(r.power_state), cast(datetime, as_utc(r.stopped_at)),
+                        cast(datetime, as_utc(r.active_at)), float(r.downtime_seconds),
+                        float(r.copy_seconds), int(r.bytes)) for r in rows]
+    return sorted(out, key=lambda w: (w.tenant or "", w.name or "", w.source_id))

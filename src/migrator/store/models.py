@@ -288,3 +288,19 @@ class ServerDowntime(Base):
     downtime_seconds: Mapped[float] = mapped_column(Float)
     copy_seconds: Mapped[float] = mapped_column(Float)  # the bytes' copy inside the window
     bytes: Mapped[int] = mapped_column(BigInteger)  # copied (snapshot and volumes)
+
+
+class NamedLock(Base):
+    """A lock that worker processes (on one host or several) take around a few cloud calls
+    that must not interleave, held between transactions (store/named_locks.py): who holds it
+    and until when. A holder that died is replaced once the lock expires, or at once by a
+    worker on its host that finds its process gone."""
+
+    __tablename__ = "named_locks"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))  # the holder's, unique per acquisition
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
