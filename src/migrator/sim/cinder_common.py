@@ -116,7 +116,7 @@ def quota_usage(cloud: SimCloud, project_id: str) -> dict[str, int]:
             used[f"volumes_{tname}"] += 1
             used[f"gigabytes_{tname}"] += size
     # Snapshots hold their own quota and count in gigabytes, as Cinder reserves them.
-    for snap in cloud.state.grouped("snapshots", "project_id").get(project_id, []):
+    for snap in cloud.state.where("snapshots", "project_id", project_id):
         used["snapshots"] += 1
         used["gigabytes"] += int(snap.get("size") or 0)
     return used

@@ -510,7 +510,7 @@ class ServerAPI:
         if not isinstance(raw, list) or not all(isinstance(g, dict) for g in raw):
             raise schema_error("security_groups", raw, "is not of type 'array'")
         self.neutron.ensure_default_group(project_id)
-        owned = self.state.grouped("security_groups", "project_id").get(project_id, [])
+        owned = self.state.where("security_groups", "project_id", project_id)
         out: list[Record] = []
         for wanted in dict.fromkeys(str(g.get("name")) for g in raw if g.get("name")):
             matches = [g for g in owned if g["id"] == wanted] or [
@@ -742,7 +742,7 @@ class ServerAPI:
         spec = {"kind": "generated", "seed": 0, "size": 0}
         if self.liberty:
             image.update(status="active", size=0, _content=spec, updated_at=now_iso())
-            self.state.mark_dirty()
+            self.state.touch("images", image)
             return
         image.update(disk_format="raw", container_format="bare")
         images.set_content(self.cloud, image, spec, empty_digest())
