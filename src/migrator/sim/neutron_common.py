@@ -539,7 +539,8 @@ class NeutronCore:
 
     def _by_tag_or_name(self, kind: Kind, request: web.Request) -> list[Record] | None:
         """Modern profile: the records holding the first queried tag (``tags``: all of them
-        must be there), or named as queried, from the state's indexes; None: no such filter.
+        must be there), or of the queried name, device or network, from the state's
+        indexes; None: no such filter.
         Records whose stored tags or name the index cannot judge (none stored, not a list,
         not a plain string) come too: the listing's own filters judge them as before."""
         query = request.query
@@ -549,11 +550,13 @@ class NeutronCore:
             found = self.state.keyed(coll, "tag-text", _tag_keys, tags[0])
             return self._merged(coll, found, self.state.keyed(coll, "tag-text", _tag_keys,
                                                               UNJUDGED))
-        names = [v for v in query.getall("name", []) if v != ""]
-        if len(names) == 1:
-            found = self.state.keyed(coll, "name-text", _name_keys, names[0])
-            return self._merged(coll, found, self.state.keyed(coll, "name-text", _name_keys,
-                                                              UNJUDGED))
+        for key in TEXT_INDEXED:
+            wanted = [v for v in query.getall(key, []) if v != ""]
+            if len(wanted) == 1:
+                keys = _text_keys(key)
+                found = self.state.keyed(coll, f"{key}-text", keys, wanted[0])
+                return self._merged(coll, found, self.state.keyed(coll, f"{key}-text", keys,
+                                                                  UNJUDGED))
         return None
 
     def _merged(self, coll: str, first: list[Record], second: list[Record]) -> list[Record]:
@@ -699,6 +702,8 @@ class NeutronCore:
         return f"{origin(request)}{request.path}?{urlencode(params)}"
 
 
+# Filters a modern listing answers from an index of the field's text, most selective first.
+TEXT_INDEXED = ("name", "device_id", "network_id")
 # Index key of the records an index by tag or name cannot judge (see _by_tag_or_name).
 UNJUDGED = ("unjudged",)
 
@@ -710,11 +715,14 @@ def _tag_keys(record: Record) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(t for t in tags if isinstance(t, str)))
 
 
-def _name_keys(record: Record) -> tuple[Any, ...]:
-    """A name compares as its text (str(value) in the wanted values): only a plain string is
-    indexed; None (matched by "none"/"null"), a bool or anything else is left unjudged."""
-    name = record.get("name", UNJUDGED)
-    return (name,) if isinstance(name, str) else (UNJUDGED,)
+def _text_keys(field: str) -> Callable[[Record], tuple[Any, ...]]:
+    """A field compares as its text (str(value) in the wanted values): only a plain string
+    is indexed; None (matched by "none"/"null"), a bool or anything else is left
+    unjudged."""
+    def keys(record: Record) -> tuple[Any, ...]:
+        value = record.get(field, UNJUDGED)
+        return (value,) if isinstance(value, str) else (UNJUDGED,)
+    return keys
 
 
 def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:

@@ -319,7 +319,8 @@ class SimState:
 
     def _candidates(self, coll: str, match: dict[str, Any]) -> Iterable[Record]:
         """The records a find may answer: those under a matched name (a lookup by name is
-        the commonest and the most selective), else under a matched stable field, else all."""
+        the commonest and the most selective), else under a matched stable field, else
+        under any other matched field (a port's device), else all."""
         value = match.get("name")
         if value is not None and _hashable(value):
             return self.lookup(coll, "name", value)
@@ -327,6 +328,9 @@ class SimState:
             value = match.get(field)
             if value is not None and _hashable(value):
                 return self.where(coll, field, value)
+        for field, value in match.items():
+            if value is not None and _hashable(value):
+                return self.lookup(coll, field, value)
         return self.data[coll].values()
 
     def grouped(self, coll: str, field: str) -> dict[Any, list[Record]]:
