@@ -157,8 +157,8 @@ class SnapshotAPI:
         ctx = check_url_project(request)
         q = request.query
         everyone = ctx.is_admin and bool_param(q.get("all_tenants", "0"))
-        items = [s for s in self.state.values("snapshots")
-                 if everyone or s.get("project_id") == ctx.project_id]
+        items = (list(self.state.values("snapshots")) if everyone
+                 else self.state.where("snapshots", "project_id", ctx.project_id))
         for key in ("volume_id", "status"):
             if key in q:
                 items = [s for s in items if s.get(key) == q[key]]

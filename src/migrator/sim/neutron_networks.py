@@ -270,7 +270,8 @@ class NetworkHandlers:
     async def delete_subnet(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         rec = self.core.get_owned(SUBNETS, request.match_info["id"], ctx, "delete")
-        for port in self.state.values("ports"):
+        # A port's addresses come from subnets of its own network.
+        for port in self.state.where("ports", "network_id", rec.get("network_id")):
             on_subnet = any(ip.get("subnet_id") == rec["id"] for ip in port.get("fixed_ips")
                             or [])
             if on_subnet and port.get("device_owner") not in NETWORK_OWNED_DEVICES:

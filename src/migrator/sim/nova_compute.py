@@ -205,12 +205,13 @@ class Compute:
         arch = normalized_arch((server.get("image_meta") or {}).get("properties", {})
                                .get("architecture"))
         placed: dict[str, tuple[int, int]] = {}
-        for other in self.state.values("servers"):
-            if other is server or not other.get("host"):
-                continue
-            vcpus, ram = placed.get(other["host"], (0, 0))
-            placed[other["host"]] = (vcpus + int(other["flavor"]["vcpus"]),
-                                     ram + int(other["flavor"]["ram"]))
+        for name in {host.name for host in HOSTS}:
+            for other in self.state.lookup("servers", "host", name):
+                if other is server:
+                    continue
+                vcpus, ram = placed.get(name, (0, 0))
+                placed[name] = (vcpus + int(other["flavor"]["vcpus"]),
+                                ram + int(other["flavor"]["ram"]))
         for host in HOSTS:
             if arch is not None and host.arch != arch:
                 continue

@@ -178,13 +178,9 @@ class ServerAPI:
         if everyone and not ctx.is_admin:
             kind = "detail" if detail else "index"
             raise policy_error(f"os_compute_api:servers:{kind}:get_all_tenants")
-        items = list(self.state.values("servers"))
-        if not everyone:
-            items = [s for s in items if s.get("project_id") == ctx.project_id]
-        else:
-            wanted = q.get("project_id") or q.get("tenant_id")
-            if wanted:
-                items = [s for s in items if s.get("project_id") == wanted]
+        wanted = ctx.project_id if not everyone else q.get("project_id") or q.get("tenant_id")
+        items = (self.state.where("servers", "project_id", wanted) if wanted or not everyone
+                 else list(self.state.values("servers")))
         items = self._filter(request, q, items)
         return self._sort(request, items)
 
@@ -528,7 +524,12 @@ class ServerAPI:
         if raw == "none":
             return []
         if raw is None or raw == "auto":
-            candidates = [n for n in self.state.values("networks")
+            # The project's networks and the shared ones, in the order of the networks.
+            found = {n["id"]: n for n in (*self.state.where("networks", "project_id",
+                                                            ctx.project_id),
+                                          *self.state.lookup("networks", "shared", True))}
+            order = self.state.positions("networks")
+            candidates = [n for n in sorted(found.values(), key=lambda n: order[n["id"]])
                           if not n.get("router:external") and (
                               n.get("project_id") == ctx.project_id or n.get("shared"))]
             if len(candidates) > 1:
