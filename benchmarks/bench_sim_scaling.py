@@ -175,8 +175,8 @@ def measure(small: int, large: int, batches: int, rounds: int) -> dict[str, Any]
         server = SimServer([CloudSpec(name, "modern") for name in sizes], Path(tmp) / "sim",
                            seed=seed, save_policy=never, freeze_loaded_state=True).start()
         try:
-            assert server._thread is not None and server._thread.ident is not None
-            sim_thread = server._thread.ident
+            sim_thread = server.thread_id
+            assert sim_thread is not None
             records = {name: {k: len(v) for k, v in server.cloud(name).state.data.items()
                               if v} for name in sizes}
             clients = {}
