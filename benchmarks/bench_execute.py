@@ -20,7 +20,9 @@ adds 1,000):
 4. steps/s over the whole run and per tenth of the steps (from the ``done`` events' times in
    the state database), migrator CPU per step, simulator CPU per call (the simulator process's
    user + sys over the calls it answered), target calls per migrated resource (per kind from
-   the steps' checkpoints, as bench_api_economy), and the naive script's calls per resource.
+   the simulator's own count of the calls it answered, attributed to kinds by route:
+   benchmarks/call_kinds.py; tokens and discovery apart), and the naive script's calls per
+   resource.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 import requests
 import yaml
 
+from benchmarks.call_kinds import calls_by_kind
 from benchmarks.harness import Metric, benchmark
 from benchmarks.simulator_process import serve, stop
 
@@ -108,6 +111,12 @@ class Clouds:
         calls = requests.get(f"{self.urls[cloud]}/_sim/calls", timeout=30).json()["calls"]
         return sum(calls.values())
 
+    def calls_by_kind(self, cloud: str) -> Counter[str]:
+        """The cloud's calls attributed to kinds by route (benchmarks/call_kinds.py)."""
+        calls = requests.get(f"{self.urls[cloud]}/_sim/calls", params={"resolved": "1"},
+                             timeout=30).json()["calls"]
+        return calls_by_kind(calls)
+
     def counts(self, cloud: str) -> dict[str, int]:
         summary = requests.get(f"{self.urls[cloud]}/_sim/summary", timeout=30).json()
         return {k: v for k, v in summary["counts"].items() if v}
@@ -148,17 +157,14 @@ def per_tenth(times: list[float]) -> list[float]:
     return rates
 
 
-def calls_per_kind(db: Path) -> dict[str, float]:
-    """Target calls per step of each kind, from the calls each step's checkpoint records."""
+def calls_per_kind(db: Path, calls: Counter[str]) -> dict[str, float]:
+    """Target calls per step of each kind, from the simulator's count of the calls it answered
+    (attributed to kinds by route), and the calls of no kind (tokens, discovery) in total."""
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT kind, checkpoint FROM steps").fetchall()
-    calls: Counter[str] = Counter()
-    steps: Counter[str] = Counter()
-    for kind, checkpoint in rows:
-        data = json.loads(checkpoint or "{}")
-        calls[kind] += sum(int(v) for k, v in data.items() if k.endswith("_calls"))
-        steps[kind] += 1
-    return {kind: calls[kind] / steps[kind] for kind in sorted(steps)}
+        steps = dict(conn.execute("SELECT kind, count(*) FROM steps GROUP BY kind").fetchall())
+    out = {kind: calls.get(kind, 0) / steps[kind] for kind in sorted(steps)}
+    out.update({kind: float(n) for kind, n in sorted(calls.items()) if kind not in steps})
+    return out
 
 
 def measure(tenants: int) -> list[Metric]:
@@ -221,6 +227,7 @@ def measure(tenants: int) -> list[Metric]:
             if mig.returncode != 0:
                 raise RuntimeError(f"migrator execute failed: {mig.stderr[-2000:]}")
             target_calls = clouds.calls("target")
+            target_kinds = clouds.calls_by_kind("target")
             source_calls = clouds.calls("legacy")
             same = naive is not None and clouds.counts("target") == clouds.counts("naive")
             differences = {} if naive is None else {
@@ -230,7 +237,7 @@ def measure(tenants: int) -> list[Metric]:
         finally:
             stop(process)
         times = done_times(tmp / "state.db")
-        per_kind = calls_per_kind(tmp / "state.db")
+        per_kind = calls_per_kind(tmp / "state.db", target_kinds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     steps = len(times)
@@ -238,7 +245,8 @@ def measure(tenants: int) -> list[Metric]:
     span = times[-1] if times else 0.0
     tag = f"{tenants}t"
     note_rates = " ".join(f"{r:.0f}" for r in rates)
-    kinds = ", ".join(f"{k} {v:.1f}" for k, v in per_kind.items())
+    kinds = ", ".join(f"{k} {v:.1f}" if not k.startswith("(") else f"{k} {v:.0f} in all"
+                      for k, v in per_kind.items())
     if naive is None:
         return [
             Metric(f"{tag}_steps", steps, "steps",
@@ -252,7 +260,7 @@ def measure(tenants: int) -> list[Metric]:
                    target=CPU_PER_STEP_TARGET_MS, better="lower"),
             Metric(f"{tag}_target_calls_per_resource", target_calls / steps, "calls",
                    target=CALLS_PER_RESOURCE_TARGET, better="lower",
-                   note=f"source calls {source_calls}; per kind (checkpoints): {kinds}"),
+                   note=f"source calls {source_calls}; per kind (simulator, by route): {kinds}"),
             Metric(f"{tag}_sim_cpu_ms_per_call",
                    1000 * mig_sim_cpu / max(1, target_calls + source_calls), "ms",
                    better="lower"),
@@ -281,7 +289,7 @@ def measure(tenants: int) -> list[Metric]:
         Metric(f"{tag}_target_calls_per_resource", target_calls / steps, "calls",
                target=CALLS_PER_RESOURCE_TARGET, better="lower",
                note=f"naive {naive_calls / resources:.2f}; source calls: migrator "
-                    f"{source_calls}, naive {naive_source_calls}; per kind (checkpoints): "
+                    f"{source_calls}, naive {naive_source_calls}; per kind (simulator, by route): "
                     + kinds),
         Metric(f"{tag}_sim_cpu_ms_per_call",
                1000 * mig_sim_cpu / max(1, target_calls + source_calls), "ms", better="lower",

@@ -178,7 +178,7 @@ class CinderAPI:
         if not isinstance(specs, dict):
             raise SimHTTPError(400, "Malformed request body")
         vtype.setdefault("extra_specs", {}).update({str(k): str(v) for k, v in specs.items()})
-        self.state.mark_dirty()
+        self.state.touch_record(vtype)
         return json_response({"extra_specs": {str(k): str(v) for k, v in specs.items()}})
 
     async def get_extra_spec(self, request: web.Request) -> web.Response:
@@ -198,7 +198,7 @@ class CinderAPI:
         if key not in body or len(body) != 1:
             raise SimHTTPError(400, "Request body and URI mismatch")
         vtype.setdefault("extra_specs", {})[key] = str(body[key])
-        self.state.mark_dirty()
+        self.state.touch_record(vtype)
         return json_response({key: str(body[key])})
 
     async def delete_extra_spec(self, request: web.Request) -> web.Response:
@@ -208,7 +208,7 @@ class CinderAPI:
         if (vtype.get("extra_specs") or {}).pop(key, None) is None:
             raise SimHTTPError(404, f"Volume Type {vtype['id']} has no extra specs with key "
                                     f"{key}.")
-        self.state.mark_dirty()
+        self.state.touch_record(vtype)
         return web.Response(status=202)
 
     async def type_access(self, request: web.Request) -> web.Response:
@@ -242,7 +242,7 @@ class CinderAPI:
         else:
             raise SimHTTPError(400, "There is no such action")
         vtype["_access"] = access
-        self.state.mark_dirty()
+        self.state.touch_record(vtype)
         return web.Response(status=202)
 
     # -- quota sets ------------------------------------------------------------------------

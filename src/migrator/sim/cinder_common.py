@@ -105,9 +105,7 @@ def quota_limits(cloud: SimCloud, project_id: str) -> dict[str, int]:
 
 def quota_usage(cloud: SimCloud, project_id: str) -> dict[str, int]:
     used = dict.fromkeys(quota_defaults(cloud), 0)
-    for vol in cloud.state.values("volumes"):
-        if vol.get("project_id") != project_id:
-            continue
+    for vol in cloud.state.where("volumes", "project_id", project_id):
         size = int(vol.get("size") or 0)
         used["volumes"] += 1
         used["gigabytes"] += size
@@ -116,7 +114,7 @@ def quota_usage(cloud: SimCloud, project_id: str) -> dict[str, int]:
             used[f"volumes_{tname}"] += 1
             used[f"gigabytes_{tname}"] += size
     # Snapshots hold their own quota and count in gigabytes, as Cinder reserves them.
-    for snap in cloud.state.grouped("snapshots", "project_id").get(project_id, []):
+    for snap in cloud.state.where("snapshots", "project_id", project_id):
         used["snapshots"] += 1
         used["gigabytes"] += int(snap.get("size") or 0)
     return used

@@ -88,7 +88,7 @@ async def _keep_bytes(cloud: SimCloud, snap: Record, source: dict[str, Any]) -> 
         _settle(cloud, snap, "creating", "error")
         return
     snap["_content"] = spec
-    cloud.state.mark_dirty()
+    cloud.state.touch_record(snap)
     cloud.later(cloud.profile.delays.volume_create,
                 lambda: _settle(cloud, snap, "creating", "available"))
 
@@ -97,12 +97,12 @@ def _settle(cloud: SimCloud, snap: Record, expected: str, status: str) -> None:
     current = cloud.state.get("snapshots", snap["id"])
     if current is not None and current.get("status") == expected:
         current.update(status=status, updated_at=now_iso_micro())
-        cloud.state.mark_dirty()
+        cloud.state.touch_record(current)
 
 
 def delete_snapshot(cloud: SimCloud, snap: Record) -> None:
     snap.update(status="deleting", updated_at=now_iso_micro())
-    cloud.state.mark_dirty()
+    cloud.state.touch_record(snap)
 
     def gone() -> None:
         current = cloud.state.get("snapshots", snap["id"])
@@ -157,8 +157,8 @@ class SnapshotAPI:
         ctx = check_url_project(request)
         q = request.query
         everyone = ctx.is_admin and bool_param(q.get("all_tenants", "0"))
-        items = [s for s in self.state.values("snapshots")
-                 if everyone or s.get("project_id") == ctx.project_id]
+        items = (list(self.state.values("snapshots")) if everyone
+                 else self.state.where("snapshots", "project_id", ctx.project_id))
         for key in ("volume_id", "status"):
             if key in q:
                 items = [s for s in items if s.get(key) == q[key]]
@@ -215,7 +215,7 @@ class SnapshotAPI:
             if wire in body:
                 snap[key] = body[wire]
         snap["updated_at"] = now_iso_micro()
-        self.state.mark_dirty()
+        self.state.touch_record(snap)
         return json_response({"snapshot": self.render(request, snap)})
 
     async def delete(self, request: web.Request) -> web.Response:

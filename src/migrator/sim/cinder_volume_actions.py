@@ -57,7 +57,7 @@ class VolumeCore:
     def _touch(self, vol: Record, **changes: Any) -> None:
         vol.update(changes)
         vol["updated_at"] = now_iso_micro()
-        self.state.mark_dirty()
+        self.state.touch_record(vol)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -208,7 +208,7 @@ class VolumeActions(VolumeCore):
             self._settle(vol, "uploading", previous)
             return
         image["status"] = "saving"
-        self.state.mark_dirty()
+        self.state.touch_record(image)
         try:
             spec, digest = await write_into_image(self.cloud, vol["_content"], image["id"])
         except OSError as exc:

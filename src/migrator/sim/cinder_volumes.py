@@ -159,8 +159,8 @@ class VolumeAPI(VolumeActions):
         found = self._listings.get(listing_key)
         if found is not None:
             return found
-        items = [v for v in self.state.values("volumes")
-                 if everyone or v.get("project_id") == ctx.project_id]
+        items = (list(self.state.values("volumes")) if everyone
+                 else self.state.where("volumes", "project_id", ctx.project_id))
         if everyone and q.get("project_id"):
             items = [v for v in items if v.get("project_id") == q["project_id"]]
         name_key = "display_name" if api_version(request) == "v1" else "name"

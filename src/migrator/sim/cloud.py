@@ -53,6 +53,8 @@ class SimCloud:
         self.state = SimState(data_dir / f"state-{name}.json")
         self.faults = FaultBook(fault_seed)
         self.calls: Counter[str] = Counter()
+        # The same calls with Keystone's {kind} route placeholder filled in (app.resolved).
+        self.resolved_calls: Counter[str] = Counter()
         # Monotonic time of the latest API request: the saver waits for a pause in traffic.
         self.last_request = 0.0
         # The services its catalog lists (identity, image, volume, compute, network); None:

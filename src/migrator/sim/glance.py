@@ -153,7 +153,7 @@ class GlanceImages:
         found = self._listings.get(key)
         if found is not None and found[0] == self.state.generation:
             return found[1], found[2]
-        candidates = [i for i in self.state.values("images")
+        candidates = [i for i in self._indexed_candidates(params)
                       if i.get("status") not in ("killed", "deleted")]
         selected = [i for i in candidates
                     if self._in_scope(ctx, i, member_status, visibility)
@@ -164,6 +164,18 @@ class GlanceImages:
             self._listings.pop(next(iter(self._listings)))
         self._listings[key] = (self.state.generation, ordered, position)
         return ordered, position
+
+    def _indexed_candidates(self, params: Any) -> list[Record]:
+        """The images a filtered listing may select, in the collection's order: those of the
+        first queried tag, else of the queried owner, from the state's indexes; else all.
+        The listing's own filters then apply to them as to all."""
+        tags = [t.strip() for t in params.getall("tag", [])]
+        if tags:
+            return self.state.tagged("images", tags[0])
+        owner = params.get("owner")
+        if owner is not None:  # owners are project ids (strings), compared as strings
+            return self.state.lookup("images", "owner", owner)
+        return list(self.state.values("images"))
 
     def _in_scope(self, ctx: AuthContext, image: Record, member_status: str, visibility: str | None
                   ) -> bool:
@@ -339,7 +351,7 @@ class GlanceImages:
             self._apply(ctx, work, op, path, value, draft)
         work["updated_at"] = now_iso()
         image.update(work)
-        self.state.mark_dirty()
+        self.state.touch("images", image)
         return json_response(self.render(image))
 
     def _core_attributes(self) -> set[str]:
@@ -401,7 +413,7 @@ class GlanceImages:
         if tag not in image["tags"]:
             image["tags"].append(tag)
             image["updated_at"] = now_iso()
-            self.state.mark_dirty()
+            self.state.touch("images", image)
         return web.Response(status=204)
 
     async def delete_tag(self, request: web.Request) -> web.Response:
@@ -411,7 +423,7 @@ class GlanceImages:
             raise SimHTTPError(404, f"Tag {tag} not found.")
         image["tags"].remove(tag)
         image["updated_at"] = now_iso()
-        self.state.mark_dirty()
+        self.state.touch("images", image)
         return web.Response(status=204)
 
     async def schema(self, request: web.Request) -> web.Response:

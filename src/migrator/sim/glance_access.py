@@ -129,13 +129,15 @@ def member_listed(cloud: SimCloud, rules: GlanceRules, ctx: AuthContext, image: 
 
 
 def members_of(cloud: SimCloud, image_id: str) -> list[Record]:
-    """The member records of an image (keyed ``"<image_id>:<member_id>"``), from an index
-    kept until the state changes."""
-    return cloud.state.grouped_by("image_members", "image", _image_of).get(image_id, [])
+    """The member records of an image (keyed ``"<image_id>:<member_id>"``), from the
+    state's index of members by image (a member's id never changes)."""
+    return cloud.state.keyed("image_members", "image-of-id", image_of_member, image_id,
+                             stable=True)
 
 
-def _image_of(member: Record) -> str:
-    return str(member["id"]).partition(":")[0]
+def image_of_member(member: Record) -> tuple[str]:
+    """The image a member record belongs to (the first part of its id), as an index key."""
+    return (str(member["id"]).partition(":")[0],)
 
 
 def has_members(cloud: SimCloud, image_id: str) -> bool:

@@ -132,7 +132,7 @@ class GlanceData:
     def _set_status(self, image: Record, status: str) -> None:
         image["status"] = status
         image["updated_at"] = now_iso()
-        self.state.mark_dirty()
+        self.state.touch("images", image)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         ctx = auth_of(request)

@@ -121,7 +121,7 @@ class GlanceMembers:
             raise SimHTTPError(400, f"Incorrect request: Invalid status: {status}")
         member["status"] = status
         member["updated_at"] = now_iso()
-        self.state.mark_dirty()
+        self.state.touch("image_members", member)
         return json_response(self.render(member))
 
     async def delete_member(self, request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from typing import Any
 
 from migrator.sim.cloud import SimCloud
 from migrator.sim.content import Digest
+from migrator.sim.glance_access import members_of
 from migrator.sim.state import Record, new_id, now_iso
 
 
@@ -64,7 +65,7 @@ def set_content(cloud: SimCloud, image: Record, spec: dict[str, Any], digest: Di
         image["os_hash_value"] = digest.sha512
     image["status"] = "active"
     image["updated_at"] = now_iso()
-    cloud.state.mark_dirty()
+    cloud.state.touch("images", image)
 
 
 def delete_image(cloud: SimCloud, image: Record) -> None:
@@ -72,5 +73,5 @@ def delete_image(cloud: SimCloud, image: Record) -> None:
     # are never touched.
     cloud.blob_path(image["id"]).unlink(missing_ok=True)
     cloud.state.delete("images", image["id"])
-    for key in [k for k in cloud.state.coll("image_members") if k.startswith(image["id"] + ":")]:
-        cloud.state.delete("image_members", key)
+    for member in members_of(cloud, image["id"]):
+        cloud.state.delete("image_members", member["id"])

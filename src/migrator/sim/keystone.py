@@ -98,9 +98,7 @@ class KeystoneAPI:
     def _roles_on(self, user_id: str, project_id: str | None, domain_id: str | None
                   ) -> list[Record]:
         out = []
-        for ra in self.state.values("role_assignments"):
-            if ra["user_id"] != user_id:
-                continue
+        for ra in self.state.where("role_assignments", "user_id", user_id):
             if (project_id and ra.get("project_id") == project_id) or (
                 domain_id and ra.get("domain_id") == domain_id
             ):
@@ -313,15 +311,30 @@ class KeystoneAPI:
             raise SimHTTPError(404, f"Could not find {singular}: {rid}.")
         return rec
 
+    def _listed(self, kind: str, request: web.Request) -> list[Record]:
+        """The records of ``kind`` a listing starts from: those of the queried name (or,
+        for projects, tag or domain) from the state's index, else all; the listing's filters
+        then apply as to all."""
+        query = request.query
+        if "name" in query:
+            return self.state.lookup(kind, "name", query["name"])
+        if kind == "projects" and not self.cloud.profile.keystone_v2 and "tags" in query:
+            wanted = [t for t in query["tags"].split(",") if t]
+            if wanted:
+                return self.state.tagged(kind, wanted[0])
+        if kind in ("projects", "users") and "domain_id" in query:
+            return self.state.where(kind, "domain_id", query["domain_id"])
+        return list(self.state.values(kind))
+
     async def list_domains(self, request: web.Request) -> web.Response:
         require_admin(request)
-        items = self._filter(list(self.state.values("domains")), request, ("name", "enabled"))
+        items = self._filter(self._listed("domains", request), request, ("name", "enabled"))
         return json_response({"domains": [self._render("domains", r, request) for r in items],
                               "links": self._links(request)})
 
     async def list_projects(self, request: web.Request) -> web.Response:
         require_admin(request)
-        items = self._filter(list(self.state.values("projects")), request,
+        items = self._filter(self._listed("projects", request), request,
                              ("name", "domain_id", "enabled", "parent_id"))
         if not self.cloud.profile.keystone_v2:
             items = self._filter_tags(items, request)
@@ -330,14 +343,14 @@ class KeystoneAPI:
 
     async def list_users(self, request: web.Request) -> web.Response:
         require_admin(request)
-        items = self._filter(list(self.state.values("users")), request,
+        items = self._filter(self._listed("users", request), request,
                              ("name", "domain_id", "enabled"))
         return json_response({"users": [self._render("users", r, request) for r in items],
                               "links": self._links(request)})
 
     async def list_roles(self, request: web.Request) -> web.Response:
         auth_of(request)
-        items = self._filter(list(self.state.values("roles")), request, ("name",))
+        items = self._filter(self._listed("roles", request), request, ("name",))
         return json_response({"roles": [self._render("roles", r, request) for r in items],
                               "links": self._links(request)})
 
@@ -398,7 +411,7 @@ class KeystoneAPI:
         if kind == "projects" and "tags" in body and not self.cloud.profile.keystone_v2:
             body["tags"] = self._checked_tags(body["tags"])
         rec.update(body)
-        self.state.mark_dirty()
+        self.state.touch(kind, rec)
         return json_response({kind[:-1]: self._render(kind, rec, request)})
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -407,8 +420,9 @@ class KeystoneAPI:
         rid = request.match_info["id"]
         self._get(kind, rid)
         self.state.delete(kind, rid)
-        for ra in self.state.values("role_assignments"):
-            if rid in (ra.get("user_id"), ra.get("project_id"), ra.get("role_id")):
+        field = {"users": "user_id", "projects": "project_id", "roles": "role_id"}.get(kind)
+        if field is not None:
+            for ra in self.state.where("role_assignments", field, rid):
                 self.state.delete("role_assignments", ra["id"])
         return web.Response(status=204)
 
@@ -428,13 +442,13 @@ class KeystoneAPI:
         body = await read_json(request)
         project["tags"] = self._checked_tags(body.get("tags") if isinstance(body, dict)
                                              else None)
-        self.state.mark_dirty()
+        self.state.touch("projects", project)
         return self._tags_response(project)
 
     async def clear_project_tags(self, request: web.Request) -> web.Response:
         project = self._tagged_project(request)
         project["tags"] = []
-        self.state.mark_dirty()
+        self.state.touch("projects", project)
         return web.Response(status=204)
 
     async def check_project_tag(self, request: web.Request) -> web.Response:
@@ -451,7 +465,7 @@ class KeystoneAPI:
         if tag not in tags:
             tags.append(tag)
             project["tags"] = self._checked_tags(tags)
-            self.state.mark_dirty()
+            self.state.touch("projects", project)
         return web.Response(status=201)
 
     async def remove_project_tag(self, request: web.Request) -> web.Response:
@@ -460,7 +474,7 @@ class KeystoneAPI:
         if tag not in (project.get("tags") or []):
             raise SimHTTPError(404, f"Could not find project tag: {tag}.")
         project["tags"] = [t for t in project["tags"] if t != tag]
-        self.state.mark_dirty()
+        self.state.touch("projects", project)
         return web.Response(status=204)
 
     async def user_projects(self, request: web.Request) -> web.Response:
@@ -468,11 +482,18 @@ class KeystoneAPI:
         uid = request.match_info["id"]
         if uid != ctx.user_id and not ctx.is_admin:
             raise SimHTTPError(403, "You are not authorized to perform the requested action.")
-        pids = {ra.get("project_id") for ra in self.state.values("role_assignments")
-                if ra["user_id"] == uid}
-        items = [self._render("projects", p, request) for p in self.state.values("projects")
-                 if p["id"] in pids]
+        items = [self._render("projects", p, request) for p in self._projects_of(uid)]
         return json_response({"projects": items, "links": self._links(request)})
+
+    def _projects_of(self, user_id: str) -> list[Record]:
+        """The projects ``user_id`` holds a role on, in the order of the projects."""
+        found: dict[str, Record] = {}
+        for ra in self.state.where("role_assignments", "user_id", user_id):
+            project = self.state.get("projects", ra.get("project_id") or "")
+            if project is not None:
+                found[project["id"]] = project
+        order = self.state.positions("projects")
+        return sorted(found.values(), key=lambda p: order[p["id"]])
 
     # -- role assignments ------------------------------------------------------------------
     def _domain_ref(self, domain_id: str | None) -> dict[str, Any]:
@@ -515,7 +536,12 @@ class KeystoneAPI:
         q = request.query
         matches = {"user.id": "user_id", "role.id": "role_id",
                    "scope.project.id": "project_id", "scope.domain.id": "domain_id"}
-        items = list(self.state.values("role_assignments"))
+        if "user.id" in q:
+            items = self.state.where("role_assignments", "user_id", q["user.id"])
+        elif "scope.project.id" in q:
+            items = self.state.where("role_assignments", "project_id", q["scope.project.id"])
+        else:
+            items = list(self.state.values("role_assignments"))
         for param, key in matches.items():
             if param in q:
                 items = [ra for ra in items if ra.get(key) == q[param]]
@@ -586,9 +612,7 @@ class KeystoneAPI:
         if ctx.is_admin:
             items = list(self.state.values("projects"))
         else:
-            pids = {ra.get("project_id") for ra in self.state.values("role_assignments")
-                    if ra["user_id"] == ctx.user_id}
-            items = [p for p in self.state.values("projects") if p["id"] in pids]
+            items = self._projects_of(ctx.user_id)
         items = [p for p in items
                  if p.get("domain_id") == DEFAULT_DOMAIN and not p.get("is_domain")]
         return json_response({"tenants": [self._v2_tenant(p) for p in

@@ -226,12 +226,13 @@ class NeutronCore:
                children: dict[str, list[Record]] | None = None) -> dict[str, Any]:
         """``rec`` as the API shows it to ``ctx``. ``derive`` adds the child lists (a network's
         subnets, a group's rules) from ``children`` (parent id -> child records, built once
-        per listing) or, for a single resource, by scanning the child collection."""
+        per listing) or, for a single resource, from the state's index of the children by
+        parent."""
         derived: dict[str, Any] = {}
         if derive and kind.collection in DERIVED:
             child_coll, parent_key, out_key = DERIVED[kind.collection]
             kids = (children.get(rec["id"], []) if children is not None else
-                    [c for c in self.state.values(child_coll) if c.get(parent_key) == rec["id"]])
+                    self.state.where(child_coll, parent_key, rec["id"]))
             derived[out_key] = ([c["id"] for c in kids] if out_key == "subnets" else
                                 [self.render(SECURITY_GROUP_RULES, c, ctx) for c in kids])
         out: dict[str, Any]
@@ -382,7 +383,7 @@ class NeutronCore:
     def touch(self, rec: Record) -> None:
         rec["updated_at"] = now_iso()
         rec["revision_number"] = int(rec.get("revision_number", 0)) + 1
-        self.state.mark_dirty()
+        self.state.touch_record(rec)
 
     # -- quotas ------------------------------------------------------------------------------
     def quota_defaults(self) -> dict[str, int]:
@@ -518,6 +519,8 @@ class NeutronCore:
             if len(values) == 1 and key in self.known_attributes(kind):
                 records = self.state.where(coll, stored, values[0])
                 break
+        if records is None and not self.liberty:
+            records = self._by_tag_or_name(kind, request)
         if records is None:
             records = list(self.state.values(coll))
         if self.liberty:
@@ -533,6 +536,35 @@ class NeutronCore:
                 records = [r for r in records
                            if key not in r or self._value_matches(r[key], values)]
         return records
+
+    def _by_tag_or_name(self, kind: Kind, request: web.Request) -> list[Record] | None:
+        """Modern profile: the records holding the first queried tag (``tags``: all of them
+        must be there), or of the queried name, device or network, from the state's
+        indexes; None: no such filter.
+        Records whose stored tags or name the index cannot judge (none stored, not a list,
+        not a plain string) come too: the listing's own filters judge them as before."""
+        query = request.query
+        coll = kind.collection
+        tags = [t for v in query.getall("tags", []) for t in v.split(",") if t]
+        if tags and "tags" in kind.modern_keys:
+            found = self.state.keyed(coll, "tag-text", _tag_keys, tags[0])
+            return self._merged(coll, found, self.state.keyed(coll, "tag-text", _tag_keys,
+                                                              UNJUDGED))
+        for key in TEXT_INDEXED:
+            wanted = [v for v in query.getall(key, []) if v != ""]
+            if len(wanted) == 1:
+                keys = _text_keys(key)
+                found = self.state.keyed(coll, f"{key}-text", keys, wanted[0])
+                return self._merged(coll, found, self.state.keyed(coll, f"{key}-text", keys,
+                                                                  UNJUDGED))
+        return None
+
+    def _merged(self, coll: str, first: list[Record], second: list[Record]) -> list[Record]:
+        if not second:
+            return first
+        position = self.state.positions(coll)
+        merged = {r["id"]: r for r in (*first, *second)}
+        return sorted(merged.values(), key=lambda r: position[r["id"]])
 
     def show_response(self, kind: Kind, rec: Record, request: web.Request,
                       status: int = 200) -> web.Response:
@@ -668,6 +700,29 @@ class NeutronCore:
         if reverse:
             params.append(("page_reverse", "True"))
         return f"{origin(request)}{request.path}?{urlencode(params)}"
+
+
+# Filters a modern listing answers from an index of the field's text, most selective first.
+TEXT_INDEXED = ("name", "device_id", "network_id")
+# Index key of the records an index by tag or name cannot judge (see _by_tag_or_name).
+UNJUDGED = ("unjudged",)
+
+
+def _tag_keys(record: Record) -> tuple[Any, ...]:
+    tags = record.get("tags")
+    if not isinstance(tags, list):
+        return (UNJUDGED,)
+    return tuple(dict.fromkeys(t for t in tags if isinstance(t, str)))
+
+
+def _text_keys(field: str) -> Callable[[Record], tuple[Any, ...]]:
+    """A field compares as its text (str(value) in the wanted values): only a plain string
+    is indexed; None (matched by "none"/"null"), a bool or anything else is left
+    unjudged."""
+    def keys(record: Record) -> tuple[Any, ...]:
+        value = record.get(field, UNJUDGED)
+        return (value,) if isinstance(value, str) else (UNJUDGED,)
+    return keys
 
 
 def _sort_key(key: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:

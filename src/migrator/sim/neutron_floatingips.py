@@ -40,7 +40,7 @@ def disassociate_floating_ips(cloud: SimCloud, port_id: str) -> None:
         fip.update(port_id=None, fixed_ip_address=None, router_id=None, status="DOWN",
                    updated_at=now_iso())
         fip["revision_number"] = int(fip.get("revision_number", 0)) + 1
-        cloud.state.mark_dirty()
+        cloud.state.touch("floatingips", fip)
 
 
 def fip_bad(message: str) -> SimHTTPError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from migrator.sim.http import SimHTTPError
 
@@ -158,17 +158,29 @@ def random_mac(rng: random.Random) -> str:
     return "fa:16:3e:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(3))
 
 
-def next_free_ip(subnet: dict[str, Any], used: set[str]) -> str | None:
-    """The lowest free address of the subnet's allocation pools."""
-    for pool in subnet.get("allocation_pools") or []:
-        start = ipaddress.ip_address(pool["start"])
-        current, end = int(start), int(ipaddress.ip_address(pool["end"]))
-        make = ipaddress.IPv4Address if start.version == 4 else ipaddress.IPv6Address
-        # Pools are scanned in order; at most len(used) addresses are skipped in each.
+class Used(Protocol):
+    """The addresses taken (a set, or anything answering ``in``)."""
+
+    def __contains__(self, address: object) -> bool: ...
+
+
+def next_free_ip(subnet: dict[str, Any], used: Used, start: tuple[int, int] = (0, 0)
+                 ) -> tuple[str, tuple[int, int]] | None:
+    """The lowest free address of the subnet's allocation pools (in the pools' order), and
+    where it is (pool number, address as a number). ``start``: where to begin, the place of
+    an earlier answer when every address before it has stayed taken since."""
+    for number, pool in enumerate(subnet.get("allocation_pools") or []):
+        if number < start[0]:
+            continue
+        first = ipaddress.ip_address(pool["start"])
+        current, end = int(first), int(ipaddress.ip_address(pool["end"]))
+        if number == start[0]:
+            current = max(current, start[1])
+        make = ipaddress.IPv4Address if first.version == 4 else ipaddress.IPv6Address
         while current <= end:
             text = str(make(current))
             if text not in used:
-                return text
+                return text, (number, current)
             current += 1
     return None
 

@@ -21,7 +21,7 @@ from migrator.sim.neutron_common import (
     parse_bool,
     policy_denied,
 )
-from migrator.sim.state import Record
+from migrator.sim.state import Record, SimState
 
 ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
@@ -43,15 +43,66 @@ def router_bad(message: str) -> SimHTTPError:
     return SimHTTPError(400, f"Bad router request: {message}.", neutron_type="BadRequest")
 
 
+def port_addresses(port: Record) -> tuple[tuple[Any, str], ...]:
+    """A port's (network, address) pairs: the keys of the state's index of taken addresses."""
+    return tuple((port.get("network_id"), ip["ip_address"]) for ip in port.get("fixed_ips") or []
+                 if isinstance(ip, dict) and isinstance(ip.get("ip_address"), str))
+
+
+class AddressesInUse:
+    """The addresses taken on one network, answering ``in`` from the state's index of ports
+    by address (instead of collecting every port's addresses per allocation), plus those
+    picked for the port being made (``add``)."""
+
+    INDEX = "network-address"
+
+    def __init__(self, state: SimState, network_id: str) -> None:
+        self.state = state
+        self.network_id = network_id
+        self.picked: set[str] = set()
+
+    def __contains__(self, address: object) -> bool:
+        return address in self.picked or bool(self.state.keyed(
+            "ports", self.INDEX, port_addresses, (self.network_id, address)))
+
+    def add(self, address: str) -> None:
+        self.picked.add(address)
+
+    def releases(self) -> int:
+        """How many addresses the index has let go so far (see RecordIndex.removals)."""
+        return self.state.index("ports", self.INDEX, port_addresses).removals
+
+
 class RouterHandlers:
     def __init__(self, core: NeutronCore) -> None:
         self.core = core
         self.state = core.state
+        # subnet id -> (its pools, the address index's releases, where the last free address
+        # was found): see _next_free.
+        self._free_from: dict[str, tuple[tuple[Any, ...], int, tuple[int, int]]] = {}
 
     # -- address allocation ------------------------------------------------------------------
-    def _used_ips(self, network_id: str) -> set[str]:
-        return {ip["ip_address"] for p in self.state.where("ports", "network_id", network_id)
-                for ip in p.get("fixed_ips") or []}
+    def _used_ips(self, network_id: str) -> AddressesInUse:
+        return AddressesInUse(self.state, network_id)
+
+    def _next_free(self, subnet: Record, used: AddressesInUse) -> str | None:
+        """The subnet's lowest free address, the search starting where the last one was
+        found while no address of the network has been released since (a port deleted or
+        its addresses changed): a router gateway on a public network of 20,000 ports no
+        longer walks past every taken address."""
+        pools = tuple((p.get("start"), p.get("end"))
+                      for p in subnet.get("allocation_pools") or [])
+        releases = used.releases()
+        known = self._free_from.get(subnet["id"])
+        start = known[2] if known is not None and known[:2] == (pools, releases) else (0, 0)
+        found = ipam.next_free_ip(subnet, used, start)
+        if found is None:
+            return None
+        if not used.picked:
+            # Only what ports hold was passed over (an address picked earlier in this request
+            # may yet stay unused, if the request fails: it must not be left behind).
+            self._free_from[subnet["id"]] = (pools, releases, found[1])
+        return found[0]
 
     def _allocate(self, network: Record, requested: Any, mac: str) -> list[dict[str, str]]:
         """Neutron's IPAM in small: requested subnet/address pairs, else one address from an
@@ -77,7 +128,7 @@ class RouterHandlers:
             if (subnet["ip_version"] == 4 and picked_v4) or (
                     subnet["ip_version"] == 6 and picked_v6):
                 continue
-            address = ipam.next_free_ip(subnet, used)
+            address = self._next_free(subnet, used)
             if address is None:
                 continue
             used.add(address)
@@ -89,7 +140,8 @@ class RouterHandlers:
                                f"{network['id']}.", neutron_type="IpAddressGenerationFailure")
         return out
 
-    def _allocate_one(self, network: Record, subnets: list[Record], item: Any, used: set[str],
+    def _allocate_one(self, network: Record, subnets: list[Record], item: Any,
+                      used: AddressesInUse,
                       mac: str) -> dict[str, str]:
         if not isinstance(item, dict):
             raise ipam.invalid_input(f"Invalid data format for fixed IP: '{item}'")
@@ -118,7 +170,7 @@ class RouterHandlers:
         if subnet.get("ipv6_address_mode") in ipam.AUTO_ADDRESS_MODES:
             net = ipaddress.ip_network(subnet["cidr"])
             return {"subnet_id": subnet["id"], "ip_address": str(ipam.eui64(net, mac))}
-        free = ipam.next_free_ip(subnet, used)
+        free = self._next_free(subnet, used)
         if free is None:
             raise SimHTTPError(409, f"No more IP addresses available on network "
                                f"{network['id']}.", neutron_type="IpAddressGenerationFailure")

@@ -99,8 +99,7 @@ class SecurityGroupHandlers:
     async def delete_group(self, request: web.Request) -> web.Response:
         ctx = auth_of(request)
         group = self.core.get_owned(SECURITY_GROUPS, request.match_info["id"], ctx, "delete")
-        if any(group["id"] in (p.get("security_groups") or [])
-               for p in self.state.values("ports")):
+        if self.state.tagged("ports", group["id"], field="security_groups"):
             raise SimHTTPError(409, f"Security Group {group['id']} in use.",
                                neutron_type="SecurityGroupInUse")
         if group["name"] == "default" and not ctx.is_admin:
@@ -108,9 +107,9 @@ class SecurityGroupHandlers:
                                "group.", neutron_type="SecurityGroupCannotRemoveDefault")
         # Rules of the group and rules elsewhere naming it as remote group go with it
         # (ON DELETE CASCADE in Neutron's schema).
-        for rule in self.state.values("security_group_rules"):
-            if group["id"] in (rule.get("security_group_id"), rule.get("remote_group_id")):
-                self.state.delete("security_group_rules", rule["id"])
+        for rule in [*self.state.where("security_group_rules", "security_group_id", group["id"]),
+                     *self.state.lookup("security_group_rules", "remote_group_id", group["id"])]:
+            self.state.delete("security_group_rules", rule["id"])
         self.state.delete("security_groups", group["id"])
         return web.Response(status=204)
 

@@ -232,7 +232,7 @@ class NovaAPI:
             raise SimHTTPError(400, "Invalid input for field/attribute flavor. Only "
                                     "'description' may be updated")
         flavor["description"] = body["description"]
-        self.state.mark_dirty()
+        self.state.touch("flavors", flavor)
         return json_response({"flavor": self._render_flavor(request, flavor, detail=True)})
 
     async def delete_flavor(self, request: web.Request) -> web.Response:
@@ -258,7 +258,7 @@ class NovaAPI:
             raise SimHTTPError(400, "Invalid input for field/attribute extra_specs.")
         new = {str(k): str(v) for k, v in specs.items()}
         flavor.setdefault("extra_specs", {}).update(new)
-        self.state.mark_dirty()
+        self.state.touch("flavors", flavor)
         return json_response({"extra_specs": new})
 
     async def get_extra_spec(self, request: web.Request) -> web.Response:
@@ -280,7 +280,7 @@ class NovaAPI:
         if key not in body or len(body) != 1:
             raise SimHTTPError(400, "Request body and URI mismatch")
         flavor.setdefault("extra_specs", {})[key] = str(body[key])
-        self.state.mark_dirty()
+        self.state.touch("flavors", flavor)
         return json_response({key: str(body[key])})
 
     async def delete_extra_spec(self, request: web.Request) -> web.Response:
@@ -291,7 +291,7 @@ class NovaAPI:
         key = request.match_info["key"]
         if (flavor.get("extra_specs") or {}).pop(key, None) is None:
             raise SimHTTPError(404, f"Flavor {flavor['id']} has no extra specs with key {key}.")
-        self.state.mark_dirty()
+        self.state.touch("flavors", flavor)
         return web.Response(status=202)
 
     def _access_body(self, flavor: Record) -> dict[str, Any]:
@@ -331,7 +331,7 @@ class NovaAPI:
         else:
             raise SimHTTPError(400, "Invalid request body")
         flavor["_access"] = access
-        self.state.mark_dirty()
+        self.state.touch("flavors", flavor)
         return json_response(self._access_body(flavor))
 
     # -- quota sets ------------------------------------------------------------------------
@@ -350,7 +350,7 @@ class NovaAPI:
         used = dict.fromkeys(QUOTA_DEFAULTS, 0)
         # Keypairs count per user: a project-wide view has none in use (as Nova reports).
         if user_id:
-            used["key_pairs"] = len(self.state.grouped("keypairs", "user_id").get(user_id, []))
+            used["key_pairs"] = len(self.state.where("keypairs", "user_id", user_id))
         used.update(server_usage(self.cloud, project_id))
         return used
 

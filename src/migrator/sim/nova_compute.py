@@ -87,7 +87,7 @@ def normalized_arch(value: Any) -> str | None:
 def server_usage(cloud: SimCloud, project_id: str) -> dict[str, int]:
     """Instances, cores and RAM a project's servers hold (what Nova's quota counts)."""
     used = {"instances": 0, "cores": 0, "ram": 0}
-    for server in cloud.state.grouped("servers", "project_id").get(project_id, []):
+    for server in cloud.state.where("servers", "project_id", project_id):
         used["instances"] += 1
         used["cores"] += int(server["flavor"]["vcpus"])
         used["ram"] += int(server["flavor"]["ram"])
@@ -179,7 +179,7 @@ class Compute:
     def touch(self, server: Record, **changes: Any) -> None:
         server.update(changes)
         server["updated_at"] = now_iso()
-        self.state.mark_dirty()
+        self.state.touch("servers", server)
 
     def alive(self, server: Record) -> bool:
         return self.state.get("servers", server["id"]) is server
@@ -205,12 +205,13 @@ class Compute:
         arch = normalized_arch((server.get("image_meta") or {}).get("properties", {})
                                .get("architecture"))
         placed: dict[str, tuple[int, int]] = {}
-        for other in self.state.values("servers"):
-            if other is server or not other.get("host"):
-                continue
-            vcpus, ram = placed.get(other["host"], (0, 0))
-            placed[other["host"]] = (vcpus + int(other["flavor"]["vcpus"]),
-                                     ram + int(other["flavor"]["ram"]))
+        for name in {host.name for host in HOSTS}:
+            for other in self.state.lookup("servers", "host", name):
+                if other is server:
+                    continue
+                vcpus, ram = placed.get(name, (0, 0))
+                placed[name] = (vcpus + int(other["flavor"]["vcpus"]),
+                                ram + int(other["flavor"]["ram"]))
         for host in HOSTS:
             if arch is not None and host.arch != arch:
                 continue
@@ -294,7 +295,7 @@ class Compute:
                                        mac_address=self._free_mac(network))
             server["ports"].append(port["id"])
             server["_nova_ports"].append(port["id"])
-        self.state.mark_dirty()
+        self.state.touch("servers", server)
 
     def _free_mac(self, network: Record) -> str:
         taken = {p.get("mac_address") for p in self.state.find("ports",
@@ -316,7 +317,7 @@ class Compute:
                             **{"binding:host_id": "", "binding:vif_type": "unbound"})
                 self.ports.core.touch(port)
         server["ports"], server["_nova_ports"] = [], []
-        self.state.mark_dirty()
+        self.state.touch("servers", server)
 
     def delete_port(self, port: Record) -> None:
         disassociate_floating_ips(self.cloud, port["id"])
@@ -504,7 +505,7 @@ class Compute:
             return
         self.touch(server, task_state="image_uploading")
         image["status"] = "saving"
-        self.state.mark_dirty()
+        self.state.touch("images", image)
         try:
             spec, digest = await write_into_image(self.cloud, server["_content"], image["id"])
         except OSError as exc:

@@ -108,7 +108,7 @@ class KeypairAPI:
     async def list_keypairs(self, request: web.Request) -> web.Response:
         ctx = check_url_project(request)
         user_id = self._target_user(request, ctx, request.query.get("user_id"), "index")
-        items = sorted(self.state.grouped("keypairs", "user_id").get(user_id, []),
+        items = sorted(self.state.where("keypairs", "user_id", user_id),
                        key=lambda k: k["name"])
         marker: str | None = None
         if at_least(request, "2.35"):
@@ -172,7 +172,7 @@ class KeypairAPI:
         key_type = params.get("type", "ssh")
         assert ctx.project_id is not None
         limit = quota_limits(self.cloud, ctx.project_id)["key_pairs"]
-        if 0 <= limit <= len(self.state.grouped("keypairs", "user_id").get(user_id, [])):
+        if 0 <= limit <= len(self.state.where("keypairs", "user_id", user_id)):
             raise SimHTTPError(403, "Quota exceeded, too many key pairs.")
         if self.state.get("keypairs", f"{user_id}:{name}") is not None:
             raise SimHTTPError(409, f"Key pair '{name}' already exists.")

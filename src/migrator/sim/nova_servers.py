@@ -178,13 +178,9 @@ class ServerAPI:
         if everyone and not ctx.is_admin:
             kind = "detail" if detail else "index"
             raise policy_error(f"os_compute_api:servers:{kind}:get_all_tenants")
-        items = list(self.state.values("servers"))
-        if not everyone:
-            items = [s for s in items if s.get("project_id") == ctx.project_id]
-        else:
-            wanted = q.get("project_id") or q.get("tenant_id")
-            if wanted:
-                items = [s for s in items if s.get("project_id") == wanted]
+        wanted = ctx.project_id if not everyone else q.get("project_id") or q.get("tenant_id")
+        items = (self.state.where("servers", "project_id", wanted) if wanted or not everyone
+                 else list(self.state.values("servers")))
         items = self._filter(request, q, items)
         return self._sort(request, items)
 
@@ -514,7 +510,7 @@ class ServerAPI:
         if not isinstance(raw, list) or not all(isinstance(g, dict) for g in raw):
             raise schema_error("security_groups", raw, "is not of type 'array'")
         self.neutron.ensure_default_group(project_id)
-        owned = self.state.grouped("security_groups", "project_id").get(project_id, [])
+        owned = self.state.where("security_groups", "project_id", project_id)
         out: list[Record] = []
         for wanted in dict.fromkeys(str(g.get("name")) for g in raw if g.get("name")):
             matches = [g for g in owned if g["id"] == wanted] or [
@@ -532,7 +528,12 @@ class ServerAPI:
         if raw == "none":
             return []
         if raw is None or raw == "auto":
-            candidates = [n for n in self.state.values("networks")
+            # The project's networks and the shared ones, in the order of the networks.
+            found = {n["id"]: n for n in (*self.state.where("networks", "project_id",
+                                                            ctx.project_id),
+                                          *self.state.lookup("networks", "shared", True))}
+            order = self.state.positions("networks")
+            candidates = [n for n in sorted(found.values(), key=lambda n: order[n["id"]])
                           if not n.get("router:external") and (
                               n.get("project_id") == ctx.project_id or n.get("shared"))]
             if len(candidates) > 1:
@@ -746,7 +747,7 @@ class ServerAPI:
         spec = {"kind": "generated", "seed": 0, "size": 0}
         if self.liberty:
             image.update(status="active", size=0, _content=spec, updated_at=now_iso())
-            self.state.mark_dirty()
+            self.state.touch("images", image)
             return
         image.update(disk_format="raw", container_format="bare")
         images.set_content(self.cloud, image, spec, empty_digest())

@@ -234,6 +234,12 @@ class SimServer:
     def cloud(self, name: str) -> SimCloud:
         return self.clouds[name]
 
+    @property
+    def thread_id(self) -> int | None:
+        """The serving thread's id once started (its CPU clock is the simulator's own work,
+        see benchmarks/bench_sim_scaling.py)."""
+        return self._thread.ident if self._thread is not None else None
+
     # -- lifecycle ---------------------------------------------------------------------------
     async def _start_sites(self) -> None:
         self.loop = asyncio.get_running_loop()
