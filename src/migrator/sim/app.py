@@ -18,6 +18,8 @@ import migrator.sim.nova
 from migrator.sim.cloud import SimCloud
 from migrator.sim.faults import FaultSpecError
 from migrator.sim.http import (
+    AUTH_KEY,
+    EFFECTS_KEY,
     PUBLIC_URL,
     DroppedConnection,
     SimHTTPError,
@@ -65,7 +67,7 @@ async def core_middleware(request: web.Request, handler: Handler) -> web.StreamR
     cloud.resolved_calls[resolved(request, route)] += 1
     effects = cloud.faults.effects_for(request.method, path)
     if effects is not None:
-        request["effects"] = effects
+        request[EFFECTS_KEY] = effects
         if effects.latency_ms:
             await asyncio.sleep(effects.latency_ms / 1000)
         if effects.status is not None:
@@ -77,7 +79,7 @@ async def core_middleware(request: web.Request, handler: Handler) -> web.StreamR
     is_public = getattr(real_handler, "_sim_public", False)
     ctx = cloud.validate_token(request.headers.get("X-Auth-Token"))
     if ctx is not None:
-        request["auth"] = ctx
+        request[AUTH_KEY] = ctx
     elif not is_public and request.match_info.http_exception is None:
         return error_response(
             path, 401, "The request you have made requires authentication."

@@ -24,7 +24,7 @@ PREFIX = "/volume"
 GIB = 1 << 30
 # The type Cinder's database migration creates since Train; Liberty has no default type.
 MODERN_DEFAULT_TYPE = "__DEFAULT__"
-API_VERSION_KEY = "cinder_api"
+API_VERSION_KEY = web.RequestKey("cinder_api", str)
 
 QUOTA_DEFAULTS_LIBERTY = {"volumes": 10, "snapshots": 10, "gigabytes": 1000, "backups": 10,
                           "backup_gigabytes": 1000, "per_volume_gigabytes": -1,

@@ -164,8 +164,13 @@ class AuthContext:
         return "admin" in self.roles
 
 
+# Typed per-request storage (aiohttp warns on bare string keys).
+AUTH_KEY = web.RequestKey("auth", AuthContext)
+EFFECTS_KEY = web.RequestKey("effects", Effects)
+
+
 def auth_of(request: web.Request) -> AuthContext:
-    ctx = request.get("auth")
+    ctx = request.get(AUTH_KEY)
     if ctx is None:
         raise SimHTTPError(401, "The request you have made requires authentication.")
     return ctx
@@ -237,7 +242,7 @@ async def stream_response(
     chunks: AsyncIterator[bytes] | Iterable[bytes],
 ) -> web.StreamResponse:
     """Write a body chunk by chunk, applying the request's fault effects."""
-    effects: Effects | None = request.get("effects")
+    effects: Effects | None = request.get(EFFECTS_KEY)
     await response.prepare(request)
     sent = 0
     started = time.monotonic()
@@ -266,7 +271,7 @@ async def stream_response(
 
 async def request_chunks(request: web.Request) -> AsyncIterator[bytes]:
     """The request body, decoded from chunked or Content-Length framing, through the faults."""
-    effects: Effects | None = request.get("effects")
+    effects: Effects | None = request.get(EFFECTS_KEY)
     received = 0
     started = time.monotonic()
     async for piece in request.content.iter_chunked(1 << 20):

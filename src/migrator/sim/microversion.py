@@ -18,7 +18,7 @@ from migrator.sim.profiles import microversion_tuple
 
 Version = tuple[int, int]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REQUEST_KEY = "microversion"
+REQUEST_KEY: web.RequestKey[Version] = web.RequestKey("microversion")
 
 
 @dataclass(frozen=True)
