@@ -33,12 +33,14 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, u
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session, sessionmaker
 
-from migrator.engine import machine
+from migrator.engine import machine, one_statement
 from migrator.engine.runs import READY, RUNS
 from migrator.engine.steps import (
     STEPS,
     StepSnapshot,
+    actor,
     advance_in,
+    advance_in_one,
     apply_trigger,
     utcnow,
     write_transaction,
@@ -108,6 +110,9 @@ def claim_steps(
     one was found: the ready steps before it are not scanned again)."""
     if limit <= 0:
         return []
+    if one_statement.is_postgresql(factory) and _in_one(reclaim, limits):
+        with one_statement.autocommit(factory) as conn:
+            return _start_in_one(conn, run_id, owner, limit, lease_seconds, now)
     with write_transaction(factory) as conn:
         return _claim(conn, run_id, owner, limit, lease_seconds, limits, now, reclaim,
                       data_first, data_after)
@@ -131,11 +136,42 @@ def complete_and_claim(
     transaction: a worker thread's end of one step and start of the next cost one commit, and
     the steps the completion made ready can be among those claimed. A step taken over in the
     meantime raises :class:`ConcurrencyError` with nothing written, the claim included."""
+    if one_statement.is_postgresql(factory):
+        # Two statements of their own (two round trips, no BEGIN/COMMIT): the completion,
+        # then the claim, which sees the dependents it made ready. A completion that was
+        # fenced raises before anything is claimed.
+        with one_statement.autocommit(factory) as conn:
+            done = advance_in_one(conn, step, "complete", None, _RELEASED)
+            if limit <= 0:
+                return done, []
+            if _in_one(reclaim, limits):
+                return done, _start_in_one(conn, step.run_id, owner, limit, lease_seconds, now)
+        return done, claim_steps(factory, step.run_id, owner, limit,
+                                 lease_seconds=lease_seconds, limits=limits, now=now,
+                                 reclaim=reclaim, data_first=data_first, data_after=data_after)
     with write_transaction(factory) as conn:
-        done = advance_in(conn, step, "complete", lease_owner=None, lease_expires_at=None)
+        done = advance_in(conn, step, "complete", **_RELEASED)
         claims = _claim(conn, step.run_id, owner, limit, lease_seconds, limits, now,
                         reclaim, data_first, data_after) if limit > 0 else []
     return done, claims
+
+
+_RELEASED: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
+def _in_one(reclaim: bool, limits: ClaimLimits | None) -> bool:
+    """Whether a claim on PostgreSQL is one statement: not when it also looks for expired
+    leases, nor when the run's transfer limit is counted under the run row's lock."""
+    return not reclaim and (limits is None or limits.transfer_limit is None
+                            or not limits.transfer_kinds)
+
+
+def _start_in_one(conn: Connection, run_id: int, owner: str, limit: int,
+                  lease_seconds: float, now: datetime | None) -> list[Claim]:
+    now = now or utcnow()
+    rows = one_statement.start_ready(conn, run_id, owner, limit, now,
+                                     now + timedelta(seconds=lease_seconds), actor())
+    return [Claim(StepSnapshot.from_row(row), False) for row in rows]
 
 
 def _claim(conn: Connection, run_id: int, owner: str, limit: int, lease_seconds: float,

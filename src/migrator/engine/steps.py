@@ -26,8 +26,13 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session, sessionmaker
 
-from migrator.engine import machine
-from migrator.errors import ConcurrencyError, IllegalTransitionError, NotFoundError
+from migrator.engine import machine, one_statement
+from migrator.errors import (
+    ConcurrencyError,
+    IllegalTransitionError,
+    MigratorError,
+    NotFoundError,
+)
 from migrator.spec import Spec
 from migrator.store.models import Event, Step, StepDependency
 
@@ -272,8 +277,33 @@ def advance(
     state too). That saves the row read; the guarantees are those of ``fire`` with
     ``expected_version=step.version``, and so are the errors.
     """
+    if one_statement.is_postgresql(factory):
+        with one_statement.autocommit(factory) as conn:
+            return advance_in_one(conn, step, trigger, detail, changes)
     with write_transaction(factory) as conn:
         return advance_in(conn, step, trigger, detail=detail, **changes)
+
+
+def advance_in_one(conn: Connection, step: StepSnapshot, trigger: str,
+                   detail: Mapping[str, Any] | None, changes: Mapping[str, Any]
+                   ) -> StepSnapshot:
+    """:func:`advance` as one statement (PostgreSQL, engine/one_statement.py) on an
+    autocommit connection: the row's guarded UPDATE, its dependents' counts and its event."""
+    _check_changes(changes)
+    dest = machine.destination(step.state, trigger)
+    if dest is None:
+        raise _illegal(step.key, step.state, trigger)
+    satisfied = machine.SATISFIED_STATES
+    waiting = one_statement.NO_CHANGE
+    if (dest in satisfied) != (step.state in satisfied):
+        waiting = one_statement.ONE_LESS if dest in satisfied else one_statement.ONE_MORE
+    now = utcnow()
+    row = _as_row(step)
+    if not one_statement.transition(conn, row, dest, trigger, detail, changes, waiting, now,
+                                    actor()):
+        raise _version_moved(conn, row)
+    return StepSnapshot.from_row(
+        {**row, **changes, "state": dest, "version": step.version + 1, "updated_at": now})
 
 
 def advance_in(
@@ -399,13 +429,18 @@ def _update(conn: Connection, row: Mapping[Any, Any], values: Mapping[str, Any])
     # The version condition is redundant under the row lock, and cheap insurance without it.
     result = conn.execute(_UPDATE, {**values, "b_id": row["id"], "b_version": row["version"]})
     if result.rowcount != 1:
-        current = conn.execute(_SELECT, {"sid": row["id"]}).mappings().first()
-        if current is None:
-            raise NotFoundError(f"no step with id {row['id']}")
-        raise ConcurrencyError(
-            f"step {row['key']!r} is at version {current['version']}, not {row['version']}: "
-            "someone else changed it"
-        )
+        raise _version_moved(conn, row)
+
+
+def _version_moved(conn: Connection, row: Mapping[Any, Any]) -> MigratorError:
+    """The error for a guarded write that changed nothing: the step's version moved on."""
+    current = conn.execute(_SELECT, {"sid": row["id"]}).mappings().first()
+    if current is None:
+        return NotFoundError(f"no step with id {row['id']}")
+    return ConcurrencyError(
+        f"step {row['key']!r} is at version {current['version']}, not {row['version']}: "
+        "someone else changed it"
+    )
 
 
 def _event(row: Mapping[Any, Any], dest: str, trigger: str,
