@@ -16,13 +16,13 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -139,7 +139,44 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-_LOCKS_GUARD = threading.Lock()
+_WRITERS_GUARD = threading.Lock()
+
+
+class _SqliteWriter:
+    """The write side of one SQLite engine in this process: the lock its threads queue on
+    and the one connection their write transactions run on, in turn. Writes are serialised
+    anyway (SQLite has one writer), and keeping that connection out of the pool saves every
+    transaction its checkout, its return and the rollback that resets it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.lock = threading.Lock()
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    def connection(self) -> Connection:
+        """(Under ``lock``.) A connection that was invalidated reconnects on its next use."""
+        if self._conn is None or self._conn.closed:
+            self._conn = self._engine.connect()
+        return self._conn
+
+    def close(self, *_args: Any) -> None:
+        with self.lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _sqlite_writer(engine: Engine) -> _SqliteWriter:
+    writer: _SqliteWriter | None = getattr(engine, "_migrator_writer", None)
+    if writer is None:
+        with _WRITERS_GUARD:
+            writer = getattr(engine, "_migrator_writer", None)
+            if writer is None:
+                writer = _SqliteWriter(engine)
+                # engine.dispose() closes it too (tests, and an operation's end).
+                event.listen(engine, "engine_disposed", writer.close)
+                engine._migrator_writer = writer  # type: ignore[attr-defined]
+    return writer
 
 
 @contextmanager
@@ -150,17 +187,18 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Connection]:
     On SQLite the threads of one process also queue on an in-process lock first: SQLite's busy
     handler polls with sleeps of up to 100 ms, so threads contending for ``BEGIN IMMEDIATE``
     would waste most of their time asleep. Other processes still serialise on SQLite's lock.
+    The threads' write transactions then share one connection, one after the other.
     """
-    engine = factory.kw["bind"]
-    guard: Any = nullcontext()
-    if engine.dialect.name == "sqlite":
-        guard = getattr(engine, "_migrator_write_lock", None)
-        if guard is None:
-            with _LOCKS_GUARD:
-                guard = getattr(engine, "_migrator_write_lock", None) or threading.Lock()
-                engine._migrator_write_lock = guard
-    with guard, engine.begin() as conn:
-        yield conn
+    engine: Engine = factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    writer = _sqlite_writer(engine)
+    with writer.lock:
+        conn = writer.connection()
+        with conn.begin():
+            yield conn
 
 
 def read_connection(factory: sessionmaker[Session]) -> Connection:
