@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.engine.leases import ClaimLimits, claim_steps, complete_and_claim
 from migrator.engine.runs import StepSpec, create_run
-from migrator.engine.steps import advance
+from migrator.engine.steps import advance, checkpoint_step
+from migrator.errors import ConcurrencyError
 from migrator.store.db import make_engine, session_factory
 from migrator.store.models import Event, Step
 
@@ -135,3 +136,27 @@ def test_claims_with_a_transfer_limit_or_a_look_for_expired_leases_take_a_transa
         claims = claim_steps(factory, run_id, "w1", 1, reclaim=False,
                              limits=ClaimLimits(frozenset({"image"}), 2))
     assert len(claims) == 1 and len(trips) <= 6, trips
+
+
+def test_a_last_checkpoint_with_its_verify_is_one_round_trip_and_stays_fenced(
+    traced: tuple[sessionmaker[Session], Trace],
+) -> None:
+    factory, trace = traced
+    run_id = create_run(factory, "r", [StepSpec("a", "x"), StepSpec("b", "x")], [])
+    (a,) = claim_steps(factory, run_id, "w1", 1, reclaim=False)
+    with trace.counting() as trips:
+        verified = checkpoint_step(factory, a.step, "apply", {"made": "t-1"}, then="verify")
+    assert len(trips) == 1, trips
+    assert (verified.state, verified.version, verified.checkpoint) == \
+        ("verifying", a.step.version + 2, {"made": "t-1"})
+    with factory() as s:
+        events = s.execute(select(Event.trigger, Event.from_state, Event.to_state).where(
+            Event.step_id == a.step.id).order_by(Event.id)).all()
+    assert [tuple(e) for e in events] == [("start", "pending", "running"),
+                                          ("checkpoint", "running", "running"),
+                                          ("verify", "running", "verifying")]
+    # The snapshot it was given is stale now: the same write is refused, nothing written.
+    with pytest.raises(ConcurrencyError):
+        checkpoint_step(factory, a.step, "apply", {"made": "t-2"}, then="verify")
+    with factory() as s:
+        assert s.scalar(select(Step.version).where(Step.id == a.step.id)) == verified.version

@@ -33,6 +33,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.engine import RowMapping
@@ -108,6 +109,47 @@ def transition(conn: Connection, row: Mapping[str, Any], dest: str, trigger: str
               "p_trigger": trigger, "p_actor": actor, "p_pid": os.getpid(), "p_at": now,
               "p_detail": dict(detail or {})}
     return bool(conn.execute(_transition(columns, waiting), params).scalar_one() == 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _checkpoint_then() -> Select[Any]:
+    """A checkpoint and the trigger fired right after it (``verify`` after a step's last
+    phase): one UPDATE two versions on, and the two events, in that order (the branches of
+    a UNION ALL are read one after the other)."""
+    changed = (update(STEPS)
+               .where(STEPS.c.id == bindparam("p_b_id"),
+                      STEPS.c.version == bindparam("p_b_version"))
+               .values(phase=bindparam("p_phase", type_=STEPS.c.phase.type),
+                       checkpoint=bindparam("p_checkpoint", type_=STEPS.c.checkpoint.type),
+                       state=bindparam("p_to_state", type_=STEPS.c.state.type),
+                       version=STEPS.c.version + 2, updated_at=bindparam("p_at"))
+               .returning(STEPS.c.id, STEPS.c.run_id, STEPS.c.state)
+               .cte("changed"))
+    state = bindparam("p_from_state", type_=EVENTS.c.from_state.type)
+    common = [bindparam(f"p_{c}", type_=EVENTS.c[c].type) for c in ("actor", "pid", "at")]
+    checkpoint_event = select(changed.c.run_id, changed.c.id, state, state,
+                              literal(machine.CHECKPOINT_TRIGGER), *common,
+                              bindparam("p_detail", type_=EVENTS.c.detail.type))
+    trigger_event = select(changed.c.run_id, changed.c.id, state, changed.c.state,
+                           bindparam("p_trigger", type_=EVENTS.c.trigger.type), *common,
+                           bindparam("p_then_detail", type_=EVENTS.c.detail.type))
+    events = insert(EVENTS).from_select(_EVENT_COLUMNS,
+                                        union_all(checkpoint_event, trigger_event))
+    return select(func.count()).select_from(changed).add_cte(events.cte("changed_events"))
+
+
+def checkpoint_then(conn: Connection, row: Mapping[str, Any], phase: str,
+                    checkpoint: Mapping[str, Any], detail: Mapping[str, Any], dest: str,
+                    trigger: str, now: datetime, actor: str) -> bool:
+    """Record the checkpoint of ``row``'s step and fire ``trigger`` (to ``dest``, a state
+    that changes no dependent's count) in one statement; False, with nothing written, when
+    its version moved on (fenced)."""
+    params = {"p_b_id": row["id"], "p_b_version": row["version"], "p_phase": phase,
+              "p_checkpoint": dict(checkpoint), "p_to_state": dest,
+              "p_from_state": row["state"], "p_trigger": trigger, "p_actor": actor,
+              "p_pid": os.getpid(), "p_at": now, "p_detail": dict(detail),
+              "p_then_detail": {}}
+    return bool(conn.execute(_checkpoint_then(), params).scalar_one() == 1)
 
 
 @functools.lru_cache(maxsize=16)

@@ -378,9 +378,21 @@ def checkpoint_step(
         dest = machine.destination(step.state, then)
         if dest is None:
             raise _illegal(step.key, step.state, then)
-    changes = {"phase": phase, "checkpoint": {**step.checkpoint, **data}}
+    merged = {**step.checkpoint, **data}
+    changes: dict[str, Any] = {"phase": phase, "checkpoint": merged}
     detail = {"phase": phase, "data": dict(data)}
     satisfied = machine.SATISFIED_STATES
+    if not writes and dest is not None and then is not None and dest not in satisfied \
+            and one_statement.is_postgresql(factory):
+        # Nothing of the handler's to write with it: one statement (engine/one_statement.py).
+        now = utcnow()
+        row = _as_row(step)
+        with one_statement.autocommit(factory) as conn:
+            if not one_statement.checkpoint_then(conn, row, phase, merged, detail, dest, then,
+                                                 now, actor()):
+                raise _version_moved(conn, row)
+        return StepSnapshot.from_row({**row, **changes, "state": dest,
+                                      "version": step.version + 2, "updated_at": now})
     with write_transaction(factory) as conn:
         if dest is not None and then is not None and dest not in satisfied \
                 and step.state not in satisfied:
