@@ -104,3 +104,40 @@ def test_json_columns_are_stored_compact_and_read_back(tmp_path: Path) -> None:
     with session_factory(engine)() as session:
         assert session.query(Run).one().options == options
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_that_died_while_idle_is_replaced_before_use(
+    empty_pg_url: str,
+) -> None:
+    """No pre-ping on every checkout (a round trip each): a connection idle in the pool for
+    longer than the limit is pinged, and one the server dropped is replaced, not handed out."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from migrator.store.db import ping_when_idle
+
+    engine = make_engine(empty_pg_url)
+    ping_when_idle(engine, idle_s=0.0)  # every checkout after a return counts as idle
+    admin = make_engine(empty_pg_url)
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with admin.connect() as conn:  # the server drops the idle pooled connection
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        with engine.connect() as conn:
+            second = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert second != first
+        # Returned a moment ago (under the default 10 s): handed out without a ping, so a
+        # connection the server dropped meanwhile fails its statement (what the ping spares).
+        bare = make_engine(empty_pg_url, pool_size=1, max_overflow=0)
+        with bare.connect() as conn:
+            victim = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+        with pytest.raises(DBAPIError), bare.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        bare.dispose()
+    finally:
+        engine.dispose()
+        admin.dispose()

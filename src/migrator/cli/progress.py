@@ -185,7 +185,11 @@ def progress_display(stream: TextIO | None = None) -> Iterator[Display]:
 def _echo_plain(event: Progress) -> None:
     line = plain_line(event)
     if line is not None:
-        click.echo(line)
+        # Not click.echo: a line per step, and click asks the stream whether it is a
+        # terminal and strips colour codes on every call; these lines have none.
+        out = sys.stdout
+        out.write(line + "\n")
+        out.flush()
 
 
 @contextmanager

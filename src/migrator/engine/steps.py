@@ -16,18 +16,23 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, event, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session, sessionmaker
 
-from migrator.engine import machine
-from migrator.errors import ConcurrencyError, IllegalTransitionError, NotFoundError
+from migrator.engine import machine, one_statement
+from migrator.errors import (
+    ConcurrencyError,
+    IllegalTransitionError,
+    MigratorError,
+    NotFoundError,
+)
 from migrator.spec import Spec
 from migrator.store.models import Event, Step, StepDependency
 
@@ -134,7 +139,44 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-_LOCKS_GUARD = threading.Lock()
+_WRITERS_GUARD = threading.Lock()
+
+
+class _SqliteWriter:
+    """The write side of one SQLite engine in this process: the lock its threads queue on
+    and the one connection their write transactions run on, in turn. Writes are serialised
+    anyway (SQLite has one writer), and keeping that connection out of the pool saves every
+    transaction its checkout, its return and the rollback that resets it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.lock = threading.Lock()
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    def connection(self) -> Connection:
+        """(Under ``lock``.) A connection that was invalidated reconnects on its next use."""
+        if self._conn is None or self._conn.closed:
+            self._conn = self._engine.connect()
+        return self._conn
+
+    def close(self, *_args: Any) -> None:
+        with self.lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _sqlite_writer(engine: Engine) -> _SqliteWriter:
+    writer: _SqliteWriter | None = getattr(engine, "_migrator_writer", None)
+    if writer is None:
+        with _WRITERS_GUARD:
+            writer = getattr(engine, "_migrator_writer", None)
+            if writer is None:
+                writer = _SqliteWriter(engine)
+                # engine.dispose() closes it too (tests, and an operation's end).
+                event.listen(engine, "engine_disposed", writer.close)
+                engine._migrator_writer = writer  # type: ignore[attr-defined]
+    return writer
 
 
 @contextmanager
@@ -145,17 +187,18 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Connection]:
     On SQLite the threads of one process also queue on an in-process lock first: SQLite's busy
     handler polls with sleeps of up to 100 ms, so threads contending for ``BEGIN IMMEDIATE``
     would waste most of their time asleep. Other processes still serialise on SQLite's lock.
+    The threads' write transactions then share one connection, one after the other.
     """
-    engine = factory.kw["bind"]
-    guard: Any = nullcontext()
-    if engine.dialect.name == "sqlite":
-        guard = getattr(engine, "_migrator_write_lock", None)
-        if guard is None:
-            with _LOCKS_GUARD:
-                guard = getattr(engine, "_migrator_write_lock", None) or threading.Lock()
-                engine._migrator_write_lock = guard
-    with guard, engine.begin() as conn:
-        yield conn
+    engine: Engine = factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    writer = _sqlite_writer(engine)
+    with writer.lock:
+        conn = writer.connection()
+        with conn.begin():
+            yield conn
 
 
 def read_connection(factory: sessionmaker[Session]) -> Connection:
@@ -272,8 +315,33 @@ def advance(
     state too). That saves the row read; the guarantees are those of ``fire`` with
     ``expected_version=step.version``, and so are the errors.
     """
+    if one_statement.is_postgresql(factory):
+        with one_statement.autocommit(factory) as conn:
+            return advance_in_one(conn, step, trigger, detail, changes)
     with write_transaction(factory) as conn:
         return advance_in(conn, step, trigger, detail=detail, **changes)
+
+
+def advance_in_one(conn: Connection, step: StepSnapshot, trigger: str,
+                   detail: Mapping[str, Any] | None, changes: Mapping[str, Any]
+                   ) -> StepSnapshot:
+    """:func:`advance` as one statement (PostgreSQL, engine/one_statement.py) on an
+    autocommit connection: the row's guarded UPDATE, its dependents' counts and its event."""
+    _check_changes(changes)
+    dest = machine.destination(step.state, trigger)
+    if dest is None:
+        raise _illegal(step.key, step.state, trigger)
+    satisfied = machine.SATISFIED_STATES
+    waiting = one_statement.NO_CHANGE
+    if (dest in satisfied) != (step.state in satisfied):
+        waiting = one_statement.ONE_LESS if dest in satisfied else one_statement.ONE_MORE
+    now = utcnow()
+    row = _as_row(step)
+    if not one_statement.transition(conn, row, dest, trigger, detail, changes, waiting, now,
+                                    actor()):
+        raise _version_moved(conn, row)
+    return StepSnapshot.from_row(
+        {**row, **changes, "state": dest, "version": step.version + 1, "updated_at": now})
 
 
 def advance_in(
@@ -310,9 +378,21 @@ def checkpoint_step(
         dest = machine.destination(step.state, then)
         if dest is None:
             raise _illegal(step.key, step.state, then)
-    changes = {"phase": phase, "checkpoint": {**step.checkpoint, **data}}
+    merged = {**step.checkpoint, **data}
+    changes: dict[str, Any] = {"phase": phase, "checkpoint": merged}
     detail = {"phase": phase, "data": dict(data)}
     satisfied = machine.SATISFIED_STATES
+    if not writes and dest is not None and then is not None and dest not in satisfied \
+            and one_statement.is_postgresql(factory):
+        # Nothing of the handler's to write with it: one statement (engine/one_statement.py).
+        now = utcnow()
+        row = _as_row(step)
+        with one_statement.autocommit(factory) as conn:
+            if not one_statement.checkpoint_then(conn, row, phase, merged, detail, dest, then,
+                                                 now, actor()):
+                raise _version_moved(conn, row)
+        return StepSnapshot.from_row({**row, **changes, "state": dest,
+                                      "version": step.version + 2, "updated_at": now})
     with write_transaction(factory) as conn:
         if dest is not None and then is not None and dest not in satisfied \
                 and step.state not in satisfied:
@@ -399,13 +479,18 @@ def _update(conn: Connection, row: Mapping[Any, Any], values: Mapping[str, Any])
     # The version condition is redundant under the row lock, and cheap insurance without it.
     result = conn.execute(_UPDATE, {**values, "b_id": row["id"], "b_version": row["version"]})
     if result.rowcount != 1:
-        current = conn.execute(_SELECT, {"sid": row["id"]}).mappings().first()
-        if current is None:
-            raise NotFoundError(f"no step with id {row['id']}")
-        raise ConcurrencyError(
-            f"step {row['key']!r} is at version {current['version']}, not {row['version']}: "
-            "someone else changed it"
-        )
+        raise _version_moved(conn, row)
+
+
+def _version_moved(conn: Connection, row: Mapping[Any, Any]) -> MigratorError:
+    """The error for a guarded write that changed nothing: the step's version moved on."""
+    current = conn.execute(_SELECT, {"sid": row["id"]}).mappings().first()
+    if current is None:
+        return NotFoundError(f"no step with id {row['id']}")
+    return ConcurrencyError(
+        f"step {row['key']!r} is at version {current['version']}, not {row['version']}: "
+        "someone else changed it"
+    )
 
 
 def _event(row: Mapping[Any, Any], dest: str, trigger: str,

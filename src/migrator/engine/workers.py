@@ -23,8 +23,7 @@ from typing import cast
 from sqlalchemy import Connection, Table, and_, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from migrator.engine import machine
-from migrator.engine.leases import DEFAULT_LEASE_SECONDS, expire_leases
+from migrator.engine.leases import DEFAULT_LEASE_SECONDS, IN_DOUBT_SQL, expire_leases
 from migrator.engine.runs import RUNS
 from migrator.engine.steps import (
     EVENTS,
@@ -82,8 +81,7 @@ def heartbeat(factory: sessionmaker[Session], name: str, run_id: int | None, *,
     leases: a step finished between the worker's claim and this beat is no longer leased,
     yet nobody took it."""
     now = now or utcnow()
-    held_by_me = and_(STEPS.c.lease_owner == name,
-                      STEPS.c.state.in_(sorted(machine.IN_DOUBT_STATES)))
+    held_by_me = and_(STEPS.c.lease_owner == name, IN_DOUBT_SQL)
     with write_transaction(factory) as conn:
         was = conn.execute(select(WORKERS.c.status, WORKERS.c.run_id)
                            .where(WORKERS.c.name == name)).first()

@@ -21,7 +21,7 @@ import threading
 import weakref
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -124,6 +124,18 @@ def _known(factory: sessionmaker[Session], run_id: int) -> dict[tuple[str, str],
         return runs.setdefault(run_id, {})
 
 
+_OWN_TARGET = select(IDMAP.c.target_id).where(
+    IDMAP.c.run_id == bindparam("run_id"), IDMAP.c.kind == bindparam("kind"),
+    IDMAP.c.source_id == bindparam("source_id"))
+_EARLIER_TARGETS = (
+    select(IDMAP.c.run_id, IDMAP.c.target_id, RUNS.c.status, RUNS.c.options)
+    .join(RUNS, RUNS.c.id == IDMAP.c.run_id)
+    .where(IDMAP.c.kind == bindparam("kind"), IDMAP.c.source_id == bindparam("source_id"),
+           IDMAP.c.run_id != bindparam("run_id"))
+    .order_by(IDMAP.c.id.desc())
+)
+
+
 def lookup(
     factory: sessionmaker[Session], run_id: int, kind: str, source_id: str
 ) -> str | None:
@@ -134,17 +146,15 @@ def lookup(
     found = known.get((kind, source_id))
     if found is not None:
         return found
+    params = {"run_id": run_id, "kind": kind, "source_id": source_id}
     with read_connection(factory) as conn:
-        rows = conn.execute(
-            select(IDMAP.c.run_id, IDMAP.c.target_id, RUNS.c.status, RUNS.c.options)
-            .join(RUNS, RUNS.c.id == IDMAP.c.run_id)
-            .where(IDMAP.c.kind == kind, IDMAP.c.source_id == source_id)
-            .order_by(IDMAP.c.id.desc())
-        ).all()
-    for row in rows:
-        if row.run_id == run_id:
-            known[(kind, source_id)] = str(row.target_id)
-            return str(row.target_id)
+        # This run's row first, through the (run, kind, source id) unique index: the other
+        # runs' query has no index to use and reads the whole table, which grows with the run.
+        own = conn.execute(_OWN_TARGET, params).scalar()
+        if own is not None:
+            known[(kind, source_id)] = str(own)
+            return str(own)
+        rows = conn.execute(_EARLIER_TARGETS, params).all()
     for row in rows:
         if row.status != "rolled_back" and not (row.options or {}).get("kind"):
             return str(row.target_id)

@@ -48,6 +48,9 @@ QUEUE_DEPTH = 4  # chunks read ahead of the upload
 # Hashing in one worker thread overlaps it with the socket writes: faster than inline, equal
 # to a thread per hash on the project's 2-core host (benchmarks/notes/transfer.md).
 HASH_MODE = "thread"
+# A stream no bigger than this is hashed in the copying thread whatever the mode: for a small
+# image, starting a hashing thread (and waiting for it to run) costs more CPU than the hashes.
+INLINE_HASH_UP_TO = 4 * MiB
 SETTLE_S = 5.0  # how long a broken upload may take to put the target image back to queued
 POLL_S = 0.2
 
@@ -87,7 +90,8 @@ class _Pipeline:
         self.names = names
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         self.cancel = threading.Event()
-        self.hasher = make_hasher(hashing)
+        small = declared is not None and declared <= INLINE_HASH_UP_TO
+        self.hasher = make_hasher("inline" if small and hashing == "thread" else hashing)
         self.received = 0
         self.sent = 0
         self.digests: Digests | None = None
