@@ -62,7 +62,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROFILE = os.environ.get("MIGRATOR_BENCH_EXECUTE_PROFILE", "")
 # Sizes above this run migrator alone (the sequential baseline takes about 2 s a tenant here,
 # more than half an hour at 1,000 tenants): their figures are migrator's, with no ratio.
-NAIVE_UP_TO = int(os.environ.get("MIGRATOR_BENCH_EXECUTE_NAIVE_UP_TO", "1000"))
+NAIVE_UP_TO = int(os.environ.get("MIGRATOR_BENCH_EXECUTE_NAIVE_UP_TO", "200"))
 
 
 @dataclass(frozen=True)
