@@ -135,3 +135,22 @@ def test_advance_from_a_stale_snapshot_raises_and_changes_nothing(any_factory: F
     done = advance(any_factory, advance(any_factory, fresh, "verify"), "complete")
     assert get_step(any_factory, step_id) == done
     assert (done.state, done.version, done.checkpoint) == ("done", 5, {"target_id": "t1"})
+
+
+def test_a_disposed_sqlite_engine_leaves_its_writes_in_the_database_file(db_url: str) -> None:
+    """The threads' shared write connection is closed with its engine: SQLite then folds its
+    WAL into the file, so a copy of the file alone (a backup, a move) holds every write."""
+    import sqlite3
+    from pathlib import Path
+
+    from migrator.store.db import make_engine, session_factory
+
+    path = Path(db_url.removeprefix("sqlite:///"))
+    engine = make_engine(db_url)
+    run_id = create_run(session_factory(engine), "r", [StepSpec("image:abc", "image")], [])
+    engine.dispose()
+    assert not path.with_name(path.name + "-wal").exists()
+    # immutable=1: the file alone, whatever WAL might lie beside it.
+    with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
+        assert conn.execute("SELECT count(*) FROM steps WHERE run_id = ?",
+                            (run_id,)).fetchone() == (1,)

@@ -160,8 +160,13 @@ class _SqliteWriter:
         return self._conn
 
     def close(self, *_args: Any) -> None:
+        # Called once the engine's pool is disposed: a connection returned to that pool now
+        # would stay open in it, and SQLite checkpoints its WAL into the database file only
+        # when the last connection closes. Detached, closing it closes the file.
         with self.lock:
             if self._conn is not None:
+                if not self._conn.closed:
+                    self._conn.detach()
                 self._conn.close()
                 self._conn = None
 
