@@ -60,6 +60,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # A folder: migrator execute runs under py-spy (a speedscope profile per size; the wall and
 # CPU figures then include py-spy's sampling, so they are not comparable).
 PROFILE = os.environ.get("MIGRATOR_BENCH_EXECUTE_PROFILE", "")
+# Set (to anything but 0): py-spy counts only the samples of threads holding the GIL, so the
+# profile is of CPU, not of threads waiting for a lock or an answer.
+PROFILE_GIL = os.environ.get("MIGRATOR_BENCH_EXECUTE_PROFILE_GIL", "") not in ("", "0")
 # Sizes above this run migrator alone (the sequential baseline takes about 2 s a tenant here,
 # more than half an hour at 1,000 tenants): their figures are migrator's, with no ratio.
 NAIVE_UP_TO = int(os.environ.get("MIGRATOR_BENCH_EXECUTE_NAIVE_UP_TO", "200"))
@@ -221,7 +224,7 @@ def measure(tenants: int) -> list[Metric]:
                 Path(PROFILE).mkdir(parents=True, exist_ok=True)
                 command = [str(Path(sys.executable).parent / "py-spy"), "record", "-o",
                            f"{PROFILE}/execute-{tenants}t.json", "--format", "speedscope",
-                           "-r", "200", "--", *command]
+                           "-r", "200", *(["--gil"] if PROFILE_GIL else []), "--", *command]
             mig = run_measured(command, tmp, env)
             mig_sim_cpu = process_cpu(process.pid) - sim_cpu
             if mig.returncode != 0:
