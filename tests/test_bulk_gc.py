@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gc
 
-from migrator.bulk_gc import BULK_THRESHOLDS, relaxed_gc
+from migrator.bulk_gc import BULK_THRESHOLDS, frozen_heap, relaxed_gc
 
 
 def test_thresholds_are_relaxed_inside_and_restored_after() -> None:
@@ -34,3 +34,34 @@ def test_cycles_are_still_collected() -> None:
         a.other, b.other = b, a
         del a, b
         assert gc.collect() >= 2
+
+
+def test_frozen_heap_hides_what_exists_and_gives_it_back() -> None:
+    assert gc.get_freeze_count() == 0
+    with frozen_heap():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with frozen_heap():  # nested: nothing more is frozen
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() == 0
+
+
+def test_cycles_made_inside_a_frozen_heap_are_collected() -> None:
+    class Node:
+        other: object = None
+
+    with frozen_heap():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        del a, b
+        assert gc.collect() >= 2
+
+
+def test_the_heap_is_given_back_when_the_block_fails() -> None:
+    try:
+        with frozen_heap():
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert gc.get_freeze_count() == 0

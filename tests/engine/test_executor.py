@@ -291,3 +291,45 @@ def test_skipped_steps_satisfy_their_dependents_and_observer_hears_everything(
     assert heard[-1].counts == {"pending": 0, "running": 0, "skipped": 1, "done": 1}
     assert heard[2].message == "identical image already on the target"
     assert_event_chains(engine, run_id, final_state=None)
+
+
+def test_a_completion_whose_own_claim_found_nothing_wakes_no_other_thread(
+    factory: Factory, engine: Engine
+) -> None:
+    """The claim made with a completion sees every step it made ready: when it found none,
+    the waiting threads are left alone (they would all claim in vain); when it found one,
+    claims under way look again; when no step is busy any more, every thread is woken to
+    find out whether the run is over."""
+    from migrator.engine.executor import Executor
+    from migrator.engine.steps import get_step
+
+    run_id = create_run(factory, "r", [StepSpec(k, "flaky") for k in ("a", "b", "c")], [])
+    executor = Executor(factory, "r")
+    ids = [row["id"] for row in steps_by_key(engine, run_id).values()]
+    step = get_step(factory, ids[0])
+    woken: list[int] = []
+
+    def waiter(timeout: float) -> None:
+        with executor._wake:
+            ready.set()  # (the lock is given up only inside wait: no notify comes before)
+            woken.append(int(executor._wake.wait(timeout)))
+
+    executor._busy = 3
+    ready = threading.Event()
+    thread = threading.Thread(target=waiter, args=(1.0,))
+    thread.start()
+    ready.wait(5)
+    executor._finished(step, found=False)
+    assert executor._generation == 0 and executor._busy == 2
+    executor._finished(step, found=True)
+    assert executor._generation == 1 and executor._busy == 1
+    thread.join()
+    assert woken == [0]  # waited its whole timeout: neither completion woke it
+
+    ready.clear()
+    thread = threading.Thread(target=waiter, args=(30.0,))
+    thread.start()
+    ready.wait(5)
+    executor._finished(step, found=False)  # the last busy step: everyone re-evaluates
+    thread.join()
+    assert executor._generation == 2 and executor._busy == 0 and woken == [0, 1]

@@ -154,3 +154,34 @@ def test_a_disposed_sqlite_engine_leaves_its_writes_in_the_database_file(db_url:
     with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
         assert conn.execute("SELECT count(*) FROM steps WHERE run_id = ?",
                             (run_id,)).fetchone() == (1,)
+
+
+def test_a_read_connection_takes_no_sqlite_write_lock(db_url: str, factory: Factory) -> None:
+    """Reads (an id map lookup, the run's counts) take a snapshot: while one is open another
+    process still writes at once, and a write transaction of this process still holds the
+    write lock."""
+    import sqlite3
+    from pathlib import Path
+
+    from migrator.engine.steps import read_connection, write_transaction
+
+    run_id = create_run(factory, "r", [StepSpec("image:abc", "image")], [])
+    path = Path(db_url.removeprefix("sqlite:///"))
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with read_connection(factory) as conn:
+            assert conn.execute(select(func.count()).select_from(Step).where(
+                Step.run_id == run_id)).scalar_one() == 1
+            assert conn.in_transaction()
+            other.execute("BEGIN IMMEDIATE")  # would raise "database is locked"
+            other.execute("UPDATE steps SET name = 'written' WHERE run_id = ?", (run_id,))
+            other.execute("COMMIT")
+            # Still the snapshot the read began with.
+            assert conn.execute(select(Step.name).where(Step.run_id == run_id)
+                                ).scalar_one() is None
+        with write_transaction(factory) as conn:
+            conn.execute(select(Step.id)).all()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+    finally:
+        other.close()

@@ -373,13 +373,23 @@ class Executor:
                 self.stop.set()
                 self._wake.notify_all()
 
-    def _finished(self, step: StepSnapshot) -> None:
-        """The thread is done with ``step`` (completed, failed, requeued or lost)."""
+    def _finished(self, step: StepSnapshot, found: bool | None = None) -> None:
+        """The thread is done with ``step`` (completed, failed, requeued or lost).
+
+        ``found``: whether the claim made in the completion's own transaction found a step
+        (None: the thread did not claim with it). That claim saw everything the completion
+        made ready, so when it found nothing the other threads are not woken to look again
+        (they claimed in vain, seven of them per step while transfers held every slot); when
+        it found one, its thread wakes one more (``_next_job``), which wakes the next if it
+        finds one too."""
         self.held.drop(step.id)
         with self._wake:
             self._busy -= 1
-            self._generation += 1
-            self._wake.notify_all()  # its dependents may be ready now
+            if found is None or self._busy == 0:
+                self._generation += 1
+                self._wake.notify_all()  # its dependents may be ready now
+            elif found:
+                self._generation += 1  # a claim under way when it finished looks again
 
     def _next_job(self, finishing: StepSnapshot | None = None
                   ) -> tuple[Callable[[StepSnapshot], StepSnapshot | None], StepSnapshot] | None:
@@ -436,6 +446,8 @@ class Executor:
                     claim = claims[0]
                     self._busy += 1
                     self.held.add(claim.step)
+                    # More may be ready: one waiting thread looks (and, finding one, the next).
+                    self._wake.notify()
                     if claim.reclaimed:
                         return self._reconcile_step, claim.step
                     self._moved(machine.PENDING, machine.RUNNING, "step-started", claim.step)
@@ -476,11 +488,15 @@ class Executor:
                             data_first: bool = False, data_after: int = 0) -> list[Claim]:
         assert self.name is not None
         claims: list[Claim] = []
+        found: bool | None = None
         try:
             done, claims = complete_and_claim(
                 self.factory, step, self.name, want, lease_seconds=self.config.lease_seconds,
                 limits=self.config.limits, now=now, reclaim=want > 0 and self._reclaim_due(),
                 data_first=data_first, data_after=data_after)
+            # A claim that looked for transfers after the cursor only did not see them all.
+            if want > 0 and not (data_first and data_after > 0 and not claims):
+                found = bool(claims)
             self._moved(machine.RUNNING, machine.DONE, "step-done", done)
         except ConcurrencyError as exc:  # taken over after its verification: not ours
             log.warning("step %s dropped: %s", step.key, _one_line(exc))
@@ -488,7 +504,7 @@ class Executor:
         finally:
             # (A thread that sees no busy step in between asks the database, which counts
             # the claimed step as running: it waits, it does not end.)
-            self._finished(step)
+            self._finished(step, found)
         return claims
 
     def _idle_wait(self, claim_time: datetime) -> float | None:

@@ -34,6 +34,7 @@ from migrator.errors import (
     NotFoundError,
 )
 from migrator.spec import Spec
+from migrator.store.db import READS_ONLY
 from migrator.store.models import Event, Step, StepDependency
 
 STEPS = cast(Table, Step.__table__)
@@ -207,9 +208,10 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Connection]:
 
 
 def read_connection(factory: sessionmaker[Session]) -> Connection:
-    """A connection for reads (use as a context manager); no write lock is taken."""
+    """A connection for reads (use as a context manager); no write lock is taken (on SQLite
+    its transactions begin DEFERRED: a snapshot of the last commit)."""
     conn: Connection = factory.kw["bind"].connect()
-    return conn
+    return conn.execution_options(**{READS_ONLY: True})
 
 
 def get_step(factory: sessionmaker[Session], step_id: int) -> StepSnapshot:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from migrator.bulk_gc import frozen_heap
 from migrator.config_schema import Config, RetriesConfig
 from migrator.engine.executor import Executor, ExecutorConfig, Observer, RunResult
 from migrator.engine.handlers import HandlerRegistry
@@ -92,10 +93,11 @@ def execute_run(
         # Another executor of the run is no longer a lock to break: it is a worker whose
         # leases expire when it dies (force_unlock is accepted for scripts and ignored).
         del force_unlock
-        if not handle_sigint:
-            return executor.run(resume=resume, join=join)
-        with graceful_sigint(executor.request_stop):
-            return executor.run(resume=resume, join=join)
+        with frozen_heap():  # the collector's full passes skip the imports and the plan
+            if not handle_sigint:
+                return executor.run(resume=resume, join=join)
+            with graceful_sigint(executor.request_stop):
+                return executor.run(resume=resume, join=join)
 
 
 # -- executing a plan file -------------------------------------------------------------------

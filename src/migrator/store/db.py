@@ -243,6 +243,11 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return factory
 
 
+# Execution option of a connection that only reads (engine/steps.read_connection): its
+# transactions start with a plain BEGIN on SQLite.
+READS_ONLY = "migrator_reads_only"
+
+
 def install_begin_immediate(engine: Engine) -> None:
     """Make every transaction on this SQLite engine start with ``BEGIN IMMEDIATE``.
 
@@ -255,6 +260,10 @@ def install_begin_immediate(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A connection opened for reads (READS_ONLY) takes a snapshot, not the write lock: in
+        # WAL mode it then neither waits for the writers nor makes them wait (in the busy
+        # handler's sleeps, while every thread of the process queues behind the one waiting).
+        reads = conn.get_execution_options().get(READS_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")
 
     engine._migrator_begin_immediate = True  # type: ignore[attr-defined]
