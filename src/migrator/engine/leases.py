@@ -49,6 +49,7 @@ from migrator.engine.steps import (
     STEPS,
     StepSnapshot,
     actor,
+    advance,
     advance_in,
     advance_in_one,
     apply_trigger,
@@ -289,6 +290,34 @@ def renew_leases(
             lease_expires_at=now + timedelta(seconds=lease_seconds)))
         rows = conn.execute(select(STEPS.c.id, STEPS.c.lease_token).where(held)).all()
     return {row.id: row.lease_token for row in rows}
+
+
+def release_unstarted(factory: sessionmaker[Session], claims: Sequence[Claim], owner: str,
+                      *, now: datetime | None = None) -> int:
+    """Give back steps ``owner`` claimed and never started (a worker stopping with steps
+    claimed for threads that did not take them): a fresh claim goes back to pending (trigger
+    ``requeue``, its lease cleared); a takeover (``reclaimed``, still in doubt) keeps its
+    state and its lease ends now, so the next claim takes it over again and reconciles it.
+    Both are fenced: a step that moved on meanwhile is left alone. Returns how many were
+    given back."""
+    now = now or utcnow()
+    released = 0
+    for claim in claims:
+        step = claim.step
+        if claim.reclaimed:
+            with write_transaction(factory) as conn:
+                result = conn.execute(update(STEPS).where(
+                    STEPS.c.id == step.id, STEPS.c.lease_owner == owner,
+                    STEPS.c.lease_token == step.lease_token, IN_DOUBT_SQL,
+                ).values(lease_expires_at=now))
+                released += int(result.rowcount or 0)
+            continue
+        try:
+            advance(factory, step, "requeue", detail={"reason": "not started"}, **_RELEASED)
+            released += 1
+        except ConcurrencyError:  # taken over or changed meanwhile: no longer ours
+            pass
+    return released
 
 
 def expire_leases(conn: Connection, owners: Collection[str], now: datetime) -> int:

@@ -50,6 +50,13 @@ _EVENT_COLUMNS = ["run_id", "step_id", "from_state", "to_state", "trigger", "act
 # What the dependents of a step wait for when it enters (-1) or leaves (+1) done/skipped.
 NO_CHANGE, ONE_LESS, ONE_MORE = 0, -1, 1
 _STARTED = machine.destination(machine.PENDING, "start")
+# The order of ready steps: by id, spelled as the index ix_steps_ready (run_id, state, waiting,
+# id) is ordered (the first three are fixed by the query, so the order is the same). Ordered
+# by id alone, PostgreSQL's planner chose the primary key whenever its statistics were taken
+# while most steps were pending (a fresh plan: every run), and then read past every step
+# already done: 5.8 ms of server CPU per claim with 6,000 done; spelled so, an index scan
+# on ix_steps_ready answers from the first ready step (0.3 ms) whatever the statistics say.
+READY_ORDER = (STEPS.c.run_id, STEPS.c.state, STEPS.c.waiting, STEPS.c.id)
 
 
 def is_postgresql(factory: sessionmaker[Session]) -> bool:
@@ -157,12 +164,12 @@ def _start_ready(excluded_kinds: tuple[str, ...]) -> Select[Any]:
     picked = select(STEPS.c.id).where(
         STEPS.c.run_id == bindparam("p_run_id"),
         STEPS.c.state == machine.PENDING,
-        STEPS.c.waiting == 0,
+        STEPS.c.waiting <= 0,
         or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= bindparam("p_now")))
     if excluded_kinds:
         picked = picked.where(STEPS.c.kind.not_in(excluded_kinds))
     # A CTE, evaluated once: the rows it locks are the rows updated.
-    picked_cte = (picked.order_by(STEPS.c.id).limit(bindparam("p_limit"))
+    picked_cte = (picked.order_by(*READY_ORDER).limit(bindparam("p_limit"))
                   .with_for_update(skip_locked=True).cte("picked"))
     claimed = (update(STEPS).where(STEPS.c.id == picked_cte.c.id)
                .values(state=_STARTED, version=STEPS.c.version + 1,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.dag import never_freed
 from migrator.engine import machine
+from migrator.engine.one_statement import READY_ORDER
 from migrator.engine.steps import (
     DEPS,
     EVENTS,
@@ -198,10 +199,10 @@ READY = (
     .where(
         STEPS.c.run_id == bindparam("run_id"),
         STEPS.c.state == machine.PENDING,
-        STEPS.c.waiting == 0,
+        STEPS.c.waiting <= 0,
         or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= bindparam("now")),
     )
-    .order_by(STEPS.c.id)
+    .order_by(*READY_ORDER)
     .limit(bindparam("limit"))
 )
 
