@@ -572,8 +572,11 @@ class Executor:
         """Nothing claimable and nothing running here: how long to wait before claiming
         again, or None when nothing can ever become ready (the run is over for us)."""
         run_id = self.run_ref.id
-        counts = runs.state_counts(self.factory, run_id)
-        if any(counts.get(s, 0) for s in machine.IN_DOUBT_STATES):
+        # One snapshot: on PostgreSQL another worker's completion commits before its claim
+        # of the steps it made ready (two statements); counts read apart from the ready
+        # steps could see neither those steps running nor them ready, and end too early.
+        counts, ready = runs.idle_view(self.factory, run_id, utcnow())
+        if ready or any(counts.get(s, 0) for s in machine.IN_DOUBT_STATES):
             return self.config.poll_interval  # other workers hold steps: theirs may free ours
         if not counts.get(machine.PENDING):
             return None
