@@ -13,7 +13,7 @@ import pkgutil
 import platform
 import sqlite3
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,29 @@ class Registry:
 
 
 REGISTRY = Registry()
+
+
+def median_of(runs: list[list[Metric]]) -> list[Metric]:
+    """The same metrics measured in several runs, one by one: each the median of its runs'
+    values, with the note of the run that gave the median and every run's value after it.
+    (An even number of runs gives the lower middle one, a value that was measured.)"""
+    if len(runs) == 1:
+        return runs[0]
+    out: list[Metric] = []
+    for same in zip(*runs, strict=True):
+        names = {m.name for m in same}
+        if len(names) != 1:
+            raise ValueError(f"runs measured different metrics: {sorted(names)}")
+        measured = sorted((m for m in same if m.value is not None), key=lambda m: m.value or 0)
+        if not measured:
+            out.append(same[0])
+            continue
+        middle = measured[(len(measured) - 1) // 2]
+        values = ", ".join(f"{m.value:,.3g}" for m in same if m.value is not None)
+        note = f"median of {len(same)} runs ({values})"
+        note += f"; {middle.note}" if middle.note else ""
+        out.append(replace(middle, note=note))
+    return out
 
 
 def benchmark(name: str, description: str) -> Callable[[Callable[[], list[Metric]]], Any]:

@@ -175,6 +175,59 @@ def test_concurrent_claims_never_take_a_step_twice(pg_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_concurrent_claims_never_exceed_the_transfer_limit(pg_url: str) -> None:
+    """Six threads claim transfers first, one step at a time, and finish each at once; the
+    transfers they hold together never pass the limit (counted here before each completion
+    is committed and after each claim is: never more than the database holds)."""
+    import random
+
+    from migrator.engine.leases import complete_and_claim
+    from migrator.store.db import make_engine, session_factory
+
+    seed = 20261203
+    print(f"seed {seed}")
+    engine = make_engine(pg_url, pool_size=8)
+    factory = session_factory(engine)
+    limits = ClaimLimits(frozenset({"image"}), 2)
+    try:
+        specs = [StepSpec(f"i{i}", "image") for i in range(60)] + [
+            StepSpec(f"p{i}", "plain") for i in range(120)]
+        run_id = create_run(factory, "r", specs, [])
+        lock = threading.Lock()
+        held, most, done = 0, 0, []
+
+        def worker(name: str, rng: random.Random) -> None:
+            nonlocal held, most
+            claims = claim_steps(factory, run_id, name, 1, limits=limits, data_first=True)
+            while claims:
+                step = claims[0].step
+                if step.kind == "image":
+                    with lock:
+                        held += 1
+                        most = max(most, held)
+                step = advance(factory, step, "verify")
+                if rng.random() < 0.5:
+                    threading.Event().wait(0.002)
+                if step.kind == "image":
+                    with lock:
+                        held -= 1
+                _, claims = complete_and_claim(factory, step, name, 1, limits=limits,
+                                               data_first=rng.random() < 0.8)
+                done.append(step.key)
+
+        threads = [threading.Thread(target=worker, args=(f"w{i}", random.Random(seed + i)))
+                   for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(done) == sorted(s.key for s in specs)
+        assert 1 <= most <= 2
+    finally:
+        engine.dispose()
+
+
 def waiting(factory: Factory, run_id: int) -> dict[str, int]:
     with factory() as s:
         return dict(s.execute(select(Step.key, Step.waiting).where(Step.run_id == run_id)).all())

@@ -4,7 +4,6 @@ checksums, under ``--kind volume`` too, and their names counted in the table's w
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import update
 
 from migrator.engine.runs import StepSpec, create_run
@@ -13,12 +12,6 @@ from migrator.store.audit import AuditFilter, column_widths, iter_id_map
 from migrator.store.db import make_engine, session_factory
 
 LONG_NAME = "physics-vm0-a-data-volume-with-a-long-name"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest) -> str:
-    name = "db_url" if request.param == "sqlite" else "pg_url"
-    return str(request.getfixturevalue(name))
 
 
 def test_a_servers_volumes_follow_it_in_the_id_map(url: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import Connection, Row, insert, select, update
 
 from migrator.engine.runs import StepSpec, create_run, find_run
@@ -27,12 +26,6 @@ from migrator.store.run_kinds import (
     undone_step_keys,
     update_options,
 )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest) -> str:
-    name = "db_url" if request.param == "sqlite" else "pg_url"
-    return str(request.getfixturevalue(name))
 
 
 def test_the_queries_of_rollbacks_dry_runs_and_rehearsals(url: str) -> None:

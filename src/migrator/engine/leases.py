@@ -259,7 +259,11 @@ def _split_queries(kinds: tuple[str, ...], pg: bool) -> tuple[Select[Any], Selec
     running = select(func.count()).select_from(STEPS).where(
         STEPS.c.run_id == bindparam("run_id"), IN_DOUBT_SQL,
         STEPS.c.kind.in_(kinds), STEPS.c.lease_expires_at >= bindparam("now"))
-    run_row = select(RUNS.c.id).where(RUNS.c.id == bindparam("run_id")).with_for_update()
+    # FOR NO KEY UPDATE, not FOR UPDATE: every event and id map row written in the run holds
+    # a FOR KEY SHARE lock on the run row (their foreign key) until its transaction ends,
+    # which FOR UPDATE waits for and blocks. NO KEY UPDATE still excludes the other claims.
+    run_row = (select(RUNS.c.id).where(RUNS.c.id == bindparam("run_id"))
+               .with_for_update(key_share=True))
     return plain, data, running, run_row
 
 
@@ -274,17 +278,34 @@ def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
         return list(conn.execute(query, params).mappings().all())
     plain, data, running, run_row = _split_queries(kinds, pg)
 
+    limit_of_run = int(limits.transfer_limit or 0)
+
     def transfers(room: int, after: int) -> list[RowMapping]:
-        # Counted and taken under the run row's lock, so that two workers claiming at the
-        # same instant cannot both see the last free slot.
-        if pg:
-            conn.execute(run_row, {"run_id": run_id})
-        busy = conn.execute(running, {"run_id": run_id, "now": now}).scalar_one()
-        free = min(int(limits.transfer_limit or 0) - busy, room)
-        if free <= 0:
+        if not pg:  # BEGIN IMMEDIATE holds the database's write lock: nobody else claims
+            busy = conn.execute(running, {"run_id": run_id, "now": now}).scalar_one()
+            free = min(limit_of_run - busy, room)
+            if free <= 0:
+                return []
+            return list(conn.execute(data, {**params, "limit": free, "after": after}
+                                     ).mappings().all())
+        # PostgreSQL: the count is taken under the run row's lock, so that two workers
+        # claiming at the same instant cannot both see the last free slot. That lock makes
+        # every claim of the run wait for the others, so it is taken only when a claim can
+        # use it: when a look without it finds a slot free (that look only decides whether
+        # to lock; the slots are counted again under the lock) and ready transfers found,
+        # and locked, first (SKIP LOCKED never waits: only the run row is waited for).
+        if limit_of_run - conn.execute(running, {"run_id": run_id, "now": now}
+                                       ).scalar_one() <= 0:
             return []
-        return list(conn.execute(data, {**params, "limit": free, "after": after}
-                                 ).mappings().all())
+        found = list(conn.execute(data, {**params, "limit": room, "after": after}
+                                  ).mappings().all())
+        if not found:
+            return []
+        conn.execute(run_row, {"run_id": run_id})
+        busy = conn.execute(running, {"run_id": run_id, "now": now}).scalar_one()
+        # Rows found beyond the free slots stay as they were; their row locks end with
+        # this transaction.
+        return found[:max(0, min(limit_of_run - busy, room))]
 
     rows: list[RowMapping] = transfers(limit, data_after) if data_first else []
     if len(rows) < limit:  # steps that move no bytes: as many as asked

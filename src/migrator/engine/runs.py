@@ -347,7 +347,8 @@ def finish_run(factory: sessionmaker[Session], run_id: int, status: str,
     with write_transaction(factory) as conn:
         query = select(RUNS.c.status).where(RUNS.c.id == run_id)
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
+            # (NO KEY UPDATE: not waiting for every transaction that wrote an event of the run)
+            query = query.with_for_update(key_share=True)
         old = conn.execute(query).scalar_one()
         if old not in ("running", "paused", "created"):
             return str(old)
