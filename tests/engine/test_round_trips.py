@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 import pytest
@@ -71,7 +72,7 @@ def traced(pg_url: str) -> Iterator[tuple[sessionmaker[Session], Trace]]:
         engine.dispose()
 
 
-def test_a_claim_is_one_round_trip_and_a_completion_with_the_next_claim_two(
+def test_a_claim_is_one_round_trip_and_a_completion_with_the_next_claim_one(
     traced: tuple[sessionmaker[Session], Trace],
 ) -> None:
     factory, trace = traced
@@ -96,8 +97,9 @@ def test_a_claim_is_one_round_trip_and_a_completion_with_the_next_claim_two(
 
     with trace.counting() as trips:
         done, (following,) = complete_and_claim(factory, verified, "w1", 1, reclaim=False)
-    assert len(trips) == 2, trips
+    assert len(trips) == 1, trips
     assert done.state == "done" and following.step.key == "s005"
+    assert done.version == verified.version + 1
 
     # What one statement wrote is what the transactions of several wrote: the version
     # moved once per trigger, one event each, the lease token one higher.
@@ -113,12 +115,47 @@ def test_a_claim_is_one_round_trip_and_a_completion_with_the_next_claim_two(
 def test_completing_a_step_makes_its_dependent_claimable_in_the_same_call(
     traced: tuple[sessionmaker[Session], Trace],
 ) -> None:
-    factory, _ = traced
+    factory, trace = traced
     run_id = create_run(factory, "r", [StepSpec("a", "x"), StepSpec("b", "x")], [("b", "a")])
     (a,) = claim_steps(factory, run_id, "w1", 2, reclaim=False)  # b waits for a
     verified = advance(factory, a.step, "verify")
-    done, (b,) = complete_and_claim(factory, verified, "w1", 1, reclaim=False)
+    with trace.counting() as trips:
+        done, (b,) = complete_and_claim(factory, verified, "w1", 1, reclaim=False)
     assert done.state == "done" and b.step.key == "b" and b.step.state == "running"
+    # The completion's statement could not see b ready: a second one claimed it.
+    assert len(trips) == 2, trips
+    with factory() as s:
+        waiting = s.execute(select(Step.waiting).where(Step.id == b.step.id)).scalar_one()
+    assert waiting == 0
+
+
+def test_a_fenced_completion_claims_nothing(
+    traced: tuple[sessionmaker[Session], Trace],
+) -> None:
+    factory, _ = traced
+    run_id = create_run(factory, "r", [StepSpec("a", "x"), StepSpec("b", "x")], [])
+    (a,) = claim_steps(factory, run_id, "w1", 1, reclaim=False)
+    verified = advance(factory, a.step, "verify")
+    # Taken over meanwhile (the version moved on): this worker's completion is refused.
+    (taken,) = claim_steps(factory, run_id, "w2", 1, reclaim=True,
+                           now=verified_expiry(factory, a.step.id))
+    assert taken.reclaimed and taken.step.key == "a"
+    with pytest.raises(ConcurrencyError):
+        complete_and_claim(factory, verified, "w1", 1, reclaim=False)
+    with factory() as s:
+        states = dict(s.execute(select(Step.key, Step.state).where(Step.run_id == run_id)).all())
+        triggers = [t for (t,) in s.execute(select(Event.trigger).where(
+            Event.step_id == a.step.id).order_by(Event.id))]
+    assert states == {"a": "verifying", "b": "pending"}
+    assert triggers == ["start", "verify", "reclaim"]
+
+
+def verified_expiry(factory: sessionmaker[Session], step_id: int) -> datetime:
+    """An instant after the step's lease ends."""
+    with factory() as s:
+        expires = s.execute(select(Step.lease_expires_at).where(Step.id == step_id)
+                            ).scalar_one()
+    return expires + timedelta(seconds=1)
 
 
 def test_claims_with_a_transfer_limit_or_a_look_for_expired_leases_take_a_transaction(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +42,7 @@ from migrator.engine.leases import (
     HeldSteps,
     claim_steps,
     complete_and_claim,
+    release_unstarted,
 )
 from migrator.engine.steps import StepSnapshot, advance, utcnow
 from migrator.engine.workers import (
@@ -174,6 +176,14 @@ class Executor:
         self._busy = 0
         # Bumped each time a thread is done with a step: its dependents may be claimable.
         self._generation = 0
+        # Steps claimed for threads that were waiting (one claim for all of them), not yet
+        # taken by one: leased to this worker (counted in _busy and held, so the heartbeat
+        # renews them), given back if the worker stops before a thread starts them.
+        self._queued: deque[Claim] = deque()
+        # Threads waiting for a step, and how many of them a claim under way is taking
+        # steps for (so that two claiming threads do not both claim for the same waiters).
+        self._waiting = 0
+        self._promised = 0
         # When a claim next looks for expired leases (monotonic): at most every
         # reclaim_interval, not in every claim (a query per step otherwise).
         self._reclaim_at = 0.0
@@ -313,6 +323,15 @@ class Executor:
         finally:
             beat_stop.set()
             beat.join()
+            # Every thread gives the queue back when it stops; left over only when the last
+            # ones died of an engine error (the leases then end with stop_worker's).
+            with self._wake:
+                unstarted = list(self._queued)
+                self._queued.clear()
+            try:
+                self._release(unstarted)
+            except SQLAlchemyError as exc:
+                log.warning("could not give back unstarted steps: %s", _one_line(exc))
         if self._fatal is not None:
             raise self._fatal
 
@@ -393,38 +412,59 @@ class Executor:
 
     def _next_job(self, finishing: StepSnapshot | None = None
                   ) -> tuple[Callable[[StepSnapshot], StepSnapshot | None], StepSnapshot] | None:
-        """The next step for a thread: one whose lease expired (in doubt), else a ready one;
-        waits while running steps (of any worker) or backoffs may make more ready; None when
-        the run is over for this worker. ``finishing``: a step the thread verified, completed
-        in the same transaction as the claim. The claim runs outside the threads' lock; a step
-        finished by another thread meanwhile (``_generation``) makes it claim again at once
-        instead of waiting."""
+        """The next step for a thread: one claimed for it by another thread (queued), else
+        one whose lease expired (in doubt), else a ready one; waits while running steps (of
+        any worker) or backoffs may make more ready; None when the run is over for this
+        worker. ``finishing``: a step the thread verified, completed in the same
+        transaction as the claim. A claim takes steps for the threads waiting here too (one
+        statement instead of one each) and queues them. The claim runs outside the threads'
+        lock; a step finished by another thread meanwhile (``_generation``) makes it claim
+        again at once instead of waiting."""
         assert self.name is not None
         while True:
+            unstarted: list[Claim] = []
             with self._wake:
                 idle = self.stop.is_set() or self._exhausted or self.paused.is_set()
                 if finishing is None:
                     if self.stop.is_set() or self._exhausted:
-                        return None
-                    if self.paused.is_set():
+                        unstarted = list(self._queued)
+                        self._queued.clear()
+                    elif self.paused.is_set():
                         self._wake.wait(self.config.poll_interval)
                         continue
+                    elif self._queued:
+                        job = self._take_queued()
+                        if job is None:
+                            continue
+                        return job
                 generation = self._generation
+                # With steps queued, a finishing thread completes without claiming and
+                # takes a queued one next; otherwise it claims for the waiting threads too.
+                extra = 0 if idle or self._queued else max(0, self._waiting - self._promised)
+                want = 0 if idle or self._queued else 1 + extra
+                self._promised += extra
+            if finishing is None and (self.stop.is_set() or self._exhausted):
+                self._release(unstarted)
+                return None
             # Taken before the claim: a backoff that expires between the claim and the
             # wake-up query below must still count as a reason to wait, not as the end.
             claim_time = utcnow()
             data_first = self._data_first()
             after = self._data_after
-            if finishing is not None:
-                step, finishing = finishing, None
-                claims = self._complete_and_claim(step, 0 if idle else 1, claim_time,
-                                                  data_first, after)
-            else:
-                claims = claim_steps(self.factory, self.run_ref.id, self.name, 1,
-                                     lease_seconds=self.config.lease_seconds,
-                                     limits=self.config.limits, now=claim_time,
-                                     reclaim=self._reclaim_due(), data_first=data_first,
-                                     data_after=after)
+            try:
+                if finishing is not None:
+                    step, finishing = finishing, None
+                    claims = self._complete_and_claim(step, want, claim_time, data_first,
+                                                      after)
+                else:
+                    claims = claim_steps(self.factory, self.run_ref.id, self.name, want,
+                                         lease_seconds=self.config.lease_seconds,
+                                         limits=self.config.limits, now=claim_time,
+                                         reclaim=self._reclaim_due(), data_first=data_first,
+                                         data_after=after)
+            finally:
+                with self._wake:
+                    self._promised -= extra
             # A claim that looked for transfers only after the cursor has not seen a transfer
             # put back behind it (a step requeued after a takeover, a retry): it must look
             # again from the start before the run can be judged to have nothing left.
@@ -443,16 +483,18 @@ class Executor:
                         self._data_at = time.monotonic() + DATA_FIRST_PAUSE_S
             with self._wake:
                 if claims:
-                    claim = claims[0]
-                    self._busy += 1
-                    self.held.add(claim.step)
-                    # More may be ready: one waiting thread looks (and, finding one, the next).
-                    self._wake.notify()
-                    if claim.reclaimed:
-                        return self._reconcile_step, claim.step
-                    self._moved(machine.PENDING, machine.RUNNING, "step-started", claim.step)
-                    return self._execute_step, claim.step
-                if idle or look_again or self._generation != generation:
+                    self._busy += len(claims)
+                    for claim in claims:
+                        self.held.add(claim.step)
+                    if len(claims) > 1:
+                        self._queued.extend(claims[1:])
+                        self._wake.notify_all()  # the waiting threads take them
+                    elif len(claims) == want:
+                        # As many as asked: more may be ready. One waiting thread looks
+                        # (and, finding one, wakes the next); fewer than asked: nothing is.
+                        self._wake.notify()
+                    return self._job(claims[0])
+                if idle or look_again or self._generation != generation or self._queued:
                     continue
                 timeout = self.config.poll_interval
                 if self._busy == 0:
@@ -462,7 +504,44 @@ class Executor:
                         self._wake.notify_all()
                         return None
                     timeout = min(timeout, wait)
-                self._wake.wait(timeout)
+                self._waiting += 1
+                try:
+                    self._wake.wait(timeout)
+                finally:
+                    self._waiting -= 1
+
+    def _job(self, claim: Claim
+             ) -> tuple[Callable[[StepSnapshot], StepSnapshot | None], StepSnapshot]:
+        """What a thread does with ``claim`` (it is counted busy and held already)."""
+        if claim.reclaimed:
+            return self._reconcile_step, claim.step
+        self._moved(machine.PENDING, machine.RUNNING, "step-started", claim.step)
+        return self._execute_step, claim.step
+
+    def _take_queued(self
+                     ) -> tuple[Callable[[StepSnapshot], StepSnapshot | None], StepSnapshot] | None:
+        """The first queued step for a thread (called under ``_wake``); None when it was
+        found taken over while queued (dropped: it is another worker's now)."""
+        claim = self._queued.popleft()
+        if self.held.is_lost(claim.step.id):
+            log.warning("step %s dropped before it started: taken over", claim.step.key)
+            self._notify("step-lost", claim.step.key, "taken over before it started",
+                         _label(claim.step))
+            self._finished(claim.step)
+            return None
+        return self._job(claim)
+
+    def _release(self, unstarted: list[Claim]) -> None:
+        """Give back steps claimed for threads that never started them (the worker stops):
+        they are claimable by other workers at once, not when their lease ends."""
+        if not unstarted:
+            return
+        assert self.name is not None
+        try:
+            release_unstarted(self.factory, unstarted, self.name)
+        finally:
+            for claim in unstarted:
+                self._finished(claim.step)
 
     def _reclaim_due(self) -> bool:
         """Whether this claim looks for steps whose lease expired (taken over from a worker
@@ -511,8 +590,11 @@ class Executor:
         """Nothing claimable and nothing running here: how long to wait before claiming
         again, or None when nothing can ever become ready (the run is over for us)."""
         run_id = self.run_ref.id
-        counts = runs.state_counts(self.factory, run_id)
-        if any(counts.get(s, 0) for s in machine.IN_DOUBT_STATES):
+        # One snapshot: on PostgreSQL another worker's completion commits before its claim
+        # of the steps it made ready (two statements); counts read apart from the ready
+        # steps could see neither those steps running nor them ready, and end too early.
+        counts, ready = runs.idle_view(self.factory, run_id, utcnow())
+        if ready or any(counts.get(s, 0) for s in machine.IN_DOUBT_STATES):
             return self.config.poll_interval  # other workers hold steps: theirs may free ours
         if not counts.get(machine.PENDING):
             return None

@@ -25,7 +25,7 @@ import functools
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,7 @@ from migrator.engine.steps import (
     STEPS,
     StepSnapshot,
     actor,
+    advance,
     advance_in,
     advance_in_one,
     apply_trigger,
@@ -150,14 +151,35 @@ def complete_and_claim(
 ) -> tuple[StepSnapshot, list[Claim]]:
     """Complete ``step`` (verified; the worker's snapshot is its latest version, so the write
     is fenced like every other) and claim up to ``limit`` steps for ``owner``, in one
-    transaction: a worker thread's end of one step and start of the next cost one commit, and
-    the steps the completion made ready can be among those claimed. A step taken over in the
-    meantime raises :class:`ConcurrencyError` with nothing written, the claim included."""
+    transaction (on PostgreSQL one statement when the claim is one, engine/one_statement.py):
+    a worker thread's end of one step and start of the next cost one commit, and the steps
+    the completion made ready can be among those claimed. A step taken over in the meantime
+    raises :class:`ConcurrencyError` with nothing written, the claim included."""
     if one_statement.is_postgresql(factory):
-        # Two statements of their own (two round trips, no BEGIN/COMMIT): the completion,
-        # then the claim, which sees the dependents it made ready. A completion that was
-        # fenced raises before anything is claimed.
+        dest = machine.destination(step.state, "complete")
         with one_statement.autocommit(factory) as conn:
+            if limit > 0 and dest is not None and _in_one(reclaim, limits):
+                # One statement (one round trip, one commit): the completion, and the claim
+                # only if the completion was written. The claim reads the steps as they
+                # were before the statement: when the completion made dependents ready, a
+                # second statement claims them (with what the first left to take).
+                now = now or utcnow()
+                outcome = one_statement.complete_then_start(
+                    conn, {"id": step.id, "version": step.version, "state": step.state},
+                    dest, _RELEASED, step.run_id, owner, limit, now,
+                    now + timedelta(seconds=lease_seconds), actor())
+                if outcome.completed:
+                    claims = [Claim(StepSnapshot.from_row(row), False)
+                              for row in outcome.started]
+                    if outcome.freed and len(claims) < limit:
+                        claims += _start_in_one(conn, step.run_id, owner,
+                                                limit - len(claims), lease_seconds, now)
+                    return replace(step, state=dest, version=step.version + 1), claims
+                # Fenced (nothing written): the completion alone, as below, raises the
+                # error a version that moved on gets.
+            # Two statements of their own (two round trips, no BEGIN/COMMIT): the
+            # completion, then the claim, which sees the dependents it made ready. A
+            # completion that was fenced raises before anything is claimed.
             done = advance_in_one(conn, step, "complete", None, _RELEASED)
             if limit <= 0:
                 return done, []
@@ -310,6 +332,34 @@ def renew_leases(
             lease_expires_at=now + timedelta(seconds=lease_seconds)))
         rows = conn.execute(select(STEPS.c.id, STEPS.c.lease_token).where(held)).all()
     return {row.id: row.lease_token for row in rows}
+
+
+def release_unstarted(factory: sessionmaker[Session], claims: Sequence[Claim], owner: str,
+                      *, now: datetime | None = None) -> int:
+    """Give back steps ``owner`` claimed and never started (a worker stopping with steps
+    claimed for threads that did not take them): a fresh claim goes back to pending (trigger
+    ``requeue``, its lease cleared); a takeover (``reclaimed``, still in doubt) keeps its
+    state and its lease ends now, so the next claim takes it over again and reconciles it.
+    Both are fenced: a step that moved on meanwhile is left alone. Returns how many were
+    given back."""
+    now = now or utcnow()
+    released = 0
+    for claim in claims:
+        step = claim.step
+        if claim.reclaimed:
+            with write_transaction(factory) as conn:
+                result = conn.execute(update(STEPS).where(
+                    STEPS.c.id == step.id, STEPS.c.lease_owner == owner,
+                    STEPS.c.lease_token == step.lease_token, IN_DOUBT_SQL,
+                ).values(lease_expires_at=now))
+                released += int(result.rowcount or 0)
+            continue
+        try:
+            advance(factory, step, "requeue", detail={"reason": "not started"}, **_RELEASED)
+            released += 1
+        except ConcurrencyError:  # taken over or changed meanwhile: no longer ours
+            pass
+    return released
 
 
 def expire_leases(conn: Connection, owners: Collection[str], now: datetime) -> int:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from migrator.dag import never_freed
 from migrator.engine import machine
+from migrator.engine.one_statement import READY_ORDER
 from migrator.engine.steps import (
     DEPS,
     EVENTS,
@@ -198,12 +199,28 @@ READY = (
     .where(
         STEPS.c.run_id == bindparam("run_id"),
         STEPS.c.state == machine.PENDING,
-        STEPS.c.waiting == 0,
+        STEPS.c.waiting <= 0,
         or_(STEPS.c.not_before.is_(None), STEPS.c.not_before <= bindparam("now")),
     )
-    .order_by(STEPS.c.id)
+    .order_by(*READY_ORDER)
     .limit(bindparam("limit"))
 )
+
+
+def idle_view(factory: sessionmaker[Session], run_id: int, now: datetime
+              ) -> tuple[dict[str, int], bool]:
+    """The run's step counts by state and whether some step is ready at ``now``, read in one
+    snapshot (a worker judging whether the run is over for it must not see a completion
+    without the steps it made ready, nor miss a step claimed between two reads)."""
+    with read_connection(factory) as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            rows = conn.execute(select(STEPS.c.state, func.count())
+                                .where(STEPS.c.run_id == run_id).group_by(STEPS.c.state)).all()
+            ready = conn.execute(READY, {"run_id": run_id, "now": now, "limit": 1}
+                                 ).first() is not None
+    return {state: count for state, count in rows}, ready
 
 
 def next_wakeup(factory: sessionmaker[Session], run_id: int, *, after: datetime) -> datetime | None:
