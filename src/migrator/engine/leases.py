@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Select,
     and_,
@@ -82,6 +83,10 @@ class ClaimLimits:
     # run at once in the whole run; None: no limit.
     transfer_kinds: frozenset[str] = frozenset()
     transfer_limit: int | None = None
+    # A transfer planned at most this many bytes (steps.planned_bytes) is not counted against
+    # transfer_limit, nor held back by it: a small copy costs a slot for far longer than it
+    # moves bytes. 0: every transfer counts; a step of unknown bytes (NULL) always counts.
+    small_copy_bytes: int = 0
 
 
 _IN_DOUBT = sorted(machine.IN_DOUBT_STATES)
@@ -224,21 +229,44 @@ def _lease(owner: str, token: int, expires: datetime) -> dict[str, object]:
 
 
 @functools.lru_cache(maxsize=16)
-def _split_queries(kinds: tuple[str, ...], pg: bool) -> tuple[Select[Any], Select[Any],
-                                                             Select[Any], Select[Any]]:
-    """(ready steps moving no bytes, ready transfers, running transfers counted, the run row
-    locked), built once per kinds (SQLAlchemy then reuses their compiled forms)."""
-    plain = READY.where(STEPS.c.kind.not_in(kinds))
-    # (kind is in no index: starting after the last transfer found keeps the scan short)
-    data = READY.where(STEPS.c.kind.in_(kinds), STEPS.c.id > bindparam("after"))
+def _split_queries(kinds: tuple[str, ...], pg: bool, small: bool
+                   ) -> tuple[Select[Any], Select[Any], Select[Any], Select[Any]]:
+    """(ready steps that hold no transfer slot, ready transfers, running transfers counted,
+    the run row locked), built once per kinds (SQLAlchemy then reuses their compiled forms).
+
+    ``small``: transfers planned at most ``:small`` bytes hold no slot. They are among the
+    plain steps (claimed whether or not a slot is free) and among the transfers (started
+    early with the others, data_first), and the ready transfers that hold a slot are only
+    taken while ``:big_room`` is true; ``running`` counts only those that hold one."""
+    transfer = STEPS.c.kind.in_(kinds)
+    if small:
+        small_copy = and_(STEPS.c.planned_bytes.is_not(None),
+                          STEPS.c.planned_bytes <= bindparam("small"))
+        holds_slot = and_(transfer, or_(STEPS.c.planned_bytes.is_(None),
+                                        STEPS.c.planned_bytes > bindparam("small")))
+        plain = READY.where(or_(STEPS.c.kind.not_in(kinds), small_copy))
+        data = READY.where(transfer, STEPS.c.id > bindparam("after"),
+                           or_(small_copy, bindparam("big_room", type_=Boolean)))
+    else:
+        holds_slot = transfer
+        plain = READY.where(STEPS.c.kind.not_in(kinds))
+        # (kind is in no index: starting after the last transfer found keeps the scan short)
+        data = READY.where(transfer, STEPS.c.id > bindparam("after"))
     if pg:
         plain = plain.with_for_update(skip_locked=True, of=STEPS)
         data = data.with_for_update(skip_locked=True, of=STEPS)
     running = select(func.count()).select_from(STEPS).where(
         STEPS.c.run_id == bindparam("run_id"), IN_DOUBT_SQL,
-        STEPS.c.kind.in_(kinds), STEPS.c.lease_expires_at >= bindparam("now"))
+        holds_slot, STEPS.c.lease_expires_at >= bindparam("now"))
     run_row = select(RUNS.c.id).where(RUNS.c.id == bindparam("run_id")).with_for_update()
     return plain, data, running, run_row
+
+
+def holds_transfer_slot(planned_bytes: int | None, limits: ClaimLimits) -> bool:
+    """Whether a transfer planned ``planned_bytes`` counts against the run's transfer limit
+    (what the claim's queries decide in SQL)."""
+    small = limits.small_copy_bytes
+    return small <= 0 or planned_bytes is None or planned_bytes > small
 
 
 def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
@@ -250,26 +278,53 @@ def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
     if limits.transfer_limit is None or not kinds:
         query = READY.with_for_update(skip_locked=True, of=STEPS) if pg else READY
         return list(conn.execute(query, params).mappings().all())
-    plain, data, running, run_row = _split_queries(kinds, pg)
+    small = limits.small_copy_bytes > 0
+    plain, data, running, run_row = _split_queries(kinds, pg, small)
+    if small:
+        params["small"] = limits.small_copy_bytes
 
-    def transfers(room: int, after: int) -> list[RowMapping]:
+    def transfers(room: int, after: int, taken: Sequence[RowMapping]) -> list[RowMapping]:
         # Counted and taken under the run row's lock, so that two workers claiming at the
         # same instant cannot both see the last free slot.
         if pg:
             conn.execute(run_row, {"run_id": run_id})
-        busy = conn.execute(running, {"run_id": run_id, "now": now}).scalar_one()
-        free = min(int(limits.transfer_limit or 0) - busy, room)
-        if free <= 0:
-            return []
-        return list(conn.execute(data, {**params, "limit": free, "after": after}
-                                 ).mappings().all())
+        busy = conn.execute(running, {**params, "now": now}).scalar_one()
+        free = int(limits.transfer_limit or 0) - busy
+        if not small:
+            if min(free, room) <= 0:
+                return []
+            return list(conn.execute(data, {**params, "limit": min(free, room),
+                                            "after": after}).mappings().all())
+        # Small copies whether or not a slot is free, those that hold one up to ``free`` (a
+        # row found beyond that is left for a later claim; on PostgreSQL its row lock ends
+        # with this transaction).
+        found = _unseen(conn.execute(data, {**params, "limit": room, "after": after,
+                                            "big_room": free > 0}).mappings().all(), taken)
+        out: list[RowMapping] = []
+        for row in found:
+            if holds_transfer_slot(row["planned_bytes"], limits):
+                if free <= 0:
+                    continue
+                free -= 1
+            out.append(row)
+        return out
 
-    rows: list[RowMapping] = transfers(limit, data_after) if data_first else []
-    if len(rows) < limit:  # steps that move no bytes: as many as asked
-        rows += conn.execute(plain, {**params, "limit": limit - len(rows)}).mappings().all()
+    rows: list[RowMapping] = transfers(limit, data_after, []) if data_first else []
+    if len(rows) < limit:  # steps that hold no transfer slot: as many as asked
+        rows += _unseen(conn.execute(plain, {**params, "limit": limit - len(rows)}
+                                     ).mappings().all(), rows)
     if len(rows) < limit and not data_first:
-        rows += transfers(limit - len(rows), 0)
+        rows += transfers(limit - len(rows), 0, rows)
     return rows
+
+
+def _unseen(found: Sequence[RowMapping], taken: Sequence[RowMapping]) -> list[RowMapping]:
+    """``found`` without the steps already in ``taken`` (a small copy is both a plain step
+    and a transfer: the two queries of one claim may both return it)."""
+    if not taken:
+        return list(found)
+    ids = {row["id"] for row in taken}
+    return [row for row in found if row["id"] not in ids]
 
 
 def renew_leases(
