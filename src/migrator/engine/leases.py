@@ -16,7 +16,9 @@ token in the same transaction.
 Ready steps are found with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers on many hosts
 claim different steps without waiting for each other; on SQLite the database's write lock
 serialises the claims of every process. The transfer limit (data steps running at once, all
-workers together) is counted inside the claim, under the run row's lock.
+workers together) is counted inside the claim, under the run row's lock; a data step whose
+planned bytes (``steps.planned_bytes``) are at most ``ClaimLimits.small_copy_bytes`` is
+neither counted nor held back by it.
 """
 
 from __future__ import annotations
