@@ -346,3 +346,17 @@ def test_the_transfer_limit_holds_for_big_copies_across_concurrent_workers(
         assert max(big_at_once) == 1
     finally:
         engine.dispose()
+
+
+def test_small_copies_are_claimed_in_id_order_with_the_plain_steps(any_factory: Factory
+                                                                   ) -> None:
+    """Only the copies that hold a slot are looked for first (long steps started early);
+    a small one waits its turn beside its tenant's other steps, and moves no cursor."""
+    from migrator.engine.leases import holds_transfer_slot
+
+    run_id = create_run(any_factory, "r", [StepSpec("p1", "plain"), image("s1", 10),
+                                           StepSpec("p2", "plain"), image("b1", 4096)], [])
+    order = [c.step for _ in range(4)
+             for c in claim_steps(any_factory, run_id, "w", 1, limits=SMALL, data_first=True)]
+    assert [s.key for s in order] == ["b1", "p1", "s1", "p2"]
+    assert [holds_transfer_slot(s, SMALL) for s in order] == [True, False, False, False]

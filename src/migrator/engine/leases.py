@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     Connection,
     Select,
     and_,
@@ -233,13 +232,13 @@ def _lease(owner: str, token: int, expires: datetime) -> dict[str, object]:
 @functools.lru_cache(maxsize=16)
 def _split_queries(kinds: tuple[str, ...], pg: bool, small: bool
                    ) -> tuple[Select[Any], Select[Any], Select[Any], Select[Any]]:
-    """(ready steps that hold no transfer slot, ready transfers, running transfers counted,
-    the run row locked), built once per kinds (SQLAlchemy then reuses their compiled forms).
+    """(ready steps that hold no transfer slot, ready transfers that hold one, running
+    transfers that hold one counted, the run row locked), built once per shape (SQLAlchemy
+    then reuses their compiled forms).
 
-    ``small``: transfers planned at most ``:small`` bytes hold no slot. They are among the
-    plain steps (claimed whether or not a slot is free) and among the transfers (started
-    early with the others, data_first), and the ready transfers that hold a slot are only
-    taken while ``:big_room`` is true; ``running`` counts only those that hold one."""
+    ``small``: a transfer planned at most ``:small`` bytes holds no slot: it is one of the
+    plain steps, claimed in id order (beside its tenant's other steps) whether or not a slot
+    is free, and neither counted nor looked for first; NULL bytes (unknown) hold one."""
     transfer = STEPS.c.kind.in_(kinds)
     if small:
         small_copy = and_(STEPS.c.planned_bytes.is_not(None),
@@ -247,13 +246,11 @@ def _split_queries(kinds: tuple[str, ...], pg: bool, small: bool
         holds_slot = and_(transfer, or_(STEPS.c.planned_bytes.is_(None),
                                         STEPS.c.planned_bytes > bindparam("small")))
         plain = READY.where(or_(STEPS.c.kind.not_in(kinds), small_copy))
-        data = READY.where(transfer, STEPS.c.id > bindparam("after"),
-                           or_(small_copy, bindparam("big_room", type_=Boolean)))
     else:
         holds_slot = transfer
         plain = READY.where(STEPS.c.kind.not_in(kinds))
-        # (kind is in no index: starting after the last transfer found keeps the scan short)
-        data = READY.where(transfer, STEPS.c.id > bindparam("after"))
+    # (kind is in no index: starting after the last transfer found keeps the scan short)
+    data = READY.where(holds_slot, STEPS.c.id > bindparam("after"))
     if pg:
         plain = plain.with_for_update(skip_locked=True, of=STEPS)
         data = data.with_for_update(skip_locked=True, of=STEPS)
@@ -264,11 +261,13 @@ def _split_queries(kinds: tuple[str, ...], pg: bool, small: bool
     return plain, data, running, run_row
 
 
-def holds_transfer_slot(planned_bytes: int | None, limits: ClaimLimits) -> bool:
-    """Whether a transfer planned ``planned_bytes`` counts against the run's transfer limit
-    (what the claim's queries decide in SQL)."""
+def holds_transfer_slot(step: StepSnapshot, limits: ClaimLimits) -> bool:
+    """Whether ``step`` counts against the run's transfer limit (what the claim's queries
+    decide in SQL)."""
+    if step.kind not in limits.transfer_kinds:
+        return False
     small = limits.small_copy_bytes
-    return small <= 0 or planned_bytes is None or planned_bytes > small
+    return small <= 0 or step.planned_bytes is None or step.planned_bytes > small
 
 
 def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
@@ -285,48 +284,24 @@ def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
     if small:
         params["small"] = limits.small_copy_bytes
 
-    def transfers(room: int, after: int, taken: Sequence[RowMapping]) -> list[RowMapping]:
+    def transfers(room: int, after: int) -> list[RowMapping]:
         # Counted and taken under the run row's lock, so that two workers claiming at the
         # same instant cannot both see the last free slot.
         if pg:
             conn.execute(run_row, {"run_id": run_id})
         busy = conn.execute(running, {**params, "now": now}).scalar_one()
-        free = int(limits.transfer_limit or 0) - busy
-        if not small:
-            if min(free, room) <= 0:
-                return []
-            return list(conn.execute(data, {**params, "limit": min(free, room),
-                                            "after": after}).mappings().all())
-        # Small copies whether or not a slot is free, those that hold one up to ``free`` (a
-        # row found beyond that is left for a later claim; on PostgreSQL its row lock ends
-        # with this transaction).
-        found = _unseen(conn.execute(data, {**params, "limit": room, "after": after,
-                                            "big_room": free > 0}).mappings().all(), taken)
-        out: list[RowMapping] = []
-        for row in found:
-            if holds_transfer_slot(row["planned_bytes"], limits):
-                if free <= 0:
-                    continue
-                free -= 1
-            out.append(row)
-        return out
+        free = min(int(limits.transfer_limit or 0) - busy, room)
+        if free <= 0:
+            return []
+        return list(conn.execute(data, {**params, "limit": free, "after": after}
+                                 ).mappings().all())
 
-    rows: list[RowMapping] = transfers(limit, data_after, []) if data_first else []
+    rows: list[RowMapping] = transfers(limit, data_after) if data_first else []
     if len(rows) < limit:  # steps that hold no transfer slot: as many as asked
-        rows += _unseen(conn.execute(plain, {**params, "limit": limit - len(rows)}
-                                     ).mappings().all(), rows)
+        rows += conn.execute(plain, {**params, "limit": limit - len(rows)}).mappings().all()
     if len(rows) < limit and not data_first:
-        rows += transfers(limit - len(rows), 0, rows)
+        rows += transfers(limit - len(rows), 0)
     return rows
-
-
-def _unseen(found: Sequence[RowMapping], taken: Sequence[RowMapping]) -> list[RowMapping]:
-    """``found`` without the steps already in ``taken`` (a small copy is both a plain step
-    and a transfer: the two queries of one claim may both return it)."""
-    if not taken:
-        return list(found)
-    ids = {row["id"] for row in taken}
-    return [row for row in found if row["id"] not in ids]
 
 
 def renew_leases(
