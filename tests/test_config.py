@@ -92,6 +92,11 @@ def test_transfer_and_image_properties_sections() -> None:
                           "image_properties: {rules: [{drop: {keys: [os_version]}}]}\n",
                           "m.yaml")
     assert (config.transfer.parallel_transfers, config.transfer.bandwidth) == (2, 100 << 20)
+    assert config.transfer.small_copy_bytes == 16 << 20  # the default
+    assert parse_config("transfer: {small_copy_bytes: 1GiB}", "m.yaml"
+                        ).transfer.small_copy_bytes == 1 << 30
+    assert parse_config("transfer: {small_copy_bytes: 0}", "m.yaml"
+                        ).transfer.small_copy_bytes == 0
     assert config.transfer.timeouts.poll_interval == 0.5
     assert config.transfer.metadata_workers == 8 and not config.transfer.allow_force_upload
     assert len(config.image_rules.rules) == 6
@@ -101,6 +106,15 @@ def test_transfer_and_image_properties_sections() -> None:
                                            "such as 100MiB or 1GB, got 'fast'"),
             ("transfer: {parallel_transfers: 0}", "m.yaml:1: transfer.parallel_transfers: "
                                                  "expected a whole number >= 1, got 0"),
+            ("transfer: {small_copy_bytes: -1}", "m.yaml:1: transfer.small_copy_bytes: "
+                                                "expected a positive size, got -1 (bytes; 0: "
+                                                "every copy holds a transfer slot)"),
+            ("transfer: {small_copy_bytes: tiny}", "m.yaml:1: transfer.small_copy_bytes: "
+                                                  "expected a size such as 100MiB or 1GB, "
+                                                  "got 'tiny'"),
+            ("transfer: {small_copy_bytes: false}", "m.yaml:1: transfer.small_copy_bytes: "
+                                                   "expected a size such as 100MiB, got "
+                                                   "False"),
             ("image_properties:\n  rules:\n    - set_if_architecture: {architecture: arm, "
              "set: {a: b}}", "m.yaml:3: image_properties.rules[0].set_if_architecture: "
                              "unknown architecture 'arm'")):

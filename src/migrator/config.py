@@ -162,6 +162,14 @@ def _transfer(check: Checker, raw: Any) -> TransferConfig:
         except ValueError as exc:
             raise check.fail((*p, "bandwidth"), f"{exc} (bytes per second; null: "
                              "unlimited)") from None
+    small = data.get("small_copy_bytes", default.small_copy_bytes)
+    # 0 (the exemption off) is the one size parse_bytes refuses
+    if isinstance(small, bool) or small != 0:
+        try:
+            small = parse_bytes(small)
+        except ValueError as exc:
+            raise check.fail((*p, "small_copy_bytes"), f"{exc} (bytes; 0: every copy holds "
+                             "a transfer slot)") from None
     tp: Path = (*p, "timeouts")
     times = check.mapping(data.get("timeouts"), tp, _fields(TransferTimeouts))
     tdefault = TransferTimeouts()
@@ -173,6 +181,7 @@ def _transfer(check: Checker, raw: Any) -> TransferConfig:
                                  data.get("parallel_transfers", default.parallel_transfers)),
         metadata_workers=count("metadata_workers",
                                data.get("metadata_workers", default.metadata_workers)),
+        small_copy_bytes=int(small),
         bandwidth=bandwidth,
         allow_force_upload=check.boolean(data.get("allow_force_upload", False),
                                          (*p, "allow_force_upload")),
@@ -470,6 +479,7 @@ image_formats: detect
 
 transfer:
   parallel_transfers: 4            # image and volume byte copies at a time
+  small_copy_bytes: 16MiB          # a copy planned at most this big takes no slot (0: off)
   metadata_workers: 8              # steps at a time (execute --workers overrides)
   bandwidth: null                  # cap across the run in bytes/s, e.g. 100MiB (null: none)
   allow_force_upload: false        # copy in-use (attached) legacy volumes (crash-consistent)

@@ -112,6 +112,8 @@ class TransferTimeouts:
 @dataclass(frozen=True)
 class TransferConfig:
     parallel_transfers: int = 4  # image/volume byte copies at a time
+    # A copy planned at most this many bytes holds no transfer slot; 0: every copy holds one.
+    small_copy_bytes: int = 16 << 20
     metadata_workers: int = 8  # steps at a time (execute --workers)
     bandwidth: int | None = None  # bytes/s across the run; None: unlimited
     allow_force_upload: bool = False  # upload in-use legacy volumes (crash-consistent copy)

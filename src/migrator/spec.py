@@ -143,3 +143,26 @@ class Spec(TypedDict, total=False):
 
 # The parts a handler reads as mappings (handlers/base.py ``spec_part``).
 SpecPart = Literal["attrs", "refs", "lookup", "source"]
+
+
+GIB = 1 << 30
+
+
+def planned_bytes(kind: str, spec: Spec) -> int | None:
+    """The bytes the plan says a step of ``kind`` copies: an image its legacy size, a volume
+    its size in GiB, a server what its cutover copies (boot image and volumes, as
+    discovered); None for every other kind and when the plan does not know (a server's 0 is
+    "not known", not "nothing")."""
+    lookup = spec.get("lookup") or {}
+    if kind == "image":
+        size = lookup.get("size")
+    elif kind == "volume":
+        gib = (spec.get("attrs") or {}).get("size")
+        size = int(gib) * GIB if isinstance(gib, int) and not isinstance(gib, bool) else None
+    elif kind == "server":
+        size = lookup.get("size") or None
+    else:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return None
+    return size

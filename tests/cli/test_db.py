@@ -123,8 +123,10 @@ def test_db_history_lists_every_revision(invoke: Invoke) -> None:
         "and runs.control replace the run lock.\n"
         "0003_workers -> 0004_server_downtimes: Servers: the measured downtime of "
         "each server cut over (server_downtimes).\n"
-        "0004_server_downtimes -> 0005_named_locks (head): Named locks: mutual exclusion "
-        "between worker processes around cloud calls (named_locks).\n",
+        "0004_server_downtimes -> 0005_named_locks: Named locks: mutual exclusion "
+        "between worker processes around cloud calls (named_locks).\n"
+        "0005_named_locks -> 0006_planned_bytes (head): Steps: the bytes the plan says "
+        "each data step copies (steps.planned_bytes).\n",
     )
 
 

@@ -289,3 +289,127 @@ def test_transfers_first_while_the_limit_has_room(any_factory: Factory) -> None:
     (third,) = claim_steps(any_factory, run_id, "w", 1, limits=limits, data_first=True)
     assert third.step.key == "p2"
     assert claim_steps(any_factory, run_id, "w", 1, limits=limits, data_first=True) == []
+
+
+def image(key: str, size: int | None) -> StepSpec:
+    return StepSpec(key, "image", spec={"lookup": {"size": size}})
+
+
+SMALL = ClaimLimits(frozenset({"image"}), 1, small_copy_bytes=1024)
+
+
+def test_the_planned_bytes_of_a_step_are_recorded_from_its_spec(any_factory: Factory) -> None:
+    run_id = create_run(any_factory, "r", [
+        image("i", 5), image("unknown", None),
+        StepSpec("v", "volume", spec={"attrs": {"size": 2}}),
+        StepSpec("s", "server", spec={"lookup": {"size": 7}}),
+        StepSpec("s0", "server", spec={"lookup": {"size": 0}}),
+        StepSpec("p", "project", spec={"lookup": {"size": 9}})], [])
+    with any_factory() as s:
+        found = dict(s.execute(select(Step.key, Step.planned_bytes)
+                               .where(Step.run_id == run_id)).all())
+    assert found == {"i": 5, "unknown": None, "v": 2 << 30, "s": 7, "s0": None, "p": None}
+
+
+@pytest.mark.parametrize("data_first", [False, True])
+def test_small_copies_are_claimed_while_the_one_slot_is_held(any_factory: Factory,
+                                                             data_first: bool) -> None:
+    """Transfer limit 1: a big image runs; the small ones are still claimed, one worker
+    after the other, and no second big one, nor one of unknown size (NULL: counted as big),
+    is claimed until the first is done."""
+    specs = [image("big1", 1 << 20)] + [image(f"small{i}", 1024) for i in range(4)] + [
+        image("big2", 2048), image("unknown", None)]
+    run_id = create_run(any_factory, "r", specs, [])
+    (big,) = claim_steps(any_factory, run_id, "w1", 1, limits=SMALL, data_first=True)
+    assert big.step.key == "big1" and big.step.planned_bytes == 1 << 20
+    taken = [c.step.key for worker in ("w1", "w2", "w2")
+             for c in claim_steps(any_factory, run_id, worker, 2, limits=SMALL,
+                                  data_first=data_first)]
+    assert sorted(taken) == [f"small{i}" for i in range(4)]
+    assert claim_steps(any_factory, run_id, "w2", 5, limits=SMALL, data_first=data_first) == []
+    # The big one done: the next big one takes the slot, and only it.
+    done = advance(any_factory, big.step, "verify")
+    advance(any_factory, done, "complete", lease_owner=None)
+    assert [c.step.key for c in claim_steps(any_factory, run_id, "w2", 5, limits=SMALL,
+                                            data_first=data_first)] == ["big2"]
+    assert claim_steps(any_factory, run_id, "w1", 5, limits=SMALL, data_first=data_first) == []
+
+
+def test_without_the_exemption_a_small_copy_holds_a_slot(any_factory: Factory) -> None:
+    run_id = create_run(any_factory, "r", [image("a", 10), image("b", 10)], [])
+    limits = ClaimLimits(frozenset({"image"}), 1, small_copy_bytes=0)
+    assert [c.step.key for c in claim_steps(any_factory, run_id, "w1", 5, limits=limits)
+            ] == ["a"]
+    assert claim_steps(any_factory, run_id, "w2", 5, limits=limits) == []
+
+
+def test_running_small_copies_leave_the_slots_to_the_big_ones(any_factory: Factory) -> None:
+    run_id = create_run(any_factory, "r", [image(f"s{i}", 1) for i in range(3)]
+                        + [image("big", 4096)], [])
+    small = claim_steps(any_factory, run_id, "w1", 3, limits=SMALL)
+    assert [c.step.key for c in small] == ["s0", "s1", "s2"]
+    (big,) = claim_steps(any_factory, run_id, "w2", 3, limits=SMALL, data_first=True)
+    assert big.step.key == "big"
+
+
+@pytest.mark.postgres
+def test_the_transfer_limit_holds_for_big_copies_across_concurrent_workers(
+        pg_url: str) -> None:
+    """Workers claiming at once on PostgreSQL: every step is claimed once, and never more
+    than one big copy runs (each claimer holds what it took for a while, then completes it),
+    while the small ones are taken all along."""
+    from migrator.store.db import make_engine, session_factory
+
+    engine = make_engine(pg_url, pool_size=8)
+    factory = session_factory(engine)
+    try:
+        specs = [image(f"b{i}", 1 << 20) for i in range(6)] + [
+            image(f"s{i}", 100) for i in range(60)]
+        run_id = create_run(factory, "r", specs, [])
+        lock = threading.Lock()
+        taken: list[str] = []
+        big_at_once: list[int] = []
+        running_big: set[str] = set()
+
+        def claimer(name: str) -> None:
+            idle = 0
+            while idle < 50:
+                claims = claim_steps(factory, run_id, name, 2, limits=SMALL,
+                                     data_first=bool(len(taken) % 2))
+                if not claims:
+                    idle += 1
+                    continue
+                idle = 0
+                with lock:
+                    taken.extend(c.step.key for c in claims)
+                    running_big.update(c.step.key for c in claims if c.step.key[0] == "b")
+                    big_at_once.append(len(running_big))
+                for c in claims:
+                    done = advance(factory, c.step, "verify")
+                    with lock:
+                        running_big.discard(c.step.key)
+                    advance(factory, done, "complete", lease_owner=None)
+
+        threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(taken) == sorted(s.key for s in specs)
+        assert max(big_at_once) == 1
+    finally:
+        engine.dispose()
+
+
+def test_small_copies_are_claimed_in_id_order_with_the_plain_steps(any_factory: Factory
+                                                                   ) -> None:
+    """Only the copies that hold a slot are looked for first (long steps started early);
+    a small one waits its turn beside its tenant's other steps, and moves no cursor."""
+    from migrator.engine.leases import holds_transfer_slot
+
+    run_id = create_run(any_factory, "r", [StepSpec("p1", "plain"), image("s1", 10),
+                                           StepSpec("p2", "plain"), image("b1", 4096)], [])
+    order = [c.step for _ in range(4)
+             for c in claim_steps(any_factory, run_id, "w", 1, limits=SMALL, data_first=True)]
+    assert [s.key for s in order] == ["b1", "p1", "s1", "p2"]
+    assert [holds_transfer_slot(s, SMALL) for s in order] == [True, False, False, False]

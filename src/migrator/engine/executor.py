@@ -42,6 +42,7 @@ from migrator.engine.leases import (
     HeldSteps,
     claim_steps,
     complete_and_claim,
+    holds_transfer_slot,
     release_unstarted,
 )
 from migrator.engine.steps import StepSnapshot, advance, utcnow
@@ -470,8 +471,9 @@ class Executor:
             # again from the start before the run can be judged to have nothing left.
             look_again = False
             if data_first:
+                # (a small copy is claimed as a plain step: it moves no cursor)
                 found = [c.step.id for c in claims
-                         if c.step.kind in self.config.limits.transfer_kinds]
+                         if holds_transfer_slot(c.step, self.config.limits)]
                 with self._wake:
                     if found:
                         self._data_after = max(self._data_after, *found)

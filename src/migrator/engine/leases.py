@@ -16,7 +16,9 @@ token in the same transaction.
 Ready steps are found with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers on many hosts
 claim different steps without waiting for each other; on SQLite the database's write lock
 serialises the claims of every process. The transfer limit (data steps running at once, all
-workers together) is counted inside the claim, under the run row's lock.
+workers together) is counted inside the claim, under the run row's lock; a data step whose
+planned bytes (``steps.planned_bytes``) are at most ``ClaimLimits.small_copy_bytes`` is
+neither counted nor held back by it.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ class ClaimLimits:
     # run at once in the whole run; None: no limit.
     transfer_kinds: frozenset[str] = frozenset()
     transfer_limit: int | None = None
+    # A transfer planned at most this many bytes (steps.planned_bytes) is not counted against
+    # transfer_limit, nor held back by it: a small copy costs a slot for far longer than it
+    # moves bytes. 0: every transfer counts; a step of unknown bytes (NULL) always counts.
+    small_copy_bytes: int = 0
 
 
 _IN_DOUBT = sorted(machine.IN_DOUBT_STATES)
@@ -246,25 +252,48 @@ def _lease(owner: str, token: int, expires: datetime) -> dict[str, object]:
 
 
 @functools.lru_cache(maxsize=16)
-def _split_queries(kinds: tuple[str, ...], pg: bool) -> tuple[Select[Any], Select[Any],
-                                                             Select[Any], Select[Any]]:
-    """(ready steps moving no bytes, ready transfers, running transfers counted, the run row
-    locked), built once per kinds (SQLAlchemy then reuses their compiled forms)."""
-    plain = READY.where(STEPS.c.kind.not_in(kinds))
+def _split_queries(kinds: tuple[str, ...], pg: bool, small: bool
+                   ) -> tuple[Select[Any], Select[Any], Select[Any], Select[Any]]:
+    """(ready steps that hold no transfer slot, ready transfers that hold one, running
+    transfers that hold one counted, the run row locked), built once per shape (SQLAlchemy
+    then reuses their compiled forms).
+
+    ``small``: a transfer planned at most ``:small`` bytes holds no slot: it is one of the
+    plain steps, claimed in id order (beside its tenant's other steps) whether or not a slot
+    is free, and neither counted nor looked for first; NULL bytes (unknown) hold one."""
+    transfer = STEPS.c.kind.in_(kinds)
+    if small:
+        small_copy = and_(STEPS.c.planned_bytes.is_not(None),
+                          STEPS.c.planned_bytes <= bindparam("small"))
+        holds_slot = and_(transfer, or_(STEPS.c.planned_bytes.is_(None),
+                                        STEPS.c.planned_bytes > bindparam("small")))
+        plain = READY.where(or_(STEPS.c.kind.not_in(kinds), small_copy))
+    else:
+        holds_slot = transfer
+        plain = READY.where(STEPS.c.kind.not_in(kinds))
     # (kind is in no index: starting after the last transfer found keeps the scan short)
-    data = READY.where(STEPS.c.kind.in_(kinds), STEPS.c.id > bindparam("after"))
+    data = READY.where(holds_slot, STEPS.c.id > bindparam("after"))
     if pg:
         plain = plain.with_for_update(skip_locked=True, of=STEPS)
         data = data.with_for_update(skip_locked=True, of=STEPS)
     running = select(func.count()).select_from(STEPS).where(
         STEPS.c.run_id == bindparam("run_id"), IN_DOUBT_SQL,
-        STEPS.c.kind.in_(kinds), STEPS.c.lease_expires_at >= bindparam("now"))
+        holds_slot, STEPS.c.lease_expires_at >= bindparam("now"))
     # FOR NO KEY UPDATE, not FOR UPDATE: every event and id map row written in the run holds
     # a FOR KEY SHARE lock on the run row (their foreign key) until its transaction ends,
     # which FOR UPDATE waits for and blocks. NO KEY UPDATE still excludes the other claims.
     run_row = (select(RUNS.c.id).where(RUNS.c.id == bindparam("run_id"))
                .with_for_update(key_share=True))
     return plain, data, running, run_row
+
+
+def holds_transfer_slot(step: StepSnapshot, limits: ClaimLimits) -> bool:
+    """Whether ``step`` counts against the run's transfer limit (what the claim's queries
+    decide in SQL)."""
+    if step.kind not in limits.transfer_kinds:
+        return False
+    small = limits.small_copy_bytes
+    return small <= 0 or step.planned_bytes is None or step.planned_bytes > small
 
 
 def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
@@ -276,13 +305,16 @@ def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
     if limits.transfer_limit is None or not kinds:
         query = READY.with_for_update(skip_locked=True, of=STEPS) if pg else READY
         return list(conn.execute(query, params).mappings().all())
-    plain, data, running, run_row = _split_queries(kinds, pg)
+    small = limits.small_copy_bytes > 0
+    plain, data, running, run_row = _split_queries(kinds, pg, small)
+    if small:
+        params["small"] = limits.small_copy_bytes
 
     limit_of_run = int(limits.transfer_limit or 0)
 
     def transfers(room: int, after: int) -> list[RowMapping]:
         if not pg:  # BEGIN IMMEDIATE holds the database's write lock: nobody else claims
-            busy = conn.execute(running, {"run_id": run_id, "now": now}).scalar_one()
+            busy = conn.execute(running, {**params, "now": now}).scalar_one()
             free = min(limit_of_run - busy, room)
             if free <= 0:
                 return []
@@ -294,21 +326,20 @@ def _ready_rows(conn: Connection, run_id: int, limit: int, now: datetime,
         # use it: when a look without it finds a slot free (that look only decides whether
         # to lock; the slots are counted again under the lock) and ready transfers found,
         # and locked, first (SKIP LOCKED never waits: only the run row is waited for).
-        if limit_of_run - conn.execute(running, {"run_id": run_id, "now": now}
-                                       ).scalar_one() <= 0:
+        if limit_of_run - conn.execute(running, {**params, "now": now}).scalar_one() <= 0:
             return []
         found = list(conn.execute(data, {**params, "limit": room, "after": after}
                                   ).mappings().all())
         if not found:
             return []
         conn.execute(run_row, {"run_id": run_id})
-        busy = conn.execute(running, {"run_id": run_id, "now": now}).scalar_one()
+        busy = conn.execute(running, {**params, "now": now}).scalar_one()
         # Rows found beyond the free slots stay as they were; their row locks end with
         # this transaction.
         return found[:max(0, min(limit_of_run - busy, room))]
 
     rows: list[RowMapping] = transfers(limit, data_after) if data_first else []
-    if len(rows) < limit:  # steps that move no bytes: as many as asked
+    if len(rows) < limit:  # steps that hold no transfer slot: as many as asked
         rows += conn.execute(plain, {**params, "limit": limit - len(rows)}).mappings().all()
     if len(rows) < limit and not data_first:
         rows += transfers(limit - len(rows), 0)

@@ -31,7 +31,7 @@ from migrator.engine.steps import (
     write_transaction,
 )
 from migrator.errors import ConfigError, NotFoundError, PlanError
-from migrator.spec import Spec
+from migrator.spec import Spec, planned_bytes
 from migrator.store.bulk import bulk_cache, insert_many
 from migrator.store.models import Run
 
@@ -116,8 +116,10 @@ def create_run(
             waiting[step] += 1
         inserted = insert_many(
             conn, STEPS,
-            ("key", "kind", "source_id", "tenant", "name", "wave", "spec", "waiting"),
-            ((s.key, s.kind, s.source_id, s.tenant, s.name, s.wave, s.spec, w)
+            ("key", "kind", "source_id", "tenant", "name", "wave", "spec", "waiting",
+             "planned_bytes"),
+            ((s.key, s.kind, s.source_id, s.tenant, s.name, s.wave, s.spec, w,
+              planned_bytes(s.kind, s.spec))
              for s, w in zip(steps, waiting, strict=True)),
             constants={"run_id": run_id, "state": machine.INITIAL_STATE, "checkpoint": {},
                        "attempts": 0, "version": 1, "lease_token": 0, "created_at": now,

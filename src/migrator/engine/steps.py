@@ -93,6 +93,8 @@ class StepSnapshot:
     source_id: str | None = None
     tenant: str | None = None
     name: str | None = None
+    # The bytes the plan says it copies (None: not a copy, or not known).
+    planned_bytes: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> StepSnapshot:
@@ -113,6 +115,7 @@ class StepSnapshot:
             source_id=row["source_id"],
             tenant=row["tenant"],
             name=row["name"],
+            planned_bytes=row.get("planned_bytes"),
         )
 
 

@@ -61,8 +61,20 @@ class DataServices:
     limiter: BandwidthLimiter | None = None
     options: VolumeOptions = field(default_factory=VolumeOptions)
     progress: TransferProgress | None = None
+    # transfer.small_copy_bytes: a copy of at most this many bytes takes no slot (0: all do).
+    small_copy_bytes: int = 0
     _scoped: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def needs_slot(self, planned: int | None, found: int | None = None) -> bool:
+        """Whether a copy the plan put at ``planned`` bytes (None: not known) takes one of
+        the run's slots, as the claim judged it (engine/leases.py); ``found``: the bytes the
+        copy turns out to move, known before the first one goes (a volume grown since the
+        plan): a copy found bigger than small takes a slot, though its claim did not count
+        it."""
+        small = self.small_copy_bytes
+        return (small <= 0 or planned is None or planned > small
+                or (found is not None and found > small))
 
     def track(self, key: str, label: str, total: int | None) -> Callable[[int], None]:
         """A ``progress(bytes)`` callback for one transfer (announced as started)."""
@@ -97,10 +109,12 @@ class DataServices:
 
 def data_services_for(*, parallel_transfers: int = 4, bandwidth: int | None = None,
                       options: VolumeOptions | None = None,
-                      progress: TransferProgress | None = None) -> DataServices:
+                      progress: TransferProgress | None = None,
+                      small_copy_bytes: int = 0) -> DataServices:
     return DataServices(slots=TransferSlots(parallel_transfers),
                         limiter=BandwidthLimiter(bandwidth) if bandwidth else None,
-                        options=options or VolumeOptions(), progress=progress)
+                        options=options or VolumeOptions(), progress=progress,
+                        small_copy_bytes=small_copy_bytes)
 
 
 _DEFAULT: DataServices | None = None

@@ -159,7 +159,10 @@ class ImageHandler(Handler):
                                                 "upload_into": target_id})
         services = data_services(ctx)
         stop = ctx.stop_event
-        if not services.slots.acquire(stop):
+        # A small image takes no slot: the source cannot send more than the planned bytes
+        # (copy_image_data refuses a size that changed since the inventory).
+        slot = services.needs_slot(step.planned_bytes)
+        if slot and not services.slots.acquire(stop):
             raise StepInterrupted(step.key)
         ok = False
         progress = services.track(step.key, f"image {step.name or source_id}"
@@ -182,7 +185,8 @@ class ImageHandler(Handler):
                 raise refused_bytes(step, attrs, exc) from exc
             raise
         finally:
-            services.slots.release()
+            if slot:
+                services.slots.release()
             services.done(step.key, ok)
         if result.record is not None:
             ctx.answers["image"] = result.record  # read after the upload: what verify checks

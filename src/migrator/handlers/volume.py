@@ -110,10 +110,12 @@ class VolumeHandler(Handler):
                    services: Any) -> dict[str, Any]:
         if name != COPY_PHASE or cp.get("target_volume_id"):
             return run_phase(vc, cp, name)
-        if not services.slots.acquire(ctx.stop_event):
-            raise StepInterrupted(ctx.step.key)
         total = (cp.get("source_temp_image") or {}).get("size")
         step = ctx.step
+        slot = services.needs_slot(step.planned_bytes,
+                                   int(total) if total is not None else None)
+        if slot and not services.slots.acquire(ctx.stop_event):
+            raise StepInterrupted(ctx.step.key)
         vc.progress = services.track(step.key, f"volume {step.name or step.source_id}"
                                      + (f" ({step.tenant})" if step.tenant else ""),
                                      int(total) if total is not None else None)
@@ -124,7 +126,8 @@ class VolumeHandler(Handler):
             return out
         finally:
             vc.progress = None
-            services.slots.release()
+            if slot:
+                services.slots.release()
             services.done(step.key, ok)
 
     def run_phase(self, ctx: StepContext, step: StepSnapshot, phase: str

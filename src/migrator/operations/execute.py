@@ -354,7 +354,8 @@ def transfer_limits(settings: Any) -> ClaimLimits:
     """The claim limits of a run whose transfer settings are ``settings`` (None: no data)."""
     if settings is None:
         return ClaimLimits()
-    return ClaimLimits(TRANSFER_KINDS, settings.parallel_transfers)
+    return ClaimLimits(TRANSFER_KINDS, settings.parallel_transfers,
+                       small_copy_bytes=settings.small_copy_bytes)
 
 
 @contextmanager
@@ -410,6 +411,7 @@ def _data_services(plan: Plan, services: Services, clouds_yaml: str | Path | Non
         times = settings.timeouts
         data = data_services_for(
             parallel_transfers=settings.parallel_transfers, bandwidth=settings.bandwidth,
+            small_copy_bytes=settings.small_copy_bytes,
             options=VolumeOptions(allow_force_upload=settings.allow_force_upload,
                                   poll_interval=times.poll_interval,
                                   image_timeout=times.image_active,

@@ -125,6 +125,10 @@ class Step(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
     lease_expires_at: Mapped[datetime | None]
+    # Bytes the plan says the step copies (spec.planned_bytes); NULL: none planned or unknown,
+    # counted as a big copy. A data step of at most transfer.small_copy_bytes holds no
+    # transfer slot (engine/leases.py).
+    planned_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
