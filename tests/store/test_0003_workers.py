@@ -3,22 +3,16 @@ from its dependencies' states, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, text
 
 from migrator.store import schema
-from migrator.store.db import make_engine
+from tests.store.conftest import BACKENDS, engine_at
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine_before_workers(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    fixture = "empty_sqlite_url" if request.param == "sqlite" else "empty_pg_url"
-    engine = make_engine(request.getfixturevalue(fixture), create_dir=True)
-    schema.upgrade(engine, "0002_verifications")
-    yield engine
-    engine.dispose()
+@pytest.fixture(params=BACKENDS)
+def engine_before_workers(request: pytest.FixtureRequest) -> Engine:
+    return engine_at(request, "0002_verifications")
 
 
 def test_waiting_is_computed_for_existing_steps(engine_before_workers: Engine) -> None:

@@ -4,24 +4,19 @@ holds them to the transfer limit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, text
 
 from migrator.engine.leases import ClaimLimits, claim_steps
 from migrator.engine.runs import StepSpec, create_run
 from migrator.store import schema
-from migrator.store.db import make_engine, session_factory
+from migrator.store.db import session_factory
+from tests.store.conftest import BACKENDS, engine_at
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine_before_planned_bytes(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    fixture = "empty_sqlite_url" if request.param == "sqlite" else "empty_pg_url"
-    engine = make_engine(request.getfixturevalue(fixture), create_dir=True)
-    schema.upgrade(engine, "0005_named_locks")
-    yield engine
-    engine.dispose()
+@pytest.fixture(params=BACKENDS)
+def engine_before_planned_bytes(request: pytest.FixtureRequest) -> Engine:
+    return engine_at(request, "0005_named_locks")
 
 
 def test_existing_steps_get_no_planned_bytes_and_count_as_big(
